@@ -1,0 +1,188 @@
+//! The authority: the one place that changes, persists and publishes cluster state.
+//!
+//! Every change goes through [`Authority::submit`], which serialises changes, applies the
+//! pure state machine, persists the result and only then publishes it. Observed liveness
+//! (sessions, heartbeats, applied versions) is kept here too, in memory: it is not state
+//! but evidence that the heartbeater turns into `SetHealth` ops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ember_core::NodeId;
+use ember_proto::{convert, pb};
+use prost::Message;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::state::{ClusterState, Op, Outcome, StateError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("could not persist the change, so it was not made: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A committed (durable) state, with its topology encoded once for all sessions.
+#[derive(Clone)]
+pub struct Published {
+    pub state: Arc<ClusterState>,
+    /// `pb::Topology` of `state.topology`, encoded.
+    pub encoded: prost::bytes::Bytes,
+}
+
+impl Published {
+    fn new(state: ClusterState) -> Self {
+        let encoded = convert::topology_to_pb(&state.topology)
+            .encode_to_vec()
+            .into();
+        Self {
+            state: Arc::new(state),
+            encoded,
+        }
+    }
+}
+
+/// What the control plane has observed of a node since it started.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub sessions: usize,
+    pub last_seen: Instant,
+    pub applied_version: u64,
+    pub key_count: u64,
+}
+
+pub struct Authority {
+    /// Serialises changes: held across apply, persist and publish.
+    committing: tokio::sync::Mutex<()>,
+    store: Store,
+    published: watch::Sender<Published>,
+    observed: Mutex<HashMap<NodeId, Observed>>,
+    started: Instant,
+}
+
+impl Authority {
+    /// Loads the persisted state, or creates (and persists) a new cluster id on first start.
+    pub fn open(store: Store) -> Result<Arc<Self>, StoreError> {
+        let state = match store.load()? {
+            Some(state) => state,
+            None => {
+                let state = ClusterState::new(Uuid::new_v4());
+                store.save(&state)?;
+                state
+            }
+        };
+        tracing::info!(
+            cluster_id = %state.topology.cluster_id,
+            version = state.version(),
+            members = state.topology.nodes.len(),
+            pending = state.pending.len(),
+            "state loaded"
+        );
+        let (published, _) = watch::channel(Published::new(state));
+        Ok(Arc::new(Self {
+            committing: tokio::sync::Mutex::new(()),
+            store,
+            published,
+            observed: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+        }))
+    }
+
+    /// The last committed state.
+    pub fn current(&self) -> Published {
+        self.published.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.published.subscribe()
+    }
+
+    /// Applies `op`; on success the new state is durable and published.
+    pub async fn submit(&self, op: Op) -> Result<(Arc<ClusterState>, Outcome), AuthorityError> {
+        let _guard = self.committing.lock().await;
+        let current = self.current().state;
+        let (next, outcome) = current.apply(&op)?;
+        if !outcome.changed {
+            return Ok((current, outcome));
+        }
+        debug_assert_eq!(next.consistency_check(), Ok(()));
+        // Ordering: persist before publishing, so that nothing a node or client ever sees
+        // can be lost by a crash, and versions never go backwards.
+        let store = self.store.clone();
+        let to_save = next.clone();
+        tokio::task::spawn_blocking(move || store.save(&to_save))
+            .await
+            .expect("persist task panicked")?;
+        tracing::info!(version = next.version(), "{}", outcome.summary);
+        let published = Published::new(next);
+        let state = published.state.clone();
+        self.published.send_replace(published);
+        Ok((state, outcome))
+    }
+
+    pub fn session_opened(&self, id: NodeId, applied_version: u64) {
+        let mut obs = self.observed.lock().unwrap();
+        let o = obs.entry(id).or_insert(Observed {
+            sessions: 0,
+            last_seen: Instant::now(),
+            applied_version,
+            key_count: 0,
+        });
+        o.sessions += 1;
+        o.last_seen = Instant::now();
+        o.applied_version = applied_version;
+    }
+
+    pub fn heartbeat(&self, id: NodeId, applied_version: u64, key_count: u64) {
+        if let Some(o) = self.observed.lock().unwrap().get_mut(&id) {
+            o.last_seen = Instant::now();
+            o.applied_version = applied_version;
+            o.key_count = key_count;
+        }
+    }
+
+    pub fn session_closed(&self, id: NodeId) {
+        if let Some(o) = self.observed.lock().unwrap().get_mut(&id) {
+            o.sessions = o.sessions.saturating_sub(1);
+        }
+    }
+
+    /// Observations of every node seen since start.
+    pub fn observed(&self) -> HashMap<NodeId, Observed> {
+        self.observed.lock().unwrap().clone()
+    }
+
+    /// When this process started: nodes never seen since are timed from here (grace period).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Convenience for GetState.
+    pub fn state_pb(&self) -> pb::ClusterState {
+        let current = self.current().state;
+        let observed = self.observed();
+        let status = current
+            .all_nodes()
+            .map(|n| {
+                let o = observed.get(&n.id);
+                pb::NodeStatus {
+                    node_id: n.id.to_string(),
+                    connected: o.is_some_and(|o| o.sessions > 0),
+                    applied_version: o.map_or(0, |o| o.applied_version),
+                    key_count: o.map_or(0, |o| o.key_count),
+                    millis_since_heartbeat: o
+                        .map_or(0, |o| o.last_seen.elapsed().as_millis() as u64),
+                }
+            })
+            .collect();
+        pb::ClusterState {
+            topology: Some(convert::topology_to_pb(&current.topology)),
+            pending: current.pending.values().map(convert::node_to_pb).collect(),
+            status,
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Liveness: turns observed heartbeats into `SetHealth` ops.
+//!
+//! A member silent for longer than the node timeout (no hello or heartbeat) is marked
+//! failed, in a new topology version; a failed member that is heard from again is marked
+//! ok. Members never seen since this process started are timed from its start, which is
+//! the grace period that lets nodes reconnect after a control-plane restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::authority::Authority;
+use crate::state::Op;
+
+/// How often liveness is evaluated: a tenth of the timeout, at most 100 ms.
+pub fn tick(node_timeout: Duration) -> Duration {
+    (node_timeout / 10).min(Duration::from_millis(100))
+}
+
+pub async fn run(authority: Arc<Authority>, node_timeout: Duration) {
+    let mut interval = tokio::time::interval(tick(node_timeout));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let state = authority.current().state;
+        let observed = authority.observed();
+        for node in state.topology.nodes.values() {
+            let last_seen = observed
+                .get(&node.id)
+                .map_or(authority.started(), |o| o.last_seen);
+            let alive = last_seen.elapsed() <= node_timeout;
+            if alive == node.failed {
+                let op = Op::SetHealth {
+                    id: node.id,
+                    failed: !alive,
+                };
+                if let Err(e) = authority.submit(op).await {
+                    tracing::warn!(node = %node.id, "could not record health change: {e}");
+                }
+            }
+        }
+    }
+}

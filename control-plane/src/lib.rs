@@ -1,0 +1,18 @@
+//! ember's control plane: the single, durable authority for cluster topology.
+//!
+//! - [`state`]: the durable state and the pure state machine (`apply(op) -> next state`).
+//! - [`store`]: persistence (atomic, fsynced JSON document).
+//! - [`authority`]: serialises changes; persists, then publishes each committed state.
+//! - [`heartbeater`]: turns observed liveness into health changes.
+//! - [`session`]: the per-node session stream (hello, heartbeats, snapshots).
+//! - [`admin`]: the API that emberctl calls.
+//! - [`server`]: wires the gRPC services (plus health and reflection) together.
+
+pub mod admin;
+pub mod authority;
+pub mod heartbeater;
+pub mod server;
+pub mod session;
+pub mod state;
+mod status;
+pub mod store;

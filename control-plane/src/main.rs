@@ -1,0 +1,59 @@
+//! `ember-control-plane`: holds the authoritative cluster topology, persists it, and
+//! streams versioned snapshots to data nodes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ember_control_plane::server::{self, Config};
+
+/// The ember control plane: the single, durable authority for cluster topology.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    after_help = "Example:\n  ember-control-plane --listen 0.0.0.0:7379 --data-dir /var/lib/ember-cp"
+)]
+struct Args {
+    /// gRPC address for emberctl (admin API) and data nodes (session stream).
+    #[arg(long, env = "EMBER_CP_LISTEN", default_value = "127.0.0.1:7379")]
+    listen: SocketAddr,
+    /// Directory holding the durable state (state.json).
+    #[arg(long, env = "EMBER_CP_DATA_DIR", default_value = "./ember-cp-data")]
+    data_dir: PathBuf,
+    /// A node silent this long is marked failed (e.g. 5s, 500ms).
+    #[arg(long, env = "EMBER_CP_NODE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    node_timeout: Duration,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        node_timeout: args.node_timeout,
+    };
+    if let Err(e) = server::run(config, shutdown_signal()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

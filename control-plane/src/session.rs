@@ -1,0 +1,163 @@
+//! The session stream: one long-lived bidirectional stream per data node.
+//!
+//! Node -> control plane: `Hello` (first, once), then `Heartbeat`s.
+//! Control plane -> node: `Welcome` (once), then full topology snapshots whenever the
+//! node is behind: on connect if its applied version is older, and on every committed
+//! version after that (latest wins; intermediate versions may be skipped). A heartbeat
+//! reporting an older version than the one sent makes the snapshot go out again, so a
+//! lost or refused message heals itself.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ember_core::NodeId;
+use ember_proto::convert::parse_id;
+use ember_proto::pb::{self, control_message, node_message};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::authority::Authority;
+use crate::state::Op;
+
+/// How long a new stream may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct SessionService {
+    authority: Arc<Authority>,
+    heartbeat: Duration,
+}
+
+impl SessionService {
+    pub fn new(authority: Arc<Authority>, node_timeout: Duration) -> Self {
+        // Several heartbeats fit in one timeout, so one late heartbeat is no failure.
+        let heartbeat = (node_timeout / 5).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        Self {
+            authority,
+            heartbeat,
+        }
+    }
+}
+
+type ControlStream = Pin<Box<dyn Stream<Item = Result<pb::ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::session_server::Session for SessionService {
+    type OpenStream = ControlStream;
+
+    async fn open(
+        &self,
+        request: Request<Streaming<pb::NodeMessage>>,
+    ) -> Result<Response<Self::OpenStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello within 10s"))??;
+        let Some(pb::NodeMessage {
+            msg: Some(node_message::Msg::Hello(hello)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "the first message of a session must be Hello",
+            ));
+        };
+        let id = parse_id("node id", &hello.node_id)?;
+        let cluster_id = self.authority.current().state.topology.cluster_id;
+        if !hello.cluster_id.is_empty() && hello.cluster_id != cluster_id.to_string() {
+            return Err(Status::failed_precondition(format!(
+                "node {id} belongs to cluster {}, but this control plane runs cluster {cluster_id}; \
+                 start the node with an empty --data-dir to move it to this cluster",
+                hello.cluster_id
+            )));
+        }
+        let name = (!hello.name.is_empty()).then(|| hello.name.clone());
+        let (state, _) = self
+            .authority
+            .submit(Op::Register {
+                id,
+                name,
+                client_addr: hello.client_addr.clone(),
+                internal_addr: hello.internal_addr.clone(),
+            })
+            .await?;
+        let welcome = pb::Welcome {
+            cluster_id: cluster_id.to_string(),
+            member: state.topology.nodes.contains_key(&id),
+            heartbeat_millis: self.heartbeat.as_millis() as u64,
+        };
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Ok(pb::ControlMessage {
+            msg: Some(control_message::Msg::Welcome(welcome)),
+        }))
+        .await
+        .map_err(|_| Status::cancelled("node went away"))?;
+        self.authority.session_opened(id, hello.applied_version);
+        tracing::info!(node = %id, addr = %hello.client_addr, applied = hello.applied_version, "session opened");
+        let authority = self.authority.clone();
+        tokio::spawn(async move {
+            let reason = run(&authority, id, hello.applied_version, inbound, &tx).await;
+            authority.session_closed(id);
+            tracing::info!(node = %id, "session closed: {reason}");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Drives one session until the node goes away or is forgotten; returns why it ended.
+async fn run(
+    authority: &Authority,
+    id: NodeId,
+    mut sent: u64,
+    mut inbound: Streaming<pb::NodeMessage>,
+    tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+) -> String {
+    let mut published = authority.subscribe();
+    let mut was_member = false;
+    loop {
+        let latest = published.borrow_and_update().clone();
+        let member = latest.state.topology.nodes.contains_key(&id);
+        if member && latest.state.version() > sent {
+            let msg = pb::ControlMessage {
+                msg: Some(control_message::Msg::Topology(latest.encoded.clone())),
+            };
+            if tx.send(Ok(msg)).await.is_err() {
+                return "node went away".into();
+            }
+            sent = latest.state.version();
+        }
+        if was_member && !member && !latest.state.pending.contains_key(&id) {
+            let _ = tx
+                .send(Err(Status::not_found(format!(
+                    "node {id} was forgotten by the cluster"
+                ))))
+                .await;
+            return "forgotten".into();
+        }
+        was_member = member;
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) })) => {
+                    authority.heartbeat(id, hb.applied_version, hb.key_count);
+                    if hb.applied_version < sent && sent == latest.state.version() {
+                        // The node did not apply what we sent (lost or refused): resend.
+                        sent = hb.applied_version;
+                    }
+                }
+                Ok(Some(_)) => {
+                    let _ = tx.send(Err(Status::invalid_argument("only heartbeats may follow Hello"))).await;
+                    return "protocol error".into();
+                }
+                Ok(None) => return "node closed the stream".into(),
+                Err(e) => return format!("stream error: {}", e.message()),
+            },
+            changed = published.changed() => {
+                if changed.is_err() {
+                    return "shutting down".into();
+                }
+            }
+            _ = tx.closed() => return "node went away".into(),
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The control plane's durable state and the pure state machine that changes it.
+//!
+//! [`ClusterState::apply`] takes an [`Op`] and returns the next state or a [`StateError`];
+//! it does no I/O, so it is tested exhaustively (see the property tests) and the service
+//! around it only has to persist and publish what it returns.
+//!
+//! Rules every accepted change obeys (checked by [`ClusterState::consistency_check`]):
+//! - `version` increases by exactly one on every change, and not at all on a no-op or a
+//!   rejected op;
+//! - every slot-ownership change bumps `current_epoch`, and a node that gains slots takes
+//!   the new `current_epoch` as its `config_epoch`;
+//! - one entry per node: members and pending registrations are disjoint, and names and
+//!   client addresses are unique across both.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ember_core::slots::{split_evenly, SlotSet, SLOT_COUNT};
+use ember_core::topology::{resolve_node, ResolveError};
+use ember_core::{NodeId, NodeInfo, Role, Topology};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Everything the control plane persists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// The topology streamed to members. Its `version` versions the whole state.
+    pub topology: Topology,
+    /// Nodes that said hello but are not members yet (`emberctl bootstrap` / `join`).
+    pub pending: BTreeMap<NodeId, NodeInfo>,
+}
+
+/// A requested change. NODE arguments are resolved inside [`ClusterState::apply`], so the
+/// outcome depends only on the state and the op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// A node's hello: register it (pending) or update its announced addresses.
+    Register {
+        id: NodeId,
+        name: Option<String>,
+        client_addr: String,
+        internal_addr: String,
+    },
+    Bootstrap {
+        nodes: Vec<String>,
+    },
+    Join {
+        node: String,
+        replica_of: Option<String>,
+    },
+    /// Give free slots to a primary.
+    Assign {
+        node: String,
+        slots: SlotSet,
+    },
+    Forget {
+        node: String,
+        force: bool,
+    },
+    /// Liveness, decided by the heartbeater.
+    SetHealth {
+        id: NodeId,
+        failed: bool,
+    },
+    SetConfig {
+        require_full_coverage: Option<bool>,
+    },
+}
+
+/// Why an op was refused. The state is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(
+        "node {0} is registered but not a member of the cluster: run `emberctl join {0}` first"
+    )]
+    NotMember(String),
+    #[error("node {0} is already a member of the cluster")]
+    AlreadyMember(String),
+    #[error("the cluster is not bootstrapped yet: run `emberctl bootstrap NODE...` first")]
+    NotBootstrapped,
+    #[error("the cluster is already bootstrapped with {0}; add nodes with `emberctl join`")]
+    AlreadyBootstrapped(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Duplicate(String),
+}
+
+/// What an accepted op did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// False when the op was already in effect (the state, and its version, are unchanged).
+    pub changed: bool,
+    /// One human line, e.g. `assigned 100 slots (0-99) to n1; current epoch 4`.
+    pub summary: String,
+}
+
+impl ClusterState {
+    pub fn new(cluster_id: Uuid) -> Self {
+        Self {
+            topology: Topology::new(cluster_id),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.topology.version
+    }
+
+    /// Every node the control plane knows: members first, then pending ones.
+    pub fn all_nodes(&self) -> impl Iterator<Item = &NodeInfo> + Clone {
+        self.topology.nodes.values().chain(self.pending.values())
+    }
+
+    fn resolve(&self, query: &str) -> Result<NodeId, StateError> {
+        Ok(resolve_node(self.all_nodes(), query)?.id)
+    }
+
+    fn resolve_member(&self, query: &str) -> Result<NodeId, StateError> {
+        let id = self.resolve(query)?;
+        if self.topology.nodes.contains_key(&id) {
+            Ok(id)
+        } else {
+            Err(StateError::NotMember(query.to_string()))
+        }
+    }
+
+    fn label(&self, id: &NodeId) -> String {
+        self.all_nodes()
+            .find(|n| n.id == *id)
+            .map_or_else(|| id.to_string(), NodeInfo::label)
+    }
+
+    /// Applies `op`, returning the next state (version bumped if anything changed).
+    pub fn apply(&self, op: &Op) -> Result<(ClusterState, Outcome), StateError> {
+        let mut next = self.clone();
+        let summary = next.apply_in_place(op)?;
+        let changed = next != *self;
+        if changed {
+            next.topology.version = self.topology.version + 1;
+        }
+        Ok((next, Outcome { changed, summary }))
+    }
+
+    fn apply_in_place(&mut self, op: &Op) -> Result<String, StateError> {
+        match op {
+            Op::Register {
+                id,
+                name,
+                client_addr,
+                internal_addr,
+            } => self.register(*id, name, client_addr, internal_addr),
+            Op::Bootstrap { nodes } => self.bootstrap(nodes),
+            Op::Join { node, replica_of } => self.join(node, replica_of.as_deref()),
+            Op::Assign { node, slots } => self.assign(node, slots),
+            Op::Forget { node, force } => self.forget(node, *force),
+            Op::SetHealth { id, failed } => {
+                let label = self.label(id);
+                let node = self
+                    .topology
+                    .nodes
+                    .get_mut(id)
+                    .ok_or_else(|| StateError::Invalid(format!("node {id} is not a member")))?;
+                node.failed = *failed;
+                Ok(format!(
+                    "node {label} is {}",
+                    if *failed { "failed" } else { "ok" }
+                ))
+            }
+            Op::SetConfig {
+                require_full_coverage,
+            } => {
+                if let Some(v) = require_full_coverage {
+                    self.topology.require_full_coverage = *v;
+                }
+                Ok(format!(
+                    "require-full-coverage is {}",
+                    self.topology.require_full_coverage
+                ))
+            }
+        }
+    }
+
+    fn register(
+        &mut self,
+        id: NodeId,
+        name: &Option<String>,
+        client_addr: &str,
+        internal_addr: &str,
+    ) -> Result<String, StateError> {
+        if client_addr.is_empty() || internal_addr.is_empty() {
+            return Err(StateError::Invalid(
+                "a node must announce both a client and an internal address".into(),
+            ));
+        }
+        for other in self.all_nodes().filter(|n| n.id != id) {
+            let is_member = self.topology.nodes.contains_key(&other.id);
+            if other.client_addr == client_addr {
+                if !is_member {
+                    continue; // stale pending registration, replaced below
+                }
+                return Err(StateError::Duplicate(format!(
+                    "address {client_addr} belongs to member {}; if that node is gone for good, \
+                     run `emberctl forget --force {}` and then join this one",
+                    other.label(),
+                    other.id
+                )));
+            }
+            if name.is_some() && other.name == *name {
+                return Err(StateError::Duplicate(format!(
+                    "name '{}' is already taken by node {}",
+                    name.as_deref().unwrap_or_default(),
+                    other.label()
+                )));
+            }
+        }
+        // A pending registration at the same address is a stale earlier incarnation
+        // (e.g. restarted with an empty data dir before it was joined): replace it.
+        let stale: Vec<NodeId> = self
+            .pending
+            .values()
+            .filter(|n| n.id != id && n.client_addr == client_addr)
+            .map(|n| n.id)
+            .collect();
+        stale.iter().for_each(|s| {
+            self.pending.remove(s);
+        });
+        let entry = self
+            .topology
+            .nodes
+            .get_mut(&id)
+            .or_else(|| self.pending.get_mut(&id));
+        match entry {
+            Some(n) => {
+                n.name = name.clone();
+                n.client_addr = client_addr.to_string();
+                n.internal_addr = internal_addr.to_string();
+                Ok(format!("node {} re-registered", n.label()))
+            }
+            None => {
+                let node = NodeInfo {
+                    id,
+                    name: name.clone(),
+                    client_addr: client_addr.to_string(),
+                    internal_addr: internal_addr.to_string(),
+                    role: Role::Primary,
+                    failed: false,
+                    config_epoch: 0,
+                };
+                let summary = format!("node {} registered (pending)", node.label());
+                self.pending.insert(id, node);
+                Ok(summary)
+            }
+        }
+    }
+
+    fn bootstrap(&mut self, queries: &[String]) -> Result<String, StateError> {
+        if queries.is_empty() {
+            return Err(StateError::Invalid(
+                "bootstrap needs at least one node".into(),
+            ));
+        }
+        let ids: Vec<NodeId> = queries
+            .iter()
+            .map(|q| self.resolve(q))
+            .collect::<Result<_, _>>()?;
+        let unique: BTreeSet<NodeId> = ids.iter().copied().collect();
+        if unique.len() != ids.len() {
+            return Err(StateError::Invalid("the same node is named twice".into()));
+        }
+        if self.topology.is_bootstrapped() {
+            let members: BTreeSet<NodeId> = self.topology.nodes.keys().copied().collect();
+            if members == unique {
+                return Ok("already bootstrapped with these nodes; nothing to do".into());
+            }
+            let names: Vec<String> = self.topology.nodes.values().map(NodeInfo::label).collect();
+            return Err(StateError::AlreadyBootstrapped(format!(
+                "{} node(s): {}",
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        if ids.len() > usize::from(SLOT_COUNT) {
+            return Err(StateError::Invalid("more nodes than slots".into()));
+        }
+        for (id, range) in ids.iter().zip(split_evenly(ids.len())) {
+            let mut node = self
+                .pending
+                .remove(id)
+                .expect("resolved, not a member, so pending");
+            self.topology.current_epoch += 1;
+            node.config_epoch = self.topology.current_epoch;
+            node.role = Role::Primary;
+            range
+                .iter()
+                .for_each(|s| self.topology.slots.set(s, Some(*id)));
+            self.topology.nodes.insert(*id, node);
+        }
+        Ok(format!(
+            "bootstrapped cluster {} with {} node(s); current epoch {}",
+            self.topology.cluster_id,
+            ids.len(),
+            self.topology.current_epoch
+        ))
+    }
+
+    fn join(&mut self, query: &str, replica_of: Option<&str>) -> Result<String, StateError> {
+        let id = self.resolve(query)?;
+        let role = match replica_of {
+            None => Role::Primary,
+            Some(p) => {
+                let primary = self.resolve_member(p)?;
+                if primary == id {
+                    return Err(StateError::Invalid("a node cannot replicate itself".into()));
+                }
+                if !self.topology.nodes[&primary].is_primary() {
+                    return Err(StateError::Invalid(format!(
+                        "{} is a replica; a replica must follow a primary",
+                        self.label(&primary)
+                    )));
+                }
+                Role::Replica { of: primary }
+            }
+        };
+        if let Some(member) = self.topology.nodes.get(&id) {
+            if member.role == role {
+                return Ok(format!(
+                    "node {} is already a member; nothing to do",
+                    member.label()
+                ));
+            }
+            return Err(StateError::AlreadyMember(member.label()));
+        }
+        if !self.topology.is_bootstrapped() {
+            return Err(StateError::NotBootstrapped);
+        }
+        let mut node = self
+            .pending
+            .remove(&id)
+            .expect("resolved, not a member, so pending");
+        node.role = role;
+        node.config_epoch = 0;
+        let summary = match role {
+            Role::Primary => format!("node {} joined as an empty primary", node.label()),
+            Role::Replica { of } => format!(
+                "node {} joined as a replica of {}",
+                node.label(),
+                self.label(&of)
+            ),
+        };
+        self.topology.nodes.insert(id, node);
+        Ok(summary)
+    }
+
+    fn assign(&mut self, query: &str, slots: &SlotSet) -> Result<String, StateError> {
+        if slots.is_empty() {
+            return Err(StateError::Invalid("no slots given".into()));
+        }
+        let id = self.resolve_member(query)?;
+        let node = &self.topology.nodes[&id];
+        if !node.is_primary() {
+            return Err(StateError::Invalid(format!(
+                "{} is a replica; only primaries own slots",
+                node.label()
+            )));
+        }
+        let mut owned_elsewhere: BTreeMap<NodeId, SlotSet> = BTreeMap::new();
+        let mut gained = SlotSet::new();
+        for s in slots.iter() {
+            match self.topology.slots.owner(s) {
+                Some(o) if o == id => {}
+                Some(o) => owned_elsewhere.entry(o).or_default().insert(s),
+                None => gained.insert(s),
+            }
+        }
+        if let Some((owner, set)) = owned_elsewhere.iter().next() {
+            return Err(StateError::Conflict(format!(
+                "slots {set} are owned by {}; moving owned slots needs a live migration, \
+                 which this control plane does not support yet",
+                self.label(owner)
+            )));
+        }
+        if let Some(m) = slots.iter().find_map(|s| self.topology.migration_of(s)) {
+            return Err(StateError::Conflict(format!(
+                "slots {:?} are being migrated",
+                m.slots
+            )));
+        }
+        if gained.is_empty() {
+            return Ok(format!(
+                "{} already owns these slots; nothing to do",
+                self.label(&id)
+            ));
+        }
+        self.topology.current_epoch += 1;
+        let epoch = self.topology.current_epoch;
+        gained
+            .iter()
+            .for_each(|s| self.topology.slots.set(s, Some(id)));
+        self.topology
+            .nodes
+            .get_mut(&id)
+            .expect("member")
+            .config_epoch = epoch;
+        Ok(format!(
+            "assigned {} slot(s) ({gained}) to {}; current epoch {epoch}",
+            gained.len(),
+            self.label(&id)
+        ))
+    }
+
+    fn forget(&mut self, query: &str, force: bool) -> Result<String, StateError> {
+        let id = self.resolve(query)?;
+        let label = self.label(&id);
+        if self.pending.remove(&id).is_some() {
+            return Ok(format!("forgot pending node {label}"));
+        }
+        if self.topology.replicas_of(&id).next().is_some() {
+            return Err(StateError::Conflict(format!(
+                "{label} has replicas; forget them (or join them elsewhere) first"
+            )));
+        }
+        if self
+            .topology
+            .migrations
+            .iter()
+            .any(|m| m.source == id || m.target == id)
+        {
+            return Err(StateError::Conflict(format!(
+                "{label} takes part in a migration"
+            )));
+        }
+        let owned = self.topology.slots.slots_of(&id);
+        if !owned.is_empty() && !force {
+            return Err(StateError::Conflict(format!(
+                "{label} still owns {} slot(s) ({owned}); move them away first, or use \
+                 --force to drop them (their keys are lost)",
+                owned.len()
+            )));
+        }
+        if !owned.is_empty() {
+            owned.iter().for_each(|s| self.topology.slots.set(s, None));
+            self.topology.current_epoch += 1;
+        }
+        self.topology.nodes.remove(&id);
+        Ok(if owned.is_empty() {
+            format!("forgot {label}")
+        } else {
+            format!(
+                "forgot {label}; {} slot(s) ({owned}) are now unassigned",
+                owned.len()
+            )
+        })
+    }
+
+    /// Checks the invariants that hold after every accepted op. `Err` names the first
+    /// violation found.
+    pub fn consistency_check(&self) -> Result<(), String> {
+        let t = &self.topology;
+        for (range, owner) in t.slots.ranges() {
+            let node = t
+                .nodes
+                .get(&owner)
+                .ok_or(format!("slots {range} owned by non-member {owner}"))?;
+            if !node.is_primary() {
+                return Err(format!("slots {range} owned by replica {owner}"));
+            }
+        }
+        let mut epochs = BTreeSet::new();
+        for n in t.nodes.values() {
+            if n.config_epoch > t.current_epoch {
+                return Err(format!(
+                    "{} has config epoch {} > current {}",
+                    n.id, n.config_epoch, t.current_epoch
+                ));
+            }
+            if n.is_primary() && n.config_epoch > 0 && !epochs.insert(n.config_epoch) {
+                return Err(format!("config epoch {} is not unique", n.config_epoch));
+            }
+            if let Role::Replica { of } = n.role {
+                if !t.nodes.get(&of).is_some_and(NodeInfo::is_primary) {
+                    return Err(format!(
+                        "replica {} follows {of}, which is not a primary member",
+                        n.id
+                    ));
+                }
+            }
+        }
+        if let Some(id) = self.pending.keys().find(|id| t.nodes.contains_key(id)) {
+            return Err(format!("node {id} is both a member and pending"));
+        }
+        let mut addrs = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        for n in self.all_nodes() {
+            if !addrs.insert(&n.client_addr) {
+                return Err(format!("address {} appears twice", n.client_addr));
+            }
+            if let Some(name) = &n.name {
+                if !names.insert(name) {
+                    return Err(format!("name {name} appears twice"));
+                }
+            }
+        }
+        Ok(())
+    }
+}

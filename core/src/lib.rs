@@ -1,0 +1,15 @@
+//! Shared domain types of ember, used by the control plane, the data node and emberctl.
+//!
+//! - [`slots`]: hash slots, inclusive slot ranges, parsing `0-5460 7000` and compacting.
+//! - [`keyslot`]: which slot a key hashes to (CRC16 with hash tags, as the cluster spec says).
+//! - [`topology`]: the versioned cluster topology that the control plane owns and streams.
+//!
+//! Nothing here does I/O; the prost types live in `ember-proto` and convert to these.
+
+pub mod keyslot;
+pub mod slots;
+pub mod topology;
+
+pub use keyslot::key_slot;
+pub use slots::{SlotRange, SlotSet, SLOT_COUNT};
+pub use topology::{Migration, MigrationState, NodeId, NodeInfo, Role, SlotMap, Topology};

@@ -1,0 +1,223 @@
+//! Conversions between prost messages and `ember_core` domain types.
+//!
+//! Incoming messages are validated here (ids parse, slot ranges are in bounds, no slot
+//! has two owners), so a malformed message becomes a `ConvertError`, never a bad state.
+
+use std::collections::BTreeMap;
+
+use ember_core::{Migration, MigrationState, NodeId, NodeInfo, Role, SlotMap, SlotRange, Topology};
+
+use crate::pb;
+
+/// A message that does not describe a valid domain value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("invalid {what} '{value}': not a UUID")]
+    BadId { what: &'static str, value: String },
+    #[error("invalid slot range: {0}")]
+    BadSlots(#[from] ember_core::slots::SlotError),
+    #[error("slot {0} has two owners in the snapshot")]
+    DoubleOwner(u16),
+    #[error("slot run names node {0}, which is not in the snapshot")]
+    UnknownOwner(NodeId),
+    #[error("missing field {0}")]
+    Missing(&'static str),
+}
+
+impl From<ConvertError> for tonic::Status {
+    fn from(e: ConvertError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+pub fn parse_id(what: &'static str, value: &str) -> Result<NodeId, ConvertError> {
+    value.parse().map_err(|_| ConvertError::BadId {
+        what,
+        value: value.to_string(),
+    })
+}
+
+pub fn range_to_pb(r: &SlotRange) -> pb::SlotRange {
+    pb::SlotRange {
+        start: r.start.into(),
+        end: r.end.into(),
+    }
+}
+
+pub fn range_from_pb(r: &pb::SlotRange) -> Result<SlotRange, ConvertError> {
+    let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+    let (start, end) = (clamp(r.start), clamp(r.end));
+    if u32::from(start) != r.start {
+        return Err(ember_core::slots::SlotError::OutOfRange(r.start.into()).into());
+    }
+    if u32::from(end) != r.end {
+        return Err(ember_core::slots::SlotError::OutOfRange(r.end.into()).into());
+    }
+    Ok(SlotRange::new(start, end)?)
+}
+
+pub fn node_to_pb(n: &NodeInfo) -> pb::Node {
+    let (role, primary_id) = match n.role {
+        Role::Primary => (pb::Role::Primary, String::new()),
+        Role::Replica { of } => (pb::Role::Replica, of.to_string()),
+    };
+    pb::Node {
+        id: n.id.to_string(),
+        name: n.name.clone().unwrap_or_default(),
+        client_addr: n.client_addr.clone(),
+        internal_addr: n.internal_addr.clone(),
+        role: role.into(),
+        primary_id,
+        failed: n.failed,
+        config_epoch: n.config_epoch,
+    }
+}
+
+pub fn node_from_pb(n: &pb::Node) -> Result<NodeInfo, ConvertError> {
+    let role = match n.role() {
+        pb::Role::Replica => Role::Replica {
+            of: parse_id("primary id", &n.primary_id)?,
+        },
+        _ => Role::Primary,
+    };
+    Ok(NodeInfo {
+        id: parse_id("node id", &n.id)?,
+        name: (!n.name.is_empty()).then(|| n.name.clone()),
+        client_addr: n.client_addr.clone(),
+        internal_addr: n.internal_addr.clone(),
+        role,
+        failed: n.failed,
+        config_epoch: n.config_epoch,
+    })
+}
+
+pub fn topology_to_pb(t: &Topology) -> pb::Topology {
+    pb::Topology {
+        cluster_id: t.cluster_id.to_string(),
+        version: t.version,
+        current_epoch: t.current_epoch,
+        require_full_coverage: t.require_full_coverage,
+        nodes: t.nodes.values().map(node_to_pb).collect(),
+        slots: t
+            .slots
+            .ranges()
+            .into_iter()
+            .map(|(r, o)| pb::SlotOwner {
+                start: r.start.into(),
+                end: r.end.into(),
+                node_id: o.to_string(),
+            })
+            .collect(),
+        migrations: t
+            .migrations
+            .iter()
+            .map(|m| pb::Migration {
+                id: m.id.to_string(),
+                slots: m.slots.iter().map(range_to_pb).collect(),
+                source_id: m.source.to_string(),
+                target_id: m.target.to_string(),
+                state: match m.state {
+                    MigrationState::Streaming => pb::MigrationState::Streaming,
+                    MigrationState::Handoff => pb::MigrationState::Handoff,
+                }
+                .into(),
+            })
+            .collect(),
+    }
+}
+
+pub fn topology_from_pb(t: &pb::Topology) -> Result<Topology, ConvertError> {
+    let nodes: BTreeMap<NodeId, NodeInfo> = t
+        .nodes
+        .iter()
+        .map(|n| node_from_pb(n).map(|n| (n.id, n)))
+        .collect::<Result<_, _>>()?;
+    let mut slots = SlotMap::default();
+    for run in &t.slots {
+        let r = range_from_pb(&pb::SlotRange {
+            start: run.start,
+            end: run.end,
+        })?;
+        let owner = parse_id("slot owner", &run.node_id)?;
+        if !nodes.contains_key(&owner) {
+            return Err(ConvertError::UnknownOwner(owner));
+        }
+        for s in r.iter() {
+            if slots.owner(s).is_some() {
+                return Err(ConvertError::DoubleOwner(s));
+            }
+            slots.set(s, Some(owner));
+        }
+    }
+    let migrations = t
+        .migrations
+        .iter()
+        .map(|m| {
+            Ok(Migration {
+                id: parse_id("migration id", &m.id)?,
+                slots: m
+                    .slots
+                    .iter()
+                    .map(range_from_pb)
+                    .collect::<Result<_, _>>()?,
+                source: parse_id("migration source", &m.source_id)?,
+                target: parse_id("migration target", &m.target_id)?,
+                state: match m.state() {
+                    pb::MigrationState::Handoff => MigrationState::Handoff,
+                    _ => MigrationState::Streaming,
+                },
+            })
+        })
+        .collect::<Result<_, ConvertError>>()?;
+    Ok(Topology {
+        cluster_id: parse_id("cluster id", &t.cluster_id)?,
+        version: t.version,
+        current_epoch: t.current_epoch,
+        require_full_coverage: t.require_full_coverage,
+        nodes,
+        slots,
+        migrations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn topology_round_trips_and_rejects_double_owners() {
+        let mut t = Topology::new(Uuid::new_v4());
+        let id = Uuid::new_v4();
+        t.nodes.insert(
+            id,
+            NodeInfo {
+                id,
+                name: Some("a".into()),
+                client_addr: "127.0.0.1:7001".into(),
+                internal_addr: "127.0.0.1:17001".into(),
+                role: Role::Primary,
+                failed: false,
+                config_epoch: 1,
+            },
+        );
+        (0..100).for_each(|s| t.slots.set(s, Some(id)));
+        t.version = 3;
+        let pb = topology_to_pb(&t);
+        assert_eq!(topology_from_pb(&pb).unwrap(), t);
+
+        let mut bad = pb.clone();
+        bad.slots.push(pb::SlotOwner {
+            start: 50,
+            end: 60,
+            node_id: id.to_string(),
+        });
+        assert!(matches!(
+            topology_from_pb(&bad),
+            Err(ConvertError::DoubleOwner(50))
+        ));
+        let mut bad = pb;
+        bad.slots[0].end = 20000;
+        assert!(topology_from_pb(&bad).is_err());
+    }
+}
