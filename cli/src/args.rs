@@ -1,0 +1,317 @@
+//! The command line: global flags, one subcommand per operation, and the local
+//! validation that must happen before any request leaves the machine (slot syntax).
+//!
+//! To add a command (e.g. `rebalance`, `drain`, `migrations`): add a variant to
+//! [`Command`] with its `Args` struct and examples here, a module under `commands/`,
+//! and one arm in `commands::run`.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ember_core::slots::SlotError;
+use ember_core::{SlotRange, SlotSet};
+
+/// Default address of the control plane's gRPC endpoint.
+pub const DEFAULT_CONTROL_PLANE: &str = "http://127.0.0.1:7379";
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  emberctl pending                         nodes that registered and wait to be admitted
+  emberctl bootstrap n1 n2 n3              form the cluster, slots split evenly
+  emberctl join n4                         admit n4 as an empty primary
+  emberctl assign n4 0-100 7000            give slots to n4
+  emberctl status                          is the cluster ok?
+  emberctl nodes --json                    machine-readable node list
+  emberctl watch                           follow every topology change
+
+NODE is a node id, a unique id prefix (4+ hex digits), a --name, or a client host:port.
+
+Exit codes: 0 success, 1 request rejected by the control plane, 2 usage error,
+3 control plane unreachable or not answering.";
+
+/// Operate an ember cluster through its control plane.
+#[derive(Debug, Parser)]
+#[command(name = "emberctl", version, about, after_help = MAIN_EXAMPLES)]
+pub struct Cli {
+    /// gRPC URL of the control plane (a bare host:port means http://host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "EMBER_CONTROL_PLANE",
+        default_value = DEFAULT_CONTROL_PLANE,
+        value_name = "URL"
+    )]
+    pub control_plane: String,
+
+    /// Print machine-readable JSON instead of tables (schema: README, "JSON output").
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Give up on a request (and on connecting) after this long, e.g. `500ms`, `30s`.
+    #[arg(
+        long,
+        global = true,
+        default_value = "10s",
+        value_parser = humantime::parse_duration,
+        value_name = "DURATION"
+    )]
+    pub timeout: Duration,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the cluster from registered nodes; slots are split evenly in contiguous ranges.
+    #[command(after_help = "\
+Examples:
+  emberctl bootstrap n1 n2 n3
+  emberctl bootstrap 127.0.0.1:7001        a one-node cluster owning all 16384 slots
+
+Re-running with the same nodes is a no-op success.")]
+    Bootstrap(BootstrapArgs),
+
+    /// Admit a registered node: as an empty primary, or as a replica.
+    #[command(after_help = "\
+Examples:
+  emberctl join n4                         n4 becomes a primary without slots
+  emberctl join n5 --replica-of n1         n5 follows n1
+
+Give the new primary slots with `emberctl assign`.")]
+    Join(JoinArgs),
+
+    /// Give slots to a node: free slots at once, owned slots by live migration.
+    #[command(after_help = "\
+Examples:
+  emberctl assign n1 0-5460
+  emberctl assign n4 7000 7001-7100 8000
+
+Slots are checked locally (0-16383, start <= end) before anything is sent.")]
+    Assign(AssignArgs),
+
+    /// Remove a node from the cluster (it must own no slots unless --force).
+    #[command(after_help = "\
+Examples:
+  emberctl forget n4
+  emberctl forget 3f2a --force             its slots become unassigned, their keys are lost")]
+    Forget(ForgetArgs),
+
+    /// Cluster summary: id, version, epoch, state, slot coverage, members.
+    #[command(after_help = "\
+Examples:
+  emberctl status
+  emberctl status --json | jq -r .state")]
+    Status,
+
+    /// One line per node: role, health, epoch, slots, applied version, keys.
+    #[command(after_help = "\
+Examples:
+  emberctl nodes
+  emberctl nodes --json | jq '.nodes[] | select(.health != \"ok\") | .name'")]
+    Nodes,
+
+    /// The slot map: each slot range and its owner (unassigned ranges included).
+    #[command(after_help = "\
+Examples:
+  emberctl slots
+  emberctl slots --json")]
+    Slots,
+
+    /// Registered nodes that are not members yet.
+    #[command(after_help = "\
+Examples:
+  emberctl pending
+  emberctl pending --json
+
+A data node registers itself when started with `ember-data-node --control-plane URL`;
+admit it with `emberctl join NODE` (or `emberctl bootstrap` for the first nodes).")]
+    Pending,
+
+    /// Follow the topology: one line per new version, saying what changed.
+    #[command(after_help = "\
+Examples:
+  emberctl watch
+  emberctl watch --json                    one JSON object per line
+
+Intermediate versions may be skipped (the control plane sends the latest).
+Stop with Ctrl-C.")]
+    Watch,
+
+    /// Change cluster-wide settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Print a shell completion script to stdout.
+    #[command(after_help = "\
+Examples:
+  emberctl completions bash > /etc/bash_completion.d/emberctl
+  emberctl completions zsh > \"${fpath[1]}/_emberctl\"
+  emberctl completions fish > ~/.config/fish/completions/emberctl.fish")]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The registered nodes that form the cluster (id, id prefix, name or host:port).
+    #[arg(required = true, value_name = "NODE")]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The registered node to admit.
+    pub node: String,
+    /// Join as a replica of this member (a primary).
+    #[arg(long, value_name = "NODE")]
+    pub replica_of: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    /// The member that receives the slots.
+    pub node: String,
+    /// Slots and inclusive ranges, e.g. `0-5460 7000` (commas also separate).
+    #[arg(required = true, value_name = "SLOTS")]
+    pub slots: Vec<String>,
+}
+
+impl AssignArgs {
+    /// The requested slots as the fewest ranges, or why the arguments are not slots.
+    /// Called before connecting, so bad input never reaches the network.
+    pub fn slot_ranges(&self) -> Result<Vec<SlotRange>, SlotError> {
+        Ok(SlotSet::parse_args(&self.slots)?.ranges())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The node to remove (member or pending).
+    pub node: String,
+    /// Also forget a node that still owns slots: they become unassigned and the keys in
+    /// them are dropped.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Set a cluster-wide setting.
+    #[command(after_help = "\
+Examples:
+  emberctl config set require-full-coverage no   serve covered slots even if some are down
+  emberctl config set require-full-coverage yes  (default) the cluster is down while any slot is")]
+    Set(ConfigSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigSetArgs {
+    pub key: ConfigKey,
+    pub value: Toggle,
+}
+
+/// Settings that `config set` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConfigKey {
+    /// As Redis's cluster-require-full-coverage.
+    RequireFullCoverage,
+}
+
+/// A yes/no setting value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Toggle {
+    #[value(alias = "true", alias = "on")]
+    Yes,
+    #[value(alias = "false", alias = "off")]
+    No,
+}
+
+impl Toggle {
+    pub fn as_bool(self) -> bool {
+        self == Toggle::Yes
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+/// Turns what the user typed into a gRPC URL: a bare `host:port` gets `http://`.
+pub fn normalize_url(url: &str) -> String {
+    let url = url.trim();
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("emberctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_have_defaults_and_go_anywhere() {
+        let cli = parse(&["status"]).unwrap();
+        assert!(!cli.json);
+        assert_eq!(cli.timeout, Duration::from_secs(10));
+        let cli = parse(&["nodes", "--json", "--timeout", "500ms", "--control-plane", "h:1"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.timeout, Duration::from_millis(500));
+        assert_eq!(cli.control_plane, "h:1");
+        assert_eq!(normalize_url(&cli.control_plane), "http://h:1");
+        assert_eq!(normalize_url("https://cp:7379"), "https://cp:7379");
+    }
+
+    #[test]
+    fn assign_slots_are_validated_locally() {
+        let Command::Assign(a) = parse(&["assign", "n1", "0-5460", "7000,7001"]).unwrap().command else {
+            panic!("not assign")
+        };
+        let ranges = a.slot_ranges().unwrap();
+        assert_eq!(ember_core::slots::format_ranges(&ranges), "0-5460 7000-7001");
+
+        for (bad, msg) in [
+            ("16384", "slot 16384 is out of range: slots are 0-16383"),
+            ("10-5", "slot range 10-5 is reversed: write it as 5-10"),
+            ("x", "'x' is not a slot: expected a number like 7000 or a range like 0-5460"),
+        ] {
+            let Command::Assign(a) = parse(&["assign", "n1", "0-5460", bad]).unwrap().command else {
+                panic!("not assign")
+            };
+            assert_eq!(a.slot_ranges().unwrap_err().to_string(), msg);
+        }
+        // Missing slots is a usage error that clap reports.
+        assert!(parse(&["assign", "n1"]).is_err());
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        let Command::Join(j) = parse(&["join", "n5", "--replica-of", "n1"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((j.node.as_str(), j.replica_of.as_deref()), ("n5", Some("n1")));
+        let Command::Forget(f) = parse(&["forget", "n4", "--force"]).unwrap().command else { panic!() };
+        assert!(f.force);
+        let Command::Config(ConfigCommand::Set(s)) =
+            parse(&["config", "set", "require-full-coverage", "no"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((s.key, s.value.as_bool()), (ConfigKey::RequireFullCoverage, false));
+        assert!(parse(&["config", "set", "require-full-coverage", "maybe"]).is_err());
+        assert!(parse(&["bootstrap"]).is_err());
+        assert!(parse(&["completions", "bash"]).is_ok());
+    }
+}

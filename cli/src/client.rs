@@ -1,0 +1,235 @@
+//! Talking to the control plane: connecting, timeouts, and turning transport failures and
+//! gRPC statuses into [`CliError`], the one error type whose variants decide the exit code.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::time::Duration;
+
+use ember_core::SlotRange;
+use ember_proto::convert::range_to_pb;
+use ember_proto::pb;
+use ember_proto::pb::admin_client::AdminClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+
+use crate::model::{Change, ClusterView};
+
+/// Why emberctl failed; `Display` is the one line printed after `error: `.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad input caught locally, before any request was sent (exit 2, like clap's).
+    #[error("{0}")]
+    Usage(String),
+    /// The control plane answered and refused (exit 1).
+    #[error("{0}")]
+    Rejected(String),
+    /// The control plane's answer did not make sense (exit 1).
+    #[error("the control plane sent an invalid reply: {0}")]
+    BadReply(String),
+    /// No connection (exit 3).
+    #[error("cannot reach the control plane at {url}: {reason} (set --control-plane or EMBER_CONTROL_PLANE)")]
+    Unreachable { url: String, reason: String },
+    /// Connected, but no answer in time (exit 3). A mutation may still take effect.
+    #[error("the control plane at {url} did not answer within {timeout} (raise --timeout; a change may still take effect, check with `emberctl status`)")]
+    Timeout { url: String, timeout: String },
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Rejected(_) | CliError::BadReply(_) => 1,
+            CliError::Usage(_) => 2,
+            CliError::Unreachable { .. } | CliError::Timeout { .. } => 3,
+        }
+    }
+}
+
+impl From<ember_proto::ConvertError> for CliError {
+    fn from(e: ember_proto::ConvertError) -> Self {
+        CliError::BadReply(e.to_string())
+    }
+}
+
+/// The hint added to NotFound errors: the usual cause is a node that never registered.
+pub fn not_found_hint(url: &str) -> String {
+    format!(
+        "(is the node running? start it with ember-data-node --control-plane {url} and it \
+         registers itself; see emberctl pending)"
+    )
+}
+
+/// Maps a gRPC status from the control plane to a [`CliError`].
+pub fn status_error(url: &str, timeout: Duration, s: &Status) -> CliError {
+    let msg = s.message().trim();
+    let msg = if msg.is_empty() { s.code().description() } else { msg };
+    match s.code() {
+        Code::Unavailable => CliError::Unreachable { url: url.to_string(), reason: msg.to_string() },
+        Code::DeadlineExceeded => CliError::Timeout { url: url.to_string(), timeout: fmt_duration(timeout) },
+        Code::NotFound => CliError::Rejected(format!("{msg} {}", not_found_hint(url))),
+        Code::Unimplemented => CliError::Rejected(format!(
+            "the control plane at {url} does not implement this request ({msg}); is it older than emberctl?"
+        )),
+        _ => CliError::Rejected(msg.to_string()),
+    }
+}
+
+/// The innermost cause of a transport error ("Connection refused (os error 111)") is
+/// what a person can act on; the outer layers only say "transport error".
+fn root_cause(e: &(dyn StdError + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A connected Admin client.
+pub struct Admin {
+    client: AdminClient<Channel>,
+    url: String,
+    timeout: Duration,
+}
+
+impl Admin {
+    /// Connects eagerly, so an unreachable control plane is reported as such (exit 3)
+    /// rather than as the failure of whatever request came first.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, CliError> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| CliError::Usage(format!("invalid control plane URL '{url}': {}", root_cause(&e))))?
+            .connect_timeout(timeout);
+        tracing::debug!(%url, "connecting");
+        let unreachable = |reason: String| CliError::Unreachable { url: url.to_string(), reason };
+        let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
+            Err(_) => return Err(unreachable(format!("no connection within {}", fmt_duration(timeout)))),
+        };
+        Ok(Self { client: AdminClient::new(channel), url: url.to_string(), timeout })
+    }
+
+    /// Runs one unary call under the `--timeout`.
+    async fn unary<T, F>(&self, call: F) -> Result<T, CliError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Err(status)) => {
+                tracing::debug!(?status, "request failed");
+                Err(status_error(&self.url, self.timeout, &status))
+            }
+            Err(_) => Err(CliError::Timeout { url: self.url.clone(), timeout: fmt_duration(self.timeout) }),
+        }
+    }
+
+    pub async fn state(&mut self) -> Result<ClusterView, CliError> {
+        let mut c = self.client.clone();
+        let reply = self.unary(c.get_state(pb::GetStateRequest {})).await?;
+        Ok(ClusterView::from_pb(&reply)?)
+    }
+
+    pub async fn bootstrap(&mut self, nodes: Vec<String>) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let reply = self.unary(c.bootstrap(pb::BootstrapRequest { nodes })).await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
+    pub async fn join(&mut self, node: String, replica_of: Option<String>) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let req = pb::JoinRequest { node, replica_of: replica_of.unwrap_or_default() };
+        let reply = self.unary(c.join(req)).await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
+    pub async fn assign(&mut self, node: String, slots: &[SlotRange]) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let req = pb::AssignRequest { node, slots: slots.iter().map(range_to_pb).collect() };
+        let reply = self.unary(c.assign(req)).await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
+    pub async fn forget(&mut self, node: String, force: bool) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let reply = self.unary(c.forget(pb::ForgetRequest { node, force })).await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
+    pub async fn set_require_full_coverage(&mut self, value: bool) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let req = pb::SetConfigRequest { require_full_coverage: Some(value) };
+        let reply = self.unary(c.set_config(req)).await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
+    /// Opens the Watch stream. Only opening is under `--timeout`; the stream runs until
+    /// the control plane ends it.
+    pub async fn watch(&mut self) -> Result<TopologyStream, CliError> {
+        let mut c = self.client.clone();
+        let inner = self.unary(c.watch(pb::WatchRequest {})).await?;
+        Ok(TopologyStream { inner, url: self.url.clone(), timeout: self.timeout })
+    }
+}
+
+/// The Watch stream, yielding converted snapshots.
+pub struct TopologyStream {
+    inner: Streaming<pb::Topology>,
+    url: String,
+    timeout: Duration,
+}
+
+impl TopologyStream {
+    /// The next snapshot, `Ok(None)` when the control plane closed the stream.
+    pub async fn next(&mut self) -> Result<Option<crate::model::Snapshot>, CliError> {
+        match self.inner.message().await {
+            Ok(Some(t)) => Ok(Some(crate::model::Snapshot::from_pb(Some(&t))?)),
+            Ok(None) => Ok(None),
+            Err(status) => Err(status_error(&self.url, self.timeout, &status)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "http://127.0.0.1:7379";
+
+    #[test]
+    fn statuses_map_to_exit_codes_and_messages() {
+        let t = Duration::from_secs(10);
+        let e = status_error(URL, t, &Status::failed_precondition("node n4 owns 10 slots: use --force"));
+        assert_eq!((e.exit_code(), e.to_string().as_str()), (1, "node n4 owns 10 slots: use --force"));
+
+        let e = status_error(URL, t, &Status::not_found("no node matches 'zz'"));
+        assert_eq!(e.exit_code(), 1);
+        let msg = e.to_string();
+        assert!(msg.starts_with("no node matches 'zz' (is the node running?"), "{msg}");
+        assert!(msg.contains(&format!("--control-plane {URL}")), "{msg}");
+        assert!(msg.contains("emberctl pending"), "{msg}");
+
+        let e = status_error(URL, t, &Status::unavailable("connection reset"));
+        assert_eq!(e.exit_code(), 3);
+        assert_eq!(
+            e.to_string(),
+            format!("cannot reach the control plane at {URL}: connection reset (set --control-plane or EMBER_CONTROL_PLANE)")
+        );
+
+        let e = status_error(URL, t, &Status::deadline_exceeded(""));
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.to_string().contains("within 10s"));
+
+        // An empty message still says something.
+        let e = status_error(URL, t, &Status::internal(""));
+        assert_eq!((e.exit_code(), e.to_string().is_empty()), (1, false));
+    }
+
+    #[tokio::test]
+    async fn invalid_url_is_a_usage_error() {
+        let err = Admin::connect("http://bad host:1", Duration::from_secs(1)).await.err().unwrap();
+        assert_eq!(err.exit_code(), 2, "{err}");
+    }
+}
