@@ -1,0 +1,389 @@
+//! Harness for end-to-end tests: starts a real control plane and real data nodes as
+//! processes on loopback ports with temp dirs, drives them with emberctl and real Redis
+//! clients, and prints the processes' logs when a test fails.
+//!
+//! The binaries are built once per test process (`cargo build --bins`, same profile and
+//! target dir as the tests), so `cargo test` alone is enough.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// Where the workspace's binaries are, building them on first use.
+pub fn bin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .args([
+                "build",
+                "--bins",
+                "-p",
+                "ember-control-plane",
+                "-p",
+                "ember-data-node",
+                "-p",
+                "emberctl",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+        // Test executables live in <target>/<profile>/deps.
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().to_path_buf()
+    });
+    dir.join(name)
+}
+
+/// A free TCP port on 127.0.0.1 (the listener is closed before use).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 20 ms until it returns `Ok(true)` or `timeout` passes; the error names
+/// `what` and the last error `f` returned.
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match f() {
+            Ok(true) => return Ok(()),
+            Ok(false) => "condition not met".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process we started; killed on drop.
+pub struct Proc {
+    pub name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn spawn(name: &str, program: PathBuf, args: Vec<String>, log: PathBuf) -> Self {
+        let mut p = Self {
+            name: name.into(),
+            program,
+            args,
+            log,
+            child: None,
+        };
+        p.start();
+        p
+    }
+
+    /// (Re)starts the process with its original arguments, appending to its log.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("EMBER_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
+        self.child = Some(child);
+    }
+
+    /// kill -9, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One data node's fixed coordinates.
+pub struct NodeSpec {
+    pub name: String,
+    pub port: u16,
+    pub internal_port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl NodeSpec {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+/// A control plane and data nodes on loopback.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub cp_port: u16,
+    pub node_timeout: Duration,
+    pub cp: Proc,
+    pub specs: Vec<NodeSpec>,
+    pub nodes: Vec<Proc>,
+}
+
+impl TestCluster {
+    /// Starts a control plane and `n` data nodes (not yet bootstrapped) and waits until
+    /// every node has registered.
+    pub fn start(n: usize, node_timeout: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cp_port = free_port();
+        let cp = Proc::spawn(
+            "control-plane",
+            bin("ember-control-plane"),
+            vec![
+                "--listen".into(),
+                format!("127.0.0.1:{cp_port}"),
+                "--data-dir".into(),
+                dir.path().join("cp").display().to_string(),
+                "--node-timeout".into(),
+                format!("{}ms", node_timeout.as_millis()),
+            ],
+            dir.path().join("cp.log"),
+        );
+        let mut cluster = Self {
+            dir,
+            cp_port,
+            node_timeout,
+            cp,
+            specs: vec![],
+            nodes: vec![],
+        };
+        for _ in 0..n {
+            cluster.add_node();
+        }
+        let count = cluster.specs.len();
+        cluster.wait("all nodes registered", Duration::from_secs(30), |c| {
+            let state = c.ctl_json(&["nodes"])?;
+            let known = state["nodes"].as_array().map_or(0, Vec::len)
+                + state["pending"].as_array().map_or(0, Vec::len);
+            Ok(known == count)
+        });
+        cluster
+    }
+
+    pub fn cp_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.cp_port)
+    }
+
+    /// Starts one more data node (it registers itself as pending).
+    pub fn add_node(&mut self) -> usize {
+        let i = self.specs.len();
+        let spec = NodeSpec {
+            name: format!("n{}", i + 1),
+            port: free_port(),
+            internal_port: free_port(),
+            data_dir: self.dir.path().join(format!("n{}", i + 1)),
+        };
+        let proc = self.spawn_node(&spec);
+        self.specs.push(spec);
+        self.nodes.push(proc);
+        i
+    }
+
+    fn spawn_node(&self, spec: &NodeSpec) -> Proc {
+        Proc::spawn(
+            &spec.name,
+            bin("ember-data-node"),
+            vec![
+                "--port".into(),
+                spec.port.to_string(),
+                "--internal-port".into(),
+                spec.internal_port.to_string(),
+                "--control-plane".into(),
+                self.cp_url(),
+                "--data-dir".into(),
+                spec.data_dir.display().to_string(),
+                "--name".into(),
+                spec.name.clone(),
+            ],
+            self.dir.path().join(format!("{}.log", spec.name)),
+        )
+    }
+
+    /// Runs emberctl against this cluster's control plane.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("emberctl"))
+            .arg("--control-plane")
+            .arg(self.cp_url())
+            .args(args)
+            .output()
+            .expect("run emberctl")
+    }
+
+    /// Runs emberctl and fails with its stderr unless it succeeded.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            self.dump_logs();
+            panic!(
+                "emberctl {} failed ({}): {}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                stdout
+            );
+        }
+        stdout
+    }
+
+    /// Runs a read command with `--json` and parses its output.
+    pub fn ctl_json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        if !out.status.success() {
+            bail!(
+                "emberctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("emberctl printed invalid JSON")
+    }
+
+    /// A plain (non-cluster) connection to node `i`.
+    pub fn conn(&self, i: usize) -> anyhow::Result<redis::Connection> {
+        let client = redis::Client::open(self.specs[i].url())?;
+        Ok(client.get_connection_with_timeout(Duration::from_secs(2))?)
+    }
+
+    /// `CLUSTER INFO` of node `i` as key/value pairs.
+    pub fn cluster_info(
+        &self,
+        i: usize,
+    ) -> anyhow::Result<std::collections::HashMap<String, String>> {
+        let text: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query(&mut self.conn(i)?)?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect())
+    }
+
+    /// A cluster client seeded with every node.
+    pub fn cluster_client(&self) -> redis::cluster::ClusterClient {
+        redis::cluster::ClusterClient::builder(
+            self.specs.iter().map(|s| s.url()).collect::<Vec<_>>(),
+        )
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+    }
+
+    /// Waits for `f`, dumping every process's log and panicking on timeout.
+    pub fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Self) -> anyhow::Result<bool>,
+    ) {
+        if let Err(e) = wait_until(what, timeout, || f(self)) {
+            self.dump_logs();
+            panic!("{e:#}");
+        }
+    }
+
+    /// Waits until every running node reports `field:value` in CLUSTER INFO.
+    pub fn wait_all_info(&self, field: &str, value: &str, timeout: Duration) {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].is_running())
+            .collect();
+        self.wait(&format!("{field}:{value} on every node"), timeout, |c| {
+            for i in &running {
+                let info = c.cluster_info(*i)?;
+                if info.get(field).map(String::as_str) != Some(value) {
+                    bail!(
+                        "node {} has {field}:{:?}",
+                        c.specs[*i].name,
+                        info.get(field)
+                    );
+                }
+            }
+            Ok(true)
+        });
+    }
+
+    /// Restarts node `i` with its data dir (after a kill).
+    pub fn restart_node(&mut self, i: usize) {
+        self.nodes[i].start();
+    }
+
+    /// Replaces node `i`'s process with one using an empty data dir at the same address.
+    pub fn wipe_and_restart_node(&mut self, i: usize) {
+        self.nodes[i].kill();
+        let _ = std::fs::remove_dir_all(&self.specs[i].data_dir);
+        self.nodes[i].start();
+    }
+
+    pub fn dump_logs(&self) {
+        eprintln!(
+            "----- control plane log (tail) -----\n{}",
+            self.cp.log_tail(60)
+        );
+        for n in &self.nodes {
+            eprintln!("----- {} log (tail) -----\n{}", n.name, n.log_tail(40));
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+    }
+}
