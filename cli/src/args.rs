@@ -266,7 +266,15 @@ mod tests {
         let cli = parse(&["status"]).unwrap();
         assert!(!cli.json);
         assert_eq!(cli.timeout, Duration::from_secs(10));
-        let cli = parse(&["nodes", "--json", "--timeout", "500ms", "--control-plane", "h:1"]).unwrap();
+        let cli = parse(&[
+            "nodes",
+            "--json",
+            "--timeout",
+            "500ms",
+            "--control-plane",
+            "h:1",
+        ])
+        .unwrap();
         assert!(cli.json);
         assert_eq!(cli.timeout, Duration::from_millis(500));
         assert_eq!(cli.control_plane, "h:1");
@@ -276,18 +284,28 @@ mod tests {
 
     #[test]
     fn assign_slots_are_validated_locally() {
-        let Command::Assign(a) = parse(&["assign", "n1", "0-5460", "7000,7001"]).unwrap().command else {
+        let Command::Assign(a) = parse(&["assign", "n1", "0-5460", "7000,7001"])
+            .unwrap()
+            .command
+        else {
             panic!("not assign")
         };
         let ranges = a.slot_ranges().unwrap();
-        assert_eq!(ember_core::slots::format_ranges(&ranges), "0-5460 7000-7001");
+        assert_eq!(
+            ember_core::slots::format_ranges(&ranges),
+            "0-5460 7000-7001"
+        );
 
         for (bad, msg) in [
             ("16384", "slot 16384 is out of range: slots are 0-16383"),
             ("10-5", "slot range 10-5 is reversed: write it as 5-10"),
-            ("x", "'x' is not a slot: expected a number like 7000 or a range like 0-5460"),
+            (
+                "x",
+                "'x' is not a slot: expected a number like 7000 or a range like 0-5460",
+            ),
         ] {
-            let Command::Assign(a) = parse(&["assign", "n1", "0-5460", bad]).unwrap().command else {
+            let Command::Assign(a) = parse(&["assign", "n1", "0-5460", bad]).unwrap().command
+            else {
                 panic!("not assign")
             };
             assert_eq!(a.slot_ranges().unwrap_err().to_string(), msg);
@@ -298,18 +316,31 @@ mod tests {
 
     #[test]
     fn subcommands_parse() {
-        let Command::Join(j) = parse(&["join", "n5", "--replica-of", "n1"]).unwrap().command else {
-            panic!()
-        };
-        assert_eq!((j.node.as_str(), j.replica_of.as_deref()), ("n5", Some("n1")));
-        let Command::Forget(f) = parse(&["forget", "n4", "--force"]).unwrap().command else { panic!() };
-        assert!(f.force);
-        let Command::Config(ConfigCommand::Set(s)) =
-            parse(&["config", "set", "require-full-coverage", "no"]).unwrap().command
+        let Command::Join(j) = parse(&["join", "n5", "--replica-of", "n1"])
+            .unwrap()
+            .command
         else {
             panic!()
         };
-        assert_eq!((s.key, s.value.as_bool()), (ConfigKey::RequireFullCoverage, false));
+        assert_eq!(
+            (j.node.as_str(), j.replica_of.as_deref()),
+            ("n5", Some("n1"))
+        );
+        let Command::Forget(f) = parse(&["forget", "n4", "--force"]).unwrap().command else {
+            panic!()
+        };
+        assert!(f.force);
+        let Command::Config(ConfigCommand::Set(s)) =
+            parse(&["config", "set", "require-full-coverage", "no"])
+                .unwrap()
+                .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (s.key, s.value.as_bool()),
+            (ConfigKey::RequireFullCoverage, false)
+        );
         assert!(parse(&["config", "set", "require-full-coverage", "maybe"]).is_err());
         assert!(parse(&["bootstrap"]).is_err());
         assert!(parse(&["completions", "bash"]).is_ok());

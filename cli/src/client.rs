@@ -61,7 +61,11 @@ pub fn not_found_hint(url: &str) -> String {
 /// Maps a gRPC status from the control plane to a [`CliError`].
 pub fn status_error(url: &str, timeout: Duration, s: &Status) -> CliError {
     let msg = s.message().trim();
-    let msg = if msg.is_empty() { s.code().description() } else { msg };
+    let msg = if msg.is_empty() {
+        s.code().description()
+    } else {
+        msg
+    };
     match s.code() {
         Code::Unavailable => CliError::Unreachable { url: url.to_string(), reason: msg.to_string() },
         Code::DeadlineExceeded => CliError::Timeout { url: url.to_string(), timeout: fmt_duration(timeout) },
@@ -99,16 +103,33 @@ impl Admin {
     /// rather than as the failure of whatever request came first.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, CliError> {
         let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| CliError::Usage(format!("invalid control plane URL '{url}': {}", root_cause(&e))))?
+            .map_err(|e| {
+                CliError::Usage(format!(
+                    "invalid control plane URL '{url}': {}",
+                    root_cause(&e)
+                ))
+            })?
             .connect_timeout(timeout);
         tracing::debug!(%url, "connecting");
-        let unreachable = |reason: String| CliError::Unreachable { url: url.to_string(), reason };
+        let unreachable = |reason: String| CliError::Unreachable {
+            url: url.to_string(),
+            reason,
+        };
         let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
             Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
-            Err(_) => return Err(unreachable(format!("no connection within {}", fmt_duration(timeout)))),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no connection within {}",
+                    fmt_duration(timeout)
+                )))
+            }
         };
-        Ok(Self { client: AdminClient::new(channel), url: url.to_string(), timeout })
+        Ok(Self {
+            client: AdminClient::new(channel),
+            url: url.to_string(),
+            timeout,
+        })
     }
 
     /// Runs one unary call under the `--timeout`.
@@ -122,7 +143,10 @@ impl Admin {
                 tracing::debug!(?status, "request failed");
                 Err(status_error(&self.url, self.timeout, &status))
             }
-            Err(_) => Err(CliError::Timeout { url: self.url.clone(), timeout: fmt_duration(self.timeout) }),
+            Err(_) => Err(CliError::Timeout {
+                url: self.url.clone(),
+                timeout: fmt_duration(self.timeout),
+            }),
         }
     }
 
@@ -134,33 +158,49 @@ impl Admin {
 
     pub async fn bootstrap(&mut self, nodes: Vec<String>) -> Result<Change, CliError> {
         let mut c = self.client.clone();
-        let reply = self.unary(c.bootstrap(pb::BootstrapRequest { nodes })).await?;
+        let reply = self
+            .unary(c.bootstrap(pb::BootstrapRequest { nodes }))
+            .await?;
         Ok(Change::from_pb(&reply)?)
     }
 
-    pub async fn join(&mut self, node: String, replica_of: Option<String>) -> Result<Change, CliError> {
+    pub async fn join(
+        &mut self,
+        node: String,
+        replica_of: Option<String>,
+    ) -> Result<Change, CliError> {
         let mut c = self.client.clone();
-        let req = pb::JoinRequest { node, replica_of: replica_of.unwrap_or_default() };
+        let req = pb::JoinRequest {
+            node,
+            replica_of: replica_of.unwrap_or_default(),
+        };
         let reply = self.unary(c.join(req)).await?;
         Ok(Change::from_pb(&reply)?)
     }
 
     pub async fn assign(&mut self, node: String, slots: &[SlotRange]) -> Result<Change, CliError> {
         let mut c = self.client.clone();
-        let req = pb::AssignRequest { node, slots: slots.iter().map(range_to_pb).collect() };
+        let req = pb::AssignRequest {
+            node,
+            slots: slots.iter().map(range_to_pb).collect(),
+        };
         let reply = self.unary(c.assign(req)).await?;
         Ok(Change::from_pb(&reply)?)
     }
 
     pub async fn forget(&mut self, node: String, force: bool) -> Result<Change, CliError> {
         let mut c = self.client.clone();
-        let reply = self.unary(c.forget(pb::ForgetRequest { node, force })).await?;
+        let reply = self
+            .unary(c.forget(pb::ForgetRequest { node, force }))
+            .await?;
         Ok(Change::from_pb(&reply)?)
     }
 
     pub async fn set_require_full_coverage(&mut self, value: bool) -> Result<Change, CliError> {
         let mut c = self.client.clone();
-        let req = pb::SetConfigRequest { require_full_coverage: Some(value) };
+        let req = pb::SetConfigRequest {
+            require_full_coverage: Some(value),
+        };
         let reply = self.unary(c.set_config(req)).await?;
         Ok(Change::from_pb(&reply)?)
     }
@@ -170,7 +210,11 @@ impl Admin {
     pub async fn watch(&mut self) -> Result<TopologyStream, CliError> {
         let mut c = self.client.clone();
         let inner = self.unary(c.watch(pb::WatchRequest {})).await?;
-        Ok(TopologyStream { inner, url: self.url.clone(), timeout: self.timeout })
+        Ok(TopologyStream {
+            inner,
+            url: self.url.clone(),
+            timeout: self.timeout,
+        })
     }
 }
 
@@ -201,13 +245,23 @@ mod tests {
     #[test]
     fn statuses_map_to_exit_codes_and_messages() {
         let t = Duration::from_secs(10);
-        let e = status_error(URL, t, &Status::failed_precondition("node n4 owns 10 slots: use --force"));
-        assert_eq!((e.exit_code(), e.to_string().as_str()), (1, "node n4 owns 10 slots: use --force"));
+        let e = status_error(
+            URL,
+            t,
+            &Status::failed_precondition("node n4 owns 10 slots: use --force"),
+        );
+        assert_eq!(
+            (e.exit_code(), e.to_string().as_str()),
+            (1, "node n4 owns 10 slots: use --force")
+        );
 
         let e = status_error(URL, t, &Status::not_found("no node matches 'zz'"));
         assert_eq!(e.exit_code(), 1);
         let msg = e.to_string();
-        assert!(msg.starts_with("no node matches 'zz' (is the node running?"), "{msg}");
+        assert!(
+            msg.starts_with("no node matches 'zz' (is the node running?"),
+            "{msg}"
+        );
         assert!(msg.contains(&format!("--control-plane {URL}")), "{msg}");
         assert!(msg.contains("emberctl pending"), "{msg}");
 
@@ -229,7 +283,10 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_url_is_a_usage_error() {
-        let err = Admin::connect("http://bad host:1", Duration::from_secs(1)).await.err().unwrap();
+        let err = Admin::connect("http://bad host:1", Duration::from_secs(1))
+            .await
+            .err()
+            .unwrap();
         assert_eq!(err.exit_code(), 2, "{err}");
     }
 }

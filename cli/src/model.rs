@@ -20,14 +20,26 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn from_pb(t: Option<&pb::Topology>) -> Result<Self, ConvertError> {
         let Some(t) = t else {
-            return Ok(Self { cluster_id: None, topology: Topology::new(Uuid::nil()) });
+            return Ok(Self {
+                cluster_id: None,
+                topology: Topology::new(Uuid::nil()),
+            });
         };
         if t.cluster_id.is_empty() {
-            let t = pb::Topology { cluster_id: Uuid::nil().to_string(), ..t.clone() };
-            return Ok(Self { cluster_id: None, topology: topology_from_pb(&t)? });
+            let t = pb::Topology {
+                cluster_id: Uuid::nil().to_string(),
+                ..t.clone()
+            };
+            return Ok(Self {
+                cluster_id: None,
+                topology: topology_from_pb(&t)?,
+            });
         }
         let topology = topology_from_pb(t)?;
-        Ok(Self { cluster_id: Some(topology.cluster_id), topology })
+        Ok(Self {
+            cluster_id: Some(topology.cluster_id),
+            topology,
+        })
     }
 
     /// `ok` or `fail`, as Redis's `cluster_state`.
@@ -41,7 +53,9 @@ impl Snapshot {
 
     /// Slots whose owner is a live member.
     pub fn slots_ok(&self) -> usize {
-        (0..ember_core::SLOT_COUNT).filter(|s| self.topology.slot_ok(*s)).count()
+        (0..ember_core::SLOT_COUNT)
+            .filter(|s| self.topology.slot_ok(*s))
+            .count()
     }
 }
 
@@ -69,7 +83,11 @@ pub struct ClusterView {
 impl ClusterView {
     pub fn from_pb(s: &pb::ClusterState) -> Result<Self, ConvertError> {
         let snapshot = Snapshot::from_pb(s.topology.as_ref())?;
-        let pending = s.pending.iter().map(node_from_pb).collect::<Result<_, _>>()?;
+        let pending = s
+            .pending
+            .iter()
+            .map(node_from_pb)
+            .collect::<Result<_, _>>()?;
         let observed = s
             .status
             .iter()
@@ -85,17 +103,29 @@ impl ClusterView {
                 ))
             })
             .collect::<Result<_, ConvertError>>()?;
-        Ok(Self { snapshot, pending, observed })
+        Ok(Self {
+            snapshot,
+            pending,
+            observed,
+        })
     }
 
     /// A view of a topology alone (e.g. from a `ChangeReply`): no pending, nothing observed.
     pub fn from_snapshot(snapshot: Snapshot) -> Self {
-        Self { snapshot, pending: Vec::new(), observed: BTreeMap::new() }
+        Self {
+            snapshot,
+            pending: Vec::new(),
+            observed: BTreeMap::new(),
+        }
     }
 
     /// Members then pending nodes.
     pub fn all_nodes(&self) -> impl Iterator<Item = &NodeInfo> + Clone {
-        self.snapshot.topology.nodes.values().chain(self.pending.iter())
+        self.snapshot
+            .topology
+            .nodes
+            .values()
+            .chain(self.pending.iter())
     }
 }
 
@@ -132,5 +162,7 @@ pub struct Dropped {
 
 /// A short label for a node in tables: its name, else the first 8 hex digits of its id.
 pub fn short_label(n: &NodeInfo) -> String {
-    n.name.clone().unwrap_or_else(|| ember_core::topology::short_id(&n.id))
+    n.name
+        .clone()
+        .unwrap_or_else(|| ember_core::topology::short_id(&n.id))
 }

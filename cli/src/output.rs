@@ -48,7 +48,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[(&'static str, Align)]) -> Self {
-        Self { headers: headers.to_vec(), rows: Vec::new() }
+        Self {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -87,7 +90,11 @@ impl Table {
 /// `key  value` lines with the values aligned.
 fn key_values(pairs: &[(&str, String)]) -> String {
     let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    pairs.iter().map(|(k, v)| format!("{k:<w$}  {v}")).collect::<Vec<_>>().join("\n")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k:<w$}  {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Compacted ranges for a table cell, shortened after `max` ranges (JSON has them all).
@@ -98,7 +105,11 @@ pub fn ranges_cell(ranges: &[SlotRange], max: usize) -> String {
     if ranges.len() <= max {
         return format_ranges(ranges);
     }
-    format!("{} ... (+{} more)", format_ranges(&ranges[..max]), ranges.len() - max)
+    format!(
+        "{} ... (+{} more)",
+        format_ranges(&ranges[..max]),
+        ranges.len() - max
+    )
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -232,7 +243,11 @@ fn range_strings(ranges: &[SlotRange]) -> Vec<String> {
 
 fn node_doc(view: &ClusterView, n: &NodeInfo, pending: bool) -> NodeDoc {
     let t = &view.snapshot.topology;
-    let ranges = if pending { Vec::new() } else { t.slots.ranges_of(&n.id) };
+    let ranges = if pending {
+        Vec::new()
+    } else {
+        t.slots.ranges_of(&n.id)
+    };
     let obs: Option<&Observed> = view.observed.get(&n.id);
     let (role, primary_id) = match (pending, n.role) {
         (true, _) => (None, None),
@@ -247,7 +262,11 @@ fn node_doc(view: &ClusterView, n: &NodeInfo, pending: bool) -> NodeDoc {
         role,
         primary_id,
         health: health(n, pending),
-        config_epoch: if pending { 0 } else { t.effective_config_epoch(&n.id) },
+        config_epoch: if pending {
+            0
+        } else {
+            t.effective_config_epoch(&n.id)
+        },
         slot_count: ranges.iter().map(SlotRange::len).sum(),
         slots: range_strings(&ranges),
         applied_version: obs.map(|o| o.applied_version),
@@ -276,8 +295,14 @@ pub fn cluster_doc(view: &ClusterView) -> ClusterDoc {
         require_full_coverage: t.require_full_coverage,
         slots_assigned: t.slots.assigned(),
         slots_ok: s.slots_ok(),
-        nodes: ordered_members(s).into_iter().map(|n| node_doc(view, n, false)).collect(),
-        pending: ordered_pending(view).into_iter().map(|n| node_doc(view, n, true)).collect(),
+        nodes: ordered_members(s)
+            .into_iter()
+            .map(|n| node_doc(view, n, false))
+            .collect(),
+        pending: ordered_pending(view)
+            .into_iter()
+            .map(|n| node_doc(view, n, true))
+            .collect(),
         migrations: t
             .migrations
             .iter()
@@ -324,14 +349,28 @@ pub fn slots_doc(s: &Snapshot) -> SlotsDoc {
             }
         })
         .collect();
-    SlotsDoc { cluster_id: s.cluster_id.map(|id| id.to_string()), version: s.topology.version, slots }
+    SlotsDoc {
+        cluster_id: s.cluster_id.map(|id| id.to_string()),
+        version: s.topology.version,
+        slots,
+    }
 }
 
 pub fn pending_doc(view: &ClusterView) -> PendingDoc {
-    PendingDoc { pending: ordered_pending(view).into_iter().map(|n| node_doc(view, n, true)).collect() }
+    PendingDoc {
+        pending: ordered_pending(view)
+            .into_iter()
+            .map(|n| node_doc(view, n, true))
+            .collect(),
+    }
 }
 
-pub fn change_doc(view: &ClusterView, changed: bool, summary: &str, dropped: Option<&Dropped>) -> ChangeDoc {
+pub fn change_doc(
+    view: &ClusterView,
+    changed: bool,
+    summary: &str,
+    dropped: Option<&Dropped>,
+) -> ChangeDoc {
     ChangeDoc {
         changed,
         summary: summary.to_string(),
@@ -352,7 +391,12 @@ pub fn change_doc(view: &ClusterView, changed: bool, summary: &str, dropped: Opt
 pub fn ordered_members(s: &Snapshot) -> Vec<&NodeInfo> {
     let t = &s.topology;
     let mut primaries: Vec<&NodeInfo> = t.nodes.values().filter(|n| n.is_primary()).collect();
-    let first_slot = |n: &NodeInfo| t.slots.ranges_of(&n.id).first().map_or(u32::MAX, |r| r.start.into());
+    let first_slot = |n: &NodeInfo| {
+        t.slots
+            .ranges_of(&n.id)
+            .first()
+            .map_or(u32::MAX, |r| r.start.into())
+    };
     primaries.sort_by_key(|n| (first_slot(n), n.client_addr.clone()));
     let mut out = Vec::with_capacity(t.nodes.len());
     for p in primaries {
@@ -361,7 +405,11 @@ pub fn ordered_members(s: &Snapshot) -> Vec<&NodeInfo> {
         replicas.sort_by_key(|n| n.client_addr.clone());
         out.extend(replicas);
     }
-    let mut orphans: Vec<&NodeInfo> = t.nodes.values().filter(|n| !out.iter().any(|o| o.id == n.id)).collect();
+    let mut orphans: Vec<&NodeInfo> = t
+        .nodes
+        .values()
+        .filter(|n| !out.iter().any(|o| o.id == n.id))
+        .collect();
     orphans.sort_by_key(|n| n.client_addr.clone());
     out.extend(orphans);
     out
@@ -377,7 +425,10 @@ fn ordered_pending(view: &ClusterView) -> Vec<&NodeInfo> {
 
 /// A node's label as other rows refer to it: name, else short id.
 fn label_of(s: &Snapshot, id: &NodeId) -> String {
-    s.topology.nodes.get(id).map_or_else(|| short_id(id), short_label)
+    s.topology
+        .nodes
+        .get(id)
+        .map_or_else(|| short_id(id), short_label)
 }
 
 pub fn render_status(view: &ClusterView) -> String {
@@ -400,14 +451,27 @@ pub fn render_status(view: &ClusterView) -> String {
         ("state", s.state().to_string()),
         ("version", t.version.to_string()),
         ("current epoch", t.current_epoch.to_string()),
-        ("slots", format!("{} assigned, {} ok (of {SLOT_COUNT})", t.slots.assigned(), s.slots_ok())),
+        (
+            "slots",
+            format!(
+                "{} assigned, {} ok (of {SLOT_COUNT})",
+                t.slots.assigned(),
+                s.slots_ok()
+            ),
+        ),
         (
             "members",
-            format!("{members} ({primaries} primaries, {} replicas, {failed} failed)", members - primaries),
+            format!(
+                "{members} ({primaries} primaries, {} replicas, {failed} failed)",
+                members - primaries
+            ),
         ),
         ("pending", pending),
         ("migrations", t.migrations.len().to_string()),
-        ("require-full-coverage", yes_no(t.require_full_coverage).to_string()),
+        (
+            "require-full-coverage",
+            yes_no(t.require_full_coverage).to_string(),
+        ),
     ])
 }
 
@@ -436,7 +500,11 @@ pub fn render_nodes(view: &ClusterView) -> String {
     let pending = ordered_pending(view).into_iter().map(|n| (n, true));
     for (n, is_pending) in members.chain(pending) {
         let obs = view.observed.get(&n.id);
-        let ranges = if is_pending { Vec::new() } else { t.slots.ranges_of(&n.id) };
+        let ranges = if is_pending {
+            Vec::new()
+        } else {
+            t.slots.ranges_of(&n.id)
+        };
         let role = match (is_pending, n.role) {
             (true, _) => "-".to_string(),
             (false, Role::Primary) => "primary".to_string(),
@@ -448,7 +516,11 @@ pub fn render_nodes(view: &ClusterView) -> String {
             n.client_addr.clone(),
             role,
             health(n, is_pending).to_string(),
-            if is_pending { "-".into() } else { t.effective_config_epoch(&n.id).to_string() },
+            if is_pending {
+                "-".into()
+            } else {
+                t.effective_config_epoch(&n.id).to_string()
+            },
             ranges.iter().map(SlotRange::len).sum::<usize>().to_string(),
             ranges_cell(&ranges, MAX_RANGES_IN_TABLE),
             opt_num(obs.map(|o| o.applied_version)),
@@ -469,7 +541,10 @@ pub fn render_slots(s: &Snapshot) -> String {
         let (who, addr) = match owner {
             Some(o) => (
                 label_of(s, &o),
-                s.topology.nodes.get(&o).map_or_else(|| "?".into(), |n| n.client_addr.clone()),
+                s.topology
+                    .nodes
+                    .get(&o)
+                    .map_or_else(|| "?".into(), |n| n.client_addr.clone()),
             ),
             None => ("(unassigned)".to_string(), "-".to_string()),
         };
@@ -492,7 +567,10 @@ pub fn render_pending(view: &ClusterView) -> String {
         ("CONNECTED", Align::Left),
     ]);
     for n in ordered_pending(view) {
-        let connected = view.observed.get(&n.id).map_or("-", |o| yes_no(o.connected));
+        let connected = view
+            .observed
+            .get(&n.id)
+            .map_or("-", |o| yes_no(o.connected));
         table.row(vec![
             short_id(&n.id),
             n.name.clone().unwrap_or_else(|| "-".into()),
@@ -524,11 +602,21 @@ pub fn render_dropped(d: &Dropped, done: bool) -> String {
         || "an unknown number of keys (no report from the node)".to_string(),
         |k| format!("{k} keys (as last reported by the node)"),
     );
-    let ranges = if d.slots.is_empty() { String::new() } else { format!(" ({})", ranges_cell(&d.slots, 8)) };
-    if done {
-        format!("{} slots{ranges} are now unassigned; {keys} were dropped with them", d.slot_count)
+    let ranges = if d.slots.is_empty() {
+        String::new()
     } else {
-        format!("forgetting {} drops {} slots{ranges} holding {keys}", d.node, d.slot_count)
+        format!(" ({})", ranges_cell(&d.slots, 8))
+    };
+    if done {
+        format!(
+            "{} slots{ranges} are now unassigned; {keys} were dropped with them",
+            d.slot_count
+        )
+    } else {
+        format!(
+            "forgetting {} drops {} slots{ranges} holding {keys}",
+            d.node, d.slot_count
+        )
     }
 }
 
@@ -570,10 +658,29 @@ pub(crate) mod tests {
         t.version = 7;
         t.current_epoch = 2;
         let mut observed = BTreeMap::new();
-        observed.insert(ids.0, Observed { connected: true, applied_version: 7, key_count: 1234, millis_since_heartbeat: 80 });
-        observed.insert(ids.1, Observed { connected: true, applied_version: 6, key_count: 5, millis_since_heartbeat: 90 });
+        observed.insert(
+            ids.0,
+            Observed {
+                connected: true,
+                applied_version: 7,
+                key_count: 1234,
+                millis_since_heartbeat: 80,
+            },
+        );
+        observed.insert(
+            ids.1,
+            Observed {
+                connected: true,
+                applied_version: 6,
+                key_count: 5,
+                millis_since_heartbeat: 90,
+            },
+        );
         ClusterView {
-            snapshot: Snapshot { cluster_id: Some(cluster), topology: t },
+            snapshot: Snapshot {
+                cluster_id: Some(cluster),
+                topology: t,
+            },
             pending: vec![node(4, Some("n4"), Role::Primary)],
             observed,
         }
@@ -581,10 +688,17 @@ pub(crate) mod tests {
 
     #[test]
     fn table_columns_are_aligned() {
-        let mut t = Table::new(&[("A", Align::Left), ("NUM", Align::Right), ("C", Align::Left)]);
+        let mut t = Table::new(&[
+            ("A", Align::Left),
+            ("NUM", Align::Right),
+            ("C", Align::Left),
+        ]);
         t.row(vec!["long-cell".into(), "5".into(), "x".into()]);
         t.row(vec!["s".into(), "12345".into(), "".into()]);
-        assert_eq!(t.render(), "A            NUM  C\nlong-cell      5  x\ns          12345");
+        assert_eq!(
+            t.render(),
+            "A            NUM  C\nlong-cell      5  x\ns          12345"
+        );
     }
 
     #[test]
@@ -592,7 +706,10 @@ pub(crate) mod tests {
         let r = |a, b| SlotRange::new(a, b).unwrap();
         assert_eq!(ranges_cell(&[], 3), "-");
         assert_eq!(ranges_cell(&[r(0, 5460), r(7000, 7000)], 3), "0-5460 7000");
-        assert_eq!(ranges_cell(&[r(0, 1), r(3, 3), r(5, 6), r(9, 9)], 2), "0-1 3 ... (+2 more)");
+        assert_eq!(
+            ranges_cell(&[r(0, 1), r(3, 3), r(5, 6), r(9, 9)], 2),
+            "0-1 3 ... (+2 more)"
+        );
     }
 
     #[test]
@@ -610,10 +727,22 @@ pub(crate) mod tests {
             }
         }
         // Order: n1, its replica n3, then n2, then pending n4.
-        assert!(lines[1].contains("n1") && lines[1].contains("0-5460") && lines[1].contains("1234"), "{out}");
-        assert!(lines[2].contains("replica of n1") && lines[2].contains("fail"), "{out}");
-        assert!(lines[3].contains("5461-10921 16000") && lines[3].contains("5462"), "{out}");
-        assert!(lines[4].contains("n4") && lines[4].contains("pending"), "{out}");
+        assert!(
+            lines[1].contains("n1") && lines[1].contains("0-5460") && lines[1].contains("1234"),
+            "{out}"
+        );
+        assert!(
+            lines[2].contains("replica of n1") && lines[2].contains("fail"),
+            "{out}"
+        );
+        assert!(
+            lines[3].contains("5461-10921 16000") && lines[3].contains("5462"),
+            "{out}"
+        );
+        assert!(
+            lines[4].contains("n4") && lines[4].contains("pending"),
+            "{out}"
+        );
         // The replica shows its primary's config epoch.
         assert!(lines[2].split_whitespace().any(|c| c == "1"), "{out}");
     }
@@ -624,7 +753,10 @@ pub(crate) mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "RANGE        SLOTS  OWNER         ADDR");
         assert_eq!(lines[1], "0-5460        5461  n1            127.0.0.1:7001");
-        assert!(lines[3].starts_with("10922-15999   5078  (unassigned)  -"), "{out}");
+        assert!(
+            lines[3].starts_with("10922-15999   5078  (unassigned)  -"),
+            "{out}"
+        );
         assert_eq!(lines.len(), 6, "{out}");
     }
 
@@ -632,16 +764,28 @@ pub(crate) mod tests {
     fn status_reports_state_and_counts() {
         let out = render_status(&sample());
         assert!(out.contains("state                  fail"), "{out}");
-        assert!(out.contains("slots                  10923 assigned, 10923 ok (of 16384)"), "{out}");
-        assert!(out.contains("members                3 (2 primaries, 1 replicas, 1 failed)"), "{out}");
-        assert!(out.contains("pending                1 (see emberctl pending)"), "{out}");
+        assert!(
+            out.contains("slots                  10923 assigned, 10923 ok (of 16384)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("members                3 (2 primaries, 1 replicas, 1 failed)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pending                1 (see emberctl pending)"),
+            "{out}"
+        );
         assert!(out.contains("require-full-coverage  yes"), "{out}");
     }
 
     #[test]
     fn pending_lists_nodes_with_a_hint() {
         let out = render_pending(&sample());
-        assert!(out.contains("n4") && out.contains("emberctl join NODE"), "{out}");
+        assert!(
+            out.contains("n4") && out.contains("emberctl join NODE"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -687,11 +831,17 @@ pub(crate) mod tests {
         assert_eq!(n1["role"], "primary");
         assert_eq!(n1["key_count"], 1234);
         let n3 = &v["nodes"][1];
-        assert_eq!((n3["role"].as_str(), n3["health"].as_str()), (Some("replica"), Some("fail")));
+        assert_eq!(
+            (n3["role"].as_str(), n3["health"].as_str()),
+            (Some("replica"), Some("fail"))
+        );
         assert_eq!(n3["primary_id"], v["nodes"][0]["id"]);
         assert_eq!(n3["key_count"], serde_json::Value::Null);
         let p = &v["pending"][0];
-        assert_eq!((p["health"].as_str(), p["role"].is_null()), (Some("pending"), true));
+        assert_eq!(
+            (p["health"].as_str(), p["role"].is_null()),
+            (Some("pending"), true)
+        );
     }
 
     #[test]
@@ -699,12 +849,22 @@ pub(crate) mod tests {
         let view = sample();
         let v = serde_json::to_value(slots_doc(&view.snapshot)).unwrap();
         let runs = v["slots"].as_array().unwrap();
-        assert_eq!(runs.iter().map(|r| r["count"].as_u64().unwrap()).sum::<u64>(), 16384);
+        assert_eq!(
+            runs.iter()
+                .map(|r| r["count"].as_u64().unwrap())
+                .sum::<u64>(),
+            16384
+        );
         assert_eq!(runs[0]["range"], "0-5460");
         assert_eq!(runs[0]["node_name"], "n1");
         assert!(runs[2]["node_id"].is_null());
 
-        let d = Dropped { node: "n1".into(), slots: vec![SlotRange::new(0, 5460).unwrap()], slot_count: 5461, key_count: Some(3) };
+        let d = Dropped {
+            node: "n1".into(),
+            slots: vec![SlotRange::new(0, 5460).unwrap()],
+            slot_count: 5461,
+            key_count: Some(3),
+        };
         let v = serde_json::to_value(change_doc(&view, true, "forgot n1", Some(&d))).unwrap();
         assert_eq!(v["changed"], true);
         assert_eq!(v["summary"], "forgot n1");
@@ -716,9 +876,17 @@ pub(crate) mod tests {
 
     #[test]
     fn change_lines() {
-        assert_eq!(render_change(true, "bootstrapped 3 nodes"), "bootstrapped 3 nodes");
+        assert_eq!(
+            render_change(true, "bootstrapped 3 nodes"),
+            "bootstrapped 3 nodes"
+        );
         assert!(render_change(false, "n1 is a member").contains("already in effect"));
-        let d = Dropped { node: "n1".into(), slots: vec![SlotRange::new(0, 9).unwrap()], slot_count: 10, key_count: None };
+        let d = Dropped {
+            node: "n1".into(),
+            slots: vec![SlotRange::new(0, 9).unwrap()],
+            slot_count: 10,
+            key_count: None,
+        };
         assert_eq!(
             render_dropped(&d, false),
             "forgetting n1 drops 10 slots (0-9) holding an unknown number of keys (no report from the node)"

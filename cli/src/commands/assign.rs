@@ -8,7 +8,9 @@ use crate::commands::Ctx;
 pub async fn run(ctx: &Ctx, a: AssignArgs) -> Result<(), CliError> {
     // Before connecting: a typo in a slot must never cost a round trip, nor need a
     // reachable control plane to be reported.
-    let ranges = a.slot_ranges().map_err(|e| CliError::Usage(e.to_string()))?;
+    let ranges = a
+        .slot_ranges()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let mut admin = ctx.connect().await?;
     let change = admin.assign(a.node, &ranges).await?;
     ctx.report_change(&change, None);

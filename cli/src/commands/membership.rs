@@ -23,7 +23,11 @@ pub async fn join(ctx: &Ctx, a: JoinArgs) -> Result<(), CliError> {
 
 pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<(), CliError> {
     let mut admin = ctx.connect().await?;
-    let dropped = if a.force { what_forget_drops(&admin.state().await?, &a.node) } else { None };
+    let dropped = if a.force {
+        what_forget_drops(&admin.state().await?, &a.node)
+    } else {
+        None
+    };
     if let Some(d) = dropped.as_ref().filter(|d| d.slot_count > 0) {
         // With --json, stdout carries only the JSON document.
         let line = output::render_dropped(d, false);

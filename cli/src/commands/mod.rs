@@ -33,7 +33,12 @@ impl Ctx {
     pub fn report_change(&self, change: &Change, dropped: Option<&Dropped>) {
         if self.json {
             let view = ClusterView::from_snapshot(change.snapshot.clone());
-            output::emit_json(&output::change_doc(&view, change.changed, &change.summary, dropped));
+            output::emit_json(&output::change_doc(
+                &view,
+                change.changed,
+                &change.summary,
+                dropped,
+            ));
         } else {
             output::emit(&output::render_change(change.changed, &change.summary));
             if let Some(d) = dropped.filter(|d| change.changed && d.slot_count > 0) {
@@ -44,7 +49,11 @@ impl Ctx {
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let ctx = Ctx { url: normalize_url(&cli.control_plane), json: cli.json, timeout: cli.timeout };
+    let ctx = Ctx {
+        url: normalize_url(&cli.control_plane),
+        json: cli.json,
+        timeout: cli.timeout,
+    };
     match cli.command {
         Command::Bootstrap(a) => membership::bootstrap(&ctx, a).await,
         Command::Join(a) => membership::join(&ctx, a).await,
