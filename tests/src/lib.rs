@@ -14,32 +14,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-/// Where the workspace's binaries are, building them on first use.
+/// Where the workspace's binaries are, building them on first use (in the profile of the
+/// running executable: tests use debug, release-built benchmarks use release).
 pub fn bin(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(&root)
-            .args([
-                "build",
-                "--bins",
-                "-p",
-                "ember-control-plane",
-                "-p",
-                "ember-data-node",
-                "-p",
-                "emberctl",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the binaries failed");
-        // Test executables live in <target>/<profile>/deps.
+        // Test executables live in <target>/<profile>/deps, binaries in <target>/<profile>.
         let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().parent().unwrap().to_path_buf()
+        let mut dir = exe.parent().unwrap().to_path_buf();
+        if dir.ends_with("deps") {
+            dir.pop();
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.current_dir(&root).args([
+            "build", "--bins", "-p", "ember-control-plane", "-p", "ember-data-node", "-p", "emberctl",
+        ]);
+        if dir.ends_with("release") {
+            cargo.arg("--release");
+        }
+        assert!(cargo.status().expect("run cargo build").success(), "building the binaries failed");
+        dir
     });
     dir.join(name)
 }
