@@ -35,7 +35,7 @@ fn every_acknowledged_change_survives_kill_9() {
                         .unwrap();
                     if out.status.success() {
                         let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                        let version = reply["version"]
+                        let version = reply["cluster"]["version"]
                             .as_u64()
                             .expect("reply carries the version");
                         *acked.lock().unwrap() = Some((version, value));
