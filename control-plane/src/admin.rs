@@ -10,15 +10,23 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::authority::Authority;
+use crate::scheduler;
 use crate::state::Op;
+use ember_core::topology::resolve_node;
+use uuid::Uuid;
 
 pub struct AdminService {
     authority: Arc<Authority>,
+    /// Most migrations recorded at once (`--max-migrations`).
+    max_migrations: usize,
 }
 
 impl AdminService {
-    pub fn new(authority: Arc<Authority>) -> Self {
-        Self { authority }
+    pub fn new(authority: Arc<Authority>, max_migrations: usize) -> Self {
+        Self {
+            authority,
+            max_migrations,
+        }
     }
 
     async fn change(&self, op: Op) -> Result<Response<pb::ChangeReply>, Status> {
@@ -117,6 +125,120 @@ impl pb::admin_server::Admin for AdminService {
             require_full_coverage: req.require_full_coverage,
         })
         .await
+    }
+
+    async fn migrate(
+        &self,
+        req: Request<pb::MigrateRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let req = req.into_inner();
+        let ranges = req
+            .slots
+            .iter()
+            .map(convert::range_from_pb)
+            .collect::<Result<Vec<_>, _>>()?;
+        let id = Uuid::new_v4();
+        let op = Op::StartMigration {
+            id,
+            target: required("target", &req.target)?,
+            slots: SlotSet::from_ranges(&ranges),
+            max_running: self.max_migrations,
+        };
+        let reply = self.change(op).await?;
+        self.authority.migration_progress(id, 0, 0, 0);
+        Ok(reply)
+    }
+
+    async fn cancel_migration(
+        &self,
+        req: Request<pb::CancelMigrationRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let query = required("migration id", &req.into_inner().id)?
+            .replace('-', "")
+            .to_ascii_lowercase();
+        let state = self.authority.current().state;
+        let matches: Vec<Uuid> = state
+            .topology
+            .migrations
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| id.simple().to_string().starts_with(&query))
+            .collect();
+        let id = match matches.as_slice() {
+            [id] => *id,
+            [] => {
+                return Err(Status::not_found(format!(
+                    "no running migration matches '{query}' (see emberctl migrations)"
+                )))
+            }
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "'{query}' matches several migrations; give more of the id"
+                )))
+            }
+        };
+        self.change(Op::AbortMigration {
+            id,
+            reason: "cancelled by the operator".into(),
+        })
+        .await
+    }
+
+    async fn plan_moves(
+        &self,
+        req: Request<pb::PlanRequest>,
+    ) -> Result<Response<pb::Plan>, Status> {
+        let req = req.into_inner();
+        let state = self.authority.current().state;
+        let t = &state.topology;
+        if !t.migrations.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "{} migration(s) are running; wait for them (emberctl migrations) before planning",
+                t.migrations.len()
+            )));
+        }
+        let primaries: Vec<_> = t
+            .nodes
+            .values()
+            .filter(|n| n.is_primary())
+            .map(|n| n.id)
+            .collect();
+        if let Some(failed) = t.nodes.values().find(|n| n.is_primary() && n.failed) {
+            return Err(Status::failed_precondition(format!(
+                "{} is failed; bring it back or forget it before moving slots",
+                failed.label()
+            )));
+        }
+        let moves = if req.drain.trim().is_empty() {
+            scheduler::rebalance(&t.slots, &primaries)
+        } else {
+            let node = resolve_node(state.all_nodes(), req.drain.trim())
+                .map_err(|e| Status::not_found(e.to_string()))?;
+            if !t.nodes.contains_key(&node.id) {
+                return Err(Status::failed_precondition(format!(
+                    "{} is not a member",
+                    node.label()
+                )));
+            }
+            if primaries.len() < 2 {
+                return Err(Status::failed_precondition(
+                    "there is no other primary to move the slots to",
+                ));
+            }
+            scheduler::drain(&t.slots, &primaries, node.id)
+        };
+        Ok(Response::new(pb::Plan {
+            moves: moves
+                .iter()
+                .map(|m| pb::PlannedMove {
+                    source_id: m.source.to_string(),
+                    target_id: m.target.to_string(),
+                    slots: m.slots.ranges().iter().map(convert::range_to_pb).collect(),
+                    slot_count: m.slots.len() as u32,
+                })
+                .collect(),
+            topology: Some(convert::topology_to_pb(t)),
+        }))
     }
 
     async fn watch(

@@ -55,12 +55,37 @@ pub struct Observed {
     pub key_count: u64,
 }
 
+/// Progress of a running migration, as reported by its target.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub keys: u64,
+    pub bytes: u64,
+    pub keys_total: u64,
+    pub started: Instant,
+    /// Last report (or start): a migration silent too long is aborted.
+    pub last_report: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            keys: 0,
+            bytes: 0,
+            keys_total: 0,
+            started: now,
+            last_report: now,
+        }
+    }
+}
+
 pub struct Authority {
     /// Serialises changes: held across apply, persist and publish.
     committing: tokio::sync::Mutex<()>,
     store: Store,
     published: watch::Sender<Published>,
     observed: Mutex<HashMap<NodeId, Observed>>,
+    progress: Mutex<HashMap<Uuid, Progress>>,
     started: Instant,
 }
 
@@ -88,6 +113,7 @@ impl Authority {
             store,
             published,
             observed: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
             started: Instant::now(),
         }))
     }
@@ -151,6 +177,35 @@ impl Authority {
         }
     }
 
+    /// Records a progress report (or, with zeros, the start) of migration `id`.
+    pub fn migration_progress(&self, id: Uuid, keys: u64, bytes: u64, keys_total: u64) {
+        let mut all = self.progress.lock().unwrap();
+        let p = all.entry(id).or_insert_with(Progress::new);
+        p.keys = p.keys.max(keys);
+        p.bytes = p.bytes.max(bytes);
+        p.keys_total = p.keys_total.max(keys_total);
+        p.last_report = Instant::now();
+    }
+
+    /// Progress of the running migrations (those not yet reported start now), dropping
+    /// entries of migrations that ended.
+    pub fn progress(&self) -> HashMap<Uuid, Progress> {
+        let running: Vec<Uuid> = self
+            .current()
+            .state
+            .topology
+            .migrations
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        let mut all = self.progress.lock().unwrap();
+        all.retain(|id, _| running.contains(id));
+        for id in running {
+            all.entry(id).or_insert_with(Progress::new);
+        }
+        all.clone()
+    }
+
     /// Observations of every node seen since start.
     pub fn observed(&self) -> HashMap<NodeId, Observed> {
         self.observed.lock().unwrap().clone()
@@ -179,10 +234,22 @@ impl Authority {
                 }
             })
             .collect();
+        let progress = self
+            .progress()
+            .into_iter()
+            .map(|(id, p)| pb::MigrationProgress {
+                id: id.to_string(),
+                keys: p.keys,
+                bytes: p.bytes,
+                keys_total: p.keys_total,
+                millis: p.started.elapsed().as_millis() as u64,
+            })
+            .collect();
         pb::ClusterState {
             topology: Some(convert::topology_to_pb(&current.topology)),
             pending: current.pending.values().map(convert::node_to_pb).collect(),
             status,
+            progress,
         }
     }
 }

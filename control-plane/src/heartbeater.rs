@@ -2,7 +2,8 @@
 //!
 //! A member silent for longer than the node timeout (no hello or heartbeat) is marked
 //! failed, in a new topology version; a failed member that is heard from again is marked
-//! ok. Members never seen since this process started are timed from its start, which is
+//! ok. Migrations whose source or target failed, or whose target reported no progress
+//! for the migration timeout, are aborted. Members never seen since this process started are timed from its start, which is
 //! the grace period that lets nodes reconnect after a control-plane restart.
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ pub fn tick(node_timeout: Duration) -> Duration {
     (node_timeout / 10).min(Duration::from_millis(100))
 }
 
-pub async fn run(authority: Arc<Authority>, node_timeout: Duration) {
+pub async fn run(authority: Arc<Authority>, node_timeout: Duration, migration_timeout: Duration) {
     let mut interval = tokio::time::interval(tick(node_timeout));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -36,6 +37,26 @@ pub async fn run(authority: Arc<Authority>, node_timeout: Duration) {
                 if let Err(e) = authority.submit(op).await {
                     tracing::warn!(node = %node.id, "could not record health change: {e}");
                 }
+            }
+        }
+        // A migration cannot finish without both nodes, nor if its target went quiet.
+        let state = authority.current().state;
+        let progress = authority.progress();
+        for m in &state.topology.migrations {
+            let failed = [m.source, m.target]
+                .into_iter()
+                .find(|id| state.topology.nodes.get(id).is_none_or(|n| n.failed));
+            let stalled = progress
+                .get(&m.id)
+                .is_some_and(|p| p.last_report.elapsed() > migration_timeout);
+            let reason = match (failed, stalled) {
+                (Some(id), _) => format!("node {id} failed"),
+                (None, true) => format!("no progress for {migration_timeout:?}"),
+                _ => continue,
+            };
+            let op = Op::AbortMigration { id: m.id, reason };
+            if let Err(e) = authority.submit(op).await {
+                tracing::debug!(migration = %m.id, "abort raced with another outcome: {e}");
             }
         }
     }

@@ -25,6 +25,12 @@ struct Args {
     /// A node silent this long is marked failed (e.g. 5s, 500ms).
     #[arg(long, env = "EMBER_CP_NODE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     node_timeout: Duration,
+    /// Most live migrations running at once (rebalance and drain run this many in parallel).
+    #[arg(long, env = "EMBER_CP_MAX_MIGRATIONS", default_value_t = 4)]
+    max_migrations: usize,
+    /// A migration whose target reports no progress for this long is aborted.
+    #[arg(long, env = "EMBER_CP_MIGRATION_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    migration_timeout: Duration,
 }
 
 #[tokio::main]
@@ -40,6 +46,8 @@ async fn main() {
         listen: args.listen,
         data_dir: args.data_dir,
         node_timeout: args.node_timeout,
+        max_migrations: args.max_migrations.max(1),
+        migration_timeout: args.migration_timeout,
     };
     if let Err(e) = server::run(config, shutdown_signal()).await {
         eprintln!("error: {e:#}");

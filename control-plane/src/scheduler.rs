@@ -28,14 +28,21 @@ pub fn rebalance(slots: &SlotMap, primaries: &[NodeId]) -> Vec<Move> {
     let mut by_size: Vec<NodeId> = primaries.to_vec();
     // Largest first; ties by id so the plan is deterministic.
     by_size.sort_by(|a, b| current[b].cmp(&current[a]).then(a.cmp(b)));
-    let goal: BTreeMap<NodeId, usize> =
-        by_size.iter().enumerate().map(|(i, id)| (*id, base + usize::from(i < extra))).collect();
+    let goal: BTreeMap<NodeId, usize> = by_size
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, base + usize::from(i < extra)))
+        .collect();
     plan(slots, &current, &goal)
 }
 
 /// Moves that empty `drained` onto the other `primaries`, filling the emptiest first.
 pub fn drain(slots: &SlotMap, primaries: &[NodeId], drained: NodeId) -> Vec<Move> {
-    let others: Vec<NodeId> = primaries.iter().copied().filter(|p| *p != drained).collect();
+    let others: Vec<NodeId> = primaries
+        .iter()
+        .copied()
+        .filter(|p| *p != drained)
+        .collect();
     let mut all = others.clone();
     all.push(drained);
     let current = counts(slots, &all);
@@ -45,7 +52,11 @@ pub fn drain(slots: &SlotMap, primaries: &[NodeId], drained: NodeId) -> Vec<Move
     // Water-fill: hand out the drained slots one at a time to the currently smallest.
     let mut goal: BTreeMap<NodeId, usize> = others.iter().map(|o| (*o, current[o])).collect();
     for _ in 0..current[&drained] {
-        let smallest = *goal.iter().min_by_key(|(id, n)| (**n, **id)).expect("others non-empty").0;
+        let smallest = *goal
+            .iter()
+            .min_by_key(|(id, n)| (**n, **id))
+            .expect("others non-empty")
+            .0;
         *goal.get_mut(&smallest).unwrap() += 1;
     }
     goal.insert(drained, 0);
@@ -58,11 +69,17 @@ fn counts(slots: &SlotMap, nodes: &[NodeId]) -> BTreeMap<NodeId, usize> {
 
 /// Turns per-node goals into moves: donors give the tail of their slots, receivers take
 /// them in order.
-fn plan(slots: &SlotMap, current: &BTreeMap<NodeId, usize>, goal: &BTreeMap<NodeId, usize>) -> Vec<Move> {
+fn plan(
+    slots: &SlotMap,
+    current: &BTreeMap<NodeId, usize>,
+    goal: &BTreeMap<NodeId, usize>,
+) -> Vec<Move> {
     let mut give: Vec<(NodeId, u16)> = Vec::new();
     for (id, &cur) in current {
         let surplus = cur.saturating_sub(goal[id]);
-        let owned: Vec<u16> = (0..SLOT_COUNT).filter(|s| slots.owner(*s) == Some(*id)).collect();
+        let owned: Vec<u16> = (0..SLOT_COUNT)
+            .filter(|s| slots.owner(*s) == Some(*id))
+            .collect();
         give.extend(owned[owned.len() - surplus..].iter().map(|s| (*id, *s)));
     }
     let mut moves: Vec<Move> = Vec::new();
@@ -72,7 +89,11 @@ fn plan(slots: &SlotMap, current: &BTreeMap<NodeId, usize>, goal: &BTreeMap<Node
             let (source, slot) = give.next().expect("surpluses equal deficits");
             match moves.last_mut() {
                 Some(m) if m.source == source && m.target == *id => m.slots.insert(slot),
-                _ => moves.push(Move { source, target: *id, slots: SlotSet::from_iter([slot]) }),
+                _ => moves.push(Move {
+                    source,
+                    target: *id,
+                    slots: SlotSet::from_iter([slot]),
+                }),
             }
         }
     }
@@ -89,7 +110,11 @@ mod tests {
         let mut out = slots.clone();
         for m in moves {
             for s in m.slots.iter() {
-                assert_eq!(out.owner(s), Some(m.source), "a move takes slots from their owner");
+                assert_eq!(
+                    out.owner(s),
+                    Some(m.source),
+                    "a move takes slots from their owner"
+                );
                 out.set(s, Some(m.target));
             }
         }

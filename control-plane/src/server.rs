@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ember_proto::pb::{admin_server::AdminServer, session_server::SessionServer};
@@ -21,6 +20,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub node_timeout: Duration,
+    /// Most migrations running at once.
+    pub max_migrations: usize,
+    /// A migration whose target reports no progress for this long is aborted.
+    pub migration_timeout: Duration,
 }
 
 /// Opens the state, binds the listener and serves until `shutdown` resolves.
@@ -44,6 +47,7 @@ pub async fn serve(
     tokio::spawn(crate::heartbeater::run(
         authority.clone(),
         config.node_timeout,
+        config.migration_timeout,
     ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -65,7 +69,10 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AdminServer::new(AdminService::new(authority.clone())))
+        .add_service(AdminServer::new(AdminService::new(
+            authority.clone(),
+            config.max_migrations,
+        )))
         .add_service(SessionServer::new(SessionService::new(
             authority,
             config.node_timeout,

@@ -145,6 +145,9 @@ async fn run(
                         sent = hb.applied_version;
                     }
                 }
+                Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Migration(report)) })) => {
+                    on_migration_report(authority, id, report).await;
+                }
                 Ok(Some(_)) => {
                     let _ = tx.send(Err(Status::invalid_argument("only heartbeats may follow Hello"))).await;
                     return "protocol error".into();
@@ -159,5 +162,38 @@ async fn run(
             }
             _ = tx.closed() => return "node went away".into(),
         }
+    }
+}
+
+/// Acts on a node's migration report: progress is recorded; `ready` from the target
+/// commits; `failed` from either side aborts. Reports about other nodes' migrations, or
+/// migrations that already ended, are ignored.
+async fn on_migration_report(authority: &Authority, node: NodeId, report: pb::MigrationReport) {
+    let Ok(mid) = report.id.parse::<uuid::Uuid>() else {
+        return;
+    };
+    let state = authority.current().state;
+    let Some(m) = state.topology.migrations.iter().find(|m| m.id == mid) else {
+        return;
+    };
+    let op = match report.kind() {
+        pb::migration_report::Kind::Progress if node == m.target => {
+            authority.migration_progress(mid, report.keys, report.bytes, report.keys_total);
+            return;
+        }
+        pb::migration_report::Kind::Ready if node == m.target => {
+            authority.migration_progress(mid, report.keys, report.bytes, report.keys_total);
+            Op::CommitMigration { id: mid }
+        }
+        pb::migration_report::Kind::Failed if node == m.target || node == m.source => {
+            Op::AbortMigration {
+                id: mid,
+                reason: format!("node {node} reported: {}", report.error),
+            }
+        }
+        _ => return,
+    };
+    if let Err(e) = authority.submit(op).await {
+        tracing::warn!(migration = %mid, "could not act on a migration report: {e}");
     }
 }

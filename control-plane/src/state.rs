@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ember_core::slots::{split_evenly, SlotSet, SLOT_COUNT};
 use ember_core::topology::{resolve_node, ResolveError};
-use ember_core::{NodeId, NodeInfo, Role, Topology};
+use ember_core::{Migration, MigrationState, NodeId, NodeInfo, Role, Topology};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -64,6 +64,22 @@ pub enum Op {
     SetConfig {
         require_full_coverage: Option<bool>,
     },
+    /// Record a live migration of owned slots to `target` (ownership is unchanged).
+    StartMigration {
+        id: Uuid,
+        target: String,
+        slots: SlotSet,
+        max_running: usize,
+    },
+    /// The target has every key and the source holds writes: `target` owns the slots.
+    CommitMigration {
+        id: Uuid,
+    },
+    /// Drop the migration record: the source keeps every slot.
+    AbortMigration {
+        id: Uuid,
+        reason: String,
+    },
 }
 
 /// Why an op was refused. The state is unchanged.
@@ -87,6 +103,8 @@ pub enum StateError {
     Conflict(String),
     #[error("{0}")]
     Duplicate(String),
+    #[error("no migration {0} is running")]
+    NoMigration(String),
 }
 
 /// What an accepted op did.
@@ -181,7 +199,134 @@ impl ClusterState {
                     self.topology.require_full_coverage
                 ))
             }
+            Op::StartMigration {
+                id,
+                target,
+                slots,
+                max_running,
+            } => self.start_migration(*id, target, slots, *max_running),
+            Op::CommitMigration { id } => self.commit_migration(*id),
+            Op::AbortMigration { id, reason } => {
+                let before = self.topology.migrations.len();
+                self.topology.migrations.retain(|m| m.id != *id);
+                if self.topology.migrations.len() == before {
+                    return Err(StateError::NoMigration(id.to_string()));
+                }
+                Ok(format!("migration {id} aborted: {reason}"))
+            }
         }
+    }
+
+    fn start_migration(
+        &mut self,
+        id: Uuid,
+        target: &str,
+        slots: &SlotSet,
+        max_running: usize,
+    ) -> Result<String, StateError> {
+        if slots.is_empty() {
+            return Err(StateError::Invalid("no slots given".into()));
+        }
+        let target = self.resolve_member(target)?;
+        let t = &self.topology;
+        let node = &t.nodes[&target];
+        if !node.is_primary() {
+            return Err(StateError::Invalid(format!(
+                "{} is a replica; only primaries own slots",
+                node.label()
+            )));
+        }
+        if node.failed {
+            return Err(StateError::Conflict(format!("{} is failed", node.label())));
+        }
+        let mut sources: BTreeSet<Option<NodeId>> =
+            slots.iter().map(|s| t.slots.owner(s)).collect();
+        let source = match (sources.pop_first(), sources.is_empty()) {
+            (Some(Some(source)), true) => source,
+            (Some(None), _) => {
+                return Err(StateError::Invalid(
+                    "some of these slots are unassigned: give free slots with `emberctl assign`"
+                        .into(),
+                ))
+            }
+            _ => {
+                return Err(StateError::Invalid(
+                    "these slots have several owners: migrate each owner's slots separately".into(),
+                ))
+            }
+        };
+        if source == target {
+            return Err(StateError::Invalid(format!(
+                "{} already owns these slots",
+                node.label()
+            )));
+        }
+        if t.nodes[&source].failed {
+            return Err(StateError::Conflict(format!(
+                "the source {} is failed",
+                t.nodes[&source].label()
+            )));
+        }
+        if let Some(m) = slots.iter().find_map(|s| t.migration_of(s)) {
+            return Err(StateError::Conflict(format!(
+                "some of these slots are already being migrated by {}",
+                m.id
+            )));
+        }
+        if t.migrations.len() >= max_running {
+            return Err(StateError::Conflict(format!(
+                "{} migrations are running, the most allowed (--max-migrations); wait for one to finish",
+                t.migrations.len()
+            )));
+        }
+        let summary = format!(
+            "migration {id}: {} slot(s) ({slots}) from {} to {}",
+            slots.len(),
+            self.label(&source),
+            self.label(&target)
+        );
+        self.topology.migrations.push(Migration {
+            id,
+            slots: slots.ranges(),
+            source,
+            target,
+            state: MigrationState::Streaming,
+        });
+        Ok(summary)
+    }
+
+    fn commit_migration(&mut self, id: Uuid) -> Result<String, StateError> {
+        let idx = self
+            .topology
+            .migrations
+            .iter()
+            .position(|m| m.id == id)
+            .ok_or_else(|| StateError::NoMigration(id.to_string()))?;
+        let m = self.topology.migrations.remove(idx);
+        let slots = SlotSet::from_ranges(&m.slots);
+        if let Some(s) = slots
+            .iter()
+            .find(|s| self.topology.slots.owner(*s) != Some(m.source))
+        {
+            return Err(StateError::Conflict(format!(
+                "slot {s} is no longer owned by the migration's source"
+            )));
+        }
+        self.topology.current_epoch += 1;
+        let epoch = self.topology.current_epoch;
+        slots
+            .iter()
+            .for_each(|s| self.topology.slots.set(s, Some(m.target)));
+        self.topology
+            .nodes
+            .get_mut(&m.target)
+            .expect("migration target is a member")
+            .config_epoch = epoch;
+        Ok(format!(
+            "migration {id} committed: {} slot(s) ({slots}) now owned by {}; current epoch {epoch}",
+            slots.len(),
+            self.label(&m.target)
+        ))
     }
 
     fn register(
@@ -487,6 +632,24 @@ impl ClusterState {
                         n.id
                     ));
                 }
+            }
+        }
+        let mut migrating = SlotSet::new();
+        for m in &t.migrations {
+            for s in m.slots.iter().flat_map(|r| r.iter()) {
+                if t.slots.owner(s) != Some(m.source) {
+                    return Err(format!(
+                        "migration {} moves slot {s}, which its source does not own",
+                        m.id
+                    ));
+                }
+                if migrating.contains(s) {
+                    return Err(format!("slot {s} is in two migrations"));
+                }
+                migrating.insert(s);
+            }
+            if !t.nodes.get(&m.target).is_some_and(NodeInfo::is_primary) {
+                return Err(format!("migration {} targets a non-primary", m.id));
             }
         }
         if let Some(id) = self.pending.keys().find(|id| t.nodes.contains_key(id)) {

@@ -12,7 +12,9 @@ impl From<AuthorityError> for Status {
         match e {
             AuthorityError::Store(_) => Status::unavailable(msg),
             AuthorityError::State(s) => match s {
-                StateError::Resolve(ResolveError::Unknown(_)) => Status::not_found(msg),
+                StateError::Resolve(ResolveError::Unknown(_)) | StateError::NoMigration(_) => {
+                    Status::not_found(msg)
+                }
                 StateError::Resolve(ResolveError::Ambiguous { .. }) => {
                     Status::invalid_argument(msg)
                 }

@@ -67,6 +67,11 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..NODES, any::<bool>()).prop_map(|(i, failed)| Step::Op(Op::SetHealth { id: id(i), failed })),
         1 => proptest::option::of(any::<bool>())
             .prop_map(|v| Step::Op(Op::SetConfig { require_full_coverage: v })),
+        2 => (0u128..3, node_query(), slots(), 1usize..4).prop_map(|(m, target, slots, max_running)| {
+            Step::Op(Op::StartMigration { id: Uuid::from_u128(m), target, slots, max_running })
+        }),
+        1 => (0u128..3).prop_map(|m| Step::Op(Op::CommitMigration { id: Uuid::from_u128(m) })),
+        1 => (0u128..3).prop_map(|m| Step::Op(Op::AbortMigration { id: Uuid::from_u128(m), reason: "test".into() })),
         1 => Just(Step::Restart),
     ]
 }
@@ -274,4 +279,65 @@ fn bad_requests_are_refused_with_reasons() {
     assert!(outcome.summary.contains("unassigned"));
     assert_eq!(after.topology.current_epoch, before + 1);
     assert_eq!(after.topology.slots.assigned(), 16384 - 8192);
+}
+
+#[test]
+fn migrations_commit_with_an_epoch_bump_and_abort_without_one() {
+    let mut state = ClusterState::new(Uuid::new_v4());
+    for i in 0..2 {
+        state = state.apply(&register(i)).unwrap().0;
+    }
+    state = state
+        .apply(&Op::Bootstrap {
+            nodes: vec!["n0".into()],
+        })
+        .unwrap()
+        .0;
+    state = state
+        .apply(&Op::Join {
+            node: "n1".into(),
+            replica_of: None,
+        })
+        .unwrap()
+        .0;
+    let slots = SlotSet::parse_args(&["0-99"]).unwrap();
+    let start = |id: u128| Op::StartMigration {
+        id: Uuid::from_u128(id),
+        target: "n1".into(),
+        slots: slots.clone(),
+        max_running: 4,
+    };
+    state = state.apply(&start(1)).unwrap().0;
+    // Slots in flight can be neither migrated again nor assigned, and the source stays owner.
+    assert!(state
+        .apply(&start(2))
+        .unwrap_err()
+        .to_string()
+        .contains("already being migrated"));
+    assert_eq!(state.topology.slots.owner(0), Some(id(0)));
+    let epoch = state.topology.current_epoch;
+    let (aborted, _) = state
+        .apply(&Op::AbortMigration {
+            id: Uuid::from_u128(1),
+            reason: "test".into(),
+        })
+        .unwrap();
+    assert_eq!(aborted.topology.current_epoch, epoch);
+    assert_eq!(aborted.topology.slots.owner(0), Some(id(0)));
+    let (committed, _) = state
+        .apply(&Op::CommitMigration {
+            id: Uuid::from_u128(1),
+        })
+        .unwrap();
+    assert_eq!(committed.topology.current_epoch, epoch + 1);
+    assert_eq!(committed.topology.nodes[&id(1)].config_epoch, epoch + 1);
+    assert_eq!(committed.topology.slots.count_of(&id(1)), 100);
+    assert!(committed.topology.migrations.is_empty());
+    assert_eq!(committed.consistency_check(), Ok(()));
+    // A late report for an ended migration is refused and changes nothing.
+    assert!(committed
+        .apply(&Op::CommitMigration {
+            id: Uuid::from_u128(1)
+        })
+        .is_err());
 }
