@@ -86,6 +86,8 @@ pub struct Authority {
     published: watch::Sender<Published>,
     observed: Mutex<HashMap<NodeId, Observed>>,
     progress: Mutex<HashMap<Uuid, Progress>>,
+    /// The last migrations that ended, newest last (bounded).
+    finished: Mutex<std::collections::VecDeque<pb::FinishedMigration>>,
     started: Instant,
 }
 
@@ -114,6 +116,7 @@ impl Authority {
             published,
             observed: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
+            finished: Mutex::new(Default::default()),
             started: Instant::now(),
         }))
     }
@@ -144,6 +147,7 @@ impl Authority {
             .await
             .expect("persist task panicked")?;
         tracing::info!(version = next.version(), "{}", outcome.summary);
+        self.record_finished(&op, &current, &outcome);
         let published = Published::new(next);
         let state = published.state.clone();
         self.published.send_replace(published);
@@ -175,6 +179,35 @@ impl Authority {
         if let Some(o) = self.observed.lock().unwrap().get_mut(&id) {
             o.sessions = o.sessions.saturating_sub(1);
         }
+    }
+
+    /// Remembers how a migration ended, for `emberctl migrations` and waiting clients.
+    fn record_finished(&self, op: &Op, before: &ClusterState, outcome: &Outcome) {
+        let (id, committed, reason) = match op {
+            Op::CommitMigration { id } => (*id, true, String::new()),
+            Op::AbortMigration { id, reason } => (*id, false, reason.clone()),
+            _ => return,
+        };
+        let Some(m) = before.topology.migrations.iter().find(|m| m.id == id) else {
+            return;
+        };
+        let p = self.progress.lock().unwrap().remove(&id);
+        let migration = Some(convert::migration_to_pb(m));
+        let mut finished = self.finished.lock().unwrap();
+        finished.push_back(pb::FinishedMigration {
+            migration,
+            committed,
+            reason,
+            keys: p.as_ref().map_or(0, |p| p.keys),
+            bytes: p.as_ref().map_or(0, |p| p.bytes),
+            millis: p
+                .as_ref()
+                .map_or(0, |p| p.started.elapsed().as_millis() as u64),
+        });
+        if finished.len() > 100 {
+            finished.pop_front();
+        }
+        tracing::info!(migration = %id, committed, "{}", outcome.summary);
     }
 
     /// Records a progress report (or, with zeros, the start) of migration `id`.
@@ -250,6 +283,7 @@ impl Authority {
             pending: current.pending.values().map(convert::node_to_pb).collect(),
             status,
             progress,
+            finished: self.finished.lock().unwrap().iter().cloned().collect(),
         }
     }
 }

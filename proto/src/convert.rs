@@ -91,6 +91,20 @@ pub fn node_from_pb(n: &pb::Node) -> Result<NodeInfo, ConvertError> {
     })
 }
 
+pub fn migration_to_pb(m: &Migration) -> pb::Migration {
+    pb::Migration {
+        id: m.id.to_string(),
+        slots: m.slots.iter().map(range_to_pb).collect(),
+        source_id: m.source.to_string(),
+        target_id: m.target.to_string(),
+        state: match m.state {
+            MigrationState::Streaming => pb::MigrationState::Streaming,
+            MigrationState::Handoff => pb::MigrationState::Handoff,
+        }
+        .into(),
+    }
+}
+
 pub fn topology_to_pb(t: &Topology) -> pb::Topology {
     pb::Topology {
         cluster_id: t.cluster_id.to_string(),
@@ -108,21 +122,7 @@ pub fn topology_to_pb(t: &Topology) -> pb::Topology {
                 node_id: o.to_string(),
             })
             .collect(),
-        migrations: t
-            .migrations
-            .iter()
-            .map(|m| pb::Migration {
-                id: m.id.to_string(),
-                slots: m.slots.iter().map(range_to_pb).collect(),
-                source_id: m.source.to_string(),
-                target_id: m.target.to_string(),
-                state: match m.state {
-                    MigrationState::Streaming => pb::MigrationState::Streaming,
-                    MigrationState::Handoff => pb::MigrationState::Handoff,
-                }
-                .into(),
-            })
-            .collect(),
+        migrations: t.migrations.iter().map(migration_to_pb).collect(),
     }
 }
 
