@@ -1,0 +1,209 @@
+//! Connection commands: PING, ECHO, HELLO, QUIT, SELECT, CLIENT, READONLY, READWRITE,
+//! ASKING.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{arg_int, eq_ic, unknown_subcommand, Ctx};
+use crate::resp::Reply;
+
+/// The version ember reports (the Redis version whose semantics it follows).
+pub const VERSION: &str = "7.2.0";
+
+/// # Format
+/// `PING [message]`
+pub fn ping(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let _ = ctx;
+    match args.len() {
+        1 => Reply::simple("PONG"),
+        2 => Reply::Bulk(args[1].clone()),
+        _ => Reply::arity("ping"),
+    }
+}
+
+/// # Format
+/// `ECHO message`
+pub fn echo(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    Reply::Bulk(args[1].clone())
+}
+
+/// # Format
+/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
+pub fn hello(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let mut proto = if ctx.client.resp3 { 3 } else { 2 };
+    let mut i = 1;
+    let mut name = None;
+    if args.len() > 1 {
+        match arg_int(&args[1]) {
+            Ok(v) if (2..=3).contains(&v) => proto = v,
+            Ok(_) => return Reply::err("NOPROTO unsupported protocol version"),
+            Err(_) => {
+                return Reply::err("ERR Protocol version is not an integer or out of range")
+            }
+        }
+        i = 2;
+    }
+    while i < args.len() {
+        let more = args.len() - i - 1;
+        if eq_ic(&args[i], "auth") && more >= 2 {
+            if &args[i + 1][..] != b"default" {
+                return Reply::err(
+                    "WRONGPASS invalid username-password pair or user is disabled.",
+                );
+            }
+            i += 3;
+        } else if eq_ic(&args[i], "setname") && more >= 1 {
+            if !valid_name(&args[i + 1]) {
+                return Reply::err(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
+            name = Some(args[i + 1].clone());
+            i += 2;
+        } else {
+            return Reply::error(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                super::lossy_trunc(&args[i], 128)
+            ));
+        }
+    }
+    if let Some(n) = name {
+        *ctx.client.info.name.lock() = Some(n);
+    }
+    ctx.client.resp3 = proto == 3;
+    ctx.client.info.resp.store(proto as u8, Ordering::Relaxed);
+    let s = |v: &str| Reply::bulk_str(v);
+    Reply::Map(vec![
+        (s("server"), s("redis")),
+        (s("version"), s(VERSION)),
+        (s("proto"), Reply::Integer(proto)),
+        (s("id"), Reply::Integer(ctx.client.id as i64)),
+        (s("mode"), s("cluster")),
+        (s("role"), s("master")),
+        (s("modules"), Reply::Array(vec![])),
+    ])
+}
+
+fn valid_name(n: &[u8]) -> bool {
+    n.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+/// # Format
+/// `QUIT` (replies `+OK`, then the connection closes)
+pub fn quit(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    ctx.client.close = true;
+    Reply::ok()
+}
+
+/// # Format
+/// `SELECT index` (only database 0 exists in cluster mode)
+pub fn select(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    match arg_int(&args[1]) {
+        Ok(0) => Reply::ok(),
+        Ok(_) => Reply::err("ERR SELECT is not allowed in cluster mode"),
+        Err(r) => r,
+    }
+}
+
+/// # Format
+/// `READONLY`
+pub fn readonly(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    ctx.client.readonly = true;
+    Reply::ok()
+}
+
+/// # Format
+/// `READWRITE`
+pub fn readwrite(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    ctx.client.readonly = false;
+    Reply::ok()
+}
+
+/// # Format
+/// `ASKING` (the next command may be served for a slot being imported)
+pub fn asking(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    ctx.client.asking = true;
+    Reply::ok()
+}
+
+/// # Format
+/// `CLIENT ID | SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | INFO | LIST`
+pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let sub = &args[1];
+    let n = args.len();
+    let arity = |name: &str| Reply::error(format!(
+        "ERR wrong number of arguments for 'client|{name}' command"
+    ));
+    if eq_ic(sub, "id") {
+        if n != 2 {
+            return arity("id");
+        }
+        Reply::Integer(ctx.client.id as i64)
+    } else if eq_ic(sub, "setname") {
+        if n != 3 {
+            return arity("setname");
+        }
+        if !valid_name(&args[2]) {
+            return Reply::err(
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            );
+        }
+        *ctx.client.info.name.lock() = if args[2].is_empty() {
+            None
+        } else {
+            Some(args[2].clone())
+        };
+        Reply::ok()
+    } else if eq_ic(sub, "getname") {
+        if n != 2 {
+            return arity("getname");
+        }
+        match &*ctx.client.info.name.lock() {
+            Some(v) => Reply::Bulk(v.clone()),
+            None => Reply::Null,
+        }
+    } else if eq_ic(sub, "setinfo") {
+        if n != 4 {
+            return arity("setinfo");
+        }
+        let slot = if eq_ic(&args[2], "lib-name") {
+            &ctx.client.info.lib_name
+        } else if eq_ic(&args[2], "lib-ver") {
+            &ctx.client.info.lib_ver
+        } else {
+            return Reply::error(format!(
+                "ERR Unrecognized option '{}'",
+                super::lossy_trunc(&args[2], 128)
+            ));
+        };
+        if !valid_name(&args[3]) && !args[3].is_empty() {
+            return Reply::err("ERR lib-name or lib-ver cannot contain spaces, newlines or special characters.");
+        }
+        *slot.lock() = Some(args[3].clone());
+        Reply::ok()
+    } else if eq_ic(sub, "info") {
+        if n != 2 {
+            return arity("info");
+        }
+        let mut s = ctx.client.info.describe();
+        s.push('\n');
+        Reply::Verbatim("txt", Bytes::from(s))
+    } else if eq_ic(sub, "list") {
+        let mut s = String::new();
+        for c in ctx.state.clients.list() {
+            s.push_str(&c.describe());
+            s.push('\n');
+        }
+        Reply::Verbatim("txt", Bytes::from(s))
+    } else if eq_ic(sub, "help") {
+        Reply::Array(
+            ["CLIENT <subcommand>", "ID", "SETNAME <name>", "GETNAME", "SETINFO <option> <value>", "INFO", "LIST"]
+                .iter()
+                .map(|s| Reply::simple(s))
+                .collect(),
+        )
+    } else {
+        unknown_subcommand(sub, "CLIENT")
+    }
+}

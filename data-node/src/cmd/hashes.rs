@@ -1,0 +1,223 @@
+//! Hash commands: HSET, HMSET, HSETNX, HGET, HMGET, HDEL, HEXISTS, HLEN, HSTRLEN, HKEYS,
+//! HVALS, HGETALL, HINCRBY, HINCRBYFLOAT, HRANDFIELD, HSCAN.
+
+use bytes::Bytes;
+use rand::seq::IndexedRandom;
+
+use super::{arg_int, eq_ic, get_hash, get_hash_mut, glob_match, parse_cursor, parse_f64, parse_scan_opts, scan_page, Ctx};
+use crate::db::SlotTable;
+use crate::resp::parse::parse_i64;
+use crate::resp::reply::fmt_human_double;
+use crate::resp::Reply;
+use crate::tri;
+
+/// # Format
+/// `HSET key field value [field value ...]`, `HMSET key field value [field value ...]`
+pub fn hset(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let hmset = eq_ic(&args[0], "hmset");
+    if !args.len().is_multiple_of(2) {
+        return Reply::arity(if hmset { "hmset" } else { "hset" });
+    }
+    let h = tri!(get_hash_mut(t, &args[1], ctx.now, true)).expect("created");
+    let mut added = 0;
+    for p in args[2..].chunks(2) {
+        if let Some(v) = h.get_mut(&p[0][..]) {
+            *v = p[1][..].into();
+        } else {
+            h.insert(p[0][..].into(), p[1][..].into());
+            added += 1;
+        }
+    }
+    if hmset {
+        Reply::ok()
+    } else {
+        Reply::Integer(added)
+    }
+}
+
+/// # Format
+/// `HSETNX key field value`
+pub fn hsetnx(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    if let Some(h) = tri!(get_hash(t, &args[1], ctx.now)) {
+        if h.contains_key(&args[2][..]) {
+            return Reply::Integer(0);
+        }
+    }
+    let h = tri!(get_hash_mut(t, &args[1], ctx.now, true)).expect("created");
+    h.insert(args[2][..].into(), args[3][..].into());
+    Reply::Integer(1)
+}
+
+/// # Format
+/// `HGET key field`
+pub fn hget(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    match tri!(get_hash(t, &args[1], ctx.now)).and_then(|h| h.get(&args[2][..])) {
+        Some(v) => Reply::bulk(v),
+        None => Reply::Null,
+    }
+}
+
+/// # Format
+/// `HMGET key field [field ...]`
+pub fn hmget(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let h = tri!(get_hash(t, &args[1], ctx.now));
+    Reply::Array(
+        args[2..]
+            .iter()
+            .map(|f| match h.and_then(|h| h.get(&f[..])) {
+                Some(v) => Reply::bulk(v),
+                None => Reply::Null,
+            })
+            .collect(),
+    )
+}
+
+/// # Format
+/// `HDEL key field [field ...]`
+pub fn hdel(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let Some(h) = tri!(get_hash_mut(t, &args[1], ctx.now, false)) else {
+        return Reply::Integer(0);
+    };
+    let n = args[2..].iter().filter(|f| h.remove(&f[..]).is_some()).count();
+    t.remove_if_empty(&args[1]);
+    Reply::Integer(n as i64)
+}
+
+/// # Format
+/// `HEXISTS key field`
+pub fn hexists(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let h = tri!(get_hash(t, &args[1], ctx.now));
+    Reply::Integer(h.is_some_and(|h| h.contains_key(&args[2][..])) as i64)
+}
+
+/// # Format
+/// `HLEN key`
+pub fn hlen(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    Reply::Integer(tri!(get_hash(t, &args[1], ctx.now)).map_or(0, |h| h.len()) as i64)
+}
+
+/// # Format
+/// `HSTRLEN key field`
+pub fn hstrlen(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let h = tri!(get_hash(t, &args[1], ctx.now));
+    Reply::Integer(h.and_then(|h| h.get(&args[2][..])).map_or(0, |v| v.len()) as i64)
+}
+
+/// # Format
+/// `HGETALL key`, `HKEYS key`, `HVALS key`
+pub fn hgetall(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let h = tri!(get_hash(t, &args[1], ctx.now));
+    let name = &args[0];
+    let Some(h) = h else {
+        return if eq_ic(name, "hgetall") { Reply::Map(vec![]) } else { Reply::Array(vec![]) };
+    };
+    if eq_ic(name, "hkeys") {
+        Reply::Array(h.keys().map(|k| Reply::bulk(k)).collect())
+    } else if eq_ic(name, "hvals") {
+        Reply::Array(h.values().map(|v| Reply::bulk(v)).collect())
+    } else {
+        Reply::Map(h.iter().map(|(k, v)| (Reply::bulk(k), Reply::bulk(v))).collect())
+    }
+}
+
+/// # Format
+/// `HINCRBY key field increment`
+pub fn hincrby(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let by = tri!(arg_int(&args[3]));
+    let h = tri!(get_hash_mut(t, &args[1], ctx.now, true)).expect("created");
+    let cur = match h.get(&args[2][..]) {
+        Some(v) => match parse_i64(v) {
+            Some(c) => c,
+            None => return Reply::err("ERR hash value is not an integer"),
+        },
+        None => 0,
+    };
+    let Some(new) = cur.checked_add(by) else {
+        t.remove_if_empty(&args[1]);
+        return Reply::err("ERR increment or decrement would overflow");
+    };
+    h.insert(args[2][..].into(), itoa::Buffer::new().format(new).as_bytes().into());
+    Reply::Integer(new)
+}
+
+/// # Format
+/// `HINCRBYFLOAT key field increment`
+pub fn hincrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let by = tri!(super::arg_float(&args[3]));
+    let h = tri!(get_hash_mut(t, &args[1], ctx.now, true)).expect("created");
+    let cur = match h.get(&args[2][..]) {
+        Some(v) => match parse_f64(v) {
+            Some(c) => c,
+            None => return Reply::err("ERR hash value is not a float"),
+        },
+        None => 0.0,
+    };
+    let new = cur + by;
+    if !new.is_finite() {
+        t.remove_if_empty(&args[1]);
+        return Reply::err("ERR increment would produce NaN or Infinity");
+    }
+    let s = fmt_human_double(new);
+    h.insert(args[2][..].into(), s.as_bytes().into());
+    Reply::bulk(s.as_bytes())
+}
+
+/// # Format
+/// `HRANDFIELD key [count [WITHVALUES]]`
+pub fn hrandfield(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    if args.len() > 4 || (args.len() == 4 && !eq_ic(&args[3], "withvalues")) {
+        return Reply::syntax();
+    }
+    let count = if args.len() >= 3 { Some(tri!(arg_int(&args[2]))) } else { None };
+    let withvalues = args.len() == 4;
+    let h = tri!(get_hash(t, &args[1], ctx.now));
+    let Some(h) = h else {
+        return if count.is_some() { Reply::Array(vec![]) } else { Reply::Null };
+    };
+    let entries: Vec<(&[u8], &[u8])> = h.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    let mut rng = rand::rng();
+    let pick = |(k, v): &(&[u8], &[u8]), out: &mut Vec<Reply>| {
+        out.push(Reply::bulk(k));
+        if withvalues {
+            out.push(Reply::bulk(v));
+        }
+    };
+    match count {
+        None => Reply::bulk(entries.choose(&mut rng).map(|e| e.0).unwrap_or(b"")),
+        Some(c) if c >= 0 => {
+            let mut out = Vec::new();
+            for e in entries.choose_multiple(&mut rng, c as usize) {
+                pick(e, &mut out);
+            }
+            Reply::Array(out)
+        }
+        Some(c) => {
+            let mut out = Vec::new();
+            for _ in 0..c.unsigned_abs().min(1 << 24) {
+                if let Some(e) = entries.choose(&mut rng) {
+                    pick(e, &mut out);
+                }
+            }
+            Reply::Array(out)
+        }
+    }
+}
+
+/// # Format
+/// `HSCAN key cursor [MATCH pattern] [COUNT count]`
+pub fn hscan(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let cursor = tri!(parse_cursor(&args[2]));
+    let o = tri!(parse_scan_opts(args, 3, false));
+    let h = tri!(get_hash(t, &args[1], ctx.now));
+    let entries: Vec<(&[u8], &[u8])> =
+        h.map(|h| h.iter().map(|(k, v)| (&k[..], &v[..])).collect()).unwrap_or_default();
+    let (next, page) = scan_page(&entries, cursor, o.count);
+    let mut out = Vec::new();
+    for (k, v) in page {
+        if o.pattern.as_ref().is_none_or(|p| glob_match(p, k, false)) {
+            out.push(Reply::bulk(k));
+            out.push(Reply::bulk(v));
+        }
+    }
+    Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(out)])
+}

@@ -1,0 +1,290 @@
+//! Generic key commands: DEL, UNLINK, EXISTS, TOUCH, TYPE, the EXPIRE family, TTL
+//! family, PERSIST, KEYS, SCAN, RANDOMKEY, RENAME, RENAMENX, COPY.
+
+use bytes::Bytes;
+use rand::Rng;
+
+use super::{arg_int, eq_ic, glob_match, parse_cursor, parse_scan_opts, Ctx};
+use crate::db::{SlotTable, SLOTS};
+use crate::resp::Reply;
+use crate::tri;
+
+/// # Format
+/// `DEL key [key ...]`, `UNLINK key [key ...]`
+pub fn del(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let n = args[1..].iter().filter(|k| t.remove(k, ctx.now).is_some()).count();
+    Reply::Integer(n as i64)
+}
+
+/// # Format
+/// `EXISTS key [key ...]`, `TOUCH key [key ...]`
+pub fn exists(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let n = args[1..].iter().filter(|k| t.contains(k, ctx.now)).count();
+    Reply::Integer(n as i64)
+}
+
+/// # Format
+/// `TYPE key`
+pub fn type_(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    Reply::simple(t.get(&args[1], ctx.now).map_or("none", |v| v.type_name()))
+}
+
+/// # Format
+/// `EXPIRE key seconds [NX|XX|GT|LT]` (and `PEXPIRE`, `EXPIREAT`, `PEXPIREAT`)
+pub fn expire(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let name = &args[0];
+    let (ms, abs, cname) = if eq_ic(name, "expire") {
+        (false, false, "expire")
+    } else if eq_ic(name, "pexpire") {
+        (true, false, "pexpire")
+    } else if eq_ic(name, "expireat") {
+        (false, true, "expireat")
+    } else {
+        (true, true, "pexpireat")
+    };
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for a in &args[3..] {
+        if eq_ic(a, "nx") {
+            nx = true;
+        } else if eq_ic(a, "xx") {
+            xx = true;
+        } else if eq_ic(a, "gt") {
+            gt = true;
+        } else if eq_ic(a, "lt") {
+            lt = true;
+        } else {
+            return Reply::error(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(a)
+            ));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Reply::err("ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if gt && lt {
+        return Reply::err("ERR GT and LT options at the same time are not compatible");
+    }
+    let when = tri!(arg_int(&args[2]));
+    let invalid = || Reply::error(format!("ERR invalid expire time in '{cname}' command"));
+    let when = if ms {
+        when
+    } else {
+        match when.checked_mul(1000) {
+            Some(w) => w,
+            None => return invalid(),
+        }
+    };
+    let at = if abs {
+        when
+    } else {
+        match when.checked_add(ctx.now as i64) {
+            Some(w) => w,
+            None => return invalid(),
+        }
+    };
+    let key = &args[1];
+    if !t.contains(key, ctx.now) {
+        return Reply::Integer(0);
+    }
+    let cur = t.expire_at(key);
+    if nx && cur.is_some() || xx && cur.is_none() {
+        return Reply::Integer(0);
+    }
+    if gt && cur.is_none_or(|c| at <= c as i64) {
+        return Reply::Integer(0);
+    }
+    if lt && cur.is_some_and(|c| at >= c as i64) {
+        return Reply::Integer(0);
+    }
+    if at <= ctx.now as i64 {
+        t.remove(key, ctx.now);
+    } else {
+        t.set_expire_at(key, at as u64);
+    }
+    Reply::Integer(1)
+}
+
+/// # Format
+/// `TTL key`, `PTTL key`, `EXPIRETIME key`, `PEXPIRETIME key`
+pub fn ttl(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let key = &args[1];
+    if !t.contains(key, ctx.now) {
+        return Reply::Integer(-2);
+    }
+    let Some(at) = t.expire_at(key) else {
+        return Reply::Integer(-1);
+    };
+    let name = &args[0];
+    let left = at.saturating_sub(ctx.now) as i64;
+    Reply::Integer(if eq_ic(name, "ttl") {
+        (left + 500) / 1000
+    } else if eq_ic(name, "pttl") {
+        left
+    } else if eq_ic(name, "expiretime") {
+        at as i64 / 1000
+    } else {
+        at as i64
+    })
+}
+
+/// # Format
+/// `PERSIST key`
+pub fn persist(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let key = &args[1];
+    Reply::Integer((t.contains(key, ctx.now) && t.persist(key)) as i64)
+}
+
+/// # Format
+/// `KEYS pattern` (the keys of this node)
+pub fn keys(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let pat = &args[1];
+    let all = &pat[..] == b"*";
+    let mut out = Vec::new();
+    for slot in 0..SLOTS as u16 {
+        let t = ctx.state.db.lock(slot);
+        if t.is_empty() {
+            continue;
+        }
+        for k in t.keys() {
+            if !t.is_expired(k, ctx.now) && (all || glob_match(pat, k, false)) {
+                out.push(Reply::bulk(k));
+            }
+        }
+    }
+    Reply::Array(out)
+}
+
+/// # Format
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
+///
+/// The cursor is `position << 14 | slot`: slots are walked in order, and within a slot
+/// the position counts entries in the table's iteration order. Keys present for the
+/// whole scan are returned unless their slot's table is resized meanwhile.
+pub fn scan(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let cursor = tri!(parse_cursor(&args[1]));
+    let o = tri!(parse_scan_opts(args, 2, true));
+    let mut slot = (cursor & (SLOTS as u64 - 1)) as usize;
+    let mut pos = (cursor >> 14) as usize;
+    let mut out = Vec::new();
+    let mut visited = 0usize;
+    let mut next = 0u64;
+    while slot < SLOTS {
+        let t = ctx.state.db.lock(slot as u16);
+        let len = t.len();
+        let mut i = 0;
+        for (k, v) in t.iter().skip(pos) {
+            i += 1;
+            visited += 1;
+            let ok = !t.is_expired(k, ctx.now)
+                && o.pattern.as_ref().is_none_or(|p| glob_match(p, k, false))
+                && o.type_name.as_ref().is_none_or(|ty| eq_ic(ty, v.type_name()));
+            if ok {
+                out.push(Reply::bulk(k));
+            }
+            if visited >= o.count {
+                break;
+            }
+        }
+        drop(t);
+        if pos + i < len {
+            next = (((pos + i) as u64) << 14) | slot as u64;
+            break;
+        }
+        pos = 0;
+        slot += 1;
+        if visited >= o.count {
+            if slot < SLOTS {
+                next = slot as u64;
+            }
+            break;
+        }
+    }
+    Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(out)])
+}
+
+/// # Format
+/// `RANDOMKEY`
+pub fn randomkey(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    if ctx.state.db.dbsize() == 0 {
+        return Reply::Null;
+    }
+    let mut rng = rand::rng();
+    let start = rng.random_range(0..SLOTS);
+    for i in 0..SLOTS {
+        let slot = ((start + i) % SLOTS) as u16;
+        let t = ctx.state.db.lock(slot);
+        let live: Vec<_> = t.keys().filter(|k| !t.is_expired(k, ctx.now)).collect();
+        if !live.is_empty() {
+            return Reply::bulk(live[rng.random_range(0..live.len())]);
+        }
+    }
+    Reply::Null
+}
+
+/// # Format
+/// `RENAME key newkey`, `RENAMENX key newkey`
+pub fn rename(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let nx = eq_ic(&args[0], "renamenx");
+    let (src, dst) = (&args[1], &args[2]);
+    if !t.contains(src, ctx.now) {
+        return Reply::err("ERR no such key");
+    }
+    if src == dst {
+        return if nx { Reply::Integer(0) } else { Reply::ok() };
+    }
+    if nx && t.contains(dst, ctx.now) {
+        return Reply::Integer(0);
+    }
+    let ttl = t.expire_at(src);
+    let Some(v) = t.remove(src, ctx.now) else {
+        return Reply::err("ERR no such key");
+    };
+    t.set(dst, v);
+    if let Some(at) = ttl {
+        t.set_expire_at(dst, at);
+    }
+    if nx {
+        Reply::Integer(1)
+    } else {
+        Reply::ok()
+    }
+}
+
+/// # Format
+/// `COPY source destination [DB destination-db] [REPLACE]`
+pub fn copy(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        if eq_ic(&args[i], "replace") {
+            replace = true;
+            i += 1;
+        } else if eq_ic(&args[i], "db") && i + 1 < args.len() {
+            match arg_int(&args[i + 1]) {
+                Ok(0) => {}
+                Ok(_) => return Reply::err("ERR Copying to another database is not allowed in cluster mode"),
+                Err(r) => return r,
+            }
+            i += 2;
+        } else {
+            return Reply::syntax();
+        }
+    }
+    let (src, dst) = (&args[1], &args[2]);
+    if src == dst {
+        return Reply::err("ERR source and destination objects are the same");
+    }
+    let Some(v) = t.get(src, ctx.now).cloned() else {
+        return Reply::Integer(0);
+    };
+    if t.contains(dst, ctx.now) && !replace {
+        return Reply::Integer(0);
+    }
+    let ttl = t.expire_at(src);
+    t.set(dst, v);
+    if let Some(at) = ttl {
+        t.set_expire_at(dst, at);
+    }
+    Reply::Integer(1)
+}

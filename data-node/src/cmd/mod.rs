@@ -1,0 +1,585 @@
+//! Commands: the table, per-connection client state, and dispatch.
+//!
+//! Every request goes through [`execute`]: the name is looked up in the prebuilt
+//! [`table`] without allocating, the arity is checked (Redis convention: negative means
+//! "at least"), then either the command is queued (inside `MULTI`) or run. A keyed
+//! command first has the slot of every key computed: keys in different slots are
+//! `CROSSSLOT`; otherwise [`Cluster::route`](crate::cluster::Cluster::route) decides
+//! whether this node may serve the slot, and only then is the slot's table locked and
+//! the command run on it. No keyed command bypasses this.
+//!
+//! Commands are grouped by family, one file each; each command is a function with a
+//! `# Format` doc. Argument parsers reject leftover arguments with Redis's errors.
+
+pub mod connection;
+pub mod hashes;
+pub mod keys;
+pub mod lists;
+pub mod server;
+pub mod sets;
+pub mod strings;
+pub mod table;
+pub mod transactions;
+pub mod zsets;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::cluster::RouteFlags;
+use crate::db::{now_ms, SlotTable};
+use crate::resp::parse::parse_i64;
+use crate::resp::Reply;
+use crate::server::{ClientInfo, ServerState};
+
+pub use table::{lookup, CommandSpec, Handler, KeySpec, TABLE};
+
+/// Command flags.
+pub mod flags {
+    /// Modifies the keyspace.
+    pub const WRITE: u32 = 1;
+    /// Only reads.
+    pub const READONLY: u32 = 2;
+    /// Administrative.
+    pub const ADMIN: u32 = 4;
+    /// O(1) or O(log n).
+    pub const FAST: u32 = 8;
+    /// Transaction control (`MULTI`, `EXEC`, `DISCARD`, `WATCH`, `QUIT`): never queued.
+    pub const NOQUEUE: u32 = 16;
+    /// May allocate memory.
+    pub const DENYOOM: u32 = 32;
+}
+
+/// The state of a transaction being queued.
+#[derive(Default)]
+pub struct MultiState {
+    /// Index into [`TABLE`] and arguments of each queued command.
+    pub queued: Vec<(usize, Vec<Bytes>)>,
+    /// The one slot all queued keyed commands use.
+    pub slot: Option<u16>,
+    /// A queued command was rejected: `EXEC` answers `EXECABORT`.
+    pub dirty: bool,
+    /// Some queued command writes.
+    pub write: bool,
+}
+
+/// Per-connection state.
+pub struct Client {
+    pub id: u64,
+    /// The client negotiated RESP3 with `HELLO 3`.
+    pub resp3: bool,
+    /// `READONLY` was sent (reads may be served by a replica).
+    pub readonly: bool,
+    /// `ASKING` was the previous command (applies to the next command only).
+    pub asking: bool,
+    /// Inside `MULTI`.
+    pub multi: Option<MultiState>,
+    /// `WATCH`ed slots and their modification counter when watched.
+    pub watched: Vec<(u16, u64)>,
+    /// Close the connection once the reply is written (`QUIT`).
+    pub close: bool,
+    /// The shared, listable part (`CLIENT LIST`).
+    pub info: Arc<ClientInfo>,
+}
+
+impl Client {
+    pub fn new(info: Arc<ClientInfo>) -> Client {
+        Client {
+            id: info.id,
+            resp3: false,
+            readonly: false,
+            asking: false,
+            multi: None,
+            watched: Vec::new(),
+            close: false,
+            info,
+        }
+    }
+}
+
+/// What a command runs with.
+pub struct Ctx<'a> {
+    pub state: &'a ServerState,
+    pub client: &'a mut Client,
+    /// The time of this command, ms since the epoch (expiry decisions use it).
+    pub now: u64,
+    /// The slot of a keyed command's keys (0 for keyless commands).
+    pub slot: u16,
+}
+
+/// Executes one command and returns its reply.
+pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Reply {
+    let asking = std::mem::take(&mut client.asking);
+    let Some(idx) = lookup(&args[0]) else {
+        if let Some(ms) = client.multi.as_mut() {
+            ms.dirty = true;
+        }
+        return unknown_command(args);
+    };
+    let spec = &TABLE[idx];
+    if !arity_ok(spec.arity, args.len()) {
+        if let Some(ms) = client.multi.as_mut() {
+            ms.dirty = true;
+        }
+        return Reply::arity(spec.name);
+    }
+    if client.multi.is_some() && spec.flags & flags::NOQUEUE == 0 {
+        return queue(state, client, idx, args, asking);
+    }
+    let mut ctx = Ctx {
+        state,
+        client,
+        now: now_ms(),
+        slot: 0,
+    };
+    match spec.handler {
+        Handler::Keyless(f) => f(&mut ctx, args),
+        Handler::Keyed(f) => {
+            let slot = match command_slot(spec, args) {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
+            let write = spec.flags & flags::WRITE != 0;
+            let rf = RouteFlags {
+                write,
+                asking,
+                readonly: ctx.client.readonly,
+            };
+            if let Err(e) = state.cluster.route(slot, rf) {
+                return Reply::error(e.to_string());
+            }
+            ctx.slot = slot;
+            let mut table = state.db.lock(slot);
+            let r = f(&mut ctx, &mut table, args);
+            if write {
+                state.db.bump_version(slot);
+            }
+            r
+        }
+    }
+}
+
+fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes], asking: bool) -> Reply {
+    let spec = &TABLE[idx];
+    let readonly = client.readonly;
+    let Some(ms) = client.multi.as_mut() else {
+        return Reply::err("ERR EXEC without MULTI");
+    };
+    let write = spec.flags & flags::WRITE != 0;
+    if let Handler::Keyed(_) = spec.handler {
+        let slot = match command_slot(spec, args) {
+            Ok(s) => s,
+            Err(r) => {
+                ms.dirty = true;
+                return r;
+            }
+        };
+        if ms.slot.is_some_and(|s| s != slot) {
+            ms.dirty = true;
+            return Reply::err(CROSSSLOT);
+        }
+        if let Err(e) = state.cluster.route(slot, RouteFlags { write, asking, readonly }) {
+            ms.dirty = true;
+            return Reply::error(e.to_string());
+        }
+        ms.slot = Some(slot);
+    }
+    ms.write |= write;
+    ms.queued.push((idx, args.to_vec()));
+    Reply::simple("QUEUED")
+}
+
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// The slot of all the keys of a keyed command, or the error to reply.
+pub fn command_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<u16, Reply> {
+    let (first, last, step) = match spec.keys {
+        KeySpec::Range { first, last, step } => {
+            let last = if last < 0 {
+                args.len() as i64 + last as i64
+            } else {
+                last as i64
+            };
+            (first, last.max(0) as usize, step)
+        }
+        KeySpec::NumKeys { pos } => {
+            let n = match parse_i64(&args[pos]) {
+                Some(n) if n > 0 => n as usize,
+                _ => return Err(Reply::err("ERR numkeys should be greater than 0")),
+            };
+            if n > args.len() - pos - 1 {
+                return Err(Reply::err(
+                    "ERR Number of keys can't be greater than number of args",
+                ));
+            }
+            (pos + 1, pos + n, 1)
+        }
+    };
+    let mut slot: Option<u16> = None;
+    let mut i = first;
+    while i <= last && i < args.len() {
+        let s = ember_core::key_slot(&args[i]);
+        match slot {
+            Some(x) if x != s => return Err(Reply::err(CROSSSLOT)),
+            _ => slot = Some(s),
+        }
+        i += step;
+    }
+    slot.ok_or_else(|| Reply::err("ERR no keys"))
+}
+
+fn arity_ok(arity: i32, n: usize) -> bool {
+    if arity >= 0 {
+        n == arity as usize
+    } else {
+        n >= (-arity) as usize
+    }
+}
+
+/// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `
+pub fn unknown_command(args: &[Bytes]) -> Reply {
+    let name = lossy_trunc(&args[0], 128);
+    let mut a = String::new();
+    for arg in &args[1..] {
+        if a.len() >= 128 {
+            break;
+        }
+        let rem = 128 - a.len();
+        a.push('\'');
+        a.push_str(&lossy_trunc(arg, rem));
+        a.push_str("' ");
+    }
+    Reply::error(format!(
+        "ERR unknown command '{name}', with args beginning with: {a}"
+    ))
+}
+
+/// `ERR unknown subcommand 'x'. Try CLIENT HELP.`
+pub fn unknown_subcommand(sub: &[u8], cmd: &str) -> Reply {
+    Reply::error(format!(
+        "ERR unknown subcommand '{}'. Try {cmd} HELP.",
+        lossy_trunc(sub, 128)
+    ))
+}
+
+/// Lossy UTF-8 of the first `n` bytes of `b`.
+pub fn lossy_trunc(b: &[u8], n: usize) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(n)]).into_owned()
+}
+
+/// ASCII case-insensitive comparison with an (uppercase or lowercase) literal.
+pub fn eq_ic(a: &[u8], lit: &str) -> bool {
+    a.eq_ignore_ascii_case(lit.as_bytes())
+}
+
+/// An integer argument (`ERR value is not an integer or out of range`).
+pub fn arg_int(b: &[u8]) -> Result<i64, Reply> {
+    parse_i64(b).ok_or_else(Reply::not_integer)
+}
+
+/// Parses a float like Redis's `strtod` checks: whole string, no NaN, no spaces.
+pub fn parse_f64(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.starts_with(|c: char| c.is_whitespace()) {
+        return None;
+    }
+    let v: f64 = s.parse().ok()?;
+    if v.is_nan() {
+        return None;
+    }
+    if v.is_infinite() && !s.to_ascii_lowercase().contains("inf") {
+        return None;
+    }
+    Some(v)
+}
+
+/// A float argument (`ERR value is not a valid float`).
+pub fn arg_float(b: &[u8]) -> Result<f64, Reply> {
+    parse_f64(b).ok_or_else(Reply::not_float)
+}
+
+/// Redis's glob matching (`stringmatchlen`): `*`, `?`, `[...]` with ranges and `^`,
+/// and `\` escapes.
+pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
+    glob(pattern, s, nocase, 0)
+}
+
+fn glob(mut p: &[u8], mut s: &[u8], nocase: bool, depth: usize) -> bool {
+    if depth > 1000 {
+        return false;
+    }
+    let eq = |a: u8, b: u8| {
+        if nocase {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
+    while !p.is_empty() && !s.is_empty() {
+        match p[0] {
+            b'*' => {
+                while p.len() > 1 && p[1] == b'*' {
+                    p = &p[1..];
+                }
+                if p.len() == 1 {
+                    return true;
+                }
+                for i in 0..s.len() {
+                    if glob(&p[1..], &s[i..], nocase, depth + 1) {
+                        return true;
+                    }
+                }
+                return false;
+            }
+            b'?' => s = &s[1..],
+            b'[' => {
+                p = &p[1..];
+                let not = p.first() == Some(&b'^');
+                if not {
+                    p = &p[1..];
+                }
+                let mut matched = false;
+                loop {
+                    if p.is_empty() {
+                        break;
+                    }
+                    if p[0] == b'\\' && p.len() >= 2 {
+                        p = &p[1..];
+                        if eq(p[0], s[0]) {
+                            matched = true;
+                        }
+                    } else if p[0] == b']' {
+                        break;
+                    } else if p.len() >= 3 && p[1] == b'-' {
+                        let (mut lo, mut hi) = (p[0], p[2]);
+                        if lo > hi {
+                            std::mem::swap(&mut lo, &mut hi);
+                        }
+                        let c = s[0];
+                        let (c, lo, hi) = if nocase {
+                            (c.to_ascii_lowercase(), lo.to_ascii_lowercase(), hi.to_ascii_lowercase())
+                        } else {
+                            (c, lo, hi)
+                        };
+                        if c >= lo && c <= hi {
+                            matched = true;
+                        }
+                        p = &p[2..];
+                    } else if eq(p[0], s[0]) {
+                        matched = true;
+                    }
+                    p = &p[1..];
+                }
+                if not {
+                    matched = !matched;
+                }
+                if !matched {
+                    return false;
+                }
+                s = &s[1..];
+                if p.is_empty() {
+                    // Unterminated class: Redis treats the end of the pattern as `]`.
+                    return s.is_empty();
+                }
+            }
+            b'\\' if p.len() >= 2 => {
+                p = &p[1..];
+                if !eq(p[0], s[0]) {
+                    return false;
+                }
+                s = &s[1..];
+            }
+            c => {
+                if !eq(c, s[0]) {
+                    return false;
+                }
+                s = &s[1..];
+            }
+        }
+        p = &p[1..];
+        if s.is_empty() {
+            while p.first() == Some(&b'*') {
+                p = &p[1..];
+            }
+            break;
+        }
+    }
+    p.is_empty() && s.is_empty()
+}
+
+/// Normalises a Redis-style index range (negative counts from the end) against `len`;
+/// `None` when empty.
+pub fn norm_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let mut s = if start < 0 { len + start } else { start };
+    let mut e = if end < 0 { len + end } else { end };
+    if s < 0 {
+        s = 0;
+    }
+    if s > e || s >= len {
+        return None;
+    }
+    if e >= len {
+        e = len - 1;
+    }
+    Some((s as usize, e as usize))
+}
+
+/// Shared by the `*SCAN` commands: `[MATCH pattern] [COUNT count]` (and `TYPE` for
+/// `SCAN`), starting at `args[start]`.
+pub struct ScanOpts {
+    pub pattern: Option<Bytes>,
+    pub count: usize,
+    pub type_name: Option<Bytes>,
+}
+
+pub fn parse_scan_opts(args: &[Bytes], start: usize, allow_type: bool) -> Result<ScanOpts, Reply> {
+    let mut o = ScanOpts {
+        pattern: None,
+        count: 10,
+        type_name: None,
+    };
+    let mut i = start;
+    while i < args.len() {
+        let a = &args[i];
+        if eq_ic(a, "count") && i + 1 < args.len() {
+            let c = arg_int(&args[i + 1])?;
+            if c < 1 {
+                return Err(Reply::syntax());
+            }
+            o.count = c as usize;
+            i += 2;
+        } else if eq_ic(a, "match") && i + 1 < args.len() {
+            let p = args[i + 1].clone();
+            o.pattern = if &p[..] == b"*" { None } else { Some(p) };
+            i += 2;
+        } else if allow_type && eq_ic(a, "type") && i + 1 < args.len() {
+            o.type_name = Some(args[i + 1].clone());
+            i += 2;
+        } else {
+            return Err(Reply::syntax());
+        }
+    }
+    Ok(o)
+}
+
+/// Parses a `*SCAN` cursor (`ERR invalid cursor`).
+pub fn parse_cursor(b: &[u8]) -> Result<u64, Reply> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Reply::err("ERR invalid cursor"))
+}
+
+/// Runs `f` on the table of a key for code outside a keyed command (tests, tools).
+pub fn with_key<R>(state: &ServerState, key: &[u8], f: impl FnOnce(&mut SlotTable) -> R) -> R {
+    state.db.with_slot(ember_core::key_slot(key), f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match(b"*", b"abc", false));
+        assert!(glob_match(b"a*c", b"abbbc", false));
+        assert!(glob_match(b"h?llo", b"hello", false));
+        assert!(glob_match(b"h[ae]llo", b"hallo", false));
+        assert!(!glob_match(b"h[^e]llo", b"hello", false));
+        assert!(glob_match(b"h[a-b]llo", b"hbllo", false));
+        assert!(glob_match(b"h\\*llo", b"h*llo", false));
+        assert!(!glob_match(b"a*c", b"abcd", false));
+        assert!(glob_match(b"{t}k*", b"{t}k1", false));
+        assert!(glob_match(b"A*", b"abc", true));
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(norm_range(0, -1, 3), Some((0, 2)));
+        assert_eq!(norm_range(-100, 100, 3), Some((0, 2)));
+        assert_eq!(norm_range(2, 1, 3), None);
+        assert_eq!(norm_range(5, 10, 3), None);
+        assert_eq!(norm_range(0, 0, 0), None);
+    }
+}
+
+/// Typed access to a key's value: `Ok(None)` when missing, `Err(WRONGTYPE)` when it
+/// holds another type. The `_mut` form can create an empty value.
+macro_rules! accessors {
+    ($get:ident, $get_mut:ident, $variant:ident, $ty:ty) => {
+        pub fn $get<'a>(t: &'a mut SlotTable, key: &[u8], now: u64) -> Result<Option<&'a $ty>, Reply> {
+            match t.get(key, now) {
+                None => Ok(None),
+                Some(crate::db::Value::$variant(v)) => Ok(Some(v)),
+                Some(_) => Err(Reply::wrongtype()),
+            }
+        }
+
+        pub fn $get_mut<'a>(
+            t: &'a mut SlotTable,
+            key: &[u8],
+            now: u64,
+            create: bool,
+        ) -> Result<Option<&'a mut $ty>, Reply> {
+            if create && !t.contains(key, now) {
+                t.set(key, crate::db::Value::$variant(Default::default()));
+            }
+            match t.get_mut(key, now) {
+                None => Ok(None),
+                Some(crate::db::Value::$variant(v)) => Ok(Some(v)),
+                Some(_) => Err(Reply::wrongtype()),
+            }
+        }
+    };
+}
+
+/// A hash value.
+pub type HashVal = crate::db::Map<crate::db::Key, Box<[u8]>>;
+/// A list value.
+pub type ListVal = std::collections::VecDeque<Box<[u8]>>;
+/// A set value.
+pub type SetVal = std::collections::HashSet<crate::db::Key, crate::db::Hasher>;
+
+accessors!(get_hash, get_hash_mut, Hash, HashVal);
+accessors!(get_list, get_list_mut, List, ListVal);
+accessors!(get_set, get_set_mut, Set, SetVal);
+accessors!(get_zset, get_zset_mut, ZSet, crate::db::ZSet);
+
+/// The string value of `key`: `Ok(None)` when missing, `Err(WRONGTYPE)` otherwise.
+pub fn get_str<'a>(t: &'a mut SlotTable, key: &[u8], now: u64) -> Result<Option<&'a [u8]>, Reply> {
+    match t.get(key, now) {
+        None => Ok(None),
+        Some(crate::db::Value::Str(v)) => Ok(Some(v)),
+        Some(_) => Err(Reply::wrongtype()),
+    }
+}
+
+/// Unwraps a `Result<T, Reply>` or returns the error reply.
+#[macro_export]
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
+/// Builds a `*SCAN` reply page over `items` (already in a stable order): returns the
+/// next cursor (0 when done) and the items of this page. Small collections (≤ 128) are
+/// returned whole, as Redis does for its compact encodings.
+pub fn scan_page<T: Clone>(items: &[T], cursor: u64, count: usize) -> (u64, Vec<T>) {
+    if items.len() <= 128 {
+        return (0, if cursor == 0 { items.to_vec() } else { Vec::new() });
+    }
+    let start = (cursor as usize).min(items.len());
+    let end = (start + count).min(items.len());
+    let next = if end >= items.len() { 0 } else { end as u64 };
+    (next, items[start..end].to_vec())
+}
+
+/// An integer argument already validated by the key extractor.
+pub fn parse_i64_arg(b: &[u8]) -> Option<i64> {
+    parse_i64(b)
+}

@@ -1,0 +1,229 @@
+//! Set commands: SADD, SREM, SISMEMBER, SMISMEMBER, SMEMBERS, SCARD, SPOP, SRANDMEMBER,
+//! SINTER, SUNION, SDIFF (and their STORE forms), SMOVE, SSCAN, SINTERCARD.
+
+use bytes::Bytes;
+use rand::seq::IndexedRandom;
+
+use super::lists::positive_count;
+use super::{arg_int, eq_ic, get_set, get_set_mut, glob_match, parse_cursor, parse_scan_opts, scan_page, Ctx, SetVal};
+use crate::db::{SlotTable, Value};
+use crate::resp::Reply;
+use crate::tri;
+
+/// # Format
+/// `SADD key member [member ...]`
+pub fn sadd(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let s = tri!(get_set_mut(t, &args[1], ctx.now, true)).expect("created");
+    let n = args[2..].iter().filter(|m| s.insert(m[..].into())).count();
+    Reply::Integer(n as i64)
+}
+
+/// # Format
+/// `SREM key member [member ...]`
+pub fn srem(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let Some(s) = tri!(get_set_mut(t, &args[1], ctx.now, false)) else {
+        return Reply::Integer(0);
+    };
+    let n = args[2..].iter().filter(|m| s.remove(&m[..])).count();
+    t.remove_if_empty(&args[1]);
+    Reply::Integer(n as i64)
+}
+
+/// # Format
+/// `SISMEMBER key member`
+pub fn sismember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let s = tri!(get_set(t, &args[1], ctx.now));
+    Reply::Integer(s.is_some_and(|s| s.contains(&args[2][..])) as i64)
+}
+
+/// # Format
+/// `SMISMEMBER key member [member ...]`
+pub fn smismember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let s = tri!(get_set(t, &args[1], ctx.now));
+    Reply::Array(
+        args[2..]
+            .iter()
+            .map(|m| Reply::Integer(s.is_some_and(|s| s.contains(&m[..])) as i64))
+            .collect(),
+    )
+}
+
+fn members(s: &SetVal) -> Reply {
+    Reply::Set(s.iter().map(|m| Reply::bulk(m)).collect())
+}
+
+/// # Format
+/// `SMEMBERS key`
+pub fn smembers(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    match tri!(get_set(t, &args[1], ctx.now)) {
+        Some(s) => members(s),
+        None => Reply::Set(vec![]),
+    }
+}
+
+/// # Format
+/// `SCARD key`
+pub fn scard(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    Reply::Integer(tri!(get_set(t, &args[1], ctx.now)).map_or(0, |s| s.len()) as i64)
+}
+
+/// # Format
+/// `SPOP key [count]`
+pub fn spop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    if args.len() > 3 {
+        return Reply::syntax();
+    }
+    let count = if args.len() == 3 { Some(tri!(positive_count(&args[2]))) } else { None };
+    let Some(s) = tri!(get_set_mut(t, &args[1], ctx.now, false)) else {
+        return if count.is_some() { Reply::Set(vec![]) } else { Reply::Null };
+    };
+    let mut rng = rand::rng();
+    let all: Vec<_> = s.iter().cloned().collect();
+    let picked: Vec<_> = all.choose_multiple(&mut rng, count.unwrap_or(1)).cloned().collect();
+    for m in &picked {
+        s.remove(m);
+    }
+    t.remove_if_empty(&args[1]);
+    match count {
+        None => picked.first().map_or(Reply::Null, |m| Reply::bulk(m)),
+        Some(_) => Reply::Set(picked.iter().map(|m| Reply::bulk(m)).collect()),
+    }
+}
+
+/// # Format
+/// `SRANDMEMBER key [count]`
+pub fn srandmember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    if args.len() > 3 {
+        return Reply::syntax();
+    }
+    let count = if args.len() == 3 { Some(tri!(arg_int(&args[2]))) } else { None };
+    let Some(s) = tri!(get_set(t, &args[1], ctx.now)) else {
+        return if count.is_some() { Reply::Array(vec![]) } else { Reply::Null };
+    };
+    let all: Vec<_> = s.iter().collect();
+    let mut rng = rand::rng();
+    match count {
+        None => all.choose(&mut rng).map_or(Reply::Null, |m| Reply::bulk(m)),
+        Some(c) if c >= 0 => Reply::Array(
+            all.choose_multiple(&mut rng, c as usize)
+                .map(|m| Reply::bulk(m))
+                .collect(),
+        ),
+        Some(c) => Reply::Array(
+            (0..c.unsigned_abs().min(1 << 24))
+                .filter_map(|_| all.choose(&mut rng).map(|m| Reply::bulk(m)))
+                .collect(),
+        ),
+    }
+}
+
+/// The set operation over `keys`; `None` for a missing key is the empty set.
+fn compute(t: &mut SlotTable, keys: &[Bytes], now: u64, op: u8) -> Result<SetVal, Reply> {
+    let mut sets: Vec<Option<SetVal>> = Vec::with_capacity(keys.len());
+    for k in keys {
+        sets.push(get_set(t, k, now)?.cloned());
+    }
+    let mut it = sets.into_iter();
+    let mut acc = it.next().flatten().unwrap_or_default();
+    for s in it {
+        match op {
+            b'i' => match s {
+                Some(s) => acc.retain(|m| s.contains(m)),
+                None => acc.clear(),
+            },
+            b'u' => acc.extend(s.into_iter().flatten()),
+            _ => {
+                if let Some(s) = s {
+                    acc.retain(|m| !s.contains(m));
+                }
+            }
+        }
+    }
+    Ok(acc)
+}
+
+/// # Format
+/// `SINTER key [key ...]`, `SUNION ...`, `SDIFF ...`,
+/// `SINTERSTORE destination key [key ...]`, `SUNIONSTORE ...`, `SDIFFSTORE ...`
+pub fn setop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let name = &args[0];
+    let op = name[1].to_ascii_lowercase();
+    let store = name.len() > 6;
+    let keys = if store { &args[2..] } else { &args[1..] };
+    let r = tri!(compute(t, keys, ctx.now, op));
+    if store {
+        let n = r.len();
+        t.remove(&args[1], ctx.now);
+        if n > 0 {
+            t.set(&args[1], Value::Set(Box::new(r)));
+        }
+        Reply::Integer(n as i64)
+    } else {
+        members(&r)
+    }
+}
+
+/// # Format
+/// `SINTERCARD numkeys key [key ...] [LIMIT limit]`
+pub fn sintercard(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let n = super::parse_i64_arg(&args[1]).unwrap_or(0) as usize;
+    let keys = &args[2..2 + n];
+    let mut limit = 0usize;
+    let mut i = 2 + n;
+    while i < args.len() {
+        if eq_ic(&args[i], "limit") && i + 1 < args.len() {
+            match crate::resp::parse::parse_i64(&args[i + 1]) {
+                Some(l) if l >= 0 => limit = l as usize,
+                Some(_) => return Reply::err("ERR LIMIT can't be negative"),
+                None => return Reply::not_integer(),
+            }
+            i += 2;
+        } else {
+            return Reply::syntax();
+        }
+    }
+    let r = tri!(compute(t, keys, ctx.now, b'i'));
+    let c = if limit > 0 { r.len().min(limit) } else { r.len() };
+    Reply::Integer(c as i64)
+}
+
+/// # Format
+/// `SMOVE source destination member`
+pub fn smove(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let (src, dst, m) = (&args[1], &args[2], &args[3][..]);
+    let has = match tri!(get_set(t, src, ctx.now)) {
+        Some(s) => s.contains(m),
+        None => return Reply::Integer(0),
+    };
+    tri!(get_set(t, dst, ctx.now));
+    if !has {
+        return Reply::Integer(0);
+    }
+    if src == dst {
+        return Reply::Integer(1);
+    }
+    if let Some(s) = tri!(get_set_mut(t, src, ctx.now, false)) {
+        s.remove(m);
+    }
+    t.remove_if_empty(src);
+    tri!(get_set_mut(t, dst, ctx.now, true))
+        .expect("created")
+        .insert(m.into());
+    Reply::Integer(1)
+}
+
+/// # Format
+/// `SSCAN key cursor [MATCH pattern] [COUNT count]`
+pub fn sscan(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let cursor = tri!(parse_cursor(&args[2]));
+    let o = tri!(parse_scan_opts(args, 3, false));
+    let s = tri!(get_set(t, &args[1], ctx.now));
+    let items: Vec<&Box<[u8]>> = s.map(|s| s.iter().collect()).unwrap_or_default();
+    let (next, page) = scan_page(&items, cursor, o.count);
+    let out = page
+        .into_iter()
+        .filter(|m| o.pattern.as_ref().is_none_or(|p| glob_match(p, m, false)))
+        .map(|m| Reply::bulk(m))
+        .collect();
+    Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(out)])
+}

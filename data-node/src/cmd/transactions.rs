@@ -1,0 +1,107 @@
+//! Transactions: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+//!
+//! Queued commands are validated (name, arity) and routed when queued; all keyed
+//! commands of one transaction must use one slot (else `CROSSSLOT`, and `EXEC` answers
+//! `EXECABORT`). `EXEC` runs the keyed commands with that slot's table locked, so they
+//! are atomic. A keyless command inside a transaction (say `DBSIZE`) runs with the lock
+//! released and retaken around it, so it is not atomic with the rest.
+//!
+//! `WATCH` remembers the slot's modification counter; `EXEC` aborts if it changed. This
+//! aborts on a write to *any* key of the watched key's slot (a false abort Redis would
+//! not make, but never a missed one).
+
+use bytes::Bytes;
+
+use super::{flags, Ctx, Handler, MultiState, TABLE};
+use crate::cluster::RouteFlags;
+use crate::db::SlotTable;
+use crate::resp::Reply;
+
+/// # Format
+/// `MULTI`
+pub fn multi(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    if ctx.client.multi.is_some() {
+        return Reply::err("ERR MULTI calls can not be nested");
+    }
+    ctx.client.multi = Some(MultiState::default());
+    Reply::ok()
+}
+
+/// # Format
+/// `DISCARD`
+pub fn discard(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    if ctx.client.multi.take().is_none() {
+        return Reply::err("ERR DISCARD without MULTI");
+    }
+    ctx.client.watched.clear();
+    Reply::ok()
+}
+
+/// # Format
+/// `WATCH key [key ...]`
+pub fn watch(ctx: &mut Ctx, _t: &mut SlotTable, _args: &[Bytes]) -> Reply {
+    if ctx.client.multi.is_some() {
+        return Reply::err("ERR WATCH inside MULTI is not allowed");
+    }
+    let v = ctx.state.db.version(ctx.slot);
+    ctx.client.watched.push((ctx.slot, v));
+    Reply::ok()
+}
+
+/// # Format
+/// `UNWATCH`
+pub fn unwatch(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    ctx.client.watched.clear();
+    Reply::ok()
+}
+
+/// # Format
+/// `EXEC`
+pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    let Some(ms) = ctx.client.multi.take() else {
+        return Reply::err("ERR EXEC without MULTI");
+    };
+    let watched = std::mem::take(&mut ctx.client.watched);
+    if ms.dirty {
+        return Reply::err("EXECABORT Transaction discarded because of previous errors.");
+    }
+    let state = ctx.state;
+    if let Some(slot) = ms.slot {
+        let rf = RouteFlags {
+            write: ms.write,
+            asking: false,
+            readonly: ctx.client.readonly,
+        };
+        if let Err(e) = state.cluster.route(slot, rf) {
+            return Reply::error(e.to_string());
+        }
+    }
+    let mut guard = ms.slot.map(|s| state.db.lock(s));
+    // Checked with the transaction's slot locked: nothing can change it before we run.
+    if watched.iter().any(|&(s, v)| state.db.version(s) != v) {
+        return Reply::NullArray;
+    }
+    ctx.slot = ms.slot.unwrap_or(0);
+    let mut replies = Vec::with_capacity(ms.queued.len());
+    for (idx, args) in &ms.queued {
+        let spec = &TABLE[*idx];
+        match spec.handler {
+            Handler::Keyed(f) => {
+                let Some(g) = guard.as_mut() else {
+                    replies.push(Reply::err("ERR no slot locked"));
+                    continue;
+                };
+                replies.push(f(ctx, g, args));
+                if spec.flags & flags::WRITE != 0 {
+                    state.db.bump_version(ctx.slot);
+                }
+            }
+            Handler::Keyless(f) => {
+                drop(guard.take());
+                replies.push(f(ctx, args));
+                guard = ms.slot.map(|s| state.db.lock(s));
+            }
+        }
+    }
+    Reply::Array(replies)
+}

@@ -1,0 +1,468 @@
+//! Sorted set commands: ZADD, ZINCRBY, ZSCORE, ZMSCORE, ZCARD, ZCOUNT, ZLEXCOUNT, ZRANK,
+//! ZREVRANK, ZREM, ZRANGE (BYSCORE/BYLEX/REV/LIMIT/WITHSCORES) and the older
+//! ZRANGEBYSCORE / ZREVRANGE / ZREVRANGEBYSCORE / ZRANGEBYLEX / ZREVRANGEBYLEX forms,
+//! ZREMRANGEBYRANK/SCORE/LEX, ZPOPMIN, ZPOPMAX, ZSCAN.
+//!
+//! Scores are replied as doubles (`%.17g`, as Redis 7.0).
+
+use bytes::Bytes;
+
+use super::lists::positive_count;
+use super::{arg_int, eq_ic, get_zset, get_zset_mut, glob_match, norm_range, parse_cursor, parse_f64, parse_scan_opts, scan_page, Ctx};
+use crate::db::{SlotTable, ZSet};
+use crate::resp::reply::fmt_double;
+use crate::resp::Reply;
+use crate::tri;
+
+/// # Format
+/// `ZADD key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]`
+pub fn zadd(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) = (false, false, false, false, false, false);
+    let mut i = 2;
+    while i < args.len() {
+        let a = &args[i];
+        if eq_ic(a, "nx") {
+            nx = true;
+        } else if eq_ic(a, "xx") {
+            xx = true;
+        } else if eq_ic(a, "gt") {
+            gt = true;
+        } else if eq_ic(a, "lt") {
+            lt = true;
+        } else if eq_ic(a, "ch") {
+            ch = true;
+        } else if eq_ic(a, "incr") {
+            incr = true;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    let elements = args.len() - i;
+    if !elements.is_multiple_of(2) || elements == 0 {
+        return Reply::syntax();
+    }
+    if nx && xx {
+        return Reply::err("ERR XX and NX options at the same time are not compatible");
+    }
+    if (nx && (gt || lt)) || (gt && lt) {
+        return Reply::err("ERR GT, LT, and/or NX options at the same time are not compatible");
+    }
+    if incr && elements > 2 {
+        return Reply::err("ERR INCR option supports a single increment-element pair");
+    }
+    let mut pairs = Vec::with_capacity(elements / 2);
+    for p in args[i..].chunks(2) {
+        pairs.push((tri!(super::arg_float(&p[0])), &p[1]));
+    }
+    let key = &args[1];
+    if tri!(get_zset(t, key, ctx.now)).is_none() && xx {
+        return if incr { Reply::Null } else { Reply::Integer(0) };
+    }
+    let z = tri!(get_zset_mut(t, key, ctx.now, true)).expect("created");
+    let (mut added, mut changed) = (0, 0);
+    let mut last: Option<f64> = None;
+    for (score, member) in pairs {
+        match z.score(member) {
+            Some(cur) => {
+                if nx {
+                    continue;
+                }
+                let new = if incr { cur + score } else { score };
+                if new.is_nan() {
+                    t.remove_if_empty(key);
+                    return Reply::err("ERR resulting score is not a number (NaN)");
+                }
+                if (gt && new <= cur) || (lt && new >= cur) {
+                    continue;
+                }
+                if new != cur {
+                    z.insert(member, new);
+                    changed += 1;
+                }
+                last = Some(new);
+            }
+            None => {
+                if xx {
+                    continue;
+                }
+                z.insert(member, score);
+                added += 1;
+                last = Some(score);
+            }
+        }
+    }
+    t.remove_if_empty(key);
+    if incr {
+        last.map_or(Reply::Null, Reply::Double)
+    } else {
+        Reply::Integer(if ch { added + changed } else { added })
+    }
+}
+
+/// # Format
+/// `ZINCRBY key increment member`
+pub fn zincrby(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let by = tri!(super::arg_float(&args[2]));
+    let key = &args[1];
+    let z = tri!(get_zset_mut(t, key, ctx.now, true)).expect("created");
+    let new = z.score(&args[3]).unwrap_or(0.0) + by;
+    if new.is_nan() {
+        t.remove_if_empty(key);
+        return Reply::err("ERR resulting score is not a number (NaN)");
+    }
+    z.insert(&args[3], new);
+    Reply::Double(new)
+}
+
+/// # Format
+/// `ZSCORE key member`
+pub fn zscore(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let z = tri!(get_zset(t, &args[1], ctx.now));
+    z.and_then(|z| z.score(&args[2])).map_or(Reply::Null, Reply::Double)
+}
+
+/// # Format
+/// `ZMSCORE key member [member ...]`
+pub fn zmscore(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let z = tri!(get_zset(t, &args[1], ctx.now));
+    Reply::Array(
+        args[2..]
+            .iter()
+            .map(|m| z.and_then(|z| z.score(m)).map_or(Reply::Null, Reply::Double))
+            .collect(),
+    )
+}
+
+/// # Format
+/// `ZCARD key`
+pub fn zcard(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    Reply::Integer(tri!(get_zset(t, &args[1], ctx.now)).map_or(0, |z| z.len()) as i64)
+}
+
+/// A score bound (`1.5`, `(1.5`, `-inf`, `+inf`).
+#[derive(Clone, Copy)]
+struct ScoreBound {
+    v: f64,
+    excl: bool,
+}
+
+fn parse_score_bound(b: &[u8]) -> Option<ScoreBound> {
+    if let Some(rest) = b.strip_prefix(b"(") {
+        parse_f64(rest).map(|v| ScoreBound { v, excl: true })
+    } else {
+        parse_f64(b).map(|v| ScoreBound { v, excl: false })
+    }
+}
+
+fn score_range(min: &[u8], max: &[u8]) -> Result<(ScoreBound, ScoreBound), Reply> {
+    match (parse_score_bound(min), parse_score_bound(max)) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(Reply::err("ERR min or max is not a float")),
+    }
+}
+
+fn in_score(s: f64, min: ScoreBound, max: ScoreBound) -> bool {
+    (if min.excl { s > min.v } else { s >= min.v }) && (if max.excl { s < max.v } else { s <= max.v })
+}
+
+#[derive(Clone)]
+enum LexBound {
+    Min,
+    Max,
+    Incl(Bytes),
+    Excl(Bytes),
+}
+
+fn parse_lex_bound(b: &Bytes) -> Option<LexBound> {
+    match b.first() {
+        Some(b'+') if b.len() == 1 => Some(LexBound::Max),
+        Some(b'-') if b.len() == 1 => Some(LexBound::Min),
+        Some(b'[') => Some(LexBound::Incl(b.slice(1..))),
+        Some(b'(') => Some(LexBound::Excl(b.slice(1..))),
+        _ => None,
+    }
+}
+
+fn lex_range(min: &Bytes, max: &Bytes) -> Result<(LexBound, LexBound), Reply> {
+    match (parse_lex_bound(min), parse_lex_bound(max)) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(Reply::err("ERR min or max not valid string range item")),
+    }
+}
+
+fn gte_min(m: &[u8], min: &LexBound) -> bool {
+    match min {
+        LexBound::Min => true,
+        LexBound::Max => false,
+        LexBound::Incl(b) => m >= &b[..],
+        LexBound::Excl(b) => m > &b[..],
+    }
+}
+
+fn lte_max(m: &[u8], max: &LexBound) -> bool {
+    match max {
+        LexBound::Min => false,
+        LexBound::Max => true,
+        LexBound::Incl(b) => m <= &b[..],
+        LexBound::Excl(b) => m < &b[..],
+    }
+}
+
+fn in_lex(m: &[u8], min: &LexBound, max: &LexBound) -> bool {
+    gte_min(m, min) && lte_max(m, max)
+}
+
+/// # Format
+/// `ZCOUNT key min max`
+pub fn zcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let (min, max) = tri!(score_range(&args[2], &args[3]));
+    let z = tri!(get_zset(t, &args[1], ctx.now));
+    Reply::Integer(z.map_or(0, |z| z.tree.iter().filter(|(s, _)| in_score(s.0, min, max)).count()) as i64)
+}
+
+/// # Format
+/// `ZLEXCOUNT key min max`
+pub fn zlexcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let (min, max) = tri!(lex_range(&args[2], &args[3]));
+    let z = tri!(get_zset(t, &args[1], ctx.now));
+    Reply::Integer(z.map_or(0, |z| z.tree.iter().filter(|(_, m)| in_lex(m, &min, &max)).count()) as i64)
+}
+
+/// # Format
+/// `ZRANK key member`, `ZREVRANK key member`
+pub fn zrank(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let rev = eq_ic(&args[0], "zrevrank");
+    let Some(z) = tri!(get_zset(t, &args[1], ctx.now)) else {
+        return Reply::Null;
+    };
+    match z.rank(&args[2]) {
+        Some(r) => Reply::Integer(if rev { z.len() - 1 - r } else { r } as i64),
+        None => Reply::Null,
+    }
+}
+
+/// # Format
+/// `ZREM key member [member ...]`
+pub fn zrem(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let Some(z) = tri!(get_zset_mut(t, &args[1], ctx.now, false)) else {
+        return Reply::Integer(0);
+    };
+    let n = args[2..].iter().filter(|m| z.remove(m)).count();
+    t.remove_if_empty(&args[1]);
+    Reply::Integer(n as i64)
+}
+
+enum Kind {
+    Rank(i64, i64),
+    Score(ScoreBound, ScoreBound),
+    Lex(LexBound, LexBound),
+}
+
+/// Members (with scores) selected by `kind`, in the requested direction, after
+/// `LIMIT offset count`.
+fn select<'a>(z: &'a ZSet, kind: &Kind, rev: bool, limit: Option<(i64, i64)>) -> Vec<(&'a [u8], f64)> {
+    let iter: Box<dyn Iterator<Item = &(crate::db::value::Score, crate::db::Key)>> =
+        if rev { Box::new(z.tree.iter().rev()) } else { Box::new(z.tree.iter()) };
+    let items = iter.map(|(s, m)| (&m[..], s.0));
+    let selected: Vec<(&[u8], f64)> = match kind {
+        Kind::Rank(start, stop) => match norm_range(*start, *stop, z.len()) {
+            Some((s, e)) => items.skip(s).take(e - s + 1).collect(),
+            None => Vec::new(),
+        },
+        Kind::Score(min, max) => items.filter(|(_, s)| in_score(*s, *min, *max)).collect(),
+        Kind::Lex(min, max) => items.filter(|(m, _)| in_lex(m, min, max)).collect(),
+    };
+    match limit {
+        Some((off, _)) if off < 0 => Vec::new(),
+        Some((off, count)) => {
+            let it = selected.into_iter().skip(off as usize);
+            if count < 0 {
+                it.collect()
+            } else {
+                it.take(count as usize).collect()
+            }
+        }
+        None => selected,
+    }
+}
+
+fn with_scores(items: Vec<(&[u8], f64)>, withscores: bool, resp3: bool) -> Reply {
+    if !withscores {
+        return Reply::Array(items.into_iter().map(|(m, _)| Reply::bulk(m)).collect());
+    }
+    if resp3 {
+        Reply::Array(
+            items
+                .into_iter()
+                .map(|(m, s)| Reply::Array(vec![Reply::bulk(m), Reply::Double(s)]))
+                .collect(),
+        )
+    } else {
+        let mut out = Vec::with_capacity(items.len() * 2);
+        for (m, s) in items {
+            out.push(Reply::bulk(m));
+            out.push(Reply::Double(s));
+        }
+        Reply::Array(out)
+    }
+}
+
+/// # Format
+/// `ZRANGE key start stop [BYSCORE | BYLEX] [REV] [LIMIT offset count] [WITHSCORES]`,
+/// `ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]`,
+/// `ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]`,
+/// `ZREVRANGE key start stop [WITHSCORES]`, `ZRANGEBYLEX key min max [LIMIT offset count]`,
+/// `ZREVRANGEBYLEX key max min [LIMIT offset count]`
+pub fn zrange(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    #[derive(PartialEq, Clone, Copy)]
+    enum RT {
+        Auto,
+        Rank,
+        Score,
+        Lex,
+    }
+    let name = &args[0];
+    let (mut rt, mut rev, fixed_rt, fixed_dir) = if eq_ic(name, "zrange") {
+        (RT::Auto, false, false, false)
+    } else if eq_ic(name, "zrangebyscore") {
+        (RT::Score, false, true, true)
+    } else if eq_ic(name, "zrevrangebyscore") {
+        (RT::Score, true, true, true)
+    } else if eq_ic(name, "zrevrange") {
+        (RT::Rank, true, true, true)
+    } else if eq_ic(name, "zrangebylex") {
+        (RT::Lex, false, true, true)
+    } else {
+        (RT::Lex, true, true, true)
+    };
+    let mut withscores = false;
+    let mut limit: Option<(i64, i64)> = None;
+    let mut j = 4;
+    while j < args.len() {
+        let a = &args[j];
+        let left = args.len() - j - 1;
+        if eq_ic(a, "withscores") {
+            withscores = true;
+        } else if eq_ic(a, "limit") && left >= 2 {
+            let off = tri!(arg_int(&args[j + 1]));
+            let cnt = tri!(arg_int(&args[j + 2]));
+            limit = Some((off, cnt));
+            j += 2;
+        } else if !fixed_dir && eq_ic(a, "rev") {
+            rev = true;
+        } else if !fixed_rt && eq_ic(a, "bylex") {
+            rt = RT::Lex;
+        } else if !fixed_rt && eq_ic(a, "byscore") {
+            rt = RT::Score;
+        } else {
+            return Reply::syntax();
+        }
+        j += 1;
+    }
+    if rt == RT::Auto {
+        rt = RT::Rank;
+    }
+    if limit.is_some_and(|(_, c)| c != -1) && rt == RT::Rank {
+        return Reply::err("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
+    }
+    if withscores && rt == RT::Lex {
+        return Reply::err("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+    }
+    let (mut a, mut b) = (&args[2], &args[3]);
+    if rev && rt != RT::Rank {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let kind = match rt {
+        RT::Score => {
+            let (min, max) = tri!(score_range(a, b));
+            Kind::Score(min, max)
+        }
+        RT::Lex => {
+            let (min, max) = tri!(lex_range(a, b));
+            Kind::Lex(min, max)
+        }
+        _ => Kind::Rank(tri!(arg_int(a)), tri!(arg_int(b))),
+    };
+    let Some(z) = tri!(get_zset(t, &args[1], ctx.now)) else {
+        return Reply::Array(vec![]);
+    };
+    let items = select(z, &kind, rev, if rt == RT::Rank { None } else { limit });
+    with_scores(items, withscores, ctx.client.resp3)
+}
+
+/// # Format
+/// `ZREMRANGEBYRANK key start stop`, `ZREMRANGEBYSCORE key min max`,
+/// `ZREMRANGEBYLEX key min max`
+pub fn zremrange(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let name = &args[0];
+    let kind = if eq_ic(name, "zremrangebyrank") {
+        Kind::Rank(tri!(arg_int(&args[2])), tri!(arg_int(&args[3])))
+    } else if eq_ic(name, "zremrangebyscore") {
+        let (min, max) = tri!(score_range(&args[2], &args[3]));
+        Kind::Score(min, max)
+    } else {
+        let (min, max) = tri!(lex_range(&args[2], &args[3]));
+        Kind::Lex(min, max)
+    };
+    let Some(z) = tri!(get_zset_mut(t, &args[1], ctx.now, false)) else {
+        return Reply::Integer(0);
+    };
+    let victims: Vec<Box<[u8]>> = select(z, &kind, false, None).into_iter().map(|(m, _)| m.into()).collect();
+    for m in &victims {
+        z.remove(m);
+    }
+    t.remove_if_empty(&args[1]);
+    Reply::Integer(victims.len() as i64)
+}
+
+/// # Format
+/// `ZPOPMIN key [count]`, `ZPOPMAX key [count]`
+pub fn zpop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    if args.len() > 3 {
+        return Reply::syntax();
+    }
+    let max = eq_ic(&args[0], "zpopmax");
+    let count = if args.len() == 3 { Some(tri!(positive_count(&args[2]))) } else { None };
+    let Some(z) = tri!(get_zset_mut(t, &args[1], ctx.now, false)) else {
+        return Reply::Array(vec![]);
+    };
+    let n = count.unwrap_or(1);
+    let mut popped = Vec::new();
+    for _ in 0..n {
+        let first = if max { z.tree.iter().next_back() } else { z.tree.iter().next() };
+        let Some((s, m)) = first.cloned() else { break };
+        z.remove(&m);
+        popped.push((m, s.0));
+    }
+    t.remove_if_empty(&args[1]);
+    let nested = ctx.client.resp3 && count.is_some();
+    let mut out = Vec::new();
+    for (m, s) in popped {
+        if nested {
+            out.push(Reply::Array(vec![Reply::bulk(&m), Reply::Double(s)]));
+        } else {
+            out.push(Reply::bulk(&m));
+            out.push(Reply::Double(s));
+        }
+    }
+    Reply::Array(out)
+}
+
+/// # Format
+/// `ZSCAN key cursor [MATCH pattern] [COUNT count]`
+pub fn zscan(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let cursor = tri!(parse_cursor(&args[2]));
+    let o = tri!(parse_scan_opts(args, 3, false));
+    let z = tri!(get_zset(t, &args[1], ctx.now));
+    let items: Vec<(&[u8], f64)> = z.map(|z| z.tree.iter().map(|(s, m)| (&m[..], s.0)).collect()).unwrap_or_default();
+    let (next, page) = scan_page(&items, cursor, o.count);
+    let mut out = Vec::new();
+    for (m, s) in page {
+        if o.pattern.as_ref().is_none_or(|p| glob_match(p, m, false)) {
+            out.push(Reply::bulk(m));
+            out.push(Reply::bulk(fmt_double(s).as_bytes()));
+        }
+    }
+    Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(out)])
+}

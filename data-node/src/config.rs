@@ -1,0 +1,177 @@
+//! Limits and the settings exposed by `CONFIG GET` / `CONFIG SET`.
+//!
+//! # Limits
+//!
+//! All are Redis's defaults and are enforced *before* anything is allocated for the
+//! offending input:
+//!
+//! | limit | default | on violation |
+//! | --- | --- | --- |
+//! | `proto-max-bulk-len` | 512 MB | `-ERR Protocol error: invalid bulk length`, connection closed |
+//! | multibulk length | 2^31-1 elements (as Redis; argv is grown lazily, never preallocated beyond 1024) | `-ERR Protocol error: invalid multibulk length`, connection closed |
+//! | inline command line | 64 KB | `-ERR Protocol error: too big inline request`, connection closed |
+//! | bulk/multibulk count line | 64 KB | `-ERR Protocol error: too big bulk count string` / `too big mbulk count string`, closed |
+//! | `client-query-buffer-limit` | 1 GB | connection closed (no reply, as Redis) |
+//! | string values (`SETRANGE`, `APPEND`) | `proto-max-bulk-len` | `-ERR string exceeds maximum allowed size (proto-max-bulk-len)` |
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes of one inline command line, or of a `*`/`$` count line (Redis's
+/// `PROTO_INLINE_MAX_SIZE`). Not configurable, as in Redis.
+pub const PROTO_INLINE_MAX_SIZE: usize = 64 * 1024;
+/// Largest multibulk element count accepted (Redis: `INT_MAX`).
+pub const PROTO_MAX_MULTIBULK_LEN: usize = i32::MAX as usize;
+/// Default `proto-max-bulk-len`: 512 MB.
+pub const DEFAULT_PROTO_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
+/// Default `client-query-buffer-limit`: 1 GB.
+pub const DEFAULT_CLIENT_QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
+
+/// Start-up configuration of the RESP engine (built by `main`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest bulk string accepted in a request, and largest string value.
+    pub proto_max_bulk_len: usize,
+    /// Largest amount of unparsed input buffered for one client before it is dropped.
+    pub client_query_buffer_limit: usize,
+    /// The RESP port, reported by `INFO server` and `CONFIG GET port`.
+    pub port: u16,
+    /// The bind address, reported by `CONFIG GET bind`.
+    pub bind: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            proto_max_bulk_len: DEFAULT_PROTO_MAX_BULK_LEN,
+            client_query_buffer_limit: DEFAULT_CLIENT_QUERY_BUFFER_LIMIT,
+            port: 6379,
+            bind: "127.0.0.1".into(),
+        }
+    }
+}
+
+/// The settings as they are at run time (`CONFIG SET` changes them).
+#[derive(Debug)]
+pub struct RuntimeConfig {
+    proto_max_bulk_len: AtomicUsize,
+    client_query_buffer_limit: AtomicUsize,
+    /// Fixed at start-up.
+    pub port: u16,
+    /// Fixed at start-up.
+    pub bind: String,
+}
+
+/// The names `CONFIG GET` knows, in the order it lists them.
+const NAMES: &[&str] = &[
+    "proto-max-bulk-len",
+    "client-query-buffer-limit",
+    "port",
+    "bind",
+    "cluster-enabled",
+    "cluster-require-full-coverage",
+    "databases",
+    "save",
+    "appendonly",
+    "maxmemory",
+    "maxmemory-policy",
+];
+
+impl RuntimeConfig {
+    pub fn new(c: &Config) -> Self {
+        RuntimeConfig {
+            proto_max_bulk_len: AtomicUsize::new(c.proto_max_bulk_len),
+            client_query_buffer_limit: AtomicUsize::new(c.client_query_buffer_limit),
+            port: c.port,
+            bind: c.bind.clone(),
+        }
+    }
+
+    pub fn proto_max_bulk_len(&self) -> usize {
+        self.proto_max_bulk_len.load(Ordering::Relaxed)
+    }
+
+    pub fn client_query_buffer_limit(&self) -> usize {
+        self.client_query_buffer_limit.load(Ordering::Relaxed)
+    }
+
+    /// All setting names.
+    pub fn names() -> &'static [&'static str] {
+        NAMES
+    }
+
+    /// The current value of a setting, as `CONFIG GET` shows it.
+    pub fn get(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "proto-max-bulk-len" => self.proto_max_bulk_len().to_string(),
+            "client-query-buffer-limit" => self.client_query_buffer_limit().to_string(),
+            "port" => self.port.to_string(),
+            "bind" => self.bind.clone(),
+            "cluster-enabled" => "yes".into(),
+            // Coverage is decided by the control plane; ember always requires it.
+            "cluster-require-full-coverage" => "yes".into(),
+            "databases" => "1".into(),
+            "save" => String::new(),
+            "appendonly" => "no".into(),
+            "maxmemory" => "0".into(),
+            "maxmemory-policy" => "noeviction".into(),
+            _ => return None,
+        })
+    }
+
+    /// `CONFIG SET name value`. Errors carry the text after `ERR `.
+    pub fn set(&self, name: &str, value: &[u8]) -> Result<(), String> {
+        let target = match name {
+            "proto-max-bulk-len" => &self.proto_max_bulk_len,
+            "client-query-buffer-limit" => &self.client_query_buffer_limit,
+            _ if NAMES.contains(&name) => {
+                return Err(format!(
+                    "CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ))
+            }
+        };
+        let v = parse_memory(value).filter(|v| *v >= 1024 * 1024).ok_or_else(|| {
+            format!(
+                "CONFIG SET failed (possibly related to argument '{name}') - argument must be a memory value"
+            )
+        })?;
+        target.store(v, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Parses `100`, `1k`, `1kb`, `512mb`, `1gb` (Redis's memory units).
+fn parse_memory(v: &[u8]) -> Option<usize> {
+    let s = std::str::from_utf8(v).ok()?.to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().ok()?;
+    let mul: usize = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory(b"512mb"), Some(512 * 1024 * 1024));
+        assert_eq!(parse_memory(b"1k"), Some(1000));
+        assert_eq!(parse_memory(b"12"), Some(12));
+        assert_eq!(parse_memory(b"x"), None);
+    }
+}

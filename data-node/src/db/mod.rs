@@ -1,0 +1,393 @@
+//! The keyspace, organised by hash slot.
+//!
+//! [`Db`] holds one [`SlotTable`] per hash slot (16384), each behind its own
+//! `parking_lot::Mutex`. A synchronous mutex is right here (as in mini-redis): it is
+//! only ever held for the duration of one command (or one `EXEC`), never across an
+//! `.await`, so a slow client cannot hold it. Because every keyed command has all its
+//! keys in one slot (anything else is `CROSSSLOT`), a command locks exactly one table.
+//!
+//! Per-slot work that the cluster and migration code needs is cheap: counting, listing
+//! and dropping a slot touch only that slot's table.
+//!
+//! Expiry: each table keeps a separate map of deadlines for the keys that have a TTL.
+//! Keys expire lazily when accessed, and [`Db::active_expire_cycle`] (run periodically
+//! by the server) sweeps tables in rounds.
+//!
+//! The total key count is kept in an atomic: [`SlotGuard`] records the table's length
+//! when locked and applies the difference when dropped, so no code path can forget it.
+
+pub mod value;
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
+
+pub use value::{Value, ZSet};
+
+/// Number of hash slots.
+pub const SLOTS: usize = 16384;
+
+/// The hasher of all keyspace maps (fast, randomly seeded per process).
+pub type Hasher = foldhash::fast::RandomState;
+/// A map with [`Hasher`].
+pub type Map<K, V> = HashMap<K, V, Hasher>;
+/// A key or a string value: an owned, exactly sized allocation (never a slice of a
+/// connection's read buffer).
+pub type Key = Box<[u8]>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The keys of one hash slot.
+#[derive(Default)]
+pub struct SlotTable {
+    map: Map<Key, Value>,
+    /// Deadline (ms since epoch) of each key that has a TTL; every key here is in `map`.
+    expires: Map<Key, u64>,
+    /// Keys removed because they expired (for `INFO stats`).
+    expired: u64,
+}
+
+impl SlotTable {
+    /// Number of keys (including ones expired but not yet removed).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Number of keys with a TTL.
+    pub fn expires_len(&self) -> usize {
+        self.expires.len()
+    }
+
+    /// Removes `key` if its deadline has passed. Returns whether it was removed.
+    fn expire_if_needed(&mut self, key: &[u8], now: u64) -> bool {
+        if self.expires.is_empty() {
+            return false;
+        }
+        match self.expires.get(key) {
+            Some(&at) if at <= now => {
+                self.expires.remove(key);
+                self.map.remove(key);
+                self.expired += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The live value of `key`.
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Value> {
+        self.expire_if_needed(key, now);
+        self.map.get(key)
+    }
+
+    /// The live value of `key`, mutably.
+    pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Value> {
+        self.expire_if_needed(key, now);
+        self.map.get_mut(key)
+    }
+
+    pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
+        self.get(key, now).is_some()
+    }
+
+    /// Sets `key` to `value`, clearing any TTL (like `SET`).
+    pub fn set(&mut self, key: &[u8], value: Value) {
+        if !self.expires.is_empty() {
+            self.expires.remove(key);
+        }
+        self.set_keep_ttl(key, value);
+    }
+
+    /// Sets `key` to `value`, keeping its TTL if it has one.
+    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value) {
+        if let Some(v) = self.map.get_mut(key) {
+            *v = value;
+        } else {
+            self.map.insert(key.into(), value);
+        }
+    }
+
+    /// Removes `key` (live or not). Returns its value if it was live.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Value> {
+        self.expire_if_needed(key, now);
+        if !self.expires.is_empty() {
+            self.expires.remove(key);
+        }
+        self.map.remove(key)
+    }
+
+    /// Removes `key` if it holds an empty collection (after a pop/remove).
+    pub fn remove_if_empty(&mut self, key: &[u8]) {
+        if self.map.get(key).is_some_and(Value::is_empty_collection) {
+            self.expires.remove(key);
+            self.map.remove(key);
+        }
+    }
+
+    /// The deadline of `key`, if it is live and has one.
+    pub fn expire_at(&self, key: &[u8]) -> Option<u64> {
+        self.expires.get(key).copied()
+    }
+
+    /// Sets the deadline of an existing key (caller checked it exists).
+    pub fn set_expire_at(&mut self, key: &[u8], at: u64) {
+        if let Some(d) = self.expires.get_mut(key) {
+            *d = at;
+        } else {
+            self.expires.insert(key.into(), at);
+        }
+    }
+
+    /// Removes the deadline of `key`. Returns whether it had one.
+    pub fn persist(&mut self, key: &[u8]) -> bool {
+        self.expires.remove(key).is_some()
+    }
+
+    /// Iterates over all keys (possibly including expired ones not yet removed).
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.map.keys()
+    }
+
+    /// Iterates over all entries with their deadline.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Value)> {
+        self.map.iter()
+    }
+
+    /// Whether `key` is expired at `now` (without removing it).
+    pub fn is_expired(&self, key: &[u8], now: u64) -> bool {
+        self.expires.get(key).is_some_and(|&at| at <= now)
+    }
+
+    /// Removes every key whose deadline has passed; returns how many.
+    pub fn remove_expired(&mut self, now: u64) -> usize {
+        if self.expires.is_empty() {
+            return 0;
+        }
+        let dead: Vec<Key> = self
+            .expires
+            .iter()
+            .filter(|(_, &at)| at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &dead {
+            self.expires.remove(k);
+            self.map.remove(k);
+        }
+        self.expired += dead.len() as u64;
+        dead.len()
+    }
+
+    /// Removes everything.
+    pub fn clear(&mut self) {
+        self.map = Map::default();
+        self.expires = Map::default();
+    }
+}
+
+/// A locked slot table. Dropping it releases the lock and updates the key count.
+pub struct SlotGuard<'a> {
+    guard: MutexGuard<'a, SlotTable>,
+    db: &'a Db,
+    len_before: usize,
+}
+
+impl Deref for SlotGuard<'_> {
+    type Target = SlotTable;
+    fn deref(&self) -> &SlotTable {
+        &self.guard
+    }
+}
+
+impl DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SlotTable {
+        &mut self.guard
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let after = self.guard.len();
+        if after != self.len_before {
+            self.db
+                .keys
+                .fetch_add(after as i64 - self.len_before as i64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The whole keyspace.
+pub struct Db {
+    slots: Box<[Mutex<SlotTable>]>,
+    /// Sum of all tables' lengths (maintained by [`SlotGuard`]).
+    keys: AtomicI64,
+    /// Per-slot modification counter, bumped after every write to the slot: `WATCH`
+    /// remembers it and `EXEC` compares. A write to any key of the slot aborts a
+    /// transaction watching another key of the same slot (a documented false abort).
+    versions: Box<[AtomicU64]>,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Db {
+    pub fn new() -> Db {
+        Db {
+            slots: (0..SLOTS).map(|_| Mutex::new(SlotTable::default())).collect(),
+            keys: AtomicI64::new(0),
+            versions: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Locks the table of `slot` (which must be < 16384). Do not hold the guard across
+    /// an `.await`, and never lock a second slot while holding one.
+    pub fn lock(&self, slot: u16) -> SlotGuard<'_> {
+        let guard = self.slots[slot as usize].lock();
+        let len_before = guard.len();
+        SlotGuard {
+            guard,
+            db: self,
+            len_before,
+        }
+    }
+
+    /// Runs `f` with the table of `slot` locked.
+    pub fn with_slot<R>(&self, slot: u16, f: impl FnOnce(&mut SlotTable) -> R) -> R {
+        let mut g = self.lock(slot);
+        f(&mut g)
+    }
+
+    /// Total number of keys (`DBSIZE`).
+    pub fn dbsize(&self) -> usize {
+        self.keys.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// Number of keys in `slot` (`CLUSTER COUNTKEYSINSLOT`).
+    pub fn count_in_slot(&self, slot: u16) -> usize {
+        self.slots[slot as usize].lock().len()
+    }
+
+    /// Up to `count` live keys of `slot` (`CLUSTER GETKEYSINSLOT`).
+    pub fn keys_in_slot(&self, slot: u16, count: usize) -> Vec<Bytes> {
+        let now = now_ms();
+        let t = self.slots[slot as usize].lock();
+        t.keys()
+            .filter(|k| !t.is_expired(k, now))
+            .take(count)
+            .map(|k| Bytes::copy_from_slice(k))
+            .collect()
+    }
+
+    /// Removes every key of `slot`; returns how many there were.
+    pub fn drop_slot(&self, slot: u16) -> usize {
+        let mut g = self.lock(slot);
+        let n = g.len();
+        g.clear();
+        drop(g);
+        self.bump_version(slot);
+        n
+    }
+
+    /// Removes every key (`FLUSHALL`).
+    pub fn flush(&self) {
+        for slot in 0..SLOTS as u16 {
+            let mut g = self.lock(slot);
+            if !g.is_empty() {
+                g.clear();
+                self.bump_version(slot);
+            }
+        }
+    }
+
+    /// Records a modification of `slot` (for `WATCH`).
+    pub fn bump_version(&self, slot: u16) {
+        self.versions[slot as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The modification counter of `slot`.
+    pub fn version(&self, slot: u16) -> u64 {
+        self.versions[slot as usize].load(Ordering::Relaxed)
+    }
+
+    /// Number of keys with a TTL, and number of keys expired so far.
+    pub fn expiry_stats(&self) -> (usize, u64) {
+        let mut with_ttl = 0;
+        let mut expired = 0;
+        for s in self.slots.iter() {
+            let t = s.lock();
+            with_ttl += t.expires_len();
+            expired += t.expired;
+        }
+        (with_ttl, expired)
+    }
+
+    /// One round of active expiry over `count` slots starting at `start`; returns the
+    /// slot to start from next time. Each slot is locked on its own, briefly.
+    pub fn active_expire_cycle(&self, start: u16, count: usize) -> u16 {
+        let now = now_ms();
+        let mut slot = start as usize % SLOTS;
+        for _ in 0..count {
+            let mut g = self.lock(slot as u16);
+            if g.expires_len() > 0 && g.remove_expired(now) > 0 {
+                drop(g);
+                self.bump_version(slot as u16);
+            }
+            slot = (slot + 1) % SLOTS;
+        }
+        slot as u16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_follow_guards() {
+        let db = Db::new();
+        db.with_slot(5, |t| {
+            t.set(b"a", Value::Str(b"1"[..].into()));
+            t.set(b"b", Value::Str(b"2"[..].into()));
+        });
+        db.with_slot(7, |t| t.set(b"c", Value::Str(b"3"[..].into())));
+        assert_eq!(db.dbsize(), 3);
+        assert_eq!(db.count_in_slot(5), 2);
+        assert_eq!(db.keys_in_slot(5, 1).len(), 1);
+        assert_eq!(db.drop_slot(5), 2);
+        assert_eq!(db.dbsize(), 1);
+        db.flush();
+        assert_eq!(db.dbsize(), 0);
+    }
+
+    #[test]
+    fn lazy_and_active_expiry() {
+        let db = Db::new();
+        db.with_slot(1, |t| {
+            t.set(b"a", Value::Str(b"1"[..].into()));
+            t.set_expire_at(b"a", 10);
+            t.set(b"b", Value::Str(b"1"[..].into()));
+            t.set_expire_at(b"b", 10);
+            assert!(t.get(b"a", 11).is_none());
+        });
+        assert_eq!(db.dbsize(), 1);
+        db.active_expire_cycle(0, SLOTS);
+        assert_eq!(db.dbsize(), 0);
+        assert_eq!(db.expiry_stats(), (0, 2));
+    }
+}

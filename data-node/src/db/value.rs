@@ -1,0 +1,134 @@
+//! The value types stored in the keyspace, and the sorted set.
+//!
+//! Everything is owned and exactly sized (`Box<[u8]>`); the collections are boxed so
+//! that [`Value`] stays small (24 bytes) for the common case of string keys.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+
+use super::{Hasher, Key, Map};
+
+/// A stored value.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Str(Box<[u8]>),
+    Hash(Box<Map<Key, Box<[u8]>>>),
+    List(Box<VecDeque<Box<[u8]>>>),
+    Set(Box<HashSet<Key, Hasher>>),
+    ZSet(Box<ZSet>),
+}
+
+impl Value {
+    /// The name `TYPE` reports.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
+        }
+    }
+
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Str(_) => false,
+            Value::Hash(h) => h.is_empty(),
+            Value::List(l) => l.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
+        }
+    }
+
+    /// An estimate of the bytes this value uses (for `MEMORY USAGE`).
+    pub fn mem_usage(&self) -> usize {
+        const OVERHEAD: usize = 16;
+        match self {
+            Value::Str(s) => s.len() + OVERHEAD,
+            Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>() + 64,
+            Value::List(l) => l.iter().map(|v| v.len() + 32).sum::<usize>() + 64,
+            Value::Set(s) => s.iter().map(|v| v.len() + 32).sum::<usize>() + 64,
+            Value::ZSet(z) => z.dict.keys().map(|v| 2 * v.len() + 80).sum::<usize>() + 96,
+        }
+    }
+}
+
+/// A score with a total order (NaN is never stored; `-0.0 == 0.0` as in Redis).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score(pub f64);
+
+impl Eq for Score {}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .partial_cmp(&other.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+}
+
+/// A sorted set: members ordered by (score, member bytes), plus member -> score.
+///
+/// Rank queries walk the ordered index (O(rank)); Redis's skiplist is O(log n).
+#[derive(Debug, Clone, Default)]
+pub struct ZSet {
+    pub dict: Map<Key, f64>,
+    pub tree: BTreeSet<(Score, Key)>,
+}
+
+impl ZSet {
+    pub fn len(&self) -> usize {
+        self.dict.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dict.is_empty()
+    }
+
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.dict.get(member).copied()
+    }
+
+    /// Inserts or updates; returns whether the member is new.
+    pub fn insert(&mut self, member: &[u8], score: f64) -> bool {
+        match self.dict.get_mut(member) {
+            Some(old) => {
+                if *old != score || old.is_sign_negative() != score.is_sign_negative() {
+                    let m: Key = member.into();
+                    self.tree.remove(&(Score(*old), m.clone()));
+                    *old = score;
+                    self.tree.insert((Score(score), m));
+                }
+                false
+            }
+            None => {
+                let m: Key = member.into();
+                self.dict.insert(m.clone(), score);
+                self.tree.insert((Score(score), m));
+                true
+            }
+        }
+    }
+
+    pub fn remove(&mut self, member: &[u8]) -> bool {
+        match self.dict.remove(member) {
+            Some(s) => {
+                self.tree.remove(&(Score(s), member.into()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// 0-based rank of `member` in ascending order.
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        let s = self.score(member)?;
+        let key = (Score(s), Key::from(member));
+        Some(self.tree.range(..&key).count())
+    }
+}

@@ -1,0 +1,33 @@
+//! ember's data node: a Redis-Cluster-compatible RESP server.
+//!
+//! Layout (in the style of mini-redis, with commands grouped by family):
+//!
+//! - [`resp`]: the wire protocol. [`resp::parse`] turns buffered bytes into commands
+//!   (RESP multibulk arrays of bulk strings, and inline commands for telnet users) and
+//!   enforces the protocol limits; [`resp::reply`] is the [`Reply`] type and its
+//!   RESP2/RESP3 encoder.
+//! - [`db`]: the keyspace, organised by hash slot: 16384 tables, each behind its own
+//!   mutex, so that counting, listing and dropping a slot never scans the whole keyspace.
+//! - [`cmd`]: the command table (name, arity, flags, key positions) and the commands,
+//!   one file per family. Every keyed command is routed through
+//!   [`cluster::Cluster::route`] before it runs.
+//! - [`server`]: the accept loop, the per-connection task (pipelining: everything
+//!   buffered is parsed and executed, the replies go out in one write), the active
+//!   expiry task and the [`ServerState`] shared by all connections.
+//! - [`config`]: limits and the settings `CONFIG GET/SET` expose.
+//! - [`alloc`]: an optional counting global allocator for `used_memory`.
+//! - [`cluster`]: the node's view of the cluster topology (owned by the cluster work).
+
+pub mod alloc;
+pub mod cluster;
+pub mod cmd;
+pub mod config;
+pub mod db;
+pub mod internal;
+pub mod resp;
+pub mod server;
+
+pub use config::Config;
+pub use db::Db;
+pub use resp::Reply;
+pub use server::{serve, ServerState};

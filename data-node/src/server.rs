@@ -1,0 +1,308 @@
+//! The RESP server: accept loop, one task per connection, the active expiry task, and
+//! the [`ServerState`] every connection shares.
+//!
+//! A connection reads into a `BytesMut`, parses every complete command already
+//! buffered, executes each (encoding the reply into one output buffer) and writes all
+//! the replies with one write. Slot mutexes are only held inside command execution,
+//! which never awaits, so a slow or stuck client only ever blocks its own task.
+//! A protocol error is answered and the connection is closed (as Redis does); a
+//! client whose unparsed input exceeds `client-query-buffer-limit` is disconnected.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::alloc;
+use crate::cluster::Cluster;
+use crate::cmd::{execute, Client};
+use crate::config::{Config, RuntimeConfig};
+use crate::db::Db;
+use crate::resp::{Limits, Parser, Reply};
+
+/// Counters for `INFO stats`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    /// Added once per batch of pipelined commands, not per command.
+    pub commands: AtomicU64,
+}
+
+/// The listable part of a connection (`CLIENT LIST`, `CLIENT INFO`).
+#[derive(Debug)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub created: Instant,
+    pub name: Mutex<Option<Bytes>>,
+    pub lib_name: Mutex<Option<Bytes>>,
+    pub lib_ver: Mutex<Option<Bytes>>,
+    /// Negotiated protocol version (2 or 3).
+    pub resp: AtomicU8,
+}
+
+impl ClientInfo {
+    /// One `CLIENT LIST` line (without the trailing newline).
+    pub fn describe(&self) -> String {
+        let s = |m: &Mutex<Option<Bytes>>| {
+            m.lock()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=NULL user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            s(&self.name),
+            self.created.elapsed().as_secs(),
+            self.resp.load(Ordering::Relaxed),
+            s(&self.lib_name),
+            s(&self.lib_ver),
+        )
+    }
+}
+
+/// The connected clients.
+#[derive(Debug, Default)]
+pub struct ClientRegistry {
+    clients: Mutex<HashMap<u64, Arc<ClientInfo>>>,
+    next_id: AtomicU64,
+}
+
+impl ClientRegistry {
+    fn register(&self, addr: String, laddr: String) -> Arc<ClientInfo> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let info = Arc::new(ClientInfo {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            name: Mutex::new(None),
+            lib_name: Mutex::new(None),
+            lib_ver: Mutex::new(None),
+            resp: AtomicU8::new(2),
+        });
+        self.clients.lock().insert(id, info.clone());
+        info
+    }
+
+    fn unregister(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    /// All connected clients, by id.
+    pub fn list(&self) -> Vec<Arc<ClientInfo>> {
+        let mut v: Vec<_> = self.clients.lock().values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Everything the connections share.
+pub struct ServerState {
+    pub db: Db,
+    pub cluster: Arc<Cluster>,
+    pub config: RuntimeConfig,
+    pub stats: Stats,
+    pub clients: ClientRegistry,
+    pub started: Instant,
+    /// Start time, seconds since the epoch.
+    pub started_unix: u64,
+}
+
+impl ServerState {
+    pub fn new(cluster: Arc<Cluster>, config: Config) -> ServerState {
+        ServerState {
+            db: Db::new(),
+            cluster,
+            config: RuntimeConfig::new(&config),
+            stats: Stats::default(),
+            clients: ClientRegistry::default(),
+            started: Instant::now(),
+            started_unix: crate::db::now_ms() / 1000,
+        }
+    }
+
+    /// `used_memory`: bytes allocated through [`alloc::Counting`] if `main` installed
+    /// it as the global allocator, else the resident set size.
+    pub fn used_memory(&self) -> usize {
+        match alloc::allocated() {
+            0 => rss_bytes(),
+            n => n,
+        }
+    }
+}
+
+/// Resident set size of this process (0 where `/proc` is unavailable).
+pub fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// What `INFO memory` reports as `mem_allocator`.
+pub fn allocator_name() -> &'static str {
+    if alloc::allocated() > 0 {
+        "counting"
+    } else {
+        "libc"
+    }
+}
+
+/// Serves RESP clients on `listener` until `shutdown` completes, then stops accepting,
+/// tells every connection to close and returns. Also runs the active expiry task.
+pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: impl Future) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(active_expiry(state.clone(), stop_rx.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let state = state.clone();
+                    let stop = stop_rx.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = handle_connection(stream, peer, state, stop).await {
+                            tracing::debug!(%peer, error = %e, "connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    let _ = stop_tx.send(true);
+}
+
+/// Sweeps 1024 slots every 100 ms (the whole keyspace every ~1.6 s), removing expired
+/// keys, like Redis's active expire cycle (which samples instead of sweeping).
+async fn active_expiry(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
+    let mut next = 0u16;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for _ in 0..16 {
+            next = state.db.active_expire_cycle(next, 64);
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+async fn handle_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let laddr = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let info = state.clients.register(peer.to_string(), laddr);
+    state.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let id = info.id;
+    let mut client = Client::new(info);
+    let r = connection_loop(&mut stream, &state, &mut client, &mut stop).await;
+    state.clients.unregister(id);
+    r
+}
+
+async fn connection_loop(
+    stream: &mut TcpStream,
+    state: &ServerState,
+    client: &mut Client,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut parser = Parser::default();
+    let mut args: Vec<Bytes> = Vec::with_capacity(8);
+    loop {
+        let limits = Limits {
+            max_bulk_len: state.config.proto_max_bulk_len(),
+        };
+        let mut executed = 0u64;
+        let mut close = false;
+        loop {
+            args.clear();
+            match parser.parse(&mut buf, &limits, &mut args) {
+                Ok(true) => {
+                    executed += 1;
+                    let reply = execute(state, client, &args);
+                    reply.encode(&mut out, client.resp3);
+                    if client.close {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    Reply::error(e.to_string()).encode(&mut out, client.resp3);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        args.clear();
+        if executed > 0 {
+            state.stats.commands.fetch_add(executed, Ordering::Relaxed);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            if out.capacity() > 1024 * 1024 {
+                out = Vec::with_capacity(16 * 1024);
+            } else {
+                out.clear();
+            }
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+        if buf.len() > state.config.client_query_buffer_limit() {
+            tracing::warn!(client = client.id, "closing client that exceeded client-query-buffer-limit");
+            return Ok(());
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        tokio::select! {
+            n = stream.read_buf(&mut buf) => {
+                if n? == 0 {
+                    return Ok(());
+                }
+            }
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
