@@ -1,0 +1,263 @@
+//! The data node's view of the cluster: the last topology applied from the control
+//! plane, and the routing decision every keyed command passes through.
+//!
+//! - [`identity`]: the node id (and cluster id) kept in `--data-dir`.
+//! - [`session`]: the session stream to the control plane (hello, heartbeats, snapshots).
+//! - [`command`]: `CLUSTER ...` subcommands.
+//!
+//! The applied topology is an immutable [`Applied`] behind an `ArcSwap`: a snapshot is
+//! swapped in whole, so a command never sees half of one, and the hot path takes no lock.
+
+pub mod command;
+pub mod identity;
+pub mod session;
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use ember_core::{NodeId, Role, Topology, SLOT_COUNT};
+use uuid::Uuid;
+
+/// Why this node will not execute a keyed command here. `Display` is the exact Redis error
+/// line without the leading `-` (e.g. `MOVED 3999 127.0.0.1:6381`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    Moved { slot: u16, addr: String },
+    Ask { slot: u16, addr: String },
+    TryAgain,
+    /// `CLUSTERDOWN Hash slot not served`
+    SlotNotServed,
+    /// `CLUSTERDOWN The cluster is down`
+    ClusterDown,
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteError::Moved { slot, addr } => write!(f, "MOVED {slot} {addr}"),
+            RouteError::Ask { slot, addr } => write!(f, "ASK {slot} {addr}"),
+            RouteError::TryAgain => {
+                f.write_str("TRYAGAIN Multiple keys request during rehashing of slot")
+            }
+            RouteError::SlotNotServed => f.write_str("CLUSTERDOWN Hash slot not served"),
+            RouteError::ClusterDown => f.write_str("CLUSTERDOWN The cluster is down"),
+        }
+    }
+}
+
+/// Per-connection flags that influence routing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteFlags {
+    /// The command writes (a read may be served by a replica after `READONLY`).
+    pub write: bool,
+    /// The client sent `ASKING` just before this command.
+    pub asking: bool,
+    /// The client sent `READONLY` on this connection.
+    pub readonly: bool,
+}
+
+/// Where a slot is served, precomputed per slot when a snapshot is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SlotRoute {
+    Here,
+    Elsewhere(Arc<str>),
+    Unassigned,
+}
+
+/// An applied topology with everything the hot path needs precomputed.
+#[derive(Debug)]
+pub struct Applied {
+    pub topology: Topology,
+    /// `cluster_state:ok`.
+    pub state_ok: bool,
+    routes: Vec<SlotRoute>,
+}
+
+impl Applied {
+    fn new(topology: Topology, me: NodeId) -> Self {
+        // A replica serves nothing itself: it redirects to its primary's slots' owner.
+        let routes = (0..SLOT_COUNT)
+            .map(|slot| match topology.slots.owner(slot) {
+                None => SlotRoute::Unassigned,
+                Some(owner) if owner == me => SlotRoute::Here,
+                Some(owner) => SlotRoute::Elsewhere(topology.nodes[&owner].client_addr.as_str().into()),
+            })
+            .collect();
+        let state_ok = topology.state_ok();
+        Self { topology, state_ok, routes }
+    }
+}
+
+/// Why a snapshot was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("snapshot version {got} is not newer than the applied version {applied}")]
+    Stale { got: u64, applied: u64 },
+    #[error("snapshot is for cluster {got}, this node belongs to cluster {mine}")]
+    OtherCluster { got: Uuid, mine: Uuid },
+}
+
+/// The cluster state shared by all connections.
+pub struct Cluster {
+    me: NodeId,
+    /// Standalone mode (tests of the command engine): every slot is served here.
+    standalone: bool,
+    applied: ArcSwapOption<Applied>,
+    /// Guards apply's check-then-swap (the session is the only writer, but be safe).
+    apply_lock: parking_lot::Mutex<()>,
+}
+
+impl Cluster {
+    /// A cluster member that has not received a topology yet.
+    pub fn new(me: NodeId) -> Self {
+        Self { me, standalone: false, applied: ArcSwapOption::empty(), apply_lock: Default::default() }
+    }
+
+    /// Every slot served here, no control plane (for testing the command engine).
+    pub fn standalone() -> Self {
+        Self { standalone: true, ..Self::new(Uuid::nil()) }
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn is_standalone(&self) -> bool {
+        self.standalone
+    }
+
+    /// The applied snapshot, if any.
+    pub fn applied(&self) -> Option<Arc<Applied>> {
+        self.applied.load_full()
+    }
+
+    pub fn applied_version(&self) -> u64 {
+        self.applied.load().as_ref().map_or(0, |a| a.topology.version)
+    }
+
+    /// Applies a snapshot if it is newer than the applied one and of the same cluster.
+    pub fn apply(&self, topology: Topology) -> Result<(), ApplyError> {
+        let _guard = self.apply_lock.lock();
+        if let Some(current) = self.applied.load().as_ref() {
+            let t = &current.topology;
+            if topology.cluster_id != t.cluster_id {
+                return Err(ApplyError::OtherCluster { got: topology.cluster_id, mine: t.cluster_id });
+            }
+            if topology.version <= t.version {
+                return Err(ApplyError::Stale { got: topology.version, applied: t.version });
+            }
+        }
+        self.applied.store(Some(Arc::new(Applied::new(topology, self.me))));
+        Ok(())
+    }
+
+    /// Drops the applied topology (the control plane says this node is not a member).
+    pub fn clear(&self) {
+        let _guard = self.apply_lock.lock();
+        self.applied.store(None);
+    }
+
+    /// Whether this node may execute a command whose keys all hash to `slot`.
+    pub fn route(&self, slot: u16, flags: RouteFlags) -> Result<(), RouteError> {
+        let _ = flags;
+        if self.standalone {
+            return Ok(());
+        }
+        let applied = self.applied.load();
+        let Some(applied) = applied.as_ref() else { return Err(RouteError::ClusterDown) };
+        if !applied.state_ok {
+            return Err(RouteError::ClusterDown);
+        }
+        match &applied.routes[usize::from(slot)] {
+            SlotRoute::Here => Ok(()),
+            SlotRoute::Elsewhere(addr) => Err(RouteError::Moved { slot, addr: addr.to_string() }),
+            SlotRoute::Unassigned => Err(RouteError::SlotNotServed),
+        }
+    }
+
+    /// Whether `slot` is served by this node (used by the keyspace for per-slot work).
+    pub fn serves(&self, slot: u16) -> bool {
+        self.standalone
+            || self
+                .applied
+                .load()
+                .as_ref()
+                .is_some_and(|a| a.routes[usize::from(slot)] == SlotRoute::Here)
+    }
+
+    /// This node's role in the applied topology.
+    pub fn role(&self) -> Role {
+        self.applied
+            .load()
+            .as_ref()
+            .and_then(|a| a.topology.nodes.get(&self.me).map(|n| n.role))
+            .unwrap_or(Role::Primary)
+    }
+
+    /// The `# Cluster` section of `INFO` (lines end in `\r\n`).
+    pub fn info_section(&self) -> String {
+        "cluster_enabled:1\r\n".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_core::NodeInfo;
+
+    fn topology(version: u64, me: NodeId, other: NodeId) -> Topology {
+        let mut t = Topology::new(Uuid::from_u128(42));
+        t.version = version;
+        for (id, port) in [(me, 7001), (other, 7002)] {
+            t.nodes.insert(
+                id,
+                NodeInfo {
+                    id,
+                    name: None,
+                    client_addr: format!("127.0.0.1:{port}"),
+                    internal_addr: format!("127.0.0.1:1{port}"),
+                    role: Role::Primary,
+                    failed: false,
+                    config_epoch: port - 7000,
+                },
+            );
+        }
+        (0..8192).for_each(|s| t.slots.set(s, Some(me)));
+        (8192..16384).for_each(|s| t.slots.set(s, Some(other)));
+        t
+    }
+
+    #[test]
+    fn routes_by_the_applied_snapshot_only() {
+        let (me, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let cluster = Cluster::new(me);
+        let f = RouteFlags::default();
+        assert_eq!(cluster.route(0, f), Err(RouteError::ClusterDown));
+        cluster.apply(topology(5, me, other)).unwrap();
+        assert_eq!(cluster.route(0, f), Ok(()));
+        assert_eq!(
+            cluster.route(9000, f).unwrap_err().to_string(),
+            "MOVED 9000 127.0.0.1:7002"
+        );
+        // Stale and foreign snapshots are refused and change nothing.
+        let mut t = topology(5, me, other);
+        t.slots.set(0, Some(other));
+        assert!(matches!(cluster.apply(t.clone()), Err(ApplyError::Stale { .. })));
+        t.version = 6;
+        t.cluster_id = Uuid::from_u128(7);
+        assert!(matches!(cluster.apply(t), Err(ApplyError::OtherCluster { .. })));
+        assert_eq!(cluster.route(0, f), Ok(()));
+        // A failed owner with full coverage takes the whole cluster down.
+        let mut t = topology(6, me, other);
+        t.nodes.get_mut(&other).unwrap().failed = true;
+        cluster.apply(t).unwrap();
+        assert_eq!(cluster.route(0, f).unwrap_err().to_string(), "CLUSTERDOWN The cluster is down");
+        // Without full coverage an unassigned slot is "not served".
+        let mut t = topology(7, me, other);
+        t.require_full_coverage = false;
+        t.slots.set(1, None);
+        cluster.apply(t).unwrap();
+        assert_eq!(cluster.route(1, f).unwrap_err().to_string(), "CLUSTERDOWN Hash slot not served");
+    }
+}

@@ -1,0 +1,159 @@
+//! The session stream to the control plane, from the node's side.
+//!
+//! Connect, say hello (id, cluster id, addresses, applied version), then apply every
+//! snapshot that arrives and send heartbeats (applied version, key count). On any error
+//! the node keeps serving its last applied topology (static stability) and reconnects with
+//! jittered exponential backoff, resyncing from its applied version.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ember_proto::pb::{self, control_message, node_message, session_client::SessionClient};
+use ember_proto::convert;
+use prost::Message;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::identity::Identity;
+use super::Cluster;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub control_plane: String,
+    pub name: Option<String>,
+    pub client_addr: String,
+    pub internal_addr: String,
+}
+
+/// Jittered exponential backoff: 50 ms doubling to 2 s, each wait drawn from [d/2, d].
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(2);
+
+    fn new() -> Self {
+        Self { next: Self::MIN }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+
+    fn wait(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        rand::rng().random_range(d / 2..=d)
+    }
+}
+
+/// Runs the session forever. `key_count` reports the keyspace size for heartbeats.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    mut identity: Identity,
+    config: SessionConfig,
+    key_count: impl Fn() -> u64 + Send + Sync + 'static,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        let mut welcomed = false;
+        let result = session_once(&cluster, &mut identity, &config, &key_count, &mut welcomed).await;
+        if welcomed {
+            backoff.reset();
+        }
+        let wait = backoff.wait();
+        match result {
+            Ok(()) => tracing::warn!("control plane closed the session; reconnecting in {wait:?}"),
+            Err(e) => tracing::warn!(
+                control_plane = %config.control_plane,
+                "session with the control plane failed: {e:#}; serving the last applied topology \
+                 (version {}) and reconnecting in {wait:?}",
+                cluster.applied_version()
+            ),
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn session_once(
+    cluster: &Cluster,
+    identity: &mut Identity,
+    config: &SessionConfig,
+    key_count: &(impl Fn() -> u64 + Send + Sync),
+    welcomed: &mut bool,
+) -> anyhow::Result<()> {
+    let endpoint = tonic::transport::Endpoint::from_shared(config.control_plane.clone())?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    let channel = endpoint.connect().await?;
+    let mut client = SessionClient::new(channel);
+
+    let (tx, rx) = mpsc::channel(8);
+    let hello = pb::Hello {
+        node_id: identity.node_id.to_string(),
+        cluster_id: identity.cluster_id.map(|c| c.to_string()).unwrap_or_default(),
+        name: config.name.clone().unwrap_or_default(),
+        client_addr: config.client_addr.clone(),
+        internal_addr: config.internal_addr.clone(),
+        applied_version: cluster.applied_version(),
+    };
+    tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Hello(hello)) }).await?;
+    let mut inbound = client.open(ReceiverStream::new(rx)).await?.into_inner();
+
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            msg = inbound.message() => {
+                let Some(msg) = msg? else { return Ok(()) };
+                match msg.msg {
+                    Some(control_message::Msg::Welcome(w)) => {
+                        *welcomed = true;
+                        let every = Duration::from_millis(w.heartbeat_millis.max(10));
+                        heartbeat = tokio::time::interval(every);
+                        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        tracing::info!(cluster_id = %w.cluster_id, member = w.member, "session established");
+                        if !w.member && cluster.applied().is_some() {
+                            tracing::warn!("the control plane says this node is not a member: dropping the applied topology");
+                            cluster.clear();
+                        }
+                    }
+                    Some(control_message::Msg::Topology(bytes)) => {
+                        let topology = pb::Topology::decode(bytes)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|t| Ok(convert::topology_from_pb(&t)?));
+                        match topology {
+                            Ok(t) => {
+                                let (version, cluster_id) = (t.version, t.cluster_id);
+                                if identity.cluster_id.is_some_and(|c| c != cluster_id) {
+                                    tracing::error!(%cluster_id, "refusing a snapshot of another cluster");
+                                    continue;
+                                }
+                                match cluster.apply(t) {
+                                    Ok(()) => {
+                                        tracing::debug!(version, "applied topology");
+                                        identity.set_cluster(cluster_id)?;
+                                    }
+                                    Err(e) => tracing::debug!("ignored snapshot: {e}"),
+                                }
+                            }
+                            Err(e) => tracing::error!("malformed snapshot from the control plane: {e:#}"),
+                        }
+                        // Acknowledge at once so the control plane sees the new version.
+                        heartbeat.reset_immediately();
+                    }
+                    None => {}
+                }
+            }
+            _ = heartbeat.tick() => {
+                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count: key_count() };
+                if tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) }).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

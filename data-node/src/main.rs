@@ -1,0 +1,142 @@
+//! `ember-data-node`: a Redis-Cluster-compatible RESP server whose idea of the cluster
+//! comes only from the control plane's session stream.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use ember_data_node::cluster::identity::Identity;
+use ember_data_node::cluster::session::{self, SessionConfig};
+use ember_data_node::cluster::Cluster;
+use ember_data_node::{serve, Config, ServerState};
+
+/// An ember data node: serves RESP clients, follows the control plane's topology.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    after_help = "Example:\n  ember-data-node --port 7001 --name n1 --control-plane http://127.0.0.1:7379 --data-dir ./n1\n  \
+                  then: emberctl bootstrap n1"
+)]
+struct Args {
+    /// Address to listen on for RESP clients (and node-to-node gRPC).
+    #[arg(long, env = "EMBER_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// RESP port.
+    #[arg(long, env = "EMBER_PORT", default_value_t = 6379)]
+    port: u16,
+    /// Node-to-node gRPC port (default: port + 10000).
+    #[arg(long, env = "EMBER_INTERNAL_PORT")]
+    internal_port: Option<u16>,
+    /// host:port given to clients in MOVED / CLUSTER SLOTS / CLUSTER NODES
+    /// (default: bind:port, or 127.0.0.1:port when binding every interface).
+    #[arg(long, env = "EMBER_ANNOUNCE")]
+    announce: Option<String>,
+    /// host:port other nodes use for node-to-node gRPC (default like --announce).
+    #[arg(long, env = "EMBER_INTERNAL_ANNOUNCE")]
+    internal_announce: Option<String>,
+    /// The control plane's gRPC URL.
+    #[arg(long, env = "EMBER_CONTROL_PLANE", default_value = "http://127.0.0.1:7379")]
+    control_plane: String,
+    /// Directory holding the node's identity.
+    #[arg(long, env = "EMBER_DATA_DIR", default_value = "./ember-node-data")]
+    data_dir: PathBuf,
+    /// A unique human name that emberctl accepts wherever it takes a NODE.
+    #[arg(long, env = "EMBER_NAME")]
+    name: Option<String>,
+    /// Check that a node answers PING on 127.0.0.1:--port, exit 0 if so (for container
+    /// health checks), instead of starting one.
+    #[arg(long)]
+    health_check: bool,
+}
+
+fn announced_host(bind: IpAddr) -> String {
+    if bind.is_unspecified() {
+        tracing::warn!("binding every interface: announcing 127.0.0.1; set --announce so other hosts can reach this node");
+        "127.0.0.1".into()
+    } else {
+        bind.to_string()
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Args::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Sends PING to the local node and expects +PONG.
+async fn health_check(port: u16) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let check = async {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        conn.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
+        let mut buf = [0u8; 7];
+        conn.read_exact(&mut buf).await?;
+        anyhow::ensure!(&buf == b"+PONG\r\n", "unexpected reply {:?}", String::from_utf8_lossy(&buf));
+        Ok(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), check).await.context("no reply within 2s")?
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if args.health_check {
+        return health_check(args.port).await.with_context(|| format!("node on port {} is not healthy", args.port));
+    }
+    let internal_port = match args.internal_port {
+        Some(p) => p,
+        None => args.port.checked_add(10000).context("--port + 10000 overflows; set --internal-port")?,
+    };
+    let host = announced_host(args.bind);
+    let client_addr = args.announce.clone().unwrap_or_else(|| format!("{host}:{}", args.port));
+    let internal_addr = args.internal_announce.clone().unwrap_or_else(|| format!("{host}:{internal_port}"));
+
+    let identity = Identity::load_or_create(&args.data_dir)?;
+    let cluster = Arc::new(Cluster::new(identity.node_id));
+    let state = Arc::new(ServerState::new(cluster.clone(), Config::default()));
+
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let internal = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, internal_port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{internal_port} (internal port)", args.bind))?;
+    tracing::info!(
+        node_id = %identity.node_id,
+        %client_addr,
+        %internal_addr,
+        control_plane = %args.control_plane,
+        "data node starting"
+    );
+
+    tokio::spawn(ember_data_node::internal::serve(internal, state.clone()));
+    let key_state = state.clone();
+    tokio::spawn(session::run(
+        cluster,
+        identity,
+        SessionConfig { control_plane: args.control_plane, name: args.name, client_addr, internal_addr },
+        move || key_state.db.dbsize() as u64,
+    ));
+    serve(listener, state, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
