@@ -1,0 +1,274 @@
+//! Byte-level tests of the RESP engine: raw bytes in, exact bytes out, and the
+//! connection closed after protocol errors.
+
+mod common;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+async fn connect() -> TcpStream {
+    let (addr, _state) = common::start().await;
+    TcpStream::connect(addr).await.unwrap()
+}
+
+/// Reads exactly `expected.len()` bytes and compares them.
+async fn expect(s: &mut TcpStream, expected: &[u8]) {
+    let mut buf = vec![0u8; expected.len()];
+    timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .expect("timed out waiting for reply")
+        .expect("read failed");
+    assert_eq!(
+        String::from_utf8_lossy(&buf),
+        String::from_utf8_lossy(expected),
+        "unexpected reply"
+    );
+}
+
+async fn send_expect(s: &mut TcpStream, input: &[u8], expected: &[u8]) {
+    s.write_all(input).await.unwrap();
+    expect(s, expected).await;
+}
+
+/// Asserts the server closes the connection without sending anything more.
+async fn expect_closed(s: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let n = timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("connection not closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "expected close, got {:?}", String::from_utf8_lossy(&buf[..n]));
+}
+
+#[tokio::test]
+async fn pipelined_batch_is_answered_in_order() {
+    let mut s = connect().await;
+    send_expect(
+        &mut s,
+        b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*2\r\n$4\r\nINCR\r\n$1\r\nk\r\n*2\r\n$3\r\nGET\r\n$1\r\nx\r\n",
+        b"+PONG\r\n+OK\r\n$1\r\nv\r\n-ERR value is not an integer or out of range\r\n$-1\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn inline_commands() {
+    let mut s = connect().await;
+    send_expect(
+        &mut s,
+        b"PING\r\n\r\nset a \"b c\"\r\nget a\nECHO 'x y'\r\n",
+        b"+PONG\r\n+OK\r\n$3\r\nb c\r\n$3\r\nx y\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn command_split_across_many_reads() {
+    let mut s = connect().await;
+    let cmd = b"*3\r\n$3\r\nSET\r\n$5\r\nhello\r\n$5\r\nworld\r\n*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
+    for b in cmd.iter() {
+        s.write_all(&[*b]).await.unwrap();
+        s.flush().await.unwrap();
+    }
+    expect(&mut s, b"+OK\r\n$5\r\nworld\r\n").await;
+}
+
+#[tokio::test]
+async fn errors_have_redis_wording() {
+    let mut s = connect().await;
+    send_expect(&mut s, b"*1\r\n$3\r\nGET\r\n", b"-ERR wrong number of arguments for 'get' command\r\n").await;
+    send_expect(
+        &mut s,
+        b"FOO a b\r\n",
+        b"-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n",
+    )
+    .await;
+    send_expect(&mut s, b"LPUSH l a\r\nGET l\r\n", b":1\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n").await;
+    send_expect(&mut s, b"SET k v XX NX\r\n", b"-ERR syntax error\r\n").await;
+    send_expect(&mut s, b"SELECT 1\r\nSELECT 0\r\n", b"-ERR SELECT is not allowed in cluster mode\r\n+OK\r\n").await;
+    send_expect(
+        &mut s,
+        b"MGET a b\r\n",
+        b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+    )
+    .await;
+    send_expect(&mut s, b"MGET {a}1 {a}2\r\n", b"*2\r\n$-1\r\n$-1\r\n").await;
+    send_expect(&mut s, b"READONLY\r\nREADWRITE\r\nASKING\r\n", b"+OK\r\n+OK\r\n+OK\r\n").await;
+}
+
+#[tokio::test]
+async fn hello_3_switches_to_resp3() {
+    let mut s = connect().await;
+    s.write_all(b"HELLO 3\r\n").await.unwrap();
+    let mut head = vec![0u8; 4];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"%7\r\n");
+    // The rest of the map: read up to the end of the `modules` entry.
+    let mut rest = Vec::new();
+    while !rest.ends_with(b"$7\r\nmodules\r\n*0\r\n") {
+        let mut b = [0u8; 1];
+        timeout(Duration::from_secs(5), s.read_exact(&mut b)).await.unwrap().unwrap();
+        rest.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:"), "{text}");
+    assert!(text.contains("$4\r\nmode\r\n$7\r\ncluster\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"), "{text}");
+    send_expect(
+        &mut s,
+        b"GET nokey\r\nHSET h f v\r\nHGETALL h\r\nZADD z 1.5 m\r\nZSCORE z m\r\nSMEMBERS nokey\r\nLPOP nokey 2\r\n",
+        b"_\r\n:1\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n:1\r\n,1.5\r\n~0\r\n_\r\n",
+    )
+    .await;
+    send_expect(&mut s, b"HELLO 4\r\n", b"-NOPROTO unsupported protocol version\r\n").await;
+    // Back to RESP2.
+    s.write_all(b"HELLO 2\r\n").await.unwrap();
+    let mut head = vec![0u8; 5];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"*14\r\n");
+}
+
+#[tokio::test]
+async fn resp2_degrades_resp3_types() {
+    let mut s = connect().await;
+    send_expect(
+        &mut s,
+        b"HSET h f v\r\nHGETALL h\r\nZADD z 1.1 m\r\nZSCORE z m\r\nLPOP nokey 2\r\nZRANGE z 0 -1 WITHSCORES\r\n",
+        b":1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n:1\r\n$18\r\n1.1000000000000001\r\n*-1\r\n*2\r\n$1\r\nm\r\n$18\r\n1.1000000000000001\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_multibulk_length_closes() {
+    let mut s = connect().await;
+    send_expect(&mut s, b"PING\r\n*abc\r\n", b"+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n").await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn negative_bulk_length_closes() {
+    let mut s = connect().await;
+    send_expect(&mut s, b"*1\r\n$-5\r\n", b"-ERR Protocol error: invalid bulk length\r\n").await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn bulk_length_over_the_limit_closes() {
+    let mut s = connect().await;
+    send_expect(&mut s, b"*1\r\n$536870913\r\n", b"-ERR Protocol error: invalid bulk length\r\n").await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn configured_bulk_limit_applies() {
+    let mut s = connect().await;
+    send_expect(&mut s, b"CONFIG SET proto-max-bulk-len 1mb\r\n", b"+OK\r\n").await;
+    send_expect(&mut s, b"*1\r\n$1048577\r\n", b"-ERR Protocol error: invalid bulk length\r\n").await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn multibulk_count_over_the_limit_closes() {
+    let mut s = connect().await;
+    send_expect(&mut s, b"*2147483648\r\n", b"-ERR Protocol error: invalid multibulk length\r\n").await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn expected_dollar_closes() {
+    let mut s = connect().await;
+    send_expect(&mut s, b"*1\r\nfoo\r\n", b"-ERR Protocol error: expected '$', got 'f'\r\n").await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn unbalanced_quotes_close() {
+    let mut s = connect().await;
+    send_expect(&mut s, b"SET a \"b\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n").await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn huge_unterminated_inline_line_closes() {
+    let mut s = connect().await;
+    let line = vec![b'a'; 70 * 1024];
+    let _ = s.write_all(&line).await;
+    expect(&mut s, b"-ERR Protocol error: too big inline request\r\n").await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn quit_closes_after_ok() {
+    let mut s = connect().await;
+    send_expect(&mut s, b"QUIT\r\nPING\r\n", b"+OK\r\n").await;
+    expect_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn transactions() {
+    let mut s = connect().await;
+    send_expect(
+        &mut s,
+        b"MULTI\r\nSET {t}a 1\r\nINCR {t}a\r\nEXEC\r\n",
+        b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:2\r\n",
+    )
+    .await;
+    send_expect(
+        &mut s,
+        b"MULTI\r\nSET a 1\r\nSET b 1\r\nEXEC\r\n",
+        b"+OK\r\n+QUEUED\r\n-CROSSSLOT Keys in request don't hash to the same slot\r\n-EXECABORT Transaction discarded because of previous errors.\r\n",
+    )
+    .await;
+    send_expect(
+        &mut s,
+        b"MULTI\r\nGET\r\nEXEC\r\n",
+        b"+OK\r\n-ERR wrong number of arguments for 'get' command\r\n-EXECABORT Transaction discarded because of previous errors.\r\n",
+    )
+    .await;
+    send_expect(&mut s, b"EXEC\r\nDISCARD\r\n", b"-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n").await;
+    // WATCH: a write to the watched key aborts EXEC with a null array.
+    send_expect(
+        &mut s,
+        b"WATCH w\r\nSET w 1\r\nMULTI\r\nGET w\r\nEXEC\r\n",
+        b"+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n*-1\r\n",
+    )
+    .await;
+    send_expect(
+        &mut s,
+        b"WATCH w\r\nMULTI\r\nGET w\r\nEXEC\r\n",
+        b"+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n$1\r\n1\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_stuck_client_does_not_stall_others() {
+    let (addr, _state) = common::start().await;
+    // This client sends half a command and never reads.
+    let mut stuck = TcpStream::connect(addr).await.unwrap();
+    stuck.write_all(b"*2\r\n$3\r\nGET\r\n$100\r\nab").await.unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    send_expect(&mut s, b"SET k v\r\nGET k\r\n", b"+OK\r\n$1\r\nv\r\n").await;
+}
+
+#[tokio::test]
+async fn keyspace_counts_and_expiry() {
+    let (addr, state) = common::start().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    send_expect(
+        &mut s,
+        b"MSET {x}1 a {x}2 b\r\nDBSIZE\r\nPEXPIRE {x}1 1\r\n",
+        b"+OK\r\n:2\r\n:1\r\n",
+    )
+    .await;
+    let slot = ember_core::key_slot(b"x");
+    assert_eq!(state.db.count_in_slot(slot), 2);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send_expect(&mut s, b"GET {x}1\r\nDBSIZE\r\n", b"$-1\r\n:1\r\n").await;
+    assert_eq!(state.db.keys_in_slot(slot, 10), vec![bytes::Bytes::from_static(b"{x}2")]);
+    assert_eq!(state.db.drop_slot(slot), 1);
+    send_expect(&mut s, b"DBSIZE\r\n", b":0\r\n").await;
+}
