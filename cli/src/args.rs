@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ember_core::slots::SlotError;
 use ember_core::{SlotRange, SlotSet};
@@ -20,6 +21,9 @@ Examples:
   emberctl bootstrap n1 n2 n3              form the cluster, slots split evenly
   emberctl join n4                         admit n4 as an empty primary
   emberctl assign n4 0-100 7000            give slots to n4
+  emberctl rebalance --dry-run             how would the slots be evened out?
+  emberctl drain n2                        move all of n2's slots away
+  emberctl migrations                      running and recently finished migrations
   emberctl status                          is the cluster ok?
   emberctl nodes --json                    machine-readable node list
   emberctl watch                           follow every topology change
@@ -68,8 +72,9 @@ pub enum Command {
 Examples:
   emberctl bootstrap n1 n2 n3
   emberctl bootstrap 127.0.0.1:7001        a one-node cluster owning all 16384 slots
+  emberctl bootstrap --wait 60s n1 n2 n3   first wait until the three have registered
 
-Re-running with the same nodes is a no-op success.")]
+Re-running with the same nodes is a no-op success (so is --wait once they are members).")]
     Bootstrap(BootstrapArgs),
 
     /// Admit a registered node: as an empty primary, or as a replica.
@@ -86,8 +91,12 @@ Give the new primary slots with `emberctl assign`.")]
 Examples:
   emberctl assign n1 0-5460
   emberctl assign n4 7000 7001-7100 8000
+  emberctl assign n4 0-99                  owned by n1: moved by live migration
 
-Slots are checked locally (0-16383, start <= end) before anything is sent.")]
+Slots are checked locally (0-16383, start <= end) before anything is sent. Free slots
+are assigned at once; owned ones move by one live migration per current owner, and
+emberctl waits for them (without limit: Ctrl-C stops emberctl, not the migrations,
+which commit or abort on their own).")]
     Assign(AssignArgs),
 
     /// Remove a node from the cluster (it must own no slots unless --force).
@@ -96,6 +105,38 @@ Examples:
   emberctl forget n4
   emberctl forget 3f2a --force             its slots become unassigned, their keys are lost")]
     Forget(ForgetArgs),
+
+    /// Even the slots out across primaries by live migration.
+    #[command(after_help = "\
+Examples:
+  emberctl rebalance --dry-run             print the plan only
+  emberctl rebalance                       run it, two migrations at a time
+  emberctl rebalance --parallel 4 --json   one JSON event per line
+
+The plan (the fewest moves) comes from the control plane, printed before anything
+moves. emberctl then waits for every migration without a time limit: Ctrl-C stops
+emberctl, not the migrations, which commit or abort on their own. If one aborts, no
+new one starts and emberctl exits 1 naming it; run rebalance again to continue from
+the state it left.")]
+    Rebalance(MoveArgs),
+
+    /// Move all of a node's slots to the other primaries by live migration.
+    #[command(after_help = "\
+Examples:
+  emberctl drain n2 --dry-run              print the plan only
+  emberctl drain n2 && emberctl forget n2  empty n2, then remove it
+
+As rebalance: the plan first, then unbounded waiting (Ctrl-C stops emberctl, not the
+migrations); if one aborts, emberctl exits 1 and drain can be run again.")]
+    Drain(DrainArgs),
+
+    /// Running migrations with their progress, and recently finished ones.
+    #[command(after_help = "\
+Examples:
+  emberctl migrations
+  emberctl migrations --json
+  emberctl migrations cancel 3f2a          abort one: the source keeps every key")]
+    Migrations(MigrationsArgs),
 
     /// Cluster summary: id, version, epoch, state, slot coverage, members.
     #[command(after_help = "\
@@ -156,6 +197,51 @@ pub struct BootstrapArgs {
     /// The registered nodes that form the cluster (id, id prefix, name or host:port).
     #[arg(required = true, value_name = "NODE")]
     pub nodes: Vec<String>,
+    /// First wait up to this long (e.g. `60s`) until every NODE has registered.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub wait: Option<Duration>,
+}
+
+/// Default of `--parallel`: migrations in flight at once.
+pub const DEFAULT_PARALLEL: usize = 2;
+
+/// What `rebalance` (and `drain`) take.
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// Print the plan and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run at most this many migrations at once.
+    #[arg(long, default_value_t = DEFAULT_PARALLEL, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub parallel: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The member to empty.
+    pub node: String,
+    #[command(flatten)]
+    pub moves: MoveArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MigrationsArgs {
+    #[command(subcommand)]
+    pub action: Option<MigrationsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrationsCommand {
+    /// Abort a running migration: the source keeps every slot and key.
+    Cancel(CancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The migration's id, or a unique prefix of it.
+    pub id: String,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +260,10 @@ pub struct AssignArgs {
     /// Slots and inclusive ranges, e.g. `0-5460 7000` (commas also separate).
     #[arg(required = true, value_name = "SLOTS")]
     pub slots: Vec<String>,
+    /// Run at most this many migrations at once (one per current owner).
+    #[arg(long, default_value_t = DEFAULT_PARALLEL, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub parallel: usize,
 }
 
 impl AssignArgs {
@@ -343,6 +433,35 @@ mod tests {
         );
         assert!(parse(&["config", "set", "require-full-coverage", "maybe"]).is_err());
         assert!(parse(&["bootstrap"]).is_err());
+        let Command::Bootstrap(b) = parse(&["bootstrap", "--wait", "60s", "n1", "n2"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!((b.wait, b.nodes.len()), (Some(Duration::from_secs(60)), 2));
+        assert!(parse(&["bootstrap", "--wait", "soon", "n1"]).is_err());
+        let Command::Rebalance(r) = parse(&["rebalance"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((r.dry_run, r.parallel), (false, 2));
+        let Command::Drain(d) = parse(&["drain", "n2", "--dry-run", "--parallel", "3"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (d.node.as_str(), d.moves.dry_run, d.moves.parallel),
+            ("n2", true, 3)
+        );
+        assert!(parse(&["rebalance", "--parallel", "0"]).is_err());
+        let Command::Migrations(m) = parse(&["migrations", "cancel", "3f2a"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert!(matches!(m.action, Some(MigrationsCommand::Cancel(c)) if c.id == "3f2a"));
+        assert!(parse(&["migrations"]).is_ok());
         assert!(parse(&["completions", "bash"]).is_ok());
     }
 }

@@ -12,7 +12,7 @@ use ember_proto::pb::admin_client::AdminClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 
-use crate::model::{Change, ClusterView};
+use crate::model::{Change, ClusterView, Plan};
 
 /// Why emberctl failed; `Display` is the one line printed after `error: `.
 #[derive(Debug, thiserror::Error)]
@@ -137,17 +137,66 @@ impl Admin {
     where
         F: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        self.unary_status(call)
+            .await?
+            .map_err(|status| status_error(&self.url, self.timeout, &status))
+    }
+
+    /// As [`Self::unary`], but hands the gRPC status back for callers that react to a
+    /// particular refusal (only a timeout is an error here).
+    async fn unary_status<T, F>(&self, call: F) -> Result<Result<T, Status>, CliError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Ok(resp)) => Ok(Ok(resp.into_inner())),
             Ok(Err(status)) => {
                 tracing::debug!(?status, "request failed");
-                Err(status_error(&self.url, self.timeout, &status))
+                Ok(Err(status))
             }
             Err(_) => Err(CliError::Timeout {
                 url: self.url.clone(),
                 timeout: fmt_duration(self.timeout),
             }),
         }
+    }
+
+    /// Starts a live migration of `slots` (one owner) to `target`. The control plane
+    /// refuses with FAILED_PRECONDITION when `--max-migrations` are already running;
+    /// that refusal is [`Started::Busy`], so the caller can wait and retry.
+    pub async fn migrate(
+        &mut self,
+        target: String,
+        slots: &[SlotRange],
+    ) -> Result<Started, CliError> {
+        let mut c = self.client.clone();
+        let req = pb::MigrateRequest {
+            target,
+            slots: slots.iter().map(range_to_pb).collect(),
+        };
+        match self.unary_status(c.migrate(req)).await? {
+            Ok(reply) => Ok(Started::Started(Change::from_pb(&reply)?)),
+            Err(s) if is_busy(&s) => Ok(Started::Busy(s.message().to_string())),
+            Err(s) => Err(status_error(&self.url, self.timeout, &s)),
+        }
+    }
+
+    pub async fn cancel_migration(&mut self, id: String) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let reply = self
+            .unary(c.cancel_migration(pb::CancelMigrationRequest { id }))
+            .await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
+    /// The control plane's plan: even out the slots (`drain: None`) or empty a node.
+    pub async fn plan_moves(&mut self, drain: Option<String>) -> Result<Plan, CliError> {
+        let mut c = self.client.clone();
+        let req = pb::PlanRequest {
+            drain: drain.unwrap_or_default(),
+        };
+        let reply = self.unary(c.plan_moves(req)).await?;
+        Ok(Plan::from_pb(&reply)?)
     }
 
     pub async fn state(&mut self) -> Result<ClusterView, CliError> {
@@ -218,6 +267,22 @@ impl Admin {
     }
 }
 
+/// The answer to a `Migrate` request.
+#[derive(Debug)]
+pub enum Started {
+    /// Recorded; the reply's topology lists the new migration.
+    Started(Change),
+    /// Refused for now: as many migrations as the control plane allows are running.
+    Busy(String),
+}
+
+/// Whether a refusal only means "too many migrations are running right now". The code
+/// alone is not enough (a failed node is FAILED_PRECONDITION too), so the message is
+/// matched as well: it names the `--max-migrations` limit.
+pub fn is_busy(s: &Status) -> bool {
+    s.code() == Code::FailedPrecondition && s.message().contains("max-migrations")
+}
+
 /// The Watch stream, yielding converted snapshots.
 pub struct TopologyStream {
     inner: Streaming<pb::Topology>,
@@ -279,6 +344,15 @@ mod tests {
         // An empty message still says something.
         let e = status_error(URL, t, &Status::internal(""));
         assert_eq!((e.exit_code(), e.to_string().is_empty()), (1, false));
+    }
+
+    #[test]
+    fn only_the_migration_limit_is_busy() {
+        assert!(is_busy(&Status::failed_precondition(
+            "2 migrations are running, the most allowed (--max-migrations); wait for one to finish"
+        )));
+        assert!(!is_busy(&Status::failed_precondition("n1 is failed")));
+        assert!(!is_busy(&Status::invalid_argument("max-migrations")));
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //!
 //! Layout: [`args`] (clap definition and local validation), [`client`] (connection,
 //! timeouts, error mapping and exit codes), [`model`] (replies as domain types),
-//! [`output`] (tables and the JSON schema), `commands/` (one module per command family).
+//! [`output`] (tables and the JSON schema), [`progress`] (migration progress and its
+//! formatting), `commands/` (one module per command family).
 
 use std::process::ExitCode;
 
@@ -14,6 +15,7 @@ mod client;
 mod commands;
 mod model;
 mod output;
+mod progress;
 
 fn main() -> ExitCode {
     // Usage errors and --help/--version exit here (code 2 / 0), before any I/O.

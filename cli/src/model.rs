@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use ember_core::{NodeId, NodeInfo, SlotRange, Topology};
-use ember_proto::convert::{node_from_pb, parse_id, topology_from_pb};
+use ember_core::{Migration, NodeId, NodeInfo, SlotRange, Topology};
+use ember_proto::convert::{node_from_pb, parse_id, range_from_pb, topology_from_pb};
 use ember_proto::{pb, ConvertError};
 use uuid::Uuid;
 
@@ -71,6 +71,33 @@ pub struct Observed {
     pub millis_since_heartbeat: u64,
 }
 
+/// Progress of a running migration, as last reported by its target node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Keys copied so far.
+    pub keys: u64,
+    /// Bytes copied so far.
+    pub bytes: u64,
+    /// Keys in the slots when the snapshot started; 0 while unknown.
+    pub keys_total: u64,
+    /// Since the migration started.
+    pub millis: u64,
+}
+
+/// A migration that ended (the control plane keeps the last 100 since it started).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub migration: Migration,
+    /// False: aborted, and the source kept every slot and key.
+    pub committed: bool,
+    /// Why it was aborted (empty when committed).
+    pub reason: String,
+    pub keys: u64,
+    pub bytes: u64,
+    /// From start to end.
+    pub millis: u64,
+}
+
 /// The full answer of `GetState`.
 #[derive(Clone, Debug)]
 pub struct ClusterView {
@@ -78,6 +105,24 @@ pub struct ClusterView {
     /// Registered nodes that are not members yet.
     pub pending: Vec<NodeInfo>,
     pub observed: BTreeMap<NodeId, Observed>,
+    /// Running migrations' last reported progress, by migration id.
+    pub progress: BTreeMap<Uuid, Progress>,
+    /// Recently finished migrations, oldest first.
+    pub finished: Vec<Finished>,
+}
+
+/// Converts one migration record with the shared conversion (the proto crate only
+/// exposes it as part of a topology, so wrap it in an otherwise empty one).
+fn migration_from_pb(m: &pb::Migration) -> Result<Migration, ConvertError> {
+    let t = pb::Topology {
+        cluster_id: Uuid::nil().to_string(),
+        migrations: vec![m.clone()],
+        ..Default::default()
+    };
+    Ok(topology_from_pb(&t)?
+        .migrations
+        .pop()
+        .expect("one migration in, one out"))
 }
 
 impl ClusterView {
@@ -103,10 +148,42 @@ impl ClusterView {
                 ))
             })
             .collect::<Result<_, ConvertError>>()?;
+        let progress = s
+            .progress
+            .iter()
+            .map(|p| {
+                Ok((
+                    parse_id("migration id", &p.id)?,
+                    Progress {
+                        keys: p.keys,
+                        bytes: p.bytes,
+                        keys_total: p.keys_total,
+                        millis: p.millis,
+                    },
+                ))
+            })
+            .collect::<Result<_, ConvertError>>()?;
+        let finished = s
+            .finished
+            .iter()
+            .filter_map(|f| f.migration.as_ref().map(|m| (f, m)))
+            .map(|(f, m)| {
+                Ok(Finished {
+                    migration: migration_from_pb(m)?,
+                    committed: f.committed,
+                    reason: f.reason.clone(),
+                    keys: f.keys,
+                    bytes: f.bytes,
+                    millis: f.millis,
+                })
+            })
+            .collect::<Result<_, ConvertError>>()?;
         Ok(Self {
             snapshot,
             pending,
             observed,
+            progress,
+            finished,
         })
     }
 
@@ -116,7 +193,14 @@ impl ClusterView {
             snapshot,
             pending: Vec::new(),
             observed: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            finished: Vec::new(),
         }
+    }
+
+    /// How migration `id` ended, if the control plane still remembers it.
+    pub fn finished_of(&self, id: &Uuid) -> Option<&Finished> {
+        self.finished.iter().rev().find(|f| &f.migration.id == id)
     }
 
     /// Members then pending nodes.
@@ -146,6 +230,54 @@ impl Change {
             snapshot: Snapshot::from_pb(r.topology.as_ref())?,
             changed: r.changed,
             summary: r.summary.clone(),
+        })
+    }
+}
+
+/// One move of a plan: `slots` go from `source` to `target` by one live migration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Move {
+    pub source: NodeId,
+    pub target: NodeId,
+    /// Compacted, ascending.
+    pub slots: Vec<SlotRange>,
+}
+
+impl Move {
+    pub fn slot_count(&self) -> usize {
+        self.slots.iter().map(SlotRange::len).sum()
+    }
+}
+
+/// The answer of `PlanMoves`: the fewest moves, and the state they were computed from.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub moves: Vec<Move>,
+    pub snapshot: Snapshot,
+}
+
+impl Plan {
+    pub fn from_pb(p: &pb::Plan) -> Result<Self, ConvertError> {
+        let moves = p
+            .moves
+            .iter()
+            .map(|m| {
+                Ok(Move {
+                    source: parse_id("move source", &m.source_id)?,
+                    target: parse_id("move target", &m.target_id)?,
+                    slots: ember_core::SlotSet::from_ranges(
+                        &m.slots
+                            .iter()
+                            .map(range_from_pb)
+                            .collect::<Result<Vec<_>, _>>()?,
+                    )
+                    .ranges(),
+                })
+            })
+            .collect::<Result<_, ConvertError>>()?;
+        Ok(Self {
+            moves,
+            snapshot: Snapshot::from_pb(p.topology.as_ref())?,
         })
     }
 }

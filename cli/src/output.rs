@@ -11,7 +11,8 @@ use ember_core::topology::short_id;
 use ember_core::{MigrationState, NodeId, NodeInfo, Role, SlotRange, SLOT_COUNT};
 use serde::Serialize;
 
-use crate::model::{short_label, ClusterView, Dropped, Observed, Snapshot};
+use crate::model::{short_label, ClusterView, Dropped, Move, Observed, Snapshot};
+use crate::progress::{fmt_bytes, fmt_count, fmt_elapsed};
 
 // ------------------------------------------------------------------ writing
 
@@ -237,7 +238,7 @@ pub struct WatchDoc {
     pub changes: Vec<String>,
 }
 
-fn range_strings(ranges: &[SlotRange]) -> Vec<String> {
+pub fn range_strings(ranges: &[SlotRange]) -> Vec<String> {
     ranges.iter().map(ToString::to_string).collect()
 }
 
@@ -311,10 +312,140 @@ pub fn cluster_doc(view: &ClusterView) -> ClusterDoc {
                 slots: range_strings(&m.slots),
                 source_id: m.source.to_string(),
                 target_id: m.target.to_string(),
-                state: match m.state {
-                    MigrationState::Streaming => "streaming",
-                    MigrationState::Handoff => "handoff",
-                },
+                state: state_name(m.state),
+            })
+            .collect(),
+    }
+}
+
+fn state_name(s: MigrationState) -> &'static str {
+    match s {
+        MigrationState::Streaming => "streaming",
+        MigrationState::Handoff => "handoff",
+    }
+}
+
+/// One planned move in a `plan` event.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct MoveDoc {
+    pub source_id: String,
+    pub source: String,
+    pub target_id: String,
+    pub target: String,
+    pub slots: Vec<String>,
+    pub slot_count: usize,
+}
+
+/// `{"event":"plan",...}`: the first line of `assign`/`rebalance`/`drain --json`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct PlanEvent {
+    pub event: &'static str,
+    pub moves: Vec<MoveDoc>,
+    pub slot_count: usize,
+    pub move_count: usize,
+}
+
+pub fn plan_event(s: &Snapshot, moves: &[Move]) -> PlanEvent {
+    PlanEvent {
+        event: "plan",
+        moves: moves
+            .iter()
+            .map(|m| MoveDoc {
+                source_id: m.source.to_string(),
+                source: label_of(s, &m.source),
+                target_id: m.target.to_string(),
+                target: label_of(s, &m.target),
+                slots: range_strings(&m.slots),
+                slot_count: m.slot_count(),
+            })
+            .collect(),
+        slot_count: moves.iter().map(Move::slot_count).sum(),
+        move_count: moves.len(),
+    }
+}
+
+/// A running migration in `migrations --json`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RunningDoc {
+    pub id: String,
+    pub source_id: String,
+    pub target_id: String,
+    pub slots: Vec<String>,
+    pub slot_count: usize,
+    /// `streaming` or `handoff`.
+    pub state: &'static str,
+    /// Null until the target reported progress.
+    pub keys: Option<u64>,
+    pub bytes: Option<u64>,
+    /// Keys in the slots when the snapshot started; null while unknown.
+    pub keys_total: Option<u64>,
+    pub millis: Option<u64>,
+}
+
+/// A finished migration in `migrations --json`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct FinishedDoc {
+    pub id: String,
+    pub source_id: String,
+    pub target_id: String,
+    pub slots: Vec<String>,
+    pub slot_count: usize,
+    pub committed: bool,
+    pub reason: String,
+    pub keys: u64,
+    pub bytes: u64,
+    pub millis: u64,
+}
+
+/// `migrations --json`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct MigrationsDoc {
+    pub running: Vec<RunningDoc>,
+    /// Oldest first, as the control plane keeps them (the last 100).
+    pub finished: Vec<FinishedDoc>,
+}
+
+fn slot_count(ranges: &[SlotRange]) -> usize {
+    ranges.iter().map(SlotRange::len).sum()
+}
+
+pub fn migrations_doc(view: &ClusterView) -> MigrationsDoc {
+    MigrationsDoc {
+        running: view
+            .snapshot
+            .topology
+            .migrations
+            .iter()
+            .map(|m| {
+                let p = view.progress.get(&m.id);
+                RunningDoc {
+                    id: m.id.to_string(),
+                    source_id: m.source.to_string(),
+                    target_id: m.target.to_string(),
+                    slots: range_strings(&m.slots),
+                    slot_count: slot_count(&m.slots),
+                    state: state_name(m.state),
+                    keys: p.map(|p| p.keys),
+                    bytes: p.map(|p| p.bytes),
+                    keys_total: p.map(|p| p.keys_total).filter(|k| *k > 0),
+                    millis: p.map(|p| p.millis),
+                }
+            })
+            .collect(),
+        finished: view
+            .finished
+            .iter()
+            .map(|f| FinishedDoc {
+                id: f.migration.id.to_string(),
+                source_id: f.migration.source.to_string(),
+                target_id: f.migration.target.to_string(),
+                slots: range_strings(&f.migration.slots),
+                slot_count: slot_count(&f.migration.slots),
+                committed: f.committed,
+                reason: f.reason.clone(),
+                keys: f.keys,
+                bytes: f.bytes,
+                millis: f.millis,
             })
             .collect(),
     }
@@ -467,7 +598,13 @@ pub fn render_status(view: &ClusterView) -> String {
             ),
         ),
         ("pending", pending),
-        ("migrations", t.migrations.len().to_string()),
+        (
+            "migrations",
+            match t.migrations.len() {
+                0 => "0 running".to_string(),
+                n => format!("{n} running (see emberctl migrations)"),
+            },
+        ),
         (
             "require-full-coverage",
             yes_no(t.require_full_coverage).to_string(),
@@ -527,7 +664,14 @@ pub fn render_nodes(view: &ClusterView) -> String {
             opt_num(obs.map(|o| o.key_count)),
         ]);
     }
-    table.render()
+    match t.migrations.len() {
+        0 => table.render(),
+        n => format!(
+            "{}\n\n{n} migration{} running (see emberctl migrations)",
+            table.render(),
+            if n == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 pub fn render_slots(s: &Snapshot) -> String {
@@ -585,6 +729,117 @@ pub fn render_pending(view: &ClusterView) -> String {
         "form the cluster with: emberctl bootstrap NODE... (then emberctl join NODE for more)"
     };
     format!("{}\n\n{hint}", table.render())
+}
+
+/// The plan as a table and a summary line (`5461 slots in 2 moves`).
+pub fn render_plan(s: &Snapshot, moves: &[Move]) -> String {
+    let mut table = Table::new(&[
+        ("SOURCE", Align::Left),
+        ("TARGET", Align::Left),
+        ("SLOTS", Align::Right),
+        ("RANGES", Align::Left),
+    ]);
+    for m in moves {
+        table.row(vec![
+            label_of(s, &m.source),
+            label_of(s, &m.target),
+            m.slot_count().to_string(),
+            ranges_cell(&m.slots, MAX_RANGES_IN_TABLE),
+        ]);
+    }
+    let slots: usize = moves.iter().map(Move::slot_count).sum();
+    format!(
+        "{}\n\n{slots} slots in {} move{}",
+        table.render(),
+        moves.len(),
+        if moves.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// Finished migrations shown by `migrations` (all of them with --json).
+const MAX_FINISHED_SHOWN: usize = 10;
+
+pub fn render_migrations(view: &ClusterView) -> String {
+    let s = &view.snapshot;
+    let t = &s.topology;
+    let mut out = Vec::new();
+    if t.migrations.is_empty() {
+        out.push("no migrations running".to_string());
+    } else {
+        let mut table = Table::new(&[
+            ("ID", Align::Left),
+            ("SOURCE", Align::Left),
+            ("TARGET", Align::Left),
+            ("SLOTS", Align::Right),
+            ("RANGES", Align::Left),
+            ("STATE", Align::Left),
+            ("KEYS", Align::Right),
+            ("BYTES", Align::Right),
+            ("ELAPSED", Align::Right),
+        ]);
+        for m in &t.migrations {
+            let p = view.progress.get(&m.id);
+            let keys = match p {
+                None => "-".to_string(),
+                Some(p) if p.keys_total > 0 => {
+                    format!("{}/{}", fmt_count(p.keys), fmt_count(p.keys_total))
+                }
+                Some(p) => fmt_count(p.keys),
+            };
+            table.row(vec![
+                short_id(&m.id),
+                label_of(s, &m.source),
+                label_of(s, &m.target),
+                slot_count(&m.slots).to_string(),
+                ranges_cell(&m.slots, 4),
+                state_name(m.state).to_string(),
+                keys,
+                p.map_or_else(|| "-".into(), |p| fmt_bytes(p.bytes)),
+                p.map_or_else(
+                    || "-".into(),
+                    |p| fmt_elapsed(std::time::Duration::from_millis(p.millis)),
+                ),
+            ]);
+        }
+        out.push(table.render());
+    }
+    if !view.finished.is_empty() {
+        let mut table = Table::new(&[
+            ("ID", Align::Left),
+            ("SOURCE", Align::Left),
+            ("TARGET", Align::Left),
+            ("SLOTS", Align::Right),
+            ("RANGES", Align::Left),
+            ("OUTCOME", Align::Left),
+            ("KEYS", Align::Right),
+            ("BYTES", Align::Right),
+            ("TOOK", Align::Right),
+            ("REASON", Align::Left),
+        ]);
+        let skip = view.finished.len().saturating_sub(MAX_FINISHED_SHOWN);
+        for f in view.finished.iter().skip(skip) {
+            let m = &f.migration;
+            table.row(vec![
+                short_id(&m.id),
+                label_of(s, &m.source),
+                label_of(s, &m.target),
+                slot_count(&m.slots).to_string(),
+                ranges_cell(&m.slots, 4),
+                if f.committed { "committed" } else { "aborted" }.to_string(),
+                fmt_count(f.keys),
+                fmt_bytes(f.bytes),
+                fmt_elapsed(std::time::Duration::from_millis(f.millis)),
+                if f.reason.is_empty() { "-" } else { &f.reason }.to_string(),
+            ]);
+        }
+        let older = if skip > 0 {
+            format!(" ({skip} older ones: see --json)")
+        } else {
+            String::new()
+        };
+        out.push(format!("recently finished{older}:\n{}", table.render()));
+    }
+    out.join("\n\n")
 }
 
 /// The human line for a mutation's result.
@@ -683,6 +938,8 @@ pub(crate) mod tests {
             },
             pending: vec![node(4, Some("n4"), Role::Primary)],
             observed,
+            progress: BTreeMap::new(),
+            finished: Vec::new(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Membership changes: `bootstrap`, `join`, `forget`. NODE arguments go to the control
 //! plane as typed; it resolves ids, id prefixes, names and host:port authoritatively.
 
-use ember_core::topology::resolve_node;
+use std::time::{Duration, Instant};
+
+use ember_core::topology::{resolve_node, ResolveError};
 
 use crate::args::{BootstrapArgs, ForgetArgs, JoinArgs};
 use crate::client::CliError;
@@ -10,9 +12,67 @@ use crate::model::{ClusterView, Dropped};
 use crate::output;
 
 pub async fn bootstrap(ctx: &Ctx, a: BootstrapArgs) -> Result<(), CliError> {
+    if let Some(wait) = a.wait {
+        wait_for_nodes(ctx, &a.nodes, wait).await?;
+    }
     let change = ctx.connect().await?.bootstrap(a.nodes).await?;
     ctx.report_change(&change, None);
     Ok(())
+}
+
+/// How often `bootstrap --wait` looks again.
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// The NODE arguments that match no member nor pending node. An ambiguous one is not
+/// missing: waiting would not fix it, and Bootstrap reports it authoritatively.
+fn missing<'a>(view: &ClusterView, nodes: &'a [String]) -> Vec<&'a str> {
+    nodes
+        .iter()
+        .filter(|q| {
+            matches!(
+                resolve_node(view.all_nodes(), q),
+                Err(ResolveError::Unknown(_))
+            )
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// Polls until every NODE has registered (members count: re-running on a bootstrapped
+/// cluster is satisfied at once), or `wait` has passed. The control plane may not be
+/// up yet (docker-compose starts everything together), so unreachable is retried too.
+async fn wait_for_nodes(ctx: &Ctx, nodes: &[String], wait: Duration) -> Result<(), CliError> {
+    let deadline = Instant::now() + wait;
+    let mut said = false;
+    loop {
+        let attempt = async { ctx.connect().await?.state().await };
+        let last = match attempt.await {
+            Ok(view) => {
+                let missing = missing(&view, nodes);
+                if missing.is_empty() {
+                    return Ok(());
+                }
+                if !said && !ctx.json {
+                    eprintln!("waiting for {} to register", missing.join(", "));
+                    said = true;
+                }
+                CliError::Rejected(format!(
+                    "gave up after {}: {} {} not registered (see emberctl pending; is \
+                     ember-data-node running with --control-plane {}?)",
+                    humantime::format_duration(wait),
+                    missing.join(", "),
+                    if missing.len() == 1 { "has" } else { "have" },
+                    ctx.url
+                ))
+            }
+            Err(e @ (CliError::Unreachable { .. } | CliError::Timeout { .. })) => e,
+            Err(e) => return Err(e),
+        };
+        if Instant::now() + WAIT_POLL > deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
 }
 
 pub async fn join(ctx: &Ctx, a: JoinArgs) -> Result<(), CliError> {
@@ -59,6 +119,16 @@ pub fn what_forget_drops(view: &ClusterView, query: &str) -> Option<Dropped> {
 mod tests {
     use super::*;
     use crate::output::tests::sample;
+
+    #[test]
+    fn missing_nodes_are_the_unknown_ones() {
+        let view = sample();
+        let q = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Members and pending nodes both count.
+        assert!(missing(&view, &q(&["n1", "n4", "127.0.0.1:7002"])).is_empty());
+        let nodes = q(&["n1", "n9", "ghost"]);
+        assert_eq!(missing(&view, &nodes), vec!["n9", "ghost"]);
+    }
 
     #[test]
     fn forget_preview_counts_slots_and_keys() {

@@ -14,6 +14,9 @@ mod assign;
 mod completions;
 mod config;
 mod membership;
+mod migrations;
+mod moves;
+mod rebalance;
 mod show;
 mod watch;
 
@@ -59,6 +62,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Join(a) => membership::join(&ctx, a).await,
         Command::Forget(a) => membership::forget(&ctx, a).await,
         Command::Assign(a) => assign::run(&ctx, a).await,
+        Command::Rebalance(a) => rebalance::rebalance(&ctx, a).await,
+        Command::Drain(a) => rebalance::drain(&ctx, a).await,
+        Command::Migrations(a) => migrations::run(&ctx, a).await,
         Command::Status => show::status(&ctx).await,
         Command::Nodes => show::nodes(&ctx).await,
         Command::Slots => show::slots(&ctx).await,
