@@ -16,7 +16,10 @@
 //!   expiry task and the [`ServerState`] shared by all connections.
 //! - [`config`]: limits and the settings `CONFIG GET/SET` expose.
 //! - [`alloc`]: an optional counting global allocator for `used_memory`.
-//! - [`cluster`]: the node's view of the cluster topology (owned by the cluster work).
+//! - [`cluster`]: the node's view of the cluster topology: the applied snapshot, routing,
+//!   `CLUSTER ...`, the node's identity and its session with the control plane.
+//! - [`migration`]: live slot migration (source streaming and handoff, target staging).
+//! - [`internal`]: the node-to-node gRPC endpoint (health, slot streaming).
 
 pub mod alloc;
 pub mod cluster;
@@ -24,6 +27,7 @@ pub mod cmd;
 pub mod config;
 pub mod db;
 pub mod internal;
+pub mod migration;
 pub mod resp;
 pub mod server;
 

@@ -10,6 +10,7 @@ use clap::Parser;
 use ember_data_node::cluster::identity::Identity;
 use ember_data_node::cluster::session::{self, SessionConfig};
 use ember_data_node::cluster::Cluster;
+use ember_data_node::migration::Migrations;
 use ember_data_node::{serve, Config, ServerState};
 
 /// An ember data node: serves RESP clients, follows the control plane's topology.
@@ -119,14 +120,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "data node starting"
     );
 
-    tokio::spawn(ember_data_node::internal::serve(internal, state.clone()));
-    let key_state = state.clone();
-    tokio::spawn(session::run(
-        cluster,
-        identity,
-        SessionConfig { control_plane: args.control_plane, name: args.name, client_addr, internal_addr },
-        move || key_state.db.dbsize() as u64,
-    ));
+    let migrations = Migrations::new(state.clone());
+    tokio::spawn(ember_data_node::internal::serve(internal, migrations.clone()));
+    let config = SessionConfig { control_plane: args.control_plane, name: args.name, client_addr, internal_addr };
+    tokio::spawn(session::run(cluster, identity, config, migrations));
     serve(listener, state, shutdown_signal()).await;
     Ok(())
 }

@@ -258,7 +258,14 @@ async fn connection_loop(
             match parser.parse(&mut buf, &limits, &mut args) {
                 Ok(true) => {
                     executed += 1;
-                    let reply = execute(state, client, &args);
+                    let mut reply = execute(state, client, &args);
+                    while let Some(slot) = client.held_on.take() {
+                        // A migration's handoff holds writes to this slot: wait for the
+                        // control plane's decision, then run it again (it re-routes, so
+                        // after a commit it answers MOVED).
+                        state.db.wait_released(slot).await;
+                        reply = execute(state, client, &args);
+                    }
                     reply.encode(&mut out, client.resp3);
                     if client.close {
                         close = true;

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod session;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -106,12 +107,22 @@ pub struct Cluster {
     applied: ArcSwapOption<Applied>,
     /// Guards apply's check-then-swap (the session is the only writer, but be safe).
     apply_lock: parking_lot::Mutex<()>,
+    /// Session messages, for `cluster_stats_messages_*` in CLUSTER INFO.
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
 }
 
 impl Cluster {
     /// A cluster member that has not received a topology yet.
     pub fn new(me: NodeId) -> Self {
-        Self { me, standalone: false, applied: ArcSwapOption::empty(), apply_lock: Default::default() }
+        Self {
+            me,
+            standalone: false,
+            applied: ArcSwapOption::empty(),
+            apply_lock: Default::default(),
+            messages_sent: AtomicU64::new(0),
+            messages_received: AtomicU64::new(0),
+        }
     }
 
     /// Every slot served here, no control plane (for testing the command engine).
@@ -193,6 +204,18 @@ impl Cluster {
             .as_ref()
             .and_then(|a| a.topology.nodes.get(&self.me).map(|n| n.role))
             .unwrap_or(Role::Primary)
+    }
+
+    /// (sent, received) session messages.
+    pub fn message_counts(&self) -> (u64, u64) {
+        (self.messages_sent.load(Ordering::Relaxed), self.messages_received.load(Ordering::Relaxed))
+    }
+
+    /// Whether `topology` would be applied (newer, same cluster).
+    pub fn accepts(&self, topology: &Topology) -> bool {
+        self.applied.load().as_ref().is_none_or(|a| {
+            a.topology.cluster_id == topology.cluster_id && topology.version > a.topology.version
+        })
     }
 
     /// The `# Cluster` section of `INFO` (lines end in `\r\n`).

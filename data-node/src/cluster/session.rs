@@ -5,6 +5,7 @@
 //! the node keeps serving its last applied topology (static stability) and reconnects with
 //! jittered exponential backoff, resyncing from its applied version.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::identity::Identity;
+use crate::migration::Migrations;
 use super::Cluster;
 
 #[derive(Debug, Clone)]
@@ -50,17 +52,14 @@ impl Backoff {
     }
 }
 
-/// Runs the session forever. `key_count` reports the keyspace size for heartbeats.
-pub async fn run(
-    cluster: Arc<Cluster>,
-    mut identity: Identity,
-    config: SessionConfig,
-    key_count: impl Fn() -> u64 + Send + Sync + 'static,
-) {
+/// Runs the session forever. Snapshots go through `migrations` (which installs committed
+/// slots before routing changes and frees or releases slots after), and its reports go
+/// out with the heartbeats.
+pub async fn run(cluster: Arc<Cluster>, mut identity: Identity, config: SessionConfig, migrations: Arc<Migrations>) {
     let mut backoff = Backoff::new();
     loop {
         let mut welcomed = false;
-        let result = session_once(&cluster, &mut identity, &config, &key_count, &mut welcomed).await;
+        let result = session_once(&cluster, &mut identity, &config, &migrations, &mut welcomed).await;
         if welcomed {
             backoff.reset();
         }
@@ -82,7 +81,7 @@ async fn session_once(
     cluster: &Cluster,
     identity: &mut Identity,
     config: &SessionConfig,
-    key_count: &(impl Fn() -> u64 + Send + Sync),
+    migrations: &Arc<Migrations>,
     welcomed: &mut bool,
 ) -> anyhow::Result<()> {
     let endpoint = tonic::transport::Endpoint::from_shared(config.control_plane.clone())?
@@ -109,6 +108,7 @@ async fn session_once(
         tokio::select! {
             msg = inbound.message() => {
                 let Some(msg) = msg? else { return Ok(()) };
+                cluster.messages_received.fetch_add(1, Ordering::Relaxed);
                 match msg.msg {
                     Some(control_message::Msg::Welcome(w)) => {
                         *welcomed = true;
@@ -132,9 +132,18 @@ async fn session_once(
                                     tracing::error!(%cluster_id, "refusing a snapshot of another cluster");
                                     continue;
                                 }
+                                if !cluster.accepts(&t) {
+                                    tracing::debug!(version, "ignored a snapshot not newer than the applied one");
+                                    continue;
+                                }
+                                // Ordering: staged slots are installed before routing
+                                // sends clients here; holds are released and old slots
+                                // freed only after routing sends clients away.
+                                migrations.before_apply(&t);
                                 match cluster.apply(t) {
                                     Ok(()) => {
                                         tracing::debug!(version, "applied topology");
+                                        migrations.after_apply();
                                         identity.set_cluster(cluster_id)?;
                                     }
                                     Err(e) => tracing::debug!("ignored snapshot: {e}"),
@@ -149,11 +158,23 @@ async fn session_once(
                 }
             }
             _ = heartbeat.tick() => {
-                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count: key_count() };
+                let key_count = migrations.state().db.dbsize() as u64;
+                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count };
                 if tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) }).await.is_err() {
                     return Ok(());
                 }
+                cluster.messages_sent.fetch_add(1, Ordering::Relaxed);
+                send_reports(&tx, migrations).await;
             }
+            _ = migrations.report_now.notified() => send_reports(&tx, migrations).await,
         }
+    }
+}
+
+/// Sends the current migration reports (each is re-sent until its migration ends, so a
+/// control-plane restart cannot lose a `ready`).
+async fn send_reports(tx: &mpsc::Sender<pb::NodeMessage>, migrations: &Migrations) {
+    for report in migrations.reports() {
+        let _ = tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Migration(report)) }).await;
     }
 }

@@ -78,6 +78,9 @@ pub struct Client {
     pub watched: Vec<(u16, u64)>,
     /// Close the connection once the reply is written (`QUIT`).
     pub close: bool,
+    /// The last command was not run because a migration's handoff holds writes to this
+    /// slot: the connection waits for the hold to end and runs it again.
+    pub held_on: Option<u16>,
     /// The shared, listable part (`CLIENT LIST`).
     pub info: Arc<ClientInfo>,
 }
@@ -92,6 +95,7 @@ impl Client {
             multi: None,
             watched: Vec::new(),
             close: false,
+            held_on: None,
             info,
         }
     }
@@ -150,9 +154,18 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
             }
             ctx.slot = slot;
             let mut table = state.db.lock(slot);
+            // Checked under the slot's lock, so a migration's handoff (which sets the
+            // hold under the same lock) sees every write either done or waiting.
+            if write && table.is_held() {
+                ctx.client.held_on = Some(slot);
+                return Reply::Null;
+            }
             let r = f(&mut ctx, &mut table, args);
             if write {
                 state.db.bump_version(slot);
+                if table.is_tracking() {
+                    mark_keys_dirty(spec, args, &mut table);
+                }
             }
             r
         }
@@ -191,8 +204,35 @@ fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes], a
 
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
+/// Records a write command's keys as written, for a migration of their slot.
+pub fn mark_keys_dirty(spec: &CommandSpec, args: &[Bytes], table: &mut SlotTable) {
+    if let Ok((first, last, step)) = key_positions(spec, args) {
+        let mut i = first;
+        while i <= last && i < args.len() {
+            table.mark_dirty(&args[i]);
+            i += step;
+        }
+    }
+}
+
 /// The slot of all the keys of a keyed command, or the error to reply.
 pub fn command_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<u16, Reply> {
+    let (first, last, step) = key_positions(spec, args)?;
+    let mut slot: Option<u16> = None;
+    let mut i = first;
+    while i <= last && i < args.len() {
+        let s = ember_core::key_slot(&args[i]);
+        match slot {
+            Some(x) if x != s => return Err(Reply::err(CROSSSLOT)),
+            _ => slot = Some(s),
+        }
+        i += step;
+    }
+    slot.ok_or_else(|| Reply::err("ERR no keys"))
+}
+
+/// `(first, last, step)` argument positions of a command's keys.
+fn key_positions(spec: &CommandSpec, args: &[Bytes]) -> Result<(usize, usize, usize), Reply> {
     let (first, last, step) = match spec.keys {
         KeySpec::Range { first, last, step } => {
             let last = if last < 0 {
@@ -215,17 +255,7 @@ pub fn command_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<u16, Reply> {
             (pos + 1, pos + n, 1)
         }
     };
-    let mut slot: Option<u16> = None;
-    let mut i = first;
-    while i <= last && i < args.len() {
-        let s = ember_core::key_slot(&args[i]);
-        match slot {
-            Some(x) if x != s => return Err(Reply::err(CROSSSLOT)),
-            _ => slot = Some(s),
-        }
-        i += step;
-    }
-    slot.ok_or_else(|| Reply::err("ERR no keys"))
+    Ok((first, last, step))
 }
 
 fn arity_ok(arity: i32, n: usize) -> bool {

@@ -77,6 +77,13 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
         }
     }
     let mut guard = ms.slot.map(|s| state.db.lock(s));
+    if ms.write && guard.as_ref().is_some_and(|g| g.is_held()) {
+        // A migration's handoff holds the slot: put the transaction back and wait.
+        ctx.client.held_on = ms.slot;
+        ctx.client.watched = watched;
+        ctx.client.multi = Some(ms);
+        return Reply::Null;
+    }
     // Checked with the transaction's slot locked: nothing can change it before we run.
     if watched.iter().any(|&(s, v)| state.db.version(s) != v) {
         return Reply::NullArray;
@@ -94,6 +101,9 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
                 replies.push(f(ctx, g, args));
                 if spec.flags & flags::WRITE != 0 {
                     state.db.bump_version(ctx.slot);
+                    if g.is_tracking() {
+                        crate::cmd::mark_keys_dirty(spec, args, g);
+                    }
                 }
             }
             Handler::Keyless(f) => {

@@ -55,6 +55,11 @@ pub struct SlotTable {
     expires: Map<Key, u64>,
     /// Keys removed because they expired (for `INFO stats`).
     expired: u64,
+    /// While the slot migrates out: the keys written since tracking started (writes
+    /// mark their keys in `cmd::execute`, under this table's lock).
+    dirty: Option<std::collections::HashSet<Key, Hasher>>,
+    /// During a migration's handoff: writes to this slot wait (see `cmd::execute`).
+    held: bool,
 }
 
 impl SlotTable {
@@ -191,8 +196,50 @@ impl SlotTable {
         dead.len()
     }
 
+    /// Starts recording written keys (a migration of this slot begins).
+    pub fn start_tracking(&mut self) {
+        self.dirty.get_or_insert_with(Default::default);
+    }
+
+    /// Stops recording and holding (the migration ended).
+    pub fn stop_tracking(&mut self) {
+        self.dirty = None;
+        self.held = false;
+    }
+
+    pub fn is_tracking(&self) -> bool {
+        self.dirty.is_some()
+    }
+
+    /// Records that `key` was written, if the slot is migrating.
+    pub fn mark_dirty(&mut self, key: &[u8]) {
+        if let Some(d) = self.dirty.as_mut() {
+            if !d.contains(key) {
+                d.insert(key.into());
+            }
+        }
+    }
+
+    /// The keys written since the last call (tracking continues).
+    pub fn take_dirty(&mut self) -> Vec<Key> {
+        self.dirty.as_mut().map(|d| d.drain().collect()).unwrap_or_default()
+    }
+
+    pub fn set_held(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    /// Whether writes must wait (a migration's handoff is in progress).
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
     /// Removes everything.
     pub fn clear(&mut self) {
+        if self.dirty.is_some() {
+            let keys: Vec<Key> = self.map.keys().cloned().collect();
+            keys.iter().for_each(|k| self.mark_dirty(k));
+        }
         self.map = Map::default();
         self.expires = Map::default();
     }
@@ -238,6 +285,8 @@ pub struct Db {
     /// remembers it and `EXEC` compares. A write to any key of the slot aborts a
     /// transaction watching another key of the same slot (a documented false abort).
     versions: Box<[AtomicU64]>,
+    /// Signalled when migration holds are released.
+    released: tokio::sync::Notify,
 }
 
 impl Default for Db {
@@ -252,6 +301,7 @@ impl Db {
             slots: (0..SLOTS).map(|_| Mutex::new(SlotTable::default())).collect(),
             keys: AtomicI64::new(0),
             versions: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            released: tokio::sync::Notify::new(),
         }
     }
 
@@ -292,6 +342,44 @@ impl Db {
             .take(count)
             .map(|k| Bytes::copy_from_slice(k))
             .collect()
+    }
+
+    /// Takes the whole table of `slot` out (to free it off the lock), leaving it empty.
+    pub fn take_slot(&self, slot: u16) -> SlotTable {
+        let mut g = self.lock(slot);
+        let mut taken = std::mem::take(&mut g.map);
+        let expires = std::mem::take(&mut g.expires);
+        drop(g);
+        self.bump_version(slot);
+        let mut out = SlotTable::default();
+        std::mem::swap(&mut out.map, &mut taken);
+        out.expires = expires;
+        out
+    }
+
+    /// Makes `table` the live table of `slot` (a migration into this node committed).
+    pub fn install_slot(&self, slot: u16, table: SlotTable) {
+        let mut g = self.lock(slot);
+        g.map = table.map;
+        g.expires = table.expires;
+        drop(g);
+        self.bump_version(slot);
+    }
+
+    /// Waits until `slot` is no longer held by a migration's handoff.
+    pub async fn wait_released(&self, slot: u16) {
+        loop {
+            let released = self.released.notified();
+            if !self.slots[slot as usize].lock().held {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    /// Wakes writes waiting in [`Db::wait_released`] (they re-check their slot).
+    pub fn notify_released(&self) {
+        self.released.notify_waiters();
     }
 
     /// Removes every key of `slot`; returns how many there were.

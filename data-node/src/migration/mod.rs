@@ -1,0 +1,248 @@
+//! Live slot migration, node side (the control plane only records and commits).
+//!
+//! - [`source`]: the `Internal.Pull` service: snapshot the slots, then tail their writes,
+//!   then hold writes to them while the last changes drain (the handoff).
+//! - [`target`]: pulls the slots into *staging* tables, invisible to clients (KEYS, SCAN,
+//!   DBSIZE, COUNTKEYSINSLOT see only live tables), and reports progress and readiness.
+//! - [`codec`]: keys to and from the wire, big values in pieces.
+//!
+//! The topology drives everything: a migration appears in a snapshot (the target starts
+//! pulling), the target reports `ready`, the control plane commits (new owner, new
+//! version) or aborts. When a node applies a snapshot, [`Migrations::before_apply`]
+//! installs staged slots that it now owns (before routing says so, so no client ever
+//! sees them half-filled) and [`Migrations::after_apply`] releases held writes (they
+//! re-route and get `MOVED`), frees slots the node no longer owns, and drops staging of
+//! aborted migrations. Every key is thus on exactly one owner at any time.
+
+pub mod codec;
+pub mod source;
+pub mod target;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ember_core::{NodeId, SlotSet, Topology, SLOT_COUNT};
+use ember_proto::pb;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::db::SlotTable;
+use crate::server::ServerState;
+
+/// Handoff hold durations, for `INFO` and the benchmarks.
+#[derive(Debug, Default, Clone)]
+pub struct HoldStats {
+    pub count: u64,
+    pub last_ms: f64,
+    pub max_ms: f64,
+    /// The most recent holds (bounded), to compute percentiles.
+    pub recent_ms: Vec<f64>,
+}
+
+impl HoldStats {
+    fn record(&mut self, d: Duration) {
+        let ms = d.as_secs_f64() * 1000.0;
+        self.count += 1;
+        self.last_ms = ms;
+        self.max_ms = self.max_ms.max(ms);
+        if self.recent_ms.len() >= 1000 {
+            self.recent_ms.remove(0);
+        }
+        self.recent_ms.push(ms);
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        let mut v = self.recent_ms.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(((v.len() as f64 - 1.0) * 0.99).round() as usize).copied().unwrap_or(0.0)
+    }
+}
+
+/// A migration this node serves as the source.
+struct Outgoing {
+    slots: SlotSet,
+    task: tokio::task::AbortHandle,
+    /// When writes started being held (handoff), if they are.
+    hold_since: Option<Instant>,
+}
+
+/// A migration this node pulls as the target.
+struct Incoming {
+    slots: SlotSet,
+    task: tokio::task::AbortHandle,
+}
+
+pub struct Migrations {
+    state: Arc<ServerState>,
+    /// Imported, not yet committed slot tables (target side).
+    staging: Mutex<HashMap<u16, SlotTable>>,
+    outgoing: Mutex<HashMap<Uuid, Outgoing>>,
+    incoming: Mutex<HashMap<Uuid, Incoming>>,
+    /// The latest report per migration, re-sent on every heartbeat until it ends.
+    reports: Mutex<HashMap<Uuid, pb::MigrationReport>>,
+    /// Wakes the session to send reports now (readiness is latency-critical).
+    pub report_now: Notify,
+    pub holds: Mutex<HoldStats>,
+}
+
+impl Migrations {
+    pub fn new(state: Arc<ServerState>) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            staging: Mutex::default(),
+            outgoing: Mutex::default(),
+            incoming: Mutex::default(),
+            reports: Mutex::default(),
+            report_now: Notify::new(),
+            holds: Mutex::default(),
+        })
+    }
+
+    pub fn state(&self) -> &ServerState {
+        &self.state
+    }
+
+    fn me(&self) -> NodeId {
+        self.state.cluster.me()
+    }
+
+    /// Reports to send to the control plane.
+    pub fn reports(&self) -> Vec<pb::MigrationReport> {
+        self.reports.lock().values().cloned().collect()
+    }
+
+    fn report(&self, report: pb::MigrationReport, urgent: bool) {
+        self.reports.lock().insert(report.id.parse().unwrap_or_default(), report);
+        if urgent {
+            self.report_now.notify_one();
+        }
+    }
+
+    /// Number of keys staged (imported, invisible) right now.
+    pub fn staged_keys(&self) -> usize {
+        self.staging.lock().values().map(SlotTable::len).sum()
+    }
+
+    /// Called with a snapshot that is about to be applied: install the staged slots that
+    /// it gives to this node, so they are complete before routing sends clients here.
+    pub fn before_apply(&self, next: &Topology) {
+        let me = self.me();
+        let mut staging = self.staging.lock();
+        let owned_now: Vec<u16> = staging.keys().copied().filter(|s| next.slots.owner(*s) == Some(me)).collect();
+        for slot in owned_now {
+            let table = staging.remove(&slot).expect("listed");
+            self.state.db.install_slot(slot, table);
+        }
+        // Migrations that committed are finished on this side.
+        let running: HashSet<Uuid> = next.migrations.iter().map(|m| m.id).collect();
+        self.incoming.lock().retain(|id, m| {
+            let keep = running.contains(id);
+            if !keep {
+                m.task.abort();
+            }
+            keep
+        });
+    }
+
+    /// Called after a snapshot was applied: release holds, free slots this node no
+    /// longer owns, drop staging of aborted migrations, and start pulling new ones.
+    pub fn after_apply(self: &Arc<Self>) {
+        let Some(applied) = self.state.cluster.applied() else { return };
+        let t = &applied.topology;
+        let me = self.me();
+        let running: HashMap<Uuid, &ember_core::Migration> = t.migrations.iter().map(|m| (m.id, m)).collect();
+
+        // Source side: a migration that left the topology ended (committed or aborted).
+        let ended: Vec<(Uuid, Outgoing)> = {
+            let mut out = self.outgoing.lock();
+            let ids: Vec<Uuid> = out.keys().copied().filter(|id| !running.contains_key(id)).collect();
+            ids.into_iter().filter_map(|id| out.remove(&id).map(|o| (id, o))).collect()
+        };
+        for (id, o) in ended {
+            o.task.abort();
+            self.end_outgoing(&o.slots);
+            if let Some(since) = o.hold_since {
+                let held = since.elapsed();
+                self.holds.lock().record(held);
+                tracing::info!(migration = %id, held_ms = held.as_secs_f64() * 1000.0, "handoff finished");
+            }
+        }
+        self.reports.lock().retain(|id, _| running.contains_key(id));
+
+        // Target side: staging of slots no longer being imported is dropped (aborted).
+        let importing: SlotSet = t
+            .migrations
+            .iter()
+            .filter(|m| m.target == me)
+            .flat_map(|m| m.slots.iter().flat_map(|r| r.iter()))
+            .collect();
+        let dropped: Vec<SlotTable> = {
+            let mut staging = self.staging.lock();
+            let gone: Vec<u16> = staging.keys().copied().filter(|s| !importing.contains(*s)).collect();
+            gone.iter().filter_map(|s| staging.remove(s)).collect()
+        };
+        if !dropped.is_empty() {
+            tracing::info!(slots = dropped.len(), "dropped the staging of aborted migrations");
+            drop_in_background(dropped);
+        }
+
+        // Slots this node does not own (and is not importing) hold no data: free them.
+        let mut freed = Vec::new();
+        for slot in 0..SLOT_COUNT {
+            if t.slots.owner(slot) != Some(me) && self.state.db.count_in_slot(slot) > 0 {
+                freed.push(self.state.db.take_slot(slot));
+            }
+        }
+        if !freed.is_empty() {
+            let keys: usize = freed.iter().map(SlotTable::len).sum();
+            tracing::info!(keys, "freeing keys of slots this node no longer owns");
+            drop_in_background(freed);
+        }
+
+        // New migrations into this node.
+        for m in t.migrations.iter().filter(|m| m.target == me) {
+            let mut incoming = self.incoming.lock();
+            if incoming.contains_key(&m.id) {
+                continue;
+            }
+            let Some(source) = t.nodes.get(&m.source) else { continue };
+            let slots: SlotSet = SlotSet::from_ranges(&m.slots);
+            let task = tokio::spawn(target::pull(
+                self.clone(),
+                m.id,
+                slots.clone(),
+                source.internal_addr.clone(),
+                t.cluster_id,
+                t.version,
+            ))
+            .abort_handle();
+            incoming.insert(m.id, Incoming { slots, task });
+        }
+    }
+
+    /// Stops tracking and holding the slots of an outgoing migration, waking held writes.
+    fn end_outgoing(&self, slots: &SlotSet) {
+        for slot in slots.iter() {
+            self.state.db.lock(slot).stop_tracking();
+        }
+        self.state.db.notify_released();
+    }
+
+    /// The staging table of `slot` (target side), locked for the closure.
+    fn with_staging<R>(&self, slot: u16, f: impl FnOnce(&mut SlotTable) -> R) -> R {
+        let mut staging = self.staging.lock();
+        f(staging.entry(slot).or_default())
+    }
+
+    /// Whether `slot` is being imported by a running pull of this node.
+    fn importing(&self, id: Uuid, slot: u16) -> bool {
+        self.incoming.lock().get(&id).is_some_and(|m| m.slots.contains(slot))
+    }
+}
+
+/// Dropping millions of keys takes a while: do it off the async workers.
+fn drop_in_background(tables: Vec<SlotTable>) {
+    tokio::task::spawn_blocking(move || drop(tables));
+}
