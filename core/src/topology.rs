@@ -278,6 +278,12 @@ pub fn resolve_node<'a>(
     query: &str,
 ) -> Result<&'a NodeInfo, ResolveError> {
     let q = query.trim();
+    // The 40-hex-digit form Redis clients see (CLUSTER NODES / MYID) is the uuid's 32
+    // digits followed by 8 zeros.
+    let q = match q.strip_suffix("00000000") {
+        Some(id) if q.len() == 40 && q.chars().all(|c| c.is_ascii_hexdigit()) => id,
+        _ => q,
+    };
     let exact: Vec<&NodeInfo> = nodes
         .clone()
         .filter(|n| {

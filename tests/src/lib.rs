@@ -25,15 +25,28 @@ pub fn bin(name: &str) -> PathBuf {
         if dir.ends_with("deps") {
             dir.pop();
         }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cargo.current_dir(&root).args([
-            "build", "--bins", "-p", "ember-control-plane", "-p", "ember-data-node", "-p", "emberctl",
+            "build",
+            "--bins",
+            "-p",
+            "ember-control-plane",
+            "-p",
+            "ember-data-node",
+            "-p",
+            "emberctl",
         ]);
         if dir.ends_with("release") {
             cargo.arg("--release");
         }
-        assert!(cargo.status().expect("run cargo build").success(), "building the binaries failed");
+        assert!(
+            cargo.status().expect("run cargo build").success(),
+            "building the binaries failed"
+        );
         dir
     });
     dir.join(name)

@@ -36,13 +36,19 @@ pub fn cluster_command(cluster: &Cluster, db: &Db, args: &[Bytes]) -> Reply {
     }
     match sub.as_str() {
         "INFO" => arity(0).unwrap_or_else(|| text(info(cluster, applied.as_deref()))),
-        "MYID" | "MYSHARDID" => arity(0).unwrap_or_else(|| Reply::bulk_str(&redis_id(&cluster.me()))),
+        "MYID" | "MYSHARDID" => {
+            arity(0).unwrap_or_else(|| Reply::bulk_str(&redis_id(&cluster.me())))
+        }
         "NODES" => arity(0).unwrap_or_else(|| text(nodes(cluster, applied.as_deref(), None))),
-        "REPLICAS" | "SLAVES" => arity(1).unwrap_or_else(|| replicas(cluster, applied.as_deref(), &rest[0])),
+        "REPLICAS" | "SLAVES" => {
+            arity(1).unwrap_or_else(|| replicas(cluster, applied.as_deref(), &rest[0]))
+        }
         "SLOTS" => arity(0).unwrap_or_else(|| slots(applied.as_deref())),
         "SHARDS" => arity(0).unwrap_or_else(|| shards(applied.as_deref())),
         "LINKS" => arity(0).unwrap_or(Reply::Array(vec![])),
-        "KEYSLOT" => arity(1).unwrap_or_else(|| Reply::Integer(ember_core::key_slot(&rest[0]).into())),
+        "KEYSLOT" => {
+            arity(1).unwrap_or_else(|| Reply::Integer(ember_core::key_slot(&rest[0]).into()))
+        }
         "COUNTKEYSINSLOT" => arity(1).unwrap_or_else(|| match slot_arg(&rest[0]) {
             Ok(slot) => Reply::Integer(db.count_in_slot(slot) as i64),
             Err(e) => e,
@@ -56,12 +62,17 @@ pub fn cluster_command(cluster: &Cluster, db: &Db, args: &[Bytes]) -> Reply {
                 None => Reply::not_integer(),
                 Some(n) if n < 0 => Reply::err("ERR Invalid number of keys"),
                 Some(n) => Reply::Array(
-                    db.keys_in_slot(slot, n as usize).into_iter().map(Reply::Bulk).collect(),
+                    db.keys_in_slot(slot, n as usize)
+                        .into_iter()
+                        .map(Reply::Bulk)
+                        .collect(),
                 ),
             }
         }),
         "HELP" => Reply::Array(
-            HELP.iter().map(|l| Reply::Simple(std::borrow::Cow::Borrowed(*l))).collect(),
+            HELP.iter()
+                .map(|l| Reply::Simple(std::borrow::Cow::Borrowed(*l)))
+                .collect(),
         ),
         _ => crate::cmd::unknown_subcommand(&args[1], "CLUSTER"),
     }
@@ -89,14 +100,18 @@ fn gossip_replacement(sub: &str) -> Option<&'static str> {
     Some(match sub {
         "MEET" => "emberctl join NODE",
         "ADDSLOTS" | "ADDSLOTSRANGE" => "emberctl assign NODE SLOTS...",
-        "DELSLOTS" | "DELSLOTSRANGE" | "FLUSHSLOTS" => "emberctl assign OTHER-NODE SLOTS... (or emberctl drain NODE)",
+        "DELSLOTS" | "DELSLOTSRANGE" | "FLUSHSLOTS" => {
+            "emberctl assign OTHER-NODE SLOTS... (or emberctl drain NODE)"
+        }
         "SETSLOT" => "emberctl assign NODE SLOTS... (live migration, no ASK/IMPORTING states)",
         "FORGET" => "emberctl forget NODE",
         "REPLICATE" => "emberctl join NODE --replica-of PRIMARY",
         "FAILOVER" => "emberctl assign NODE SLOTS... (failover is decided by the control plane)",
         "RESET" => "emberctl forget NODE",
         "SAVECONFIG" => "emberctl status (the control plane persists every change)",
-        "BUMPEPOCH" | "SET-CONFIG-EPOCH" => "emberctl status (epochs are assigned by the control plane)",
+        "BUMPEPOCH" | "SET-CONFIG-EPOCH" => {
+            "emberctl status (epochs are assigned by the control plane)"
+        }
         "COUNT-FAILURE-REPORTS" => "emberctl nodes (failures are detected by the control plane)",
         _ => return None,
     })
@@ -124,7 +139,16 @@ fn info(cluster: &Cluster, applied: Option<&Applied>) -> String {
             let ok = (0..SLOT_COUNT).filter(|s| t.slot_ok(*s)).count();
             let state = if a.state_ok { "ok" } else { "fail" };
             let known = t.nodes.len().max(1);
-            (state, assigned, ok, assigned - ok, known, t.size(), t.current_epoch, t.effective_config_epoch(&cluster.me()))
+            (
+                state,
+                assigned,
+                ok,
+                assigned - ok,
+                known,
+                t.size(),
+                t.current_epoch,
+                t.effective_config_epoch(&cluster.me()),
+            )
         }
     };
     let (sent, received) = cluster.message_counts();
@@ -160,7 +184,11 @@ fn node_line(t: &Topology, n: &NodeInfo, me: NodeId, now: u64) -> String {
     };
     let cport = n.internal_addr.rsplit(':').next().unwrap_or("0");
     let pong = if n.id == me || n.failed { 0 } else { now };
-    let link = if n.failed { "disconnected" } else { "connected" };
+    let link = if n.failed {
+        "disconnected"
+    } else {
+        "connected"
+    };
     let mut line = format!(
         "{} {}@{cport} {} {master} 0 {pong} {} {link}",
         redis_id(&n.id),
@@ -176,7 +204,11 @@ fn node_line(t: &Topology, n: &NodeInfo, me: NodeId, now: u64) -> String {
     line
 }
 
-fn nodes(cluster: &Cluster, applied: Option<&Applied>, only: Option<&dyn Fn(&NodeInfo) -> bool>) -> String {
+fn nodes(
+    cluster: &Cluster,
+    applied: Option<&Applied>,
+    only: Option<&dyn Fn(&NodeInfo) -> bool>,
+) -> String {
     let me = cluster.me();
     let now = now_ms();
     match applied {
@@ -228,7 +260,9 @@ fn split_addr(addr: &str) -> (&str, i64) {
 }
 
 fn slots(applied: Option<&Applied>) -> Reply {
-    let Some(a) = applied else { return Reply::Array(vec![]) };
+    let Some(a) = applied else {
+        return Reply::Array(vec![]);
+    };
     let t = &a.topology;
     Reply::Array(
         t.slots
@@ -245,7 +279,9 @@ fn slots(applied: Option<&Applied>) -> Reply {
 }
 
 fn shards(applied: Option<&Applied>) -> Reply {
-    let Some(a) = applied else { return Reply::Array(vec![]) };
+    let Some(a) = applied else {
+        return Reply::Array(vec![]);
+    };
     let t = &a.topology;
     let s = |x: &str| Reply::bulk_str(x);
     let node = |n: &NodeInfo| {
@@ -255,7 +291,10 @@ fn shards(applied: Option<&Applied>) -> Reply {
             (s("port"), Reply::Integer(port)),
             (s("ip"), s(host)),
             (s("endpoint"), s(host)),
-            (s("role"), s(if n.is_primary() { "master" } else { "replica" })),
+            (
+                s("role"),
+                s(if n.is_primary() { "master" } else { "replica" }),
+            ),
             (s("replication-offset"), Reply::Integer(0)),
             (s("health"), s(if n.failed { "fail" } else { "online" })),
         ])
@@ -273,7 +312,10 @@ fn shards(applied: Option<&Applied>) -> Reply {
                     .collect();
                 let mut members = vec![node(p)];
                 members.extend(t.replicas_of(&p.id).map(node));
-                Reply::Map(vec![(s("slots"), Reply::Array(ranges)), (s("nodes"), Reply::Array(members))])
+                Reply::Map(vec![
+                    (s("slots"), Reply::Array(ranges)),
+                    (s("nodes"), Reply::Array(members)),
+                ])
             })
             .collect(),
     )

@@ -21,7 +21,8 @@ pub struct Identity {
 impl Identity {
     /// Loads the identity from `dir`, creating a new node id on first start.
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
         let path = dir.join("node.json");
         match fs::read(&path) {
             Ok(bytes) => {
@@ -32,10 +33,18 @@ impl Identity {
                     .and_then(|s| s.parse().ok())
                     .with_context(|| format!("{} has no valid node_id", path.display()))?;
                 let cluster_id = v["cluster_id"].as_str().and_then(|s| s.parse().ok());
-                Ok(Self { node_id, cluster_id, path })
+                Ok(Self {
+                    node_id,
+                    cluster_id,
+                    path,
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let me = Self { node_id: Uuid::new_v4(), cluster_id: None, path };
+                let me = Self {
+                    node_id: Uuid::new_v4(),
+                    cluster_id: None,
+                    path,
+                };
                 me.save()?;
                 tracing::info!(node_id = %me.node_id, "created a new node identity");
                 Ok(me)
@@ -60,7 +69,8 @@ impl Identity {
             "cluster_id": self.cluster_id.map(|c| c.to_string()),
         });
         let tmp = self.path.with_extension("json.tmp");
-        let mut f = fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(serde_json::to_string_pretty(&doc)?.as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, &self.path)?;

@@ -24,8 +24,14 @@ use uuid::Uuid;
 /// line without the leading `-` (e.g. `MOVED 3999 127.0.0.1:6381`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
-    Moved { slot: u16, addr: String },
-    Ask { slot: u16, addr: String },
+    Moved {
+        slot: u16,
+        addr: String,
+    },
+    Ask {
+        slot: u16,
+        addr: String,
+    },
     TryAgain,
     /// `CLUSTERDOWN Hash slot not served`
     SlotNotServed,
@@ -82,11 +88,17 @@ impl Applied {
             .map(|slot| match topology.slots.owner(slot) {
                 None => SlotRoute::Unassigned,
                 Some(owner) if owner == me => SlotRoute::Here,
-                Some(owner) => SlotRoute::Elsewhere(topology.nodes[&owner].client_addr.as_str().into()),
+                Some(owner) => {
+                    SlotRoute::Elsewhere(topology.nodes[&owner].client_addr.as_str().into())
+                }
             })
             .collect();
         let state_ok = topology.state_ok();
-        Self { topology, state_ok, routes }
+        Self {
+            topology,
+            state_ok,
+            routes,
+        }
     }
 }
 
@@ -127,7 +139,10 @@ impl Cluster {
 
     /// Every slot served here, no control plane (for testing the command engine).
     pub fn standalone() -> Self {
-        Self { standalone: true, ..Self::new(Uuid::nil()) }
+        Self {
+            standalone: true,
+            ..Self::new(Uuid::nil())
+        }
     }
 
     pub fn me(&self) -> NodeId {
@@ -144,7 +159,10 @@ impl Cluster {
     }
 
     pub fn applied_version(&self) -> u64 {
-        self.applied.load().as_ref().map_or(0, |a| a.topology.version)
+        self.applied
+            .load()
+            .as_ref()
+            .map_or(0, |a| a.topology.version)
     }
 
     /// Applies a snapshot if it is newer than the applied one and of the same cluster.
@@ -153,13 +171,20 @@ impl Cluster {
         if let Some(current) = self.applied.load().as_ref() {
             let t = &current.topology;
             if topology.cluster_id != t.cluster_id {
-                return Err(ApplyError::OtherCluster { got: topology.cluster_id, mine: t.cluster_id });
+                return Err(ApplyError::OtherCluster {
+                    got: topology.cluster_id,
+                    mine: t.cluster_id,
+                });
             }
             if topology.version <= t.version {
-                return Err(ApplyError::Stale { got: topology.version, applied: t.version });
+                return Err(ApplyError::Stale {
+                    got: topology.version,
+                    applied: t.version,
+                });
             }
         }
-        self.applied.store(Some(Arc::new(Applied::new(topology, self.me))));
+        self.applied
+            .store(Some(Arc::new(Applied::new(topology, self.me))));
         Ok(())
     }
 
@@ -176,13 +201,18 @@ impl Cluster {
             return Ok(());
         }
         let applied = self.applied.load();
-        let Some(applied) = applied.as_ref() else { return Err(RouteError::ClusterDown) };
+        let Some(applied) = applied.as_ref() else {
+            return Err(RouteError::ClusterDown);
+        };
         if !applied.state_ok {
             return Err(RouteError::ClusterDown);
         }
         match &applied.routes[usize::from(slot)] {
             SlotRoute::Here => Ok(()),
-            SlotRoute::Elsewhere(addr) => Err(RouteError::Moved { slot, addr: addr.to_string() }),
+            SlotRoute::Elsewhere(addr) => Err(RouteError::Moved {
+                slot,
+                addr: addr.to_string(),
+            }),
             SlotRoute::Unassigned => Err(RouteError::SlotNotServed),
         }
     }
@@ -208,7 +238,10 @@ impl Cluster {
 
     /// (sent, received) session messages.
     pub fn message_counts(&self) -> (u64, u64) {
-        (self.messages_sent.load(Ordering::Relaxed), self.messages_received.load(Ordering::Relaxed))
+        (
+            self.messages_sent.load(Ordering::Relaxed),
+            self.messages_received.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether `topology` would be applied (newer, same cluster).
@@ -266,21 +299,33 @@ mod tests {
         // Stale and foreign snapshots are refused and change nothing.
         let mut t = topology(5, me, other);
         t.slots.set(0, Some(other));
-        assert!(matches!(cluster.apply(t.clone()), Err(ApplyError::Stale { .. })));
+        assert!(matches!(
+            cluster.apply(t.clone()),
+            Err(ApplyError::Stale { .. })
+        ));
         t.version = 6;
         t.cluster_id = Uuid::from_u128(7);
-        assert!(matches!(cluster.apply(t), Err(ApplyError::OtherCluster { .. })));
+        assert!(matches!(
+            cluster.apply(t),
+            Err(ApplyError::OtherCluster { .. })
+        ));
         assert_eq!(cluster.route(0, f), Ok(()));
         // A failed owner with full coverage takes the whole cluster down.
         let mut t = topology(6, me, other);
         t.nodes.get_mut(&other).unwrap().failed = true;
         cluster.apply(t).unwrap();
-        assert_eq!(cluster.route(0, f).unwrap_err().to_string(), "CLUSTERDOWN The cluster is down");
+        assert_eq!(
+            cluster.route(0, f).unwrap_err().to_string(),
+            "CLUSTERDOWN The cluster is down"
+        );
         // Without full coverage an unassigned slot is "not served".
         let mut t = topology(7, me, other);
         t.require_full_coverage = false;
         t.slots.set(1, None);
         cluster.apply(t).unwrap();
-        assert_eq!(cluster.route(1, f).unwrap_err().to_string(), "CLUSTERDOWN Hash slot not served");
+        assert_eq!(
+            cluster.route(1, f).unwrap_err().to_string(),
+            "CLUSTERDOWN Hash slot not served"
+        );
     }
 }

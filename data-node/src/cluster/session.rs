@@ -9,16 +9,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember_proto::pb::{self, control_message, node_message, session_client::SessionClient};
 use ember_proto::convert;
+use ember_proto::pb::{self, control_message, node_message, session_client::SessionClient};
 use prost::Message;
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::identity::Identity;
-use crate::migration::Migrations;
 use super::Cluster;
+use crate::migration::Migrations;
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -55,11 +55,17 @@ impl Backoff {
 /// Runs the session forever. Snapshots go through `migrations` (which installs committed
 /// slots before routing changes and frees or releases slots after), and its reports go
 /// out with the heartbeats.
-pub async fn run(cluster: Arc<Cluster>, mut identity: Identity, config: SessionConfig, migrations: Arc<Migrations>) {
+pub async fn run(
+    cluster: Arc<Cluster>,
+    mut identity: Identity,
+    config: SessionConfig,
+    migrations: Arc<Migrations>,
+) {
     let mut backoff = Backoff::new();
     loop {
         let mut welcomed = false;
-        let result = session_once(&cluster, &mut identity, &config, &migrations, &mut welcomed).await;
+        let result =
+            session_once(&cluster, &mut identity, &config, &migrations, &mut welcomed).await;
         if welcomed {
             backoff.reset();
         }
@@ -94,13 +100,19 @@ async fn session_once(
     let (tx, rx) = mpsc::channel(8);
     let hello = pb::Hello {
         node_id: identity.node_id.to_string(),
-        cluster_id: identity.cluster_id.map(|c| c.to_string()).unwrap_or_default(),
+        cluster_id: identity
+            .cluster_id
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
         name: config.name.clone().unwrap_or_default(),
         client_addr: config.client_addr.clone(),
         internal_addr: config.internal_addr.clone(),
         applied_version: cluster.applied_version(),
     };
-    tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Hello(hello)) }).await?;
+    tx.send(pb::NodeMessage {
+        msg: Some(node_message::Msg::Hello(hello)),
+    })
+    .await?;
     let mut inbound = client.open(ReceiverStream::new(rx)).await?.into_inner();
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
@@ -175,6 +187,10 @@ async fn session_once(
 /// control-plane restart cannot lose a `ready`).
 async fn send_reports(tx: &mpsc::Sender<pb::NodeMessage>, migrations: &Migrations) {
     for report in migrations.reports() {
-        let _ = tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Migration(report)) }).await;
+        let _ = tx
+            .send(pb::NodeMessage {
+                msg: Some(node_message::Msg::Migration(report)),
+            })
+            .await;
     }
 }

@@ -39,7 +39,12 @@ pub fn piece_count(value: &Value) -> usize {
 /// Piece `index` of `value` (see [`piece_count`]). Collections are cut by iteration
 /// order; if the value changes between pieces the key is also marked dirty and sent
 /// again whole, so a torn sequence never survives.
-pub fn encode_piece(key: &[u8], value: &Value, expire_at: Option<u64>, index: usize) -> pb::KeyPart {
+pub fn encode_piece(
+    key: &[u8],
+    value: &Value,
+    expire_at: Option<u64>,
+    index: usize,
+) -> pb::KeyPart {
     let bytes = |b: &[u8]| b.to_vec();
     let payload = match value {
         Value::Str(s) => {
@@ -56,10 +61,20 @@ pub fn encode_piece(key: &[u8], value: &Value, expire_at: Option<u64>, index: us
             key_part::Value::Hash(pb::Pairs { items })
         }
         Value::List(l) => key_part::Value::List(pb::Items {
-            items: l.iter().skip(index * PART_ITEMS).take(PART_ITEMS).map(|v| bytes(v)).collect(),
+            items: l
+                .iter()
+                .skip(index * PART_ITEMS)
+                .take(PART_ITEMS)
+                .map(|v| bytes(v))
+                .collect(),
         }),
         Value::Set(s) => key_part::Value::Set(pb::Items {
-            items: s.iter().skip(index * PART_ITEMS).take(PART_ITEMS).map(|v| bytes(v)).collect(),
+            items: s
+                .iter()
+                .skip(index * PART_ITEMS)
+                .take(PART_ITEMS)
+                .map(|v| bytes(v))
+                .collect(),
         }),
         Value::ZSet(z) => {
             let mut members = Vec::new();
@@ -82,7 +97,13 @@ pub fn encode_piece(key: &[u8], value: &Value, expire_at: Option<u64>, index: us
 
 /// The part saying `key` no longer exists.
 pub fn deleted(key: &[u8]) -> pb::KeyPart {
-    pb::KeyPart { key: key.to_vec(), first: true, deleted: true, expire_at_ms: 0, value: None }
+    pb::KeyPart {
+        key: key.to_vec(),
+        first: true,
+        deleted: true,
+        expire_at_ms: 0,
+        value: None,
+    }
 }
 
 /// Payload bytes of a part (for progress).
@@ -91,7 +112,9 @@ pub fn part_bytes(part: &pb::KeyPart) -> usize {
         None => 0,
         Some(key_part::Value::String(s)) => s.len(),
         Some(key_part::Value::Hash(p)) => p.items.iter().map(Vec::len).sum(),
-        Some(key_part::Value::List(i)) | Some(key_part::Value::Set(i)) => i.items.iter().map(Vec::len).sum(),
+        Some(key_part::Value::List(i)) | Some(key_part::Value::Set(i)) => {
+            i.items.iter().map(Vec::len).sum()
+        }
         Some(key_part::Value::Zset(z)) => z.members.iter().map(|m| m.len() + 8).sum(),
     };
     part.key.len() + v
@@ -132,7 +155,12 @@ pub fn apply(table: &mut SlotTable, part: pb::KeyPart, now: u64) -> Result<(), C
     append(table, key, payload, now)
 }
 
-fn append(table: &mut SlotTable, key: &[u8], payload: key_part::Value, now: u64) -> Result<(), CodecError> {
+fn append(
+    table: &mut SlotTable,
+    key: &[u8],
+    payload: key_part::Value,
+    now: u64,
+) -> Result<(), CodecError> {
     let value = table.get_mut(key, now).ok_or(CodecError::Orphan)?;
     let boxed = |v: Vec<u8>| -> Key { v.into_boxed_slice() };
     match (value, payload) {
@@ -169,9 +197,18 @@ mod tests {
     fn round_trip(value: Value) -> Value {
         let mut table = SlotTable::default();
         for i in 0..piece_count(&value) {
-            apply(&mut table, encode_piece(b"k", &value, Some(u64::MAX / 2), i), 0).unwrap();
+            apply(
+                &mut table,
+                encode_piece(b"k", &value, Some(u64::MAX / 2), i),
+                0,
+            )
+            .unwrap();
         }
-        assert_eq!(table.expire_at(b"k"), Some(u64::MAX / 2), "the TTL moves with the key");
+        assert_eq!(
+            table.expire_at(b"k"),
+            Some(u64::MAX / 2),
+            "the TTL moves with the key"
+        );
         table.get(b"k", 0).unwrap().clone()
     }
 
@@ -193,8 +230,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let list: std::collections::VecDeque<Box<[u8]>> =
-            (0..PART_ITEMS + 5).map(|i| i.to_string().into_bytes().into_boxed_slice()).collect();
+        let list: std::collections::VecDeque<Box<[u8]>> = (0..PART_ITEMS + 5)
+            .map(|i| i.to_string().into_bytes().into_boxed_slice())
+            .collect();
         match round_trip(Value::List(Box::new(list.clone()))) {
             Value::List(got) => assert_eq!(*got, list, "list order is kept"),
             other => panic!("{other:?}"),
@@ -207,7 +245,12 @@ mod tests {
         let mut part = encode_piece(b"k", &Value::Str(b"v".to_vec().into_boxed_slice()), None, 0);
         part.first = false;
         assert!(apply(&mut table, part, 0).is_err());
-        apply(&mut table, encode_piece(b"k", &Value::Str(b"v".to_vec().into_boxed_slice()), None, 0), 0).unwrap();
+        apply(
+            &mut table,
+            encode_piece(b"k", &Value::Str(b"v".to_vec().into_boxed_slice()), None, 0),
+            0,
+        )
+        .unwrap();
         apply(&mut table, deleted(b"k"), 0).unwrap();
         assert!(table.get(b"k", 0).is_none());
     }

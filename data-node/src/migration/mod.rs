@@ -56,7 +56,9 @@ impl HoldStats {
     pub fn p99_ms(&self) -> f64 {
         let mut v = self.recent_ms.clone();
         v.sort_by(|a, b| a.total_cmp(b));
-        v.get(((v.len() as f64 - 1.0) * 0.99).round() as usize).copied().unwrap_or(0.0)
+        v.get(((v.len() as f64 - 1.0) * 0.99).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
     }
 }
 
@@ -114,7 +116,9 @@ impl Migrations {
     }
 
     fn report(&self, report: pb::MigrationReport, urgent: bool) {
-        self.reports.lock().insert(report.id.parse().unwrap_or_default(), report);
+        self.reports
+            .lock()
+            .insert(report.id.parse().unwrap_or_default(), report);
         if urgent {
             self.report_now.notify_one();
         }
@@ -130,7 +134,11 @@ impl Migrations {
     pub fn before_apply(&self, next: &Topology) {
         let me = self.me();
         let mut staging = self.staging.lock();
-        let owned_now: Vec<u16> = staging.keys().copied().filter(|s| next.slots.owner(*s) == Some(me)).collect();
+        let owned_now: Vec<u16> = staging
+            .keys()
+            .copied()
+            .filter(|s| next.slots.owner(*s) == Some(me))
+            .collect();
         for slot in owned_now {
             let table = staging.remove(&slot).expect("listed");
             self.state.db.install_slot(slot, table);
@@ -149,16 +157,25 @@ impl Migrations {
     /// Called after a snapshot was applied: release holds, free slots this node no
     /// longer owns, drop staging of aborted migrations, and start pulling new ones.
     pub fn after_apply(self: &Arc<Self>) {
-        let Some(applied) = self.state.cluster.applied() else { return };
+        let Some(applied) = self.state.cluster.applied() else {
+            return;
+        };
         let t = &applied.topology;
         let me = self.me();
-        let running: HashMap<Uuid, &ember_core::Migration> = t.migrations.iter().map(|m| (m.id, m)).collect();
+        let running: HashMap<Uuid, &ember_core::Migration> =
+            t.migrations.iter().map(|m| (m.id, m)).collect();
 
         // Source side: a migration that left the topology ended (committed or aborted).
         let ended: Vec<(Uuid, Outgoing)> = {
             let mut out = self.outgoing.lock();
-            let ids: Vec<Uuid> = out.keys().copied().filter(|id| !running.contains_key(id)).collect();
-            ids.into_iter().filter_map(|id| out.remove(&id).map(|o| (id, o))).collect()
+            let ids: Vec<Uuid> = out
+                .keys()
+                .copied()
+                .filter(|id| !running.contains_key(id))
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| out.remove(&id).map(|o| (id, o)))
+                .collect()
         };
         for (id, o) in ended {
             o.task.abort();
@@ -180,11 +197,18 @@ impl Migrations {
             .collect();
         let dropped: Vec<SlotTable> = {
             let mut staging = self.staging.lock();
-            let gone: Vec<u16> = staging.keys().copied().filter(|s| !importing.contains(*s)).collect();
+            let gone: Vec<u16> = staging
+                .keys()
+                .copied()
+                .filter(|s| !importing.contains(*s))
+                .collect();
             gone.iter().filter_map(|s| staging.remove(s)).collect()
         };
         if !dropped.is_empty() {
-            tracing::info!(slots = dropped.len(), "dropped the staging of aborted migrations");
+            tracing::info!(
+                slots = dropped.len(),
+                "dropped the staging of aborted migrations"
+            );
             drop_in_background(dropped);
         }
 
@@ -207,7 +231,9 @@ impl Migrations {
             if incoming.contains_key(&m.id) {
                 continue;
             }
-            let Some(source) = t.nodes.get(&m.source) else { continue };
+            let Some(source) = t.nodes.get(&m.source) else {
+                continue;
+            };
             let slots: SlotSet = SlotSet::from_ranges(&m.slots);
             let task = tokio::spawn(target::pull(
                 self.clone(),
@@ -238,7 +264,10 @@ impl Migrations {
 
     /// Whether `slot` is being imported by a running pull of this node.
     fn importing(&self, id: Uuid, slot: u16) -> bool {
-        self.incoming.lock().get(&id).is_some_and(|m| m.slots.contains(slot))
+        self.incoming
+            .lock()
+            .get(&id)
+            .is_some_and(|m| m.slots.contains(slot))
     }
 }
 

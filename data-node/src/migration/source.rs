@@ -46,18 +46,25 @@ impl pb::internal_server::Internal for InternalService {
     async fn pull(&self, req: Request<pb::PullRequest>) -> Result<Response<ChunkStream>, Status> {
         let req = req.into_inner();
         let m = &self.migrations;
-        let id: Uuid = req.migration_id.parse().map_err(|_| Status::invalid_argument("bad migration id"))?;
+        let id: Uuid = req
+            .migration_id
+            .parse()
+            .map_err(|_| Status::invalid_argument("bad migration id"))?;
         // The target may have applied the migration's snapshot before this node did.
         let deadline = Instant::now() + Duration::from_secs(5);
         let slots = loop {
             if let Some(applied) = m.state.cluster.applied() {
                 let t = &applied.topology;
                 if t.cluster_id.to_string() != req.cluster_id {
-                    return Err(Status::failed_precondition("the puller belongs to another cluster"));
+                    return Err(Status::failed_precondition(
+                        "the puller belongs to another cluster",
+                    ));
                 }
                 if let Some(mig) = t.migrations.iter().find(|x| x.id == id) {
                     if mig.source != m.me() || mig.target.to_string() != req.target_id {
-                        return Err(Status::failed_precondition("this node is not the source of that migration"));
+                        return Err(Status::failed_precondition(
+                            "this node is not the source of that migration",
+                        ));
                     }
                     break SlotSet::from_ranges(&mig.slots);
                 }
@@ -66,7 +73,9 @@ impl pb::internal_server::Internal for InternalService {
                 }
             }
             if Instant::now() > deadline {
-                return Err(Status::unavailable("this node has not seen the migration yet"));
+                return Err(Status::unavailable(
+                    "this node has not seen the migration yet",
+                ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
@@ -86,7 +95,11 @@ impl pb::internal_server::Internal for InternalService {
         // holds, if any, stay in place.
         let previous = m.outgoing.lock().insert(
             id,
-            Outgoing { slots, task: task.abort_handle(), hold_since: None },
+            Outgoing {
+                slots,
+                task: task.abort_handle(),
+                hold_since: None,
+            },
         );
         if let Some(p) = previous {
             p.task.abort();
@@ -109,7 +122,10 @@ struct Batch {
 
 impl Batch {
     fn new() -> Self {
-        Self { chunk: pb::PullChunk::default(), bytes: 0 }
+        Self {
+            chunk: pb::PullChunk::default(),
+            bytes: 0,
+        }
     }
 
     async fn push(&mut self, part: pb::KeyPart, tx: &Tx) -> Result<(), String> {
@@ -124,7 +140,9 @@ impl Batch {
     async fn flush(&mut self, tx: &Tx) -> Result<(), String> {
         let chunk = std::mem::take(&mut self.chunk);
         self.bytes = 0;
-        tx.send(Ok(chunk)).await.map_err(|_| "the target went away".to_string())
+        tx.send(Ok(chunk))
+            .await
+            .map_err(|_| "the target went away".to_string())
     }
 }
 
@@ -137,9 +155,12 @@ async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(),
         t.start_tracking();
         keys_total += t.len() as u64;
     }
-    tx.send(Ok(pb::PullChunk { keys_total, ..Default::default() }))
-        .await
-        .map_err(|_| "the target went away")?;
+    tx.send(Ok(pb::PullChunk {
+        keys_total,
+        ..Default::default()
+    }))
+    .await
+    .map_err(|_| "the target went away")?;
     tracing::info!(migration = %id, slots = slots.len(), keys_total, "streaming slots");
 
     // 2. Snapshot.
@@ -154,7 +175,8 @@ async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(),
     // 3. Tail.
     let mut rounds = 0;
     loop {
-        let dirty: Vec<(u16, Vec<Key>)> = slots.iter().map(|s| (s, db.lock(s).take_dirty())).collect();
+        let dirty: Vec<(u16, Vec<Key>)> =
+            slots.iter().map(|s| (s, db.lock(s).take_dirty())).collect();
         let count: usize = dirty.iter().map(|(_, k)| k.len()).sum();
         if count < HANDOFF_BELOW || rounds >= MAX_TAIL_ROUNDS {
             // Put them back: they go out under the hold.
@@ -192,7 +214,13 @@ async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(),
 }
 
 /// Sends the current state of `keys` (or their deletion).
-async fn send_keys(m: &Migrations, slot: u16, keys: &[Key], batch: &mut Batch, tx: &Tx) -> Result<(), String> {
+async fn send_keys(
+    m: &Migrations,
+    slot: u16,
+    keys: &[Key],
+    batch: &mut Batch,
+    tx: &Tx,
+) -> Result<(), String> {
     for group in keys.chunks(KEYS_PER_LOCK) {
         let mut parts = Vec::with_capacity(group.len());
         let mut big: Vec<Key> = Vec::new();
@@ -220,7 +248,13 @@ async fn send_keys(m: &Migrations, slot: u16, keys: &[Key], batch: &mut Batch, t
 
 /// Sends a big value piece by piece, taking the slot lock once per piece so other
 /// clients of the slot wait at most one piece.
-async fn send_big(m: &Migrations, slot: u16, key: &[u8], batch: &mut Batch, tx: &Tx) -> Result<(), String> {
+async fn send_big(
+    m: &Migrations,
+    slot: u16,
+    key: &[u8],
+    batch: &mut Batch,
+    tx: &Tx,
+) -> Result<(), String> {
     let mut index = 0;
     loop {
         let part = {
@@ -230,7 +264,9 @@ async fn send_big(m: &Migrations, slot: u16, key: &[u8], batch: &mut Batch, tx: 
             match t.get(key, now) {
                 None => Some(codec::deleted(key)).filter(|_| index == 0),
                 // A write between pieces marks the key dirty: it is sent again whole.
-                Some(v) if index < codec::piece_count(v) => Some(codec::encode_piece(key, v, ttl, index)),
+                Some(v) if index < codec::piece_count(v) => {
+                    Some(codec::encode_piece(key, v, ttl, index))
+                }
                 Some(_) => None,
             }
         };
@@ -254,7 +290,11 @@ async fn fail_or_wait(m: &Migrations, id: Uuid, error: &str) {
         },
         true,
     );
-    let holding = m.outgoing.lock().get(&id).is_some_and(|o| o.hold_since.is_some());
+    let holding = m
+        .outgoing
+        .lock()
+        .get(&id)
+        .is_some_and(|o| o.hold_since.is_some());
     if !holding {
         let slots = m.outgoing.lock().get(&id).map(|o| o.slots.clone());
         if let Some(slots) = slots {

@@ -29,17 +29,37 @@ pub async fn pull(
     match result {
         Ok((keys, bytes, total)) => {
             tracing::info!(migration = %id, keys, bytes, took = ?started.elapsed(), "caught up; ready to commit");
-            m.report(report(id, Kind::Ready, keys, bytes, total, String::new()), true);
+            m.report(
+                report(id, Kind::Ready, keys, bytes, total, String::new()),
+                true,
+            );
         }
         Err(e) => {
             tracing::warn!(migration = %id, "pulling from {source_addr} failed: {e:#}");
-            m.report(report(id, Kind::Failed, 0, 0, 0, format!("target: {e:#}")), true);
+            m.report(
+                report(id, Kind::Failed, 0, 0, 0, format!("target: {e:#}")),
+                true,
+            );
         }
     }
 }
 
-fn report(id: Uuid, kind: Kind, keys: u64, bytes: u64, keys_total: u64, error: String) -> pb::MigrationReport {
-    pb::MigrationReport { id: id.to_string(), kind: kind.into(), keys, bytes, keys_total, error }
+fn report(
+    id: Uuid,
+    kind: Kind,
+    keys: u64,
+    bytes: u64,
+    keys_total: u64,
+    error: String,
+) -> pb::MigrationReport {
+    pb::MigrationReport {
+        id: id.to_string(),
+        kind: kind.into(),
+        keys,
+        bytes,
+        keys_total,
+        error,
+    }
 }
 
 async fn run(
@@ -70,7 +90,10 @@ async fn run(
         let now = now_ms();
         for part in chunk.parts {
             let slot = key_slot(&part.key);
-            anyhow::ensure!(slots.contains(slot), "the source sent a key of slot {slot}, outside the migration");
+            anyhow::ensure!(
+                slots.contains(slot),
+                "the source sent a key of slot {slot}, outside the migration"
+            );
             anyhow::ensure!(m.importing(id, slot), "the migration ended while pulling");
             if part.first {
                 keys += 1;
@@ -83,7 +106,10 @@ async fn run(
         }
         if last_report.elapsed() > Duration::from_millis(250) {
             last_report = Instant::now();
-            m.report(report(id, Kind::Progress, keys, bytes, total, String::new()), false);
+            m.report(
+                report(id, Kind::Progress, keys, bytes, total, String::new()),
+                false,
+            );
         }
     }
     anyhow::bail!("the source closed the stream before the handoff")
