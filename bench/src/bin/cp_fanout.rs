@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ember_bench::{ms, percentile, rss_bytes};
-use ember_proto::pb::{self, admin_client::AdminClient, control_message, node_message, session_client::SessionClient};
+use ember_proto::pb::{
+    self, admin_client::AdminClient, control_message, node_message, session_client::SessionClient,
+};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,7 +26,14 @@ async fn main() -> anyhow::Result<()> {
     let port = ember_tests::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut cp = Command::new(ember_tests::bin("ember-control-plane"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir", &dir, "--node-timeout", "60s"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            &dir,
+            "--node-timeout",
+            "60s",
+        ])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -41,7 +50,9 @@ async fn main() -> anyhow::Result<()> {
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(u64, Instant)>();
     let mut keep = Vec::new();
     for i in 0..sessions {
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())?.connect().await?;
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())?
+            .connect()
+            .await?;
         let (tx, rx) = mpsc::channel(4);
         let hello = pb::Hello {
             node_id: uuid::Uuid::new_v4().to_string(),
@@ -50,8 +61,14 @@ async fn main() -> anyhow::Result<()> {
             internal_addr: format!("10.0.{}.{}:16379", i / 250, i % 250),
             ..Default::default()
         };
-        tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Hello(hello)) }).await?;
-        let mut inbound = SessionClient::new(channel).open(ReceiverStream::new(rx)).await?.into_inner();
+        tx.send(pb::NodeMessage {
+            msg: Some(node_message::Msg::Hello(hello)),
+        })
+        .await?;
+        let mut inbound = SessionClient::new(channel)
+            .open(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
         let seen = seen_tx.clone();
         tokio::spawn(async move {
             while let Ok(Some(msg)) = inbound.message().await {
@@ -66,7 +83,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let rss_sessions = rss_bytes(pid);
     let names: Vec<String> = (0..sessions).map(|i| format!("b{i}")).collect();
-    admin.bootstrap(pb::BootstrapRequest { nodes: names }).await?;
+    admin
+        .bootstrap(pb::BootstrapRequest { nodes: names })
+        .await?;
     // Drain the bootstrap snapshots.
     let mut got = 0;
     while got < sessions {
@@ -79,7 +98,9 @@ async fn main() -> anyhow::Result<()> {
     for c in 0..changes {
         let start = Instant::now();
         let reply = admin
-            .set_config(pb::SetConfigRequest { require_full_coverage: Some(c % 2 == 0) })
+            .set_config(pb::SetConfigRequest {
+                require_full_coverage: Some(c % 2 == 0),
+            })
             .await?
             .into_inner();
         let version = reply.topology.unwrap().version;
@@ -101,7 +122,11 @@ async fn main() -> anyhow::Result<()> {
     let _ = cp.wait();
 
     println!("control-plane fan-out: {sessions} sessions, {changes} changes (commit incl. fsync -> receipt)");
-    println!("  per receipt   p50 {}  p99 {}", ms(percentile(&mut latencies, 50.0)), ms(percentile(&mut latencies, 99.0)));
+    println!(
+        "  per receipt   p50 {}  p99 {}",
+        ms(percentile(&mut latencies, 50.0)),
+        ms(percentile(&mut latencies, 99.0))
+    );
     println!(
         "  last session  p50 {}  p99 {}",
         ms(percentile(&mut per_change_max, 50.0)),
