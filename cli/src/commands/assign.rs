@@ -128,7 +128,7 @@ mod tests {
             n2,
             &[r(5000, 5500), r(10920, 10930), r(16000, 16000)],
         );
-        assert_eq!(format_ranges(&direct), "5461-10930 16000");
+        assert_eq!(format_ranges(&direct), "5461-5500 10920-10930 16000");
         assert!(any_free);
         assert_eq!(
             moves,

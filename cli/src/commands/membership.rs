@@ -68,10 +68,11 @@ async fn wait_for_nodes(ctx: &Ctx, nodes: &[String], wait: Duration) -> Result<(
             Err(e @ (CliError::Unreachable { .. } | CliError::Timeout { .. })) => e,
             Err(e) => return Err(e),
         };
-        if Instant::now() + WAIT_POLL > deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(last);
         }
-        tokio::time::sleep(WAIT_POLL).await;
+        tokio::time::sleep(left.min(WAIT_POLL)).await;
     }
 }
 
