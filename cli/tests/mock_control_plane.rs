@@ -847,3 +847,24 @@ async fn bootstrap_waits_for_nodes_to_register() {
     );
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_control_plane_is_waited_for() {
+    // The mock allows 2 migrations at once; the third waits for a slot, then runs.
+    let addr = start_mock_with(Config {
+        plan: vec![(N1, N2, 0, 99), (N1, N2, 200, 299), (N2, N1, 8192, 8291)],
+        ..Config::default()
+    })
+    .await;
+    let (code, out, err) = emberctl(addr, &["rebalance", "--parallel", "3"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("moved ")).count(),
+        3,
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().last(),
+        Some("done: 300 slots moved in 3 migrations")
+    );
+}
