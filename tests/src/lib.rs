@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod proxy;
+
 /// Where the workspace's binaries are, building them on first use (in the profile of the
 /// running executable: tests use debug, release-built benchmarks use release).
 pub fn bin(name: &str) -> PathBuf {
@@ -157,6 +159,8 @@ pub struct NodeSpec {
     pub port: u16,
     pub internal_port: u16,
     pub data_dir: PathBuf,
+    /// Announced node-to-node address, when not the internal port itself (a proxy).
+    pub internal_announce: Option<String>,
 }
 
 impl NodeSpec {
@@ -225,12 +229,20 @@ impl TestCluster {
 
     /// Starts one more data node (it registers itself as pending).
     pub fn add_node(&mut self) -> usize {
+        self.add_node_with(|_| None)
+    }
+
+    /// Starts one more data node whose announced internal address is chosen by
+    /// `announce(internal_port)` (e.g. a [`proxy::Proxy`] in front of it).
+    pub fn add_node_with(&mut self, announce: impl FnOnce(u16) -> Option<String>) -> usize {
         let i = self.specs.len();
+        let internal_port = free_port();
         let spec = NodeSpec {
             name: format!("n{}", i + 1),
             port: free_port(),
-            internal_port: free_port(),
+            internal_port,
             data_dir: self.dir.path().join(format!("n{}", i + 1)),
+            internal_announce: announce(internal_port),
         };
         let proc = self.spawn_node(&spec);
         self.specs.push(spec);
@@ -239,21 +251,28 @@ impl TestCluster {
     }
 
     fn spawn_node(&self, spec: &NodeSpec) -> Proc {
+        let mut extra = Vec::new();
+        if let Some(a) = &spec.internal_announce {
+            extra = vec!["--internal-announce".to_string(), a.clone()];
+        }
         Proc::spawn(
             &spec.name,
             bin("ember-data-node"),
-            vec![
-                "--port".into(),
-                spec.port.to_string(),
-                "--internal-port".into(),
-                spec.internal_port.to_string(),
-                "--control-plane".into(),
-                self.cp_url(),
-                "--data-dir".into(),
-                spec.data_dir.display().to_string(),
-                "--name".into(),
-                spec.name.clone(),
-            ],
+            extra
+                .into_iter()
+                .chain([
+                    "--port".into(),
+                    spec.port.to_string(),
+                    "--internal-port".into(),
+                    spec.internal_port.to_string(),
+                    "--control-plane".into(),
+                    self.cp_url(),
+                    "--data-dir".into(),
+                    spec.data_dir.display().to_string(),
+                    "--name".into(),
+                    spec.name.clone(),
+                ])
+                .collect(),
             self.dir.path().join(format!("{}.log", spec.name)),
         )
     }
