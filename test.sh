@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test of ember: unit, property, differential (against redis-server) and
+# end-to-end tests (real processes on loopback) with cargo, then the container tests
+# (tests/docker/run.sh) when a Docker engine is available.
+#
+# Needs Debian's redis-server and redis-cli; installs them when missing and run as root.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing redis-server and redis-tools (the differential and e2e tests use them)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+  else
+    echo "error: redis-server and redis-cli are needed: apt-get install redis-server redis-tools" >&2
+    exit 1
+  fi
+fi
+
+cargo test --workspace
+
+if [ "${EMBER_SKIP_DOCKER_TESTS:-0}" != 1 ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  tests/docker/run.sh
+else
+  echo "container tests skipped: no Docker engine (or EMBER_SKIP_DOCKER_TESTS=1)"
+  if [ "${CI:-}" = true ]; then
+    echo "error: CI must run the container tests" >&2
+    exit 1
+  fi
+fi
