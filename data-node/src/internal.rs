@@ -15,8 +15,11 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 pub async fn serve(listener: TcpListener, migrations: Arc<Migrations>) {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<InternalServer<InternalService>>().await;
-    let internal = InternalServer::new(InternalService { migrations }).max_encoding_message_size(MAX_MESSAGE);
+    health
+        .set_serving::<InternalServer<InternalService>>()
+        .await;
+    let internal =
+        InternalServer::new(InternalService { migrations }).max_encoding_message_size(MAX_MESSAGE);
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(internal)

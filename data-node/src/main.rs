@@ -39,7 +39,11 @@ struct Args {
     #[arg(long, env = "EMBER_INTERNAL_ANNOUNCE")]
     internal_announce: Option<String>,
     /// The control plane's gRPC URL.
-    #[arg(long, env = "EMBER_CONTROL_PLANE", default_value = "http://127.0.0.1:7379")]
+    #[arg(
+        long,
+        env = "EMBER_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:7379"
+    )]
     control_plane: String,
     /// Directory holding the node's identity.
     #[arg(long, env = "EMBER_DATA_DIR", default_value = "./ember-node-data")]
@@ -84,23 +88,40 @@ async fn health_check(port: u16) -> anyhow::Result<()> {
         conn.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
         let mut buf = [0u8; 7];
         conn.read_exact(&mut buf).await?;
-        anyhow::ensure!(&buf == b"+PONG\r\n", "unexpected reply {:?}", String::from_utf8_lossy(&buf));
+        anyhow::ensure!(
+            &buf == b"+PONG\r\n",
+            "unexpected reply {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         Ok(())
     };
-    tokio::time::timeout(std::time::Duration::from_secs(2), check).await.context("no reply within 2s")?
+    tokio::time::timeout(std::time::Duration::from_secs(2), check)
+        .await
+        .context("no reply within 2s")?
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     if args.health_check {
-        return health_check(args.port).await.with_context(|| format!("node on port {} is not healthy", args.port));
+        return health_check(args.port)
+            .await
+            .with_context(|| format!("node on port {} is not healthy", args.port));
     }
     let internal_port = match args.internal_port {
         Some(p) => p,
-        None => args.port.checked_add(10000).context("--port + 10000 overflows; set --internal-port")?,
+        None => args
+            .port
+            .checked_add(10000)
+            .context("--port + 10000 overflows; set --internal-port")?,
     };
     let host = announced_host(args.bind);
-    let client_addr = args.announce.clone().unwrap_or_else(|| format!("{host}:{}", args.port));
-    let internal_addr = args.internal_announce.clone().unwrap_or_else(|| format!("{host}:{internal_port}"));
+    let client_addr = args
+        .announce
+        .clone()
+        .unwrap_or_else(|| format!("{host}:{}", args.port));
+    let internal_addr = args
+        .internal_announce
+        .clone()
+        .unwrap_or_else(|| format!("{host}:{internal_port}"));
 
     let identity = Identity::load_or_create(&args.data_dir)?;
     let cluster = Arc::new(Cluster::new(identity.node_id));
@@ -111,7 +132,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
     let internal = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, internal_port))
         .await
-        .with_context(|| format!("cannot listen on {}:{internal_port} (internal port)", args.bind))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{internal_port} (internal port)",
+                args.bind
+            )
+        })?;
     tracing::info!(
         node_id = %identity.node_id,
         %client_addr,
@@ -121,8 +147,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let migrations = Migrations::new(state.clone());
-    tokio::spawn(ember_data_node::internal::serve(internal, migrations.clone()));
-    let config = SessionConfig { control_plane: args.control_plane, name: args.name, client_addr, internal_addr };
+    tokio::spawn(ember_data_node::internal::serve(
+        internal,
+        migrations.clone(),
+    ));
+    let config = SessionConfig {
+        control_plane: args.control_plane,
+        name: args.name,
+        client_addr,
+        internal_addr,
+    };
     tokio::spawn(session::run(cluster, identity, config, migrations));
     serve(listener, state, shutdown_signal()).await;
     Ok(())
