@@ -297,7 +297,10 @@ async fn connection_loop(
             return Ok(());
         }
         if buf.len() > state.config.client_query_buffer_limit() {
-            tracing::warn!(client = client.id, "closing client that exceeded client-query-buffer-limit");
+            tracing::warn!(
+                client = client.id,
+                "closing client that exceeded client-query-buffer-limit"
+            );
             return Ok(());
         }
         if buf.capacity() - buf.len() < 4096 {

@@ -40,7 +40,12 @@ async fn expect_closed(s: &mut TcpStream) {
         .await
         .expect("connection not closed")
         .unwrap_or(0);
-    assert_eq!(n, 0, "expected close, got {:?}", String::from_utf8_lossy(&buf[..n]));
+    assert_eq!(
+        n,
+        0,
+        "expected close, got {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 }
 
 #[tokio::test]
@@ -68,7 +73,8 @@ async fn inline_commands() {
 #[tokio::test]
 async fn command_split_across_many_reads() {
     let mut s = connect().await;
-    let cmd = b"*3\r\n$3\r\nSET\r\n$5\r\nhello\r\n$5\r\nworld\r\n*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
+    let cmd =
+        b"*3\r\n$3\r\nSET\r\n$5\r\nhello\r\n$5\r\nworld\r\n*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
     for b in cmd.iter() {
         s.write_all(&[*b]).await.unwrap();
         s.flush().await.unwrap();
@@ -79,16 +85,31 @@ async fn command_split_across_many_reads() {
 #[tokio::test]
 async fn errors_have_redis_wording() {
     let mut s = connect().await;
-    send_expect(&mut s, b"*1\r\n$3\r\nGET\r\n", b"-ERR wrong number of arguments for 'get' command\r\n").await;
+    send_expect(
+        &mut s,
+        b"*1\r\n$3\r\nGET\r\n",
+        b"-ERR wrong number of arguments for 'get' command\r\n",
+    )
+    .await;
     send_expect(
         &mut s,
         b"FOO a b\r\n",
         b"-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n",
     )
     .await;
-    send_expect(&mut s, b"LPUSH l a\r\nGET l\r\n", b":1\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n").await;
+    send_expect(
+        &mut s,
+        b"LPUSH l a\r\nGET l\r\n",
+        b":1\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    )
+    .await;
     send_expect(&mut s, b"SET k v XX NX\r\n", b"-ERR syntax error\r\n").await;
-    send_expect(&mut s, b"SELECT 1\r\nSELECT 0\r\n", b"-ERR SELECT is not allowed in cluster mode\r\n+OK\r\n").await;
+    send_expect(
+        &mut s,
+        b"SELECT 1\r\nSELECT 0\r\n",
+        b"-ERR SELECT is not allowed in cluster mode\r\n+OK\r\n",
+    )
+    .await;
     send_expect(
         &mut s,
         b"MGET a b\r\n",
@@ -96,7 +117,12 @@ async fn errors_have_redis_wording() {
     )
     .await;
     send_expect(&mut s, b"MGET {a}1 {a}2\r\n", b"*2\r\n$-1\r\n$-1\r\n").await;
-    send_expect(&mut s, b"READONLY\r\nREADWRITE\r\nASKING\r\n", b"+OK\r\n+OK\r\n+OK\r\n").await;
+    send_expect(
+        &mut s,
+        b"READONLY\r\nREADWRITE\r\nASKING\r\n",
+        b"+OK\r\n+OK\r\n+OK\r\n",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -110,19 +136,30 @@ async fn hello_3_switches_to_resp3() {
     let mut rest = Vec::new();
     while !rest.ends_with(b"$7\r\nmodules\r\n*0\r\n") {
         let mut b = [0u8; 1];
-        timeout(Duration::from_secs(5), s.read_exact(&mut b)).await.unwrap().unwrap();
+        timeout(Duration::from_secs(5), s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
         rest.push(b[0]);
     }
     let text = String::from_utf8_lossy(&rest);
     assert!(text.starts_with("$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:"), "{text}");
-    assert!(text.contains("$4\r\nmode\r\n$7\r\ncluster\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"), "{text}");
+    assert!(
+        text.contains("$4\r\nmode\r\n$7\r\ncluster\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"),
+        "{text}"
+    );
     send_expect(
         &mut s,
         b"GET nokey\r\nHSET h f v\r\nHGETALL h\r\nZADD z 1.5 m\r\nZSCORE z m\r\nSMEMBERS nokey\r\nLPOP nokey 2\r\n",
         b"_\r\n:1\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n:1\r\n,1.5\r\n~0\r\n_\r\n",
     )
     .await;
-    send_expect(&mut s, b"HELLO 4\r\n", b"-NOPROTO unsupported protocol version\r\n").await;
+    send_expect(
+        &mut s,
+        b"HELLO 4\r\n",
+        b"-NOPROTO unsupported protocol version\r\n",
+    )
+    .await;
     // Back to RESP2.
     s.write_all(b"HELLO 2\r\n").await.unwrap();
     let mut head = vec![0u8; 5];
@@ -144,21 +181,36 @@ async fn resp2_degrades_resp3_types() {
 #[tokio::test]
 async fn invalid_multibulk_length_closes() {
     let mut s = connect().await;
-    send_expect(&mut s, b"PING\r\n*abc\r\n", b"+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n").await;
+    send_expect(
+        &mut s,
+        b"PING\r\n*abc\r\n",
+        b"+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n",
+    )
+    .await;
     expect_closed(&mut s).await;
 }
 
 #[tokio::test]
 async fn negative_bulk_length_closes() {
     let mut s = connect().await;
-    send_expect(&mut s, b"*1\r\n$-5\r\n", b"-ERR Protocol error: invalid bulk length\r\n").await;
+    send_expect(
+        &mut s,
+        b"*1\r\n$-5\r\n",
+        b"-ERR Protocol error: invalid bulk length\r\n",
+    )
+    .await;
     expect_closed(&mut s).await;
 }
 
 #[tokio::test]
 async fn bulk_length_over_the_limit_closes() {
     let mut s = connect().await;
-    send_expect(&mut s, b"*1\r\n$536870913\r\n", b"-ERR Protocol error: invalid bulk length\r\n").await;
+    send_expect(
+        &mut s,
+        b"*1\r\n$536870913\r\n",
+        b"-ERR Protocol error: invalid bulk length\r\n",
+    )
+    .await;
     expect_closed(&mut s).await;
 }
 
@@ -166,28 +218,48 @@ async fn bulk_length_over_the_limit_closes() {
 async fn configured_bulk_limit_applies() {
     let mut s = connect().await;
     send_expect(&mut s, b"CONFIG SET proto-max-bulk-len 1mb\r\n", b"+OK\r\n").await;
-    send_expect(&mut s, b"*1\r\n$1048577\r\n", b"-ERR Protocol error: invalid bulk length\r\n").await;
+    send_expect(
+        &mut s,
+        b"*1\r\n$1048577\r\n",
+        b"-ERR Protocol error: invalid bulk length\r\n",
+    )
+    .await;
     expect_closed(&mut s).await;
 }
 
 #[tokio::test]
 async fn multibulk_count_over_the_limit_closes() {
     let mut s = connect().await;
-    send_expect(&mut s, b"*2147483648\r\n", b"-ERR Protocol error: invalid multibulk length\r\n").await;
+    send_expect(
+        &mut s,
+        b"*2147483648\r\n",
+        b"-ERR Protocol error: invalid multibulk length\r\n",
+    )
+    .await;
     expect_closed(&mut s).await;
 }
 
 #[tokio::test]
 async fn expected_dollar_closes() {
     let mut s = connect().await;
-    send_expect(&mut s, b"*1\r\nfoo\r\n", b"-ERR Protocol error: expected '$', got 'f'\r\n").await;
+    send_expect(
+        &mut s,
+        b"*1\r\nfoo\r\n",
+        b"-ERR Protocol error: expected '$', got 'f'\r\n",
+    )
+    .await;
     expect_closed(&mut s).await;
 }
 
 #[tokio::test]
 async fn unbalanced_quotes_close() {
     let mut s = connect().await;
-    send_expect(&mut s, b"SET a \"b\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n").await;
+    send_expect(
+        &mut s,
+        b"SET a \"b\r\n",
+        b"-ERR Protocol error: unbalanced quotes in request\r\n",
+    )
+    .await;
     expect_closed(&mut s).await;
 }
 
@@ -228,7 +300,12 @@ async fn transactions() {
         b"+OK\r\n-ERR wrong number of arguments for 'get' command\r\n-EXECABORT Transaction discarded because of previous errors.\r\n",
     )
     .await;
-    send_expect(&mut s, b"EXEC\r\nDISCARD\r\n", b"-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n").await;
+    send_expect(
+        &mut s,
+        b"EXEC\r\nDISCARD\r\n",
+        b"-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n",
+    )
+    .await;
     // WATCH: a write to the watched key aborts EXEC with a null array.
     send_expect(
         &mut s,
@@ -249,7 +326,10 @@ async fn a_stuck_client_does_not_stall_others() {
     let (addr, _state) = common::start().await;
     // This client sends half a command and never reads.
     let mut stuck = TcpStream::connect(addr).await.unwrap();
-    stuck.write_all(b"*2\r\n$3\r\nGET\r\n$100\r\nab").await.unwrap();
+    stuck
+        .write_all(b"*2\r\n$3\r\nGET\r\n$100\r\nab")
+        .await
+        .unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
     send_expect(&mut s, b"SET k v\r\nGET k\r\n", b"+OK\r\n$1\r\nv\r\n").await;
 }
@@ -268,7 +348,10 @@ async fn keyspace_counts_and_expiry() {
     assert_eq!(state.db.count_in_slot(slot), 2);
     tokio::time::sleep(Duration::from_millis(20)).await;
     send_expect(&mut s, b"GET {x}1\r\nDBSIZE\r\n", b"$-1\r\n:1\r\n").await;
-    assert_eq!(state.db.keys_in_slot(slot, 10), vec![bytes::Bytes::from_static(b"{x}2")]);
+    assert_eq!(
+        state.db.keys_in_slot(slot, 10),
+        vec![bytes::Bytes::from_static(b"{x}2")]
+    );
     assert_eq!(state.db.drop_slot(slot), 1);
     send_expect(&mut s, b"DBSIZE\r\n", b":0\r\n").await;
 }

@@ -38,9 +38,7 @@ pub fn hello(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         match arg_int(&args[1]) {
             Ok(v) if (2..=3).contains(&v) => proto = v,
             Ok(_) => return Reply::err("NOPROTO unsupported protocol version"),
-            Err(_) => {
-                return Reply::err("ERR Protocol version is not an integer or out of range")
-            }
+            Err(_) => return Reply::err("ERR Protocol version is not an integer or out of range"),
         }
         i = 2;
     }
@@ -48,9 +46,7 @@ pub fn hello(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         let more = args.len() - i - 1;
         if eq_ic(&args[i], "auth") && more >= 2 {
             if &args[i + 1][..] != b"default" {
-                return Reply::err(
-                    "WRONGPASS invalid username-password pair or user is disabled.",
-                );
+                return Reply::err("WRONGPASS invalid username-password pair or user is disabled.");
             }
             i += 3;
         } else if eq_ic(&args[i], "setname") && more >= 1 {
@@ -132,9 +128,11 @@ pub fn asking(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
 pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     let n = args.len();
-    let arity = |name: &str| Reply::error(format!(
-        "ERR wrong number of arguments for 'client|{name}' command"
-    ));
+    let arity = |name: &str| {
+        Reply::error(format!(
+            "ERR wrong number of arguments for 'client|{name}' command"
+        ))
+    };
     if eq_ic(sub, "id") {
         if n != 2 {
             return arity("id");
@@ -178,7 +176,9 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             ));
         };
         if !valid_name(&args[3]) && !args[3].is_empty() {
-            return Reply::err("ERR lib-name or lib-ver cannot contain spaces, newlines or special characters.");
+            return Reply::err(
+                "ERR lib-name or lib-ver cannot contain spaces, newlines or special characters.",
+            );
         }
         *slot.lock() = Some(args[3].clone());
         Reply::ok()
@@ -198,10 +198,18 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         Reply::Verbatim("txt", Bytes::from(s))
     } else if eq_ic(sub, "help") {
         Reply::Array(
-            ["CLIENT <subcommand>", "ID", "SETNAME <name>", "GETNAME", "SETINFO <option> <value>", "INFO", "LIST"]
-                .iter()
-                .map(|s| Reply::simple(s))
-                .collect(),
+            [
+                "CLIENT <subcommand>",
+                "ID",
+                "SETNAME <name>",
+                "GETNAME",
+                "SETINFO <option> <value>",
+                "INFO",
+                "LIST",
+            ]
+            .iter()
+            .map(|s| Reply::simple(s))
+            .collect(),
         )
     } else {
         unknown_subcommand(sub, "CLIENT")

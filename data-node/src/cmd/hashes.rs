@@ -4,7 +4,10 @@
 use bytes::Bytes;
 use rand::seq::IndexedRandom;
 
-use super::{arg_int, eq_ic, get_hash, get_hash_mut, glob_match, parse_cursor, parse_f64, parse_scan_opts, scan_page, Ctx};
+use super::{
+    arg_int, eq_ic, get_hash, get_hash_mut, glob_match, parse_cursor, parse_f64, parse_scan_opts,
+    scan_page, Ctx,
+};
 use crate::db::SlotTable;
 use crate::resp::parse::parse_i64;
 use crate::resp::reply::fmt_human_double;
@@ -78,7 +81,10 @@ pub fn hdel(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let Some(h) = tri!(get_hash_mut(t, &args[1], ctx.now, false)) else {
         return Reply::Integer(0);
     };
-    let n = args[2..].iter().filter(|f| h.remove(&f[..]).is_some()).count();
+    let n = args[2..]
+        .iter()
+        .filter(|f| h.remove(&f[..]).is_some())
+        .count();
     t.remove_if_empty(&args[1]);
     Reply::Integer(n as i64)
 }
@@ -109,14 +115,22 @@ pub fn hgetall(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let h = tri!(get_hash(t, &args[1], ctx.now));
     let name = &args[0];
     let Some(h) = h else {
-        return if eq_ic(name, "hgetall") { Reply::Map(vec![]) } else { Reply::Array(vec![]) };
+        return if eq_ic(name, "hgetall") {
+            Reply::Map(vec![])
+        } else {
+            Reply::Array(vec![])
+        };
     };
     if eq_ic(name, "hkeys") {
         Reply::Array(h.keys().map(|k| Reply::bulk(k)).collect())
     } else if eq_ic(name, "hvals") {
         Reply::Array(h.values().map(|v| Reply::bulk(v)).collect())
     } else {
-        Reply::Map(h.iter().map(|(k, v)| (Reply::bulk(k), Reply::bulk(v))).collect())
+        Reply::Map(
+            h.iter()
+                .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v)))
+                .collect(),
+        )
     }
 }
 
@@ -136,7 +150,10 @@ pub fn hincrby(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         t.remove_if_empty(&args[1]);
         return Reply::err("ERR increment or decrement would overflow");
     };
-    h.insert(args[2][..].into(), itoa::Buffer::new().format(new).as_bytes().into());
+    h.insert(
+        args[2][..].into(),
+        itoa::Buffer::new().format(new).as_bytes().into(),
+    );
     Reply::Integer(new)
 }
 
@@ -144,6 +161,9 @@ pub fn hincrby(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// `HINCRBYFLOAT key field increment`
 pub fn hincrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let by = tri!(super::arg_float(&args[3]));
+    if !by.is_finite() {
+        return Reply::err("ERR value is NaN or Infinity");
+    }
     let h = tri!(get_hash_mut(t, &args[1], ctx.now, true)).expect("created");
     let cur = match h.get(&args[2][..]) {
         Some(v) => match parse_f64(v) {
@@ -168,11 +188,19 @@ pub fn hrandfield(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     if args.len() > 4 || (args.len() == 4 && !eq_ic(&args[3], "withvalues")) {
         return Reply::syntax();
     }
-    let count = if args.len() >= 3 { Some(tri!(arg_int(&args[2]))) } else { None };
+    let count = if args.len() >= 3 {
+        Some(tri!(arg_int(&args[2])))
+    } else {
+        None
+    };
     let withvalues = args.len() == 4;
     let h = tri!(get_hash(t, &args[1], ctx.now));
     let Some(h) = h else {
-        return if count.is_some() { Reply::Array(vec![]) } else { Reply::Null };
+        return if count.is_some() {
+            Reply::Array(vec![])
+        } else {
+            Reply::Null
+        };
     };
     let entries: Vec<(&[u8], &[u8])> = h.iter().map(|(k, v)| (&k[..], &v[..])).collect();
     let mut rng = rand::rng();
@@ -209,8 +237,9 @@ pub fn hscan(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let cursor = tri!(parse_cursor(&args[2]));
     let o = tri!(parse_scan_opts(args, 3, false));
     let h = tri!(get_hash(t, &args[1], ctx.now));
-    let entries: Vec<(&[u8], &[u8])> =
-        h.map(|h| h.iter().map(|(k, v)| (&k[..], &v[..])).collect()).unwrap_or_default();
+    let entries: Vec<(&[u8], &[u8])> = h
+        .map(|h| h.iter().map(|(k, v)| (&k[..], &v[..])).collect())
+        .unwrap_or_default();
     let (next, page) = scan_page(&entries, cursor, o.count);
     let mut out = Vec::new();
     for (k, v) in page {

@@ -12,7 +12,10 @@ use crate::tri;
 /// # Format
 /// `DEL key [key ...]`, `UNLINK key [key ...]`
 pub fn del(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
-    let n = args[1..].iter().filter(|k| t.remove(k, ctx.now).is_some()).count();
+    let n = args[1..]
+        .iter()
+        .filter(|k| t.remove(k, ctx.now).is_some())
+        .count();
     Reply::Integer(n as i64)
 }
 
@@ -178,7 +181,9 @@ pub fn scan(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             visited += 1;
             let ok = !t.is_expired(k, ctx.now)
                 && o.pattern.as_ref().is_none_or(|p| glob_match(p, k, false))
-                && o.type_name.as_ref().is_none_or(|ty| eq_ic(ty, v.type_name()));
+                && o.type_name
+                    .as_ref()
+                    .is_none_or(|ty| eq_ic(ty, v.type_name()));
             if ok {
                 out.push(Reply::bulk(k));
             }
@@ -263,7 +268,11 @@ pub fn copy(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         } else if eq_ic(&args[i], "db") && i + 1 < args.len() {
             match arg_int(&args[i + 1]) {
                 Ok(0) => {}
-                Ok(_) => return Reply::err("ERR Copying to another database is not allowed in cluster mode"),
+                Ok(_) => {
+                    return Reply::err(
+                        "ERR Copying to another database is not allowed in cluster mode",
+                    )
+                }
                 Err(r) => return r,
             }
             i += 2;

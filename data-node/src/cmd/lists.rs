@@ -40,12 +40,24 @@ pub fn positive_count(b: &[u8]) -> Result<usize, Reply> {
 /// `LPOP key [count]`, `RPOP key [count]`
 pub fn pop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     if args.len() > 3 {
-        return Reply::arity(if eq_ic(&args[0], "lpop") { "lpop" } else { "rpop" });
+        return Reply::arity(if eq_ic(&args[0], "lpop") {
+            "lpop"
+        } else {
+            "rpop"
+        });
     }
     let left = eq_ic(&args[0], "lpop");
-    let count = if args.len() == 3 { Some(tri!(positive_count(&args[2]))) } else { None };
+    let count = if args.len() == 3 {
+        Some(tri!(positive_count(&args[2])))
+    } else {
+        None
+    };
     let Some(l) = tri!(get_list_mut(t, &args[1], ctx.now, false)) else {
-        return if count.is_some() { Reply::NullArray } else { Reply::Null };
+        return if count.is_some() {
+            Reply::NullArray
+        } else {
+            Reply::Null
+        };
     };
     let mut pop1 = || if left { l.pop_front() } else { l.pop_back() };
     let r = match count {
@@ -93,10 +105,10 @@ fn index(i: i64, len: usize) -> Option<usize> {
 /// # Format
 /// `LINDEX key index`
 pub fn lindex(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
-    let i = tri!(arg_int(&args[2]));
     let Some(l) = tri!(get_list(t, &args[1], ctx.now)) else {
         return Reply::Null;
     };
+    let i = tri!(arg_int(&args[2]));
     match index(i, l.len()) {
         Some(i) => Reply::bulk(&l[i]),
         None => Reply::Null,
@@ -106,10 +118,10 @@ pub fn lindex(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// # Format
 /// `LSET key index element`
 pub fn lset(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
-    let i = tri!(arg_int(&args[2]));
     let Some(l) = tri!(get_list_mut(t, &args[1], ctx.now, false)) else {
         return Reply::err("ERR no such key");
     };
+    let i = tri!(arg_int(&args[2]));
     match index(i, l.len()) {
         Some(i) => {
             l[i] = args[3][..].into();
@@ -149,7 +161,11 @@ pub fn lrem(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         return Reply::Integer(0);
     };
     let el = &args[3][..];
-    let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+    let limit = if count == 0 {
+        usize::MAX
+    } else {
+        count.unsigned_abs() as usize
+    };
     let mut removed = 0;
     if count >= 0 {
         let mut i = 0;
@@ -220,7 +236,11 @@ pub fn lmove(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     }
     tri!(get_list(t, dst, ctx.now));
     let l = tri!(get_list_mut(t, src, ctx.now, false)).expect("checked");
-    let Some(v) = (if from_left { l.pop_front() } else { l.pop_back() }) else {
+    let Some(v) = (if from_left {
+        l.pop_front()
+    } else {
+        l.pop_back()
+    }) else {
         return Reply::Null;
     };
     let r = Reply::bulk(&v);
@@ -245,32 +265,35 @@ pub fn lpos(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         if i + 1 >= args.len() {
             return Reply::syntax();
         }
-        let v = tri!(arg_int(&args[i + 1]));
+        let v = parse_i64(&args[i + 1]);
         if eq_ic(&args[i], "rank") {
-            if v == 0 {
-                return Reply::err("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list");
+            match v {
+                None => return Reply::not_integer(),
+                Some(0) => return Reply::err("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list"),
+                Some(i64::MIN) => return Reply::err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"),
+                Some(v) => rank = v,
             }
-            if v == i64::MIN {
-                return Reply::err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
-            }
-            rank = v;
         } else if eq_ic(&args[i], "count") {
-            if v < 0 {
-                return Reply::err("ERR COUNT can't be negative");
+            match v {
+                Some(v) if v >= 0 => count = Some(v as usize),
+                _ => return Reply::err("ERR COUNT can't be negative"),
             }
-            count = Some(v as usize);
         } else if eq_ic(&args[i], "maxlen") {
-            if v < 0 {
-                return Reply::err("ERR MAXLEN can't be negative");
+            match v {
+                Some(v) if v >= 0 => maxlen = v as usize,
+                _ => return Reply::err("ERR MAXLEN can't be negative"),
             }
-            maxlen = v as usize;
         } else {
             return Reply::syntax();
         }
         i += 2;
     }
     let Some(l) = tri!(get_list(t, &args[1], ctx.now)) else {
-        return if count.is_some() { Reply::Array(vec![]) } else { Reply::Null };
+        return if count.is_some() {
+            Reply::Array(vec![])
+        } else {
+            Reply::Null
+        };
     };
     let el = &args[2][..];
     let want = match count {

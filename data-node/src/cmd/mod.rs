@@ -172,7 +172,13 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
     }
 }
 
-fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes], asking: bool) -> Reply {
+fn queue(
+    state: &ServerState,
+    client: &mut Client,
+    idx: usize,
+    args: &[Bytes],
+    asking: bool,
+) -> Reply {
     let spec = &TABLE[idx];
     let readonly = client.readonly;
     let Some(ms) = client.multi.as_mut() else {
@@ -191,7 +197,14 @@ fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes], a
             ms.dirty = true;
             return Reply::err(CROSSSLOT);
         }
-        if let Err(e) = state.cluster.route(slot, RouteFlags { write, asking, readonly }) {
+        if let Err(e) = state.cluster.route(
+            slot,
+            RouteFlags {
+                write,
+                asking,
+                readonly,
+            },
+        ) {
             ms.dirty = true;
             return Reply::error(e.to_string());
         }
@@ -387,7 +400,11 @@ fn glob(mut p: &[u8], mut s: &[u8], nocase: bool, depth: usize) -> bool {
                         }
                         let c = s[0];
                         let (c, lo, hi) = if nocase {
-                            (c.to_ascii_lowercase(), lo.to_ascii_lowercase(), hi.to_ascii_lowercase())
+                            (
+                                c.to_ascii_lowercase(),
+                                lo.to_ascii_lowercase(),
+                                hi.to_ascii_lowercase(),
+                            )
                         } else {
                             (c, lo, hi)
                         };
@@ -538,7 +555,11 @@ mod tests {
 /// holds another type. The `_mut` form can create an empty value.
 macro_rules! accessors {
     ($get:ident, $get_mut:ident, $variant:ident, $ty:ty) => {
-        pub fn $get<'a>(t: &'a mut SlotTable, key: &[u8], now: u64) -> Result<Option<&'a $ty>, Reply> {
+        pub fn $get<'a>(
+            t: &'a mut SlotTable,
+            key: &[u8],
+            now: u64,
+        ) -> Result<Option<&'a $ty>, Reply> {
             match t.get(key, now) {
                 None => Ok(None),
                 Some(crate::db::Value::$variant(v)) => Ok(Some(v)),
@@ -601,7 +622,14 @@ macro_rules! tri {
 /// returned whole, as Redis does for its compact encodings.
 pub fn scan_page<T: Clone>(items: &[T], cursor: u64, count: usize) -> (u64, Vec<T>) {
     if items.len() <= 128 {
-        return (0, if cursor == 0 { items.to_vec() } else { Vec::new() });
+        return (
+            0,
+            if cursor == 0 {
+                items.to_vec()
+            } else {
+                Vec::new()
+            },
+        );
     }
     let start = (cursor as usize).min(items.len());
     let end = (start + count).min(items.len());

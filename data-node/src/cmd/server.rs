@@ -20,7 +20,8 @@ pub fn dbsize(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
 /// # Format
 /// `FLUSHDB [ASYNC|SYNC]`, `FLUSHALL [ASYNC|SYNC]`
 pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
-    if args.len() > 2 || (args.len() == 2 && !eq_ic(&args[1], "async") && !eq_ic(&args[1], "sync")) {
+    if args.len() > 2 || (args.len() == 2 && !eq_ic(&args[1], "async") && !eq_ic(&args[1], "sync"))
+    {
         return Reply::syntax();
     }
     ctx.state.db.flush();
@@ -85,8 +86,14 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     } else if eq_ic(sub, "stats") {
         let used = ctx.state.used_memory();
         Reply::Map(vec![
-            (Reply::bulk_str("total.allocated"), Reply::Integer(used as i64)),
-            (Reply::bulk_str("keys.count"), Reply::Integer(ctx.state.db.dbsize() as i64)),
+            (
+                Reply::bulk_str("total.allocated"),
+                Reply::Integer(used as i64),
+            ),
+            (
+                Reply::bulk_str("keys.count"),
+                Reply::Integer(ctx.state.db.dbsize() as i64),
+            ),
         ])
     } else if eq_ic(sub, "doctor") {
         Reply::Verbatim("txt", Bytes::from_static(b"Sam, I have no memory problems"))
@@ -193,7 +200,10 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         }
         let mut pairs = Vec::new();
         for name in crate::config::RuntimeConfig::names() {
-            if args[2..].iter().any(|p| glob_match(p, name.as_bytes(), true)) {
+            if args[2..]
+                .iter()
+                .any(|p| glob_match(p, name.as_bytes(), true))
+            {
                 if let Some(v) = cfg.get(name) {
                     pairs.push((Reply::bulk_str(name), Reply::bulk_str(&v)));
                 }
@@ -225,7 +235,9 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 fn command_info(idx: usize) -> Reply {
     let c = &TABLE[idx];
     let (first, last, step) = match c.keys {
-        KeySpec::Range { first, last, step } if step > 0 => (first as i64, last as i64, step as i64),
+        KeySpec::Range { first, last, step } if step > 0 => {
+            (first as i64, last as i64, step as i64)
+        }
         KeySpec::NumKeys { .. } => (1, 1, 1),
         _ => (0, 0, 0),
     };
@@ -279,7 +291,13 @@ pub fn command(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         if args.len() == 2 {
             return Reply::Map((0..TABLE.len()).map(command_docs).collect());
         }
-        Reply::Map(args[2..].iter().filter_map(|n| lookup(n)).map(command_docs).collect())
+        Reply::Map(
+            args[2..]
+                .iter()
+                .filter_map(|n| lookup(n))
+                .map(command_docs)
+                .collect(),
+        )
     } else if eq_ic(sub, "list") {
         Reply::Array(TABLE.iter().map(|c| Reply::bulk_str(c.name)).collect())
     } else if eq_ic(sub, "getkeys") {
@@ -293,7 +311,11 @@ pub fn command(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         let cargs = &args[2..];
         match spec.keys {
             KeySpec::Range { first, last, step } if step > 0 => {
-                let last = if last < 0 { cargs.len() as i64 + last as i64 } else { last as i64 };
+                let last = if last < 0 {
+                    cargs.len() as i64 + last as i64
+                } else {
+                    last as i64
+                };
                 let mut keys = Vec::new();
                 let mut i = first as i64;
                 while i <= last && (i as usize) < cargs.len() {

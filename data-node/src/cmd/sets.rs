@@ -5,7 +5,10 @@ use bytes::Bytes;
 use rand::seq::IndexedRandom;
 
 use super::lists::positive_count;
-use super::{arg_int, eq_ic, get_set, get_set_mut, glob_match, parse_cursor, parse_scan_opts, scan_page, Ctx, SetVal};
+use super::{
+    arg_int, eq_ic, get_set, get_set_mut, glob_match, parse_cursor, parse_scan_opts, scan_page,
+    Ctx, SetVal,
+};
 use crate::db::{SlotTable, Value};
 use crate::resp::Reply;
 use crate::tri;
@@ -73,13 +76,24 @@ pub fn spop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     if args.len() > 3 {
         return Reply::syntax();
     }
-    let count = if args.len() == 3 { Some(tri!(positive_count(&args[2]))) } else { None };
+    let count = if args.len() == 3 {
+        Some(tri!(positive_count(&args[2])))
+    } else {
+        None
+    };
     let Some(s) = tri!(get_set_mut(t, &args[1], ctx.now, false)) else {
-        return if count.is_some() { Reply::Set(vec![]) } else { Reply::Null };
+        return if count.is_some() {
+            Reply::Set(vec![])
+        } else {
+            Reply::Null
+        };
     };
     let mut rng = rand::rng();
     let all: Vec<_> = s.iter().cloned().collect();
-    let picked: Vec<_> = all.choose_multiple(&mut rng, count.unwrap_or(1)).cloned().collect();
+    let picked: Vec<_> = all
+        .choose_multiple(&mut rng, count.unwrap_or(1))
+        .cloned()
+        .collect();
     for m in &picked {
         s.remove(m);
     }
@@ -96,9 +110,17 @@ pub fn srandmember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     if args.len() > 3 {
         return Reply::syntax();
     }
-    let count = if args.len() == 3 { Some(tri!(arg_int(&args[2]))) } else { None };
+    let count = if args.len() == 3 {
+        Some(tri!(arg_int(&args[2])))
+    } else {
+        None
+    };
     let Some(s) = tri!(get_set(t, &args[1], ctx.now)) else {
-        return if count.is_some() { Reply::Array(vec![]) } else { Reply::Null };
+        return if count.is_some() {
+            Reply::Array(vec![])
+        } else {
+            Reply::Null
+        };
     };
     let all: Vec<_> = s.iter().collect();
     let mut rng = rand::rng();
@@ -174,8 +196,7 @@ pub fn sintercard(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         if eq_ic(&args[i], "limit") && i + 1 < args.len() {
             match crate::resp::parse::parse_i64(&args[i + 1]) {
                 Some(l) if l >= 0 => limit = l as usize,
-                Some(_) => return Reply::err("ERR LIMIT can't be negative"),
-                None => return Reply::not_integer(),
+                _ => return Reply::err("ERR LIMIT can't be negative"),
             }
             i += 2;
         } else {
@@ -183,7 +204,11 @@ pub fn sintercard(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         }
     }
     let r = tri!(compute(t, keys, ctx.now, b'i'));
-    let c = if limit > 0 { r.len().min(limit) } else { r.len() };
+    let c = if limit > 0 {
+        r.len().min(limit)
+    } else {
+        r.len()
+    };
     Reply::Integer(c as i64)
 }
 

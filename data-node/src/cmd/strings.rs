@@ -31,6 +31,78 @@ enum Expiry {
     None,
     At(u64),
     Persist,
+    /// `GETEX` parses the value after looking the key up: the option's index.
+    Deferred(usize),
+}
+
+/// Options of `SET` (`set`) or `GETEX` (`!set`).
+struct Opts {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    exp: Expiry,
+}
+
+/// Redis's `parseExtendedStringArgumentsOrReply`: an option may repeat (the last value
+/// wins) but not combine with a conflicting one; values are parsed after the syntax.
+fn parse_opts(
+    args: &[Bytes],
+    start: usize,
+    set: bool,
+    now: u64,
+    cname: &str,
+) -> Result<Opts, Reply> {
+    let mut o = Opts {
+        nx: false,
+        xx: false,
+        get: false,
+        exp: Expiry::None,
+    };
+    // 0: none, 1..=4: EX PX EXAT PXAT, 5: KEEPTTL, 6: PERSIST
+    let mut kind = 0u8;
+    let mut raw: Option<usize> = None;
+    let mut i = start;
+    while i < args.len() {
+        let a = &args[i];
+        let has_next = i + 1 < args.len();
+        let exp_kind = ["ex", "px", "exat", "pxat"]
+            .iter()
+            .position(|x| eq_ic(a, x))
+            .map(|p| p as u8 + 1);
+        if set && eq_ic(a, "nx") && !o.xx {
+            o.nx = true;
+        } else if set && eq_ic(a, "xx") && !o.nx {
+            o.xx = true;
+        } else if set && eq_ic(a, "get") {
+            o.get = true;
+        } else if set && eq_ic(a, "keepttl") && (kind == 0 || kind == 5) {
+            kind = 5;
+        } else if !set && eq_ic(a, "persist") && (kind == 0 || kind == 6) {
+            kind = 6;
+        } else if let Some(k) = exp_kind.filter(|&k| has_next && (kind == 0 || kind == k)) {
+            kind = k;
+            raw = Some(i);
+            i += 1;
+        } else {
+            return Err(Reply::syntax());
+        }
+        i += 1;
+    }
+    o.exp = match kind {
+        0 => Expiry::None,
+        5 => Expiry::Keep,
+        6 => Expiry::Persist,
+        _ if !set => Expiry::Deferred(raw.unwrap_or(start)),
+        _ => {
+            let i = raw.unwrap_or(start);
+            match parse_expiry(&args[i], &args[i + 1], now, cname) {
+                Some(Ok(at)) => Expiry::At(at),
+                Some(Err(r)) => return Err(r),
+                None => return Err(Reply::syntax()),
+            }
+        }
+    };
+    Ok(o)
 }
 
 /// Parses `EX s | PX ms | EXAT ts | PXAT ms-ts` at `args[i]` (the value is `args[i+1]`).
@@ -52,8 +124,16 @@ fn parse_expiry(opt: &[u8], val: &[u8], now: u64, cname: &str) -> Option<Result<
         if v <= 0 {
             return Err(invalid());
         }
-        let v = if ms { v } else { v.checked_mul(1000).ok_or_else(invalid)? };
-        let at = if abs { v } else { v.checked_add(now as i64).ok_or_else(invalid)? };
+        let v = if ms {
+            v
+        } else {
+            v.checked_mul(1000).ok_or_else(invalid)?
+        };
+        let at = if abs {
+            v
+        } else {
+            v.checked_add(now as i64).ok_or_else(invalid)?
+        };
         Ok(at as u64)
     })())
 }
@@ -62,31 +142,8 @@ fn parse_expiry(opt: &[u8], val: &[u8], now: u64, cname: &str) -> Option<Result<
 /// `SET key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds
 /// | PXAT unix-time-milliseconds | KEEPTTL]`
 pub fn set(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
-    let (mut nx, mut xx, mut get) = (false, false, false);
-    let mut exp = Expiry::None;
-    let mut i = 3;
-    while i < args.len() {
-        let a = &args[i];
-        if eq_ic(a, "nx") && !xx {
-            nx = true;
-        } else if eq_ic(a, "xx") && !nx {
-            xx = true;
-        } else if eq_ic(a, "get") {
-            get = true;
-        } else if eq_ic(a, "keepttl") && matches!(exp, Expiry::None) {
-            exp = Expiry::Keep;
-        } else if i + 1 < args.len() && matches!(exp, Expiry::None) {
-            match parse_expiry(a, &args[i + 1], ctx.now, "set") {
-                Some(Ok(at)) => exp = Expiry::At(at),
-                Some(Err(r)) => return r,
-                None => return Reply::syntax(),
-            }
-            i += 1;
-        } else {
-            return Reply::syntax();
-        }
-        i += 1;
-    }
+    let o = tri!(parse_opts(args, 3, true, ctx.now, "set"));
+    let (nx, xx, get, exp) = (o.nx, o.xx, o.get, o.exp);
     let key = &args[1];
     let old = if get {
         match tri!(get_str(t, key, ctx.now)) {
@@ -98,7 +155,7 @@ pub fn set(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     };
     let exists = t.contains(key, ctx.now);
     if (nx && exists) || (xx && !exists) {
-        return Reply::Null;
+        return old;
     }
     match exp {
         Expiry::Keep => t.set_keep_ttl(key, str_value(&args[2])),
@@ -203,29 +260,19 @@ pub fn getdel(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// `GETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT
 /// unix-time-milliseconds | PERSIST]`
 pub fn getex(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
-    let mut exp = Expiry::None;
-    let mut i = 2;
-    while i < args.len() {
-        let a = &args[i];
-        if eq_ic(a, "persist") && matches!(exp, Expiry::None) {
-            exp = Expiry::Persist;
-        } else if i + 1 < args.len() && matches!(exp, Expiry::None) {
-            match parse_expiry(a, &args[i + 1], ctx.now, "getex") {
-                Some(Ok(at)) => exp = Expiry::At(at),
-                Some(Err(r)) => return r,
-                None => return Reply::syntax(),
-            }
-            i += 1;
-        } else {
-            return Reply::syntax();
-        }
-        i += 1;
-    }
+    let mut exp = tri!(parse_opts(args, 2, false, ctx.now, "getex")).exp;
     let key = &args[1];
     let v = match tri!(get_str(t, key, ctx.now)) {
         Some(v) => Reply::bulk(v),
         None => return Reply::Null,
     };
+    if let Expiry::Deferred(i) = exp {
+        exp = match parse_expiry(&args[i], &args[i + 1], ctx.now, "getex") {
+            Some(Ok(at)) => Expiry::At(at),
+            Some(Err(r)) => return r,
+            None => return Reply::syntax(),
+        };
+    }
     match exp {
         Expiry::At(at) if at <= ctx.now => {
             t.remove(key, ctx.now);
@@ -273,12 +320,26 @@ pub fn incr(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// # Format
 /// `INCRBYFLOAT key increment`
 pub fn incrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
-    let by = tri!(super::arg_float(&args[2]));
     let key = &args[1];
-    let cur = match tri!(get_str(t, key, ctx.now)) {
+    let cur_raw = tri!(get_str(t, key, ctx.now));
+    // Integers add exactly (Redis's long double is exact below 2^64; f64 is not).
+    // Plain decimals add exactly: Redis's long double is exact where f64 is not.
+    let exact = match (
+        parse_decimal(cur_raw.unwrap_or(b"0")),
+        parse_decimal(&args[2]),
+    ) {
+        (Some(a), Some(b)) => fmt_decimal(a + b),
+        _ => None,
+    };
+    if let Some(s) = exact {
+        t.set_keep_ttl(key, str_value(s.as_bytes()));
+        return Reply::bulk(s.as_bytes());
+    }
+    let cur = match cur_raw {
         Some(v) => tri!(parse_f64(v).ok_or_else(Reply::not_float)),
         None => 0.0,
     };
+    let by = tri!(super::arg_float(&args[2]));
     let new = cur + by;
     if !new.is_finite() {
         return Reply::err("ERR increment would produce NaN or Infinity");
@@ -363,4 +424,58 @@ pub fn setrange(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let n = v.len();
     t.set_keep_ttl(key, Value::Str(v.into_boxed_slice()));
     Reply::Integer(n as i64)
+}
+
+/// Fixed-point scale of [`parse_decimal`]: 17 fractional digits, as `%.17Lf`.
+const SCALE: i128 = 100_000_000_000_000_000;
+
+/// Parses `-?digits[.digits]` (at most 17 fractional digits) as a fixed-point number.
+fn parse_decimal(b: &[u8]) -> Option<i128> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() || int.len() > 20 || frac.len() > 17 {
+        return None;
+    }
+    if !int.bytes().all(|c| c.is_ascii_digit()) || !frac.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: i128 = int.parse::<i128>().ok()? * SCALE;
+    if !frac.is_empty() {
+        v += frac.parse::<i128>().ok()? * 10i128.pow(17 - frac.len() as u32);
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// Formats a fixed-point sum like Redis (trailing zeros trimmed), if a long double
+/// holds it exactly enough for `%.17Lf` to print the same digits.
+fn fmt_decimal(v: i128) -> Option<String> {
+    let int = v.unsigned_abs() / SCALE as u128;
+    let frac = v.unsigned_abs() % SCALE as u128;
+    let mut f = format!("{frac:017}");
+    while f.ends_with('0') {
+        f.pop();
+    }
+    // Would a 64-bit-mantissa long double hold it exactly (or within what `%.17Lf`
+    // shows)? A fraction is exact only if dyadic (F / 10^17 = G / 2^d).
+    let int_bits = 128 - int.leading_zeros();
+    let five17 = 5u128.pow(17);
+    if frac.is_multiple_of(five17) {
+        let g = frac / five17;
+        let d = if g == 0 { 0 } else { 17 - g.trailing_zeros() };
+        if int_bits + d > 64 {
+            return None;
+        }
+    } else if int >= 64 {
+        return None;
+    }
+    let sign = if v < 0 { "-" } else { "" };
+    Some(if f.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{f}")
+    })
 }

@@ -26,7 +26,11 @@ pub enum Handler {
 #[derive(Clone, Copy, Debug)]
 pub enum KeySpec {
     /// Keys at `first`, `first + step`, ... up to `last` (negative: from the end).
-    Range { first: usize, last: i32, step: usize },
+    Range {
+        first: usize,
+        last: i32,
+        step: usize,
+    },
     /// `numkeys` at `pos`, followed by that many keys (`SINTERCARD`).
     NumKeys { pos: usize },
 }

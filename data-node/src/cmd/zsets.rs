@@ -8,7 +8,10 @@
 use bytes::Bytes;
 
 use super::lists::positive_count;
-use super::{arg_int, eq_ic, get_zset, get_zset_mut, glob_match, norm_range, parse_cursor, parse_f64, parse_scan_opts, scan_page, Ctx};
+use super::{
+    arg_int, eq_ic, get_zset, get_zset_mut, glob_match, norm_range, parse_cursor, parse_f64,
+    parse_scan_opts, scan_page, Ctx,
+};
 use crate::db::{SlotTable, ZSet};
 use crate::resp::reply::fmt_double;
 use crate::resp::Reply;
@@ -17,7 +20,8 @@ use crate::tri;
 /// # Format
 /// `ZADD key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]`
 pub fn zadd(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
-    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) = (false, false, false, false, false, false);
+    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
+        (false, false, false, false, false, false);
     let mut i = 2;
     while i < args.len() {
         let a = &args[i];
@@ -119,7 +123,8 @@ pub fn zincrby(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// `ZSCORE key member`
 pub fn zscore(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let z = tri!(get_zset(t, &args[1], ctx.now));
-    z.and_then(|z| z.score(&args[2])).map_or(Reply::Null, Reply::Double)
+    z.and_then(|z| z.score(&args[2]))
+        .map_or(Reply::Null, Reply::Double)
 }
 
 /// # Format
@@ -129,7 +134,10 @@ pub fn zmscore(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     Reply::Array(
         args[2..]
             .iter()
-            .map(|m| z.and_then(|z| z.score(m)).map_or(Reply::Null, Reply::Double))
+            .map(|m| {
+                z.and_then(|z| z.score(m))
+                    .map_or(Reply::Null, Reply::Double)
+            })
             .collect(),
     )
 }
@@ -163,7 +171,8 @@ fn score_range(min: &[u8], max: &[u8]) -> Result<(ScoreBound, ScoreBound), Reply
 }
 
 fn in_score(s: f64, min: ScoreBound, max: ScoreBound) -> bool {
-    (if min.excl { s > min.v } else { s >= min.v }) && (if max.excl { s < max.v } else { s <= max.v })
+    (if min.excl { s > min.v } else { s >= min.v })
+        && (if max.excl { s < max.v } else { s <= max.v })
 }
 
 #[derive(Clone)]
@@ -218,7 +227,12 @@ fn in_lex(m: &[u8], min: &LexBound, max: &LexBound) -> bool {
 pub fn zcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let (min, max) = tri!(score_range(&args[2], &args[3]));
     let z = tri!(get_zset(t, &args[1], ctx.now));
-    Reply::Integer(z.map_or(0, |z| z.tree.iter().filter(|(s, _)| in_score(s.0, min, max)).count()) as i64)
+    Reply::Integer(z.map_or(0, |z| {
+        z.tree
+            .iter()
+            .filter(|(s, _)| in_score(s.0, min, max))
+            .count()
+    }) as i64)
 }
 
 /// # Format
@@ -226,7 +240,9 @@ pub fn zcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 pub fn zlexcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let (min, max) = tri!(lex_range(&args[2], &args[3]));
     let z = tri!(get_zset(t, &args[1], ctx.now));
-    Reply::Integer(z.map_or(0, |z| z.tree.iter().filter(|(_, m)| in_lex(m, &min, &max)).count()) as i64)
+    Reply::Integer(z.map_or(0, |z| {
+        z.tree.iter().filter(|(_, m)| in_lex(m, &min, &max)).count()
+    }) as i64)
 }
 
 /// # Format
@@ -261,9 +277,17 @@ enum Kind {
 
 /// Members (with scores) selected by `kind`, in the requested direction, after
 /// `LIMIT offset count`.
-fn select<'a>(z: &'a ZSet, kind: &Kind, rev: bool, limit: Option<(i64, i64)>) -> Vec<(&'a [u8], f64)> {
-    let iter: Box<dyn Iterator<Item = &(crate::db::value::Score, crate::db::Key)>> =
-        if rev { Box::new(z.tree.iter().rev()) } else { Box::new(z.tree.iter()) };
+fn select<'a>(
+    z: &'a ZSet,
+    kind: &Kind,
+    rev: bool,
+    limit: Option<(i64, i64)>,
+) -> Vec<(&'a [u8], f64)> {
+    let iter: Box<dyn Iterator<Item = &(crate::db::value::Score, crate::db::Key)>> = if rev {
+        Box::new(z.tree.iter().rev())
+    } else {
+        Box::new(z.tree.iter())
+    };
     let items = iter.map(|(s, m)| (&m[..], s.0));
     let selected: Vec<(&[u8], f64)> = match kind {
         Kind::Rank(start, stop) => match norm_range(*start, *stop, z.len()) {
@@ -364,7 +388,9 @@ pub fn zrange(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         rt = RT::Rank;
     }
     if limit.is_some_and(|(_, c)| c != -1) && rt == RT::Rank {
-        return Reply::err("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
+        return Reply::err(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        );
     }
     if withscores && rt == RT::Lex {
         return Reply::err("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
@@ -408,7 +434,10 @@ pub fn zremrange(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let Some(z) = tri!(get_zset_mut(t, &args[1], ctx.now, false)) else {
         return Reply::Integer(0);
     };
-    let victims: Vec<Box<[u8]>> = select(z, &kind, false, None).into_iter().map(|(m, _)| m.into()).collect();
+    let victims: Vec<Box<[u8]>> = select(z, &kind, false, None)
+        .into_iter()
+        .map(|(m, _)| m.into())
+        .collect();
     for m in &victims {
         z.remove(m);
     }
@@ -423,14 +452,22 @@ pub fn zpop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         return Reply::syntax();
     }
     let max = eq_ic(&args[0], "zpopmax");
-    let count = if args.len() == 3 { Some(tri!(positive_count(&args[2]))) } else { None };
+    let count = if args.len() == 3 {
+        Some(tri!(positive_count(&args[2])))
+    } else {
+        None
+    };
     let Some(z) = tri!(get_zset_mut(t, &args[1], ctx.now, false)) else {
         return Reply::Array(vec![]);
     };
     let n = count.unwrap_or(1);
     let mut popped = Vec::new();
     for _ in 0..n {
-        let first = if max { z.tree.iter().next_back() } else { z.tree.iter().next() };
+        let first = if max {
+            z.tree.iter().next_back()
+        } else {
+            z.tree.iter().next()
+        };
         let Some((s, m)) = first.cloned() else { break };
         z.remove(&m);
         popped.push((m, s.0));
@@ -455,7 +492,9 @@ pub fn zscan(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let cursor = tri!(parse_cursor(&args[2]));
     let o = tri!(parse_scan_opts(args, 3, false));
     let z = tri!(get_zset(t, &args[1], ctx.now));
-    let items: Vec<(&[u8], f64)> = z.map(|z| z.tree.iter().map(|(s, m)| (&m[..], s.0)).collect()).unwrap_or_default();
+    let items: Vec<(&[u8], f64)> = z
+        .map(|z| z.tree.iter().map(|(s, m)| (&m[..], s.0)).collect())
+        .unwrap_or_default();
     let (next, page) = scan_page(&items, cursor, o.count);
     let mut out = Vec::new();
     for (m, s) in page {

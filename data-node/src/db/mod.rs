@@ -222,7 +222,10 @@ impl SlotTable {
 
     /// The keys written since the last call (tracking continues).
     pub fn take_dirty(&mut self) -> Vec<Key> {
-        self.dirty.as_mut().map(|d| d.drain().collect()).unwrap_or_default()
+        self.dirty
+            .as_mut()
+            .map(|d| d.drain().collect())
+            .unwrap_or_default()
     }
 
     pub fn set_held(&mut self, held: bool) {
@@ -298,7 +301,9 @@ impl Default for Db {
 impl Db {
     pub fn new() -> Db {
         Db {
-            slots: (0..SLOTS).map(|_| Mutex::new(SlotTable::default())).collect(),
+            slots: (0..SLOTS)
+                .map(|_| Mutex::new(SlotTable::default()))
+                .collect(),
             keys: AtomicI64::new(0),
             versions: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             released: tokio::sync::Notify::new(),

@@ -56,7 +56,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     if s == b"0" {
         return Some(0);
     }
-    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
+    let (neg, digits) = if s[0] == b'-' {
+        (true, &s[1..])
+    } else {
+        (false, s)
+    };
     if digits.is_empty() || !(b'1'..=b'9').contains(&digits[0]) {
         return None;
     }
@@ -179,7 +183,10 @@ impl Parser {
 
 /// One inline line: `Some(true)` a command, `Some(false)` a blank line (skipped),
 /// `None` incomplete.
-fn parse_inline_line(buf: &mut BytesMut, out: &mut Vec<Bytes>) -> Result<Option<bool>, ProtocolError> {
+fn parse_inline_line(
+    buf: &mut BytesMut,
+    out: &mut Vec<Bytes>,
+) -> Result<Option<bool>, ProtocolError> {
     let Some(nl) = memchr::memchr(b'\n', buf) else {
         if buf.len() > PROTO_INLINE_MAX_SIZE {
             return Err(perr("too big inline request"));
@@ -325,7 +332,16 @@ mod tests {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b"9223372036854775808"[..], b"01", b"+1", b" 1", b"-0", b"", b"-", b"1x"] {
+        for bad in [
+            &b"9223372036854775808"[..],
+            b"01",
+            b"+1",
+            b" 1",
+            b"-0",
+            b"",
+            b"-",
+            b"1x",
+        ] {
             assert_eq!(parse_i64(bad), None, "{:?}", bad);
         }
     }
@@ -346,13 +362,34 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(parse_all(b"*abc\r\n").1, Some(perr("invalid multibulk length")));
-        assert_eq!(parse_all(b"*1\r\n$-5\r\n").1, Some(perr("invalid bulk length")));
-        assert_eq!(parse_all(b"*1\r\n$536870913\r\n").1, Some(perr("invalid bulk length")));
-        assert_eq!(parse_all(b"*2147483648\r\n").1, Some(perr("invalid multibulk length")));
-        assert_eq!(parse_all(b"*1\r\nfoo\r\n").1, Some(perr("expected '$', got 'f'")));
-        assert_eq!(parse_all(b"PING \"a\r\n").1, Some(perr("unbalanced quotes in request")));
-        assert_eq!(parse_all(&vec![b'a'; 70000]).1, Some(perr("too big inline request")));
+        assert_eq!(
+            parse_all(b"*abc\r\n").1,
+            Some(perr("invalid multibulk length"))
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$-5\r\n").1,
+            Some(perr("invalid bulk length"))
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$536870913\r\n").1,
+            Some(perr("invalid bulk length"))
+        );
+        assert_eq!(
+            parse_all(b"*2147483648\r\n").1,
+            Some(perr("invalid multibulk length"))
+        );
+        assert_eq!(
+            parse_all(b"*1\r\nfoo\r\n").1,
+            Some(perr("expected '$', got 'f'"))
+        );
+        assert_eq!(
+            parse_all(b"PING \"a\r\n").1,
+            Some(perr("unbalanced quotes in request"))
+        );
+        assert_eq!(
+            parse_all(&vec![b'a'; 70000]).1,
+            Some(perr("too big inline request"))
+        );
         assert_eq!(parse_all(b"*0\r\n*-1\r\n").0.len(), 0);
     }
 

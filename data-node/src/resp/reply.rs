@@ -73,7 +73,9 @@ impl Reply {
     }
     /// `ERR wrong number of arguments for 'name' command`.
     pub fn arity(name: &str) -> Reply {
-        Reply::error(format!("ERR wrong number of arguments for '{name}' command"))
+        Reply::error(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
     }
 
     /// Appends the encoding of this reply to `out`.
@@ -142,7 +144,10 @@ fn line(out: &mut Vec<u8>, prefix: u8, s: &[u8]) {
     out.push(prefix);
     // A status or error line must not contain CR/LF: replace them like Redis does.
     if s.iter().any(|&c| c == b'\r' || c == b'\n') {
-        out.extend(s.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+        out.extend(
+            s.iter()
+                .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+        );
     } else {
         out.extend_from_slice(s);
     }
@@ -171,7 +176,11 @@ pub fn fmt_double(d: f64) -> String {
         return "nan".into();
     }
     if d == 0.0 {
-        return if d.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if d.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let e = format!("{:.16e}", d);
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
@@ -199,6 +208,11 @@ fn strip_zeros(s: &str) -> &str {
 pub fn fmt_human_double(d: f64) -> String {
     if d == 0.0 {
         return "0".into();
+    }
+    if d.fract() == 0.0 {
+        // Exact integer digits, as `%.17Lf` prints them (shortest form would pad with
+        // zeros past 17 significant digits).
+        return format!("{d:.0}");
     }
     format!("{d}")
 }
@@ -241,7 +255,10 @@ mod tests {
         assert_eq!(enc(&Reply::Double(1.5), true), b",1.5\r\n");
         assert_eq!(enc(&Reply::Boolean(true), true), b"#t\r\n");
         assert_eq!(enc(&Reply::Boolean(true), false), b":1\r\n");
-        assert_eq!(enc(&Reply::Verbatim("txt", Bytes::from_static(b"hi")), true), b"=6\r\ntxt:hi\r\n");
+        assert_eq!(
+            enc(&Reply::Verbatim("txt", Bytes::from_static(b"hi")), true),
+            b"=6\r\ntxt:hi\r\n"
+        );
         assert_eq!(enc(&Reply::Set(vec![]), true), b"~0\r\n");
     }
 }
