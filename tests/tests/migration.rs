@@ -13,14 +13,22 @@ use redis::Commands;
 
 const T: Duration = Duration::from_secs(60);
 
-/// Writes `n` keys `prefix:i` = `v{i}` to node `i` (which must own every slot) in
+/// The value of key `prefix:k`: `v{k}`, padded to `len` bytes with `.`.
+fn value(k: &str, len: usize) -> String {
+    let v = format!("v{k}");
+    let pad = len.saturating_sub(v.len());
+    v + &".".repeat(pad)
+}
+
+/// Writes `n` keys `prefix:i` = [`value`] to node `i` (which must own every slot) in
 /// pipelined batches.
-fn load(c: &TestCluster, node: usize, prefix: &str, n: usize) {
+fn load(c: &TestCluster, node: usize, prefix: &str, n: usize, len: usize) {
     let mut conn = c.conn(node).unwrap();
     for start in (0..n).step_by(1000) {
         let mut pipe = redis::pipe();
         for k in start..(start + 1000).min(n) {
-            pipe.set(format!("{prefix}:{k}"), format!("v{k}")).ignore();
+            pipe.set(format!("{prefix}:{k}"), value(&k.to_string(), len))
+                .ignore();
         }
         let _: () = pipe.query(&mut conn).unwrap();
     }
@@ -28,7 +36,7 @@ fn load(c: &TestCluster, node: usize, prefix: &str, n: usize) {
 
 /// Reads every `prefix:i` through the cluster client (one MGET per slot) and checks the
 /// values; returns how many were missing or wrong.
-fn check_all(c: &TestCluster, prefix: &str, n: usize) -> usize {
+fn check_all(c: &TestCluster, prefix: &str, n: usize, len: usize) -> usize {
     let mut by_slot: BTreeMap<u16, Vec<String>> = BTreeMap::new();
     for k in 0..n {
         let key = format!("{prefix}:{k}");
@@ -41,9 +49,9 @@ fn check_all(c: &TestCluster, prefix: &str, n: usize) -> usize {
     let mut bad = 0;
     for keys in by_slot.values() {
         let values: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query(&mut conn).unwrap();
-        for (key, value) in keys.iter().zip(values) {
-            let want = format!("v{}", key.rsplit(':').next().unwrap());
-            if value.as_deref() != Some(want.as_str()) {
+        for (key, got) in keys.iter().zip(values) {
+            let want = value(key.rsplit(':').next().unwrap(), len);
+            if got.as_deref() != Some(want.as_str()) {
                 bad += 1;
             }
         }
@@ -87,10 +95,18 @@ fn assert_consistent(c: &TestCluster) {
         "nodes disagree on CLUSTER SLOTS"
     );
     let map = c.ctl_json(&["slots"]).unwrap();
-    let addr_of: HashMap<String, usize> = c.specs.iter().enumerate().map(|(i, s)| (s.addr(), i)).collect();
+    let addr_of: HashMap<String, usize> = c
+        .specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.addr(), i))
+        .collect();
     let mut owner = vec![None; 16384];
     for run in map["slots"].as_array().unwrap() {
-        let o = run["client_addr"].as_str().and_then(|a| addr_of.get(a)).copied();
+        let o = run["client_addr"]
+            .as_str()
+            .and_then(|a| addr_of.get(a))
+            .copied();
         for slot in run["start"].as_u64().unwrap()..=run["end"].as_u64().unwrap() {
             owner[slot as usize] = o;
         }
@@ -103,7 +119,11 @@ fn assert_consistent(c: &TestCluster) {
         let counts: Vec<usize> = pipe.query(&mut c.conn(*i).unwrap()).unwrap();
         for (slot, n) in counts.iter().enumerate() {
             if owner[slot] != Some(*i) {
-                assert_eq!(*n, 0, "slot {slot} has keys on {}, which does not own it", c.specs[*i].name);
+                assert_eq!(
+                    *n, 0,
+                    "slot {slot} has keys on {}, which does not own it",
+                    c.specs[*i].name
+                );
             }
         }
     }
@@ -116,7 +136,7 @@ fn bootstrap_one_load_join_two_rebalance() {
     c.wait("n1 ok", T, |c| {
         Ok(c.cluster_info(0)?["cluster_state"] == "ok")
     });
-    load(&c, 0, "k", 100_000);
+    load(&c, 0, "k", 100_000, 0);
     c.ctl_ok(&["join", "n2"]);
     c.ctl_ok(&["join", "n3"]);
     let out = c.ctl_ok(&["rebalance"]);
@@ -150,7 +170,7 @@ fn bootstrap_one_load_join_two_rebalance() {
     split.sort();
     assert_eq!(split, vec![5461, 5461, 5462]);
     assert_eq!(
-        check_all(&c, "k", 100_000),
+        check_all(&c, "k", 100_000, 0),
         0,
         "keys lost or wrong after rebalance"
     );
@@ -247,7 +267,8 @@ enum Fault {
 }
 
 /// One migration of half the slots, with a fault at a seeded random moment.
-fn migration_with_fault(seed: u64, fault: Fault) {
+/// Returns whether the migration was aborted (the fault struck while it ran).
+fn migration_with_fault(seed: u64, fault: Fault) -> bool {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut c = TestCluster::start(0, Duration::from_secs(1));
     // n1 (the source) announces its internal address through a proxy we can cut.
@@ -271,8 +292,9 @@ fn migration_with_fault(seed: u64, fault: Fault) {
     c.wait("n1 ok", T, |c| {
         Ok(c.cluster_info(0)?["cluster_state"] == "ok")
     });
-    let n = 30_000;
-    load(&c, 0, "f", n);
+    // Big enough that the migration lasts a while in a debug build.
+    let (n, len) = (30_000, 2048);
+    load(&c, 0, "f", n, len);
 
     let url = c.cp_url();
     let mover = std::thread::spawn(move || {
@@ -287,7 +309,7 @@ fn migration_with_fault(seed: u64, fault: Fault) {
             .as_array()
             .is_some_and(|m| !m.is_empty()))
     });
-    std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
+    std::thread::sleep(Duration::from_millis(rng.random_range(0..150)));
     match fault {
         Fault::KillTarget => {
             c.nodes[1].kill();
@@ -343,11 +365,12 @@ fn migration_with_fault(seed: u64, fault: Fault) {
     } else {
         assert_eq!(dbsize, n, "seed {seed} {fault:?}: keys lost or duplicated");
         assert_eq!(
-            check_all(&c, "f", n),
+            check_all(&c, "f", n, len),
             0,
             "seed {seed} {fault:?}: keys lost or wrong"
         );
     }
+    !out.status.success()
 }
 
 #[test]
