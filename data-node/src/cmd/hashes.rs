@@ -165,6 +165,15 @@ pub fn hincrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         return Reply::err("ERR value is NaN or Infinity");
     }
     let h = tri!(get_hash_mut(t, &args[1], ctx.now, true)).expect("created");
+    let cur_raw = h.get(&args[2][..]).map(|v| v.to_vec());
+    if cur_raw.as_deref().is_none_or(|v| parse_f64(v).is_some()) {
+        if let Some(s) =
+            super::strings::exact_float_add(cur_raw.as_deref().unwrap_or(b"0"), &args[3])
+        {
+            h.insert(args[2][..].into(), s.as_bytes().into());
+            return Reply::bulk(s.as_bytes());
+        }
+    }
     let cur = match h.get(&args[2][..]) {
         Some(v) => match parse_f64(v) {
             Some(c) => c,

@@ -145,10 +145,12 @@ pub fn keys(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let all = &pat[..] == b"*";
     let mut out = Vec::new();
     for slot in 0..SLOTS as u16 {
-        let t = ctx.state.db.lock(slot);
+        let mut t = ctx.state.db.lock(slot);
         if t.is_empty() {
             continue;
         }
+        // Like Redis, expired keys met on the way are deleted.
+        t.remove_expired(ctx.now);
         for k in t.keys() {
             if !t.is_expired(k, ctx.now) && (all || glob_match(pat, k, false)) {
                 out.push(Reply::bulk(k));
@@ -173,7 +175,11 @@ pub fn scan(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let mut visited = 0usize;
     let mut next = 0u64;
     while slot < SLOTS {
-        let t = ctx.state.db.lock(slot as u16);
+        let mut t = ctx.state.db.lock(slot as u16);
+        if pos == 0 {
+            // Like Redis, expired keys met on the way are deleted.
+            t.remove_expired(ctx.now);
+        }
         let len = t.len();
         let mut i = 0;
         for (k, v) in t.iter().skip(pos) {

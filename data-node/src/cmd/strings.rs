@@ -323,14 +323,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let key = &args[1];
     let cur_raw = tri!(get_str(t, key, ctx.now));
     // Integers add exactly (Redis's long double is exact below 2^64; f64 is not).
-    // Plain decimals add exactly: Redis's long double is exact where f64 is not.
-    let exact = match (
-        parse_decimal(cur_raw.unwrap_or(b"0")),
-        parse_decimal(&args[2]),
-    ) {
-        (Some(a), Some(b)) => fmt_decimal(a + b),
-        _ => None,
-    };
+    let exact = exact_float_add(cur_raw.unwrap_or(b"0"), &args[2]);
     if let Some(s) = exact {
         t.set_keep_ttl(key, str_value(s.as_bytes()));
         return Reply::bulk(s.as_bytes());
@@ -429,7 +422,7 @@ pub fn setrange(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// Fixed-point scale of [`parse_decimal`]: 17 fractional digits, as `%.17Lf`.
 const SCALE: i128 = 100_000_000_000_000_000;
 
-/// Parses `-?digits[.digits]` (at most 17 fractional digits) as a fixed-point number.
+/// Parses `-?digits[.digits]` as a fixed-point number (rounded to 17 decimals).
 fn parse_decimal(b: &[u8]) -> Option<i128> {
     let s = std::str::from_utf8(b).ok()?;
     let (neg, s) = match s.strip_prefix('-') {
@@ -437,45 +430,80 @@ fn parse_decimal(b: &[u8]) -> Option<i128> {
         None => (false, s),
     };
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() || int.len() > 20 || frac.len() > 17 {
-        return None;
-    }
-    if !int.bytes().all(|c| c.is_ascii_digit()) || !frac.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
+    let plain = !int.is_empty()
+        && int.len() <= 20
+        && frac.len() <= 30
+        && int.bytes().all(|c| c.is_ascii_digit())
+        && frac.bytes().all(|c| c.is_ascii_digit());
+    if !plain {
+        // `1e2`, `0.5e1`...: exact when the double has at most 17 binary fraction digits.
+        let v = parse_f64(b)?;
+        let n = v * 131072.0;
+        if !(n.fract() == 0.0 && n.abs() < 2f64.powi(80)) {
+            return None;
+        }
+        return Some(n as i128 * 5i128.pow(17));
     }
     let mut v: i128 = int.parse::<i128>().ok()? * SCALE;
     if !frac.is_empty() {
-        v += frac.parse::<i128>().ok()? * 10i128.pow(17 - frac.len() as u32);
+        let (head, tail) = frac.split_at(frac.len().min(17));
+        v += head.parse::<i128>().ok()? * 10i128.pow(17 - head.len() as u32);
+        // More than 17 decimals: round to nearest (what `%.17Lf` would show).
+        if tail.as_bytes().first().is_some_and(|&c| c >= b'5') {
+            v += 1;
+        }
     }
     Some(if neg { -v } else { v })
 }
 
-/// Formats a fixed-point sum like Redis (trailing zeros trimmed), if a long double
-/// holds it exactly enough for `%.17Lf` to print the same digits.
-fn fmt_decimal(v: i128) -> Option<String> {
+/// Rounds a fixed-point value the way an x87 long double (64-bit mantissa, ties to
+/// even) would hold it. `None` when that cannot be emulated here: a non-dyadic
+/// fraction (like 0.1) with an integer part of 128 or more, where `%.17Lf` would show
+/// the binary rounding error.
+fn ld_round(v: i128) -> Option<i128> {
+    let five17 = 5i128.pow(17);
+    if v % five17 != 0 {
+        return (v.unsigned_abs() / (SCALE as u128) < 128).then_some(v);
+    }
+    // v = g / 2^17 exactly.
+    let g = (v / five17).unsigned_abs();
+    let bits = 128 - g.leading_zeros();
+    let g = if bits > 64 {
+        let shift = bits - 64;
+        let mut m = g >> shift;
+        let rem = g & ((1u128 << shift) - 1);
+        let half = 1u128 << (shift - 1);
+        if rem > half || (rem == half && m & 1 == 1) {
+            m += 1;
+        }
+        m.checked_shl(shift)?
+    } else {
+        g
+    };
+    let g = i128::try_from(g).ok()?;
+    g.checked_mul(five17).map(|x| if v < 0 { -x } else { x })
+}
+
+/// Formats a fixed-point value like Redis's `%.17Lf` with trailing zeros trimmed.
+fn fmt_decimal(v: i128) -> String {
     let int = v.unsigned_abs() / SCALE as u128;
     let frac = v.unsigned_abs() % SCALE as u128;
     let mut f = format!("{frac:017}");
     while f.ends_with('0') {
         f.pop();
     }
-    // Would a 64-bit-mantissa long double hold it exactly (or within what `%.17Lf`
-    // shows)? A fraction is exact only if dyadic (F / 10^17 = G / 2^d).
-    let int_bits = 128 - int.leading_zeros();
-    let five17 = 5u128.pow(17);
-    if frac.is_multiple_of(five17) {
-        let g = frac / five17;
-        let d = if g == 0 { 0 } else { 17 - g.trailing_zeros() };
-        if int_bits + d > 64 {
-            return None;
-        }
-    } else if int >= 64 {
-        return None;
-    }
     let sign = if v < 0 { "-" } else { "" };
-    Some(if f.is_empty() {
+    if f.is_empty() {
         format!("{sign}{int}")
     } else {
         format!("{sign}{int}.{f}")
-    })
+    }
+}
+
+/// `cur + by` as Redis's long double arithmetic prints it, when it can be computed
+/// exactly here (decimal inputs); `None` means "use f64".
+pub fn exact_float_add(cur: &[u8], by: &[u8]) -> Option<String> {
+    let (a, b) = (parse_decimal(cur)?, parse_decimal(by)?);
+    let sum = ld_round(ld_round(a)? + ld_round(b)?)?;
+    Some(fmt_decimal(sum))
 }

@@ -218,8 +218,27 @@ fn lte_max(m: &[u8], max: &LexBound) -> bool {
     }
 }
 
-fn in_lex(m: &[u8], min: &LexBound, max: &LexBound) -> bool {
-    gte_min(m, min) && lte_max(m, max)
+/// Redis's `zslIsInLexRange` negated: the range is empty, or the set's last member is
+/// below it, or its first member above it.
+fn lex_outside(z: &ZSet, min: &LexBound, max: &LexBound) -> bool {
+    use std::cmp::Ordering::*;
+    fn key(b: &LexBound) -> (i32, &[u8], bool) {
+        match b {
+            LexBound::Min => (0, &b""[..], false),
+            LexBound::Max => (2, &b""[..], false),
+            LexBound::Incl(x) => (1, &x[..], false),
+            LexBound::Excl(x) => (1, &x[..], true),
+        }
+    }
+    let (a, b) = (key(min), key(max));
+    let cmp = (a.0, a.1).cmp(&(b.0, b.1));
+    if cmp == Greater || (cmp == Equal && (a.2 || b.2)) {
+        return true;
+    }
+    match (z.tree.first(), z.tree.last()) {
+        (Some((_, first)), Some((_, last))) => !gte_min(last, min) || !lte_max(first, max),
+        _ => true,
+    }
 }
 
 /// # Format
@@ -240,9 +259,7 @@ pub fn zcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 pub fn zlexcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let (min, max) = tri!(lex_range(&args[2], &args[3]));
     let z = tri!(get_zset(t, &args[1], ctx.now));
-    Reply::Integer(z.map_or(0, |z| {
-        z.tree.iter().filter(|(_, m)| in_lex(m, &min, &max)).count()
-    }) as i64)
+    Reply::Integer(z.map_or(0, |z| select(z, &Kind::Lex(min, max), false, None).len()) as i64)
 }
 
 /// # Format
@@ -295,7 +312,17 @@ fn select<'a>(
             None => Vec::new(),
         },
         Kind::Score(min, max) => items.filter(|(_, s)| in_score(*s, *min, *max)).collect(),
-        Kind::Lex(min, max) => items.filter(|(m, _)| in_lex(m, min, max)).collect(),
+        // Like Redis (which assumes equal scores): from the first member past the near
+        // bound, as long as members stay within the far bound.
+        Kind::Lex(min, max) if lex_outside(z, min, max) => Vec::new(),
+        Kind::Lex(min, max) if rev => items
+            .skip_while(|(m, _)| !lte_max(m, max))
+            .take_while(|(m, _)| gte_min(m, min))
+            .collect(),
+        Kind::Lex(min, max) => items
+            .skip_while(|(m, _)| !gte_min(m, min))
+            .take_while(|(m, _)| lte_max(m, max))
+            .collect(),
     };
     match limit {
         Some((off, _)) if off < 0 => Vec::new(),
