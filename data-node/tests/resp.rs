@@ -355,3 +355,125 @@ async fn keyspace_counts_and_expiry() {
     assert_eq!(state.db.drop_slot(slot), 1);
     send_expect(&mut s, b"DBSIZE\r\n", b":0\r\n").await;
 }
+
+/// Reads one reply's worth of bytes (simple heuristic: until no more data for 200 ms).
+async fn read_some(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(Ok(n)) = timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn server_and_client_commands() {
+    let mut s = connect().await;
+    send_expect(
+        &mut s,
+        b"CLIENT SETNAME app\r\nCLIENT GETNAME\r\n",
+        b"+OK\r\n$3\r\napp\r\n",
+    )
+    .await;
+    send_expect(
+        &mut s,
+        b"CLIENT SETNAME \"a b\"\r\n",
+        b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+    )
+    .await;
+    send_expect(&mut s, b"CLIENT SETINFO LIB-NAME redis-rs\r\n", b"+OK\r\n").await;
+    send_expect(
+        &mut s,
+        b"CLIENT NOPE\r\n",
+        b"-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.\r\n",
+    )
+    .await;
+    s.write_all(b"CLIENT LIST\r\n").await.unwrap();
+    let list = read_some(&mut s).await;
+    assert!(
+        list.contains(" name=app ") && list.contains("lib-name=redis-rs"),
+        "{list}"
+    );
+    send_expect(
+        &mut s,
+        b"CONFIG GET proto-max-bulk-len\r\n",
+        b"*2\r\n$18\r\nproto-max-bulk-len\r\n$9\r\n536870912\r\n",
+    )
+    .await;
+    send_expect(
+        &mut s,
+        b"CONFIG SET nosuch 1\r\n",
+        b"-ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'\r\n",
+    )
+    .await;
+    send_expect(
+        &mut s,
+        b"SET k 1234567890\r\nMEMORY USAGE nokey\r\n",
+        b"+OK\r\n$-1\r\n",
+    )
+    .await;
+    s.write_all(b"MEMORY USAGE k\r\n").await.unwrap();
+    assert!(read_some(&mut s).await.starts_with(':'));
+    s.write_all(b"INFO\r\n").await.unwrap();
+    let info = read_some(&mut s).await;
+    for needle in [
+        "# Server\r\n",
+        "redis_version:",
+        "# Clients\r\nconnected_clients:1\r\n",
+        "# Memory\r\nused_memory:",
+        "# Stats\r\n",
+        "# Cluster\r\ncluster_enabled:1",
+        "# Keyspace\r\ndb0:keys=1,expires=0",
+    ] {
+        assert!(info.contains(needle), "INFO lacks {needle:?}: {info}");
+    }
+    s.write_all(b"INFO memory\r\n").await.unwrap();
+    let mem = read_some(&mut s).await;
+    assert!(
+        mem.contains("used_memory:") && !mem.contains("# Server"),
+        "{mem}"
+    );
+    s.write_all(b"COMMAND COUNT\r\n").await.unwrap();
+    assert!(read_some(&mut s).await.starts_with(':'));
+    send_expect(
+        &mut s,
+        b"COMMAND INFO get\r\n",
+        b"*1\r\n*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
+    )
+    .await;
+    s.write_all(b"TIME\r\n").await.unwrap();
+    assert!(read_some(&mut s).await.starts_with("*2\r\n$"));
+    send_expect(&mut s, b"FLUSHALL\r\nDBSIZE\r\n", b"+OK\r\n:0\r\n").await;
+}
+
+#[tokio::test]
+async fn scan_walks_every_slot() {
+    let mut s = connect().await;
+    let mut cmd = String::new();
+    for i in 0..300 {
+        cmd.push_str(&format!("SET key{i} v\r\n"));
+    }
+    s.write_all(cmd.as_bytes()).await.unwrap();
+    expect(&mut s, &b"+OK\r\n".repeat(300)).await;
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = "0".to_string();
+    for _ in 0..10_000 {
+        s.write_all(format!("SCAN {cursor} COUNT 60\r\n").as_bytes())
+            .await
+            .unwrap();
+        let r = read_some(&mut s).await;
+        let lines: Vec<&str> = r.split("\r\n").collect();
+        cursor = lines[2].to_string();
+        for l in lines[4..].iter().filter(|l| l.starts_with("key")) {
+            seen.insert(l.to_string());
+        }
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(cursor, "0");
+    assert_eq!(seen.len(), 300);
+}
