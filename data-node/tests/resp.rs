@@ -477,3 +477,31 @@ async fn scan_walks_every_slot() {
     assert_eq!(cursor, "0");
     assert_eq!(seen.len(), 300);
 }
+
+#[tokio::test]
+async fn large_values_arrive_in_many_reads() {
+    let mut s = connect().await;
+    let value = vec![b'v'; 3 * 1024 * 1024 + 7];
+    let mut cmd = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", value.len()).into_bytes();
+    cmd.extend_from_slice(&value);
+    cmd.extend_from_slice(b"\r\nSTRLEN big\r\n");
+    for chunk in cmd.chunks(100_000) {
+        s.write_all(chunk).await.unwrap();
+    }
+    expect(&mut s, format!("+OK\r\n:{}\r\n", value.len()).as_bytes()).await;
+}
+
+#[tokio::test]
+async fn query_buffer_limit_closes_the_connection() {
+    let mut s = connect().await;
+    send_expect(
+        &mut s,
+        b"CONFIG SET client-query-buffer-limit 1mb\r\n",
+        b"+OK\r\n",
+    )
+    .await;
+    // A 10 MB bulk (allowed by proto-max-bulk-len) of which 2 MB arrive: over the limit.
+    let _ = s.write_all(b"*2\r\n$3\r\nGET\r\n$10485760\r\n").await;
+    let _ = s.write_all(&vec![b'x'; 2 * 1024 * 1024]).await;
+    expect_closed(&mut s).await;
+}
