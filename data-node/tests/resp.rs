@@ -505,3 +505,40 @@ async fn query_buffer_limit_closes_the_connection() {
     let _ = s.write_all(&vec![b'x'; 2 * 1024 * 1024]).await;
     expect_closed(&mut s).await;
 }
+
+#[tokio::test]
+async fn random_garbage_never_takes_the_server_down() {
+    use rand::{Rng, SeedableRng};
+    let (addr, _state) = common::start().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let pieces: [&[u8]; 12] = [
+        b"*",
+        b"$",
+        b"\r\n",
+        b"3",
+        b"-1",
+        b"SET",
+        b"GET",
+        b"k",
+        b"\"",
+        b" ",
+        b"99999999999",
+        b"\0",
+    ];
+    for _ in 0..200 {
+        let mut input = Vec::new();
+        for _ in 0..rng.random_range(1..40) {
+            if rng.random_bool(0.3) {
+                input.push(rng.random());
+            } else {
+                input.extend_from_slice(pieces[rng.random_range(0..pieces.len())]);
+            }
+        }
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(&input).await;
+        let mut buf = [0u8; 4096];
+        let _ = timeout(Duration::from_millis(20), s.read(&mut buf)).await;
+    }
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    send_expect(&mut s, b"PING\r\n", b"+PONG\r\n").await;
+}
