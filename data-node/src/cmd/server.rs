@@ -204,7 +204,18 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
                 .iter()
                 .any(|p| glob_match(p, name.as_bytes(), true))
             {
-                if let Some(v) = cfg.get(name) {
+                let v = if *name == "cluster-require-full-coverage" {
+                    // Read-only: the control plane decides it, per topology.
+                    let full = ctx
+                        .state
+                        .cluster
+                        .applied()
+                        .is_none_or(|a| a.topology.require_full_coverage);
+                    Some(if full { "yes" } else { "no" }.to_string())
+                } else {
+                    cfg.get(name)
+                };
+                if let Some(v) = v {
                     pairs.push((Reply::bulk_str(name), Reply::bulk_str(&v)));
                 }
             }

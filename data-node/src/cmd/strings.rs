@@ -507,3 +507,31 @@ pub fn exact_float_add(cur: &[u8], by: &[u8]) -> Option<String> {
     let sum = ld_round(ld_round(a)? + ld_round(b)?)?;
     Some(fmt_decimal(sum))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::exact_float_add;
+
+    #[test]
+    fn float_increments_print_like_redis_long_double() {
+        // Values checked against redis-server 7.0 (x87 long double, `%.17Lf`).
+        let add = |a: &str, b: &str| exact_float_add(a.as_bytes(), b.as_bytes());
+        assert_eq!(add("10.5", "0.1").as_deref(), Some("10.6"));
+        assert_eq!(add("0", "3").as_deref(), Some("3"));
+        assert_eq!(add("1.5", "-1.5").as_deref(), Some("0"));
+        assert_eq!(
+            add("9223372036854775807", "3").as_deref(),
+            Some("9223372036854775810")
+        );
+        assert_eq!(
+            add("9223372036854775807", "-0.25").as_deref(),
+            Some("9223372036854775807")
+        );
+        assert_eq!(
+            add("9223372036854775807", "0.5").as_deref(),
+            Some("9223372036854775807.5")
+        );
+        assert_eq!(add("1", "1e2").as_deref(), Some("101"));
+        assert_eq!(add("abc", "1"), None);
+    }
+}
