@@ -246,12 +246,7 @@ fn lex_outside(z: &ZSet, min: &LexBound, max: &LexBound) -> bool {
 pub fn zcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let (min, max) = tri!(score_range(&args[2], &args[3]));
     let z = tri!(get_zset(t, &args[1], ctx.now));
-    Reply::Integer(z.map_or(0, |z| {
-        z.tree
-            .iter()
-            .filter(|(s, _)| in_score(s.0, min, max))
-            .count()
-    }) as i64)
+    Reply::Integer(z.map_or(0, |z| select(z, &Kind::Score(min, max), false, None).len()) as i64)
 }
 
 /// # Format
@@ -300,10 +295,30 @@ fn select<'a>(
     rev: bool,
     limit: Option<(i64, i64)>,
 ) -> Vec<(&'a [u8], f64)> {
-    let iter: Box<dyn Iterator<Item = &(crate::db::value::Score, crate::db::Key)>> = if rev {
-        Box::new(z.tree.iter().rev())
+    use crate::db::value::Score;
+    use std::ops::Bound;
+    // Score ranges start from the ordered index (O(log n)) instead of scanning.
+    let (lo, hi) = match kind {
+        Kind::Score(min, max) => {
+            let lo = if min.v == f64::NEG_INFINITY || min.v.is_nan() {
+                Bound::Unbounded
+            } else {
+                Bound::Included((Score(min.v), crate::db::Key::default()))
+            };
+            let hi = if max.v == f64::INFINITY || max.v < min.v {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded((Score(max.v.next_up()), crate::db::Key::default()))
+            };
+            (lo, hi)
+        }
+        _ => (Bound::Unbounded, Bound::Unbounded),
+    };
+    let range = z.tree.range((lo, hi));
+    let iter: Box<dyn Iterator<Item = &(Score, crate::db::Key)>> = if rev {
+        Box::new(range.rev())
     } else {
-        Box::new(z.tree.iter())
+        Box::new(range)
     };
     let items = iter.map(|(s, m)| (&m[..], s.0));
     let selected: Vec<(&[u8], f64)> = match kind {
