@@ -1,8 +1,8 @@
 # ember images.
 #
-# Users: `docker compose up` builds the `runtime` target from source (multi-stage).
-# Offline test machines (no registry): build the binaries on the host, stage them with
-# tests/docker/stage.sh, and build the `local` target, which starts FROM scratch.
+# `docker compose up` builds the `runtime` target from source (multi-stage). Machines
+# without a registry build tests/docker/Dockerfile.local instead (host-built binaries
+# FROM scratch; see tests/docker/run.sh).
 
 # ---- build from source ----------------------------------------------------------------
 FROM rust:1-bookworm AS build
@@ -19,14 +19,5 @@ RUN useradd --system --uid 10001 --home-dir /data ember \
 COPY --from=build /out/ /usr/local/bin/
 USER 10001:10001
 WORKDIR /data
-EXPOSE 7379 6379 16379
-VOLUME ["/data"]
-
-# ---- offline test image: host-built binaries and their libraries, nothing else ----------
-FROM scratch AS local
-COPY .docker-stage/rootfs/ /
-USER 10001:10001
-WORKDIR /data
-ENV PATH=/usr/local/bin
 EXPOSE 7379 6379 16379
 VOLUME ["/data"]

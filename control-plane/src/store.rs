@@ -20,12 +20,12 @@ const FILE: &str = "state.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot use data dir {dir}: {source}")]
+    #[error("cannot use data dir {dir}")]
     Io {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file} is corrupt: {source}")]
+    #[error("{file} is corrupt")]
     Corrupt {
         file: PathBuf,
         source: serde_json::Error,

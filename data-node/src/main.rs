@@ -35,7 +35,8 @@ struct Args {
     /// (default: bind:port, or 127.0.0.1:port when binding every interface).
     #[arg(long, env = "EMBER_ANNOUNCE")]
     announce: Option<String>,
-    /// host:port other nodes use for node-to-node gRPC (default like --announce).
+    /// host:port other nodes use for node-to-node gRPC (default: the --announce host
+    /// with --internal-port).
     #[arg(long, env = "EMBER_INTERNAL_ANNOUNCE")]
     internal_announce: Option<String>,
     /// The control plane's gRPC URL.
@@ -113,15 +114,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .checked_add(10000)
             .context("--port + 10000 overflows; set --internal-port")?,
     };
-    let host = announced_host(args.bind);
     let client_addr = args
         .announce
         .clone()
-        .unwrap_or_else(|| format!("{host}:{}", args.port));
-    let internal_addr = args
-        .internal_announce
-        .clone()
-        .unwrap_or_else(|| format!("{host}:{internal_port}"));
+        .unwrap_or_else(|| format!("{}:{}", announced_host(args.bind), args.port));
+    // The internal address defaults to the announced host with the internal port.
+    let internal_addr = args.internal_announce.clone().unwrap_or_else(|| {
+        let host = client_addr
+            .rsplit_once(':')
+            .map_or(client_addr.as_str(), |(h, _)| h);
+        format!("{host}:{internal_port}")
+    });
 
     let identity = Identity::load_or_create(&args.data_dir)?;
     let cluster = Arc::new(Cluster::new(identity.node_id));
