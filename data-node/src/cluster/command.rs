@@ -238,7 +238,7 @@ fn replicas(cluster: &Cluster, applied: Option<&Applied>, id: &[u8]) -> Reply {
     let pid = primary.id;
     let is_replica = move |n: &NodeInfo| n.role == Role::Replica { of: pid };
     let text = nodes(cluster, applied, Some(&is_replica));
-    Reply::Array(text.lines().map(|l| Reply::bulk_str(l)).collect())
+    Reply::Array(text.lines().map(Reply::bulk_str).collect())
 }
 
 /// `[ip, port, id, {}]` as CLUSTER SLOTS lists a node.

@@ -6,7 +6,7 @@
 
 use ember_proto::pb::{self, key_part};
 
-use crate::db::{Key, SlotTable, Value, ZSet};
+use crate::db::{Key, SlotTable, Value};
 
 /// Largest payload of one part (and roughly of one chunk message).
 pub const PART_BYTES: usize = 256 * 1024;
@@ -145,7 +145,7 @@ pub fn apply(table: &mut SlotTable, part: pb::KeyPart, now: u64) -> Result<(), C
             key_part::Value::Hash(_) => Value::Hash(Default::default()),
             key_part::Value::List(_) => Value::List(Default::default()),
             key_part::Value::Set(_) => Value::Set(Default::default()),
-            key_part::Value::Zset(_) => Value::ZSet(Box::new(ZSet::default())),
+            key_part::Value::Zset(_) => Value::ZSet(Box::default()),
         };
         table.set(key, fresh);
         if part.expire_at_ms > 0 {
@@ -193,6 +193,7 @@ fn append(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::ZSet;
 
     fn round_trip(value: Value) -> Value {
         let mut table = SlotTable::default();
