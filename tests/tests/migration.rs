@@ -385,3 +385,76 @@ fn faults_during_migration() {
         }
     }
 }
+
+/// Big values stream in pieces and arrive whole; TTLs move with their keys.
+#[test]
+fn big_values_and_ttls_move_intact() {
+    let c = TestCluster::start(2, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.ctl_ok(&["join", "n2"]);
+    c.wait("n1 ok", T, |c| {
+        Ok(c.cluster_info(0)?["cluster_state"] == "ok")
+    });
+    let mut n1 = c.conn(0).unwrap();
+    let big: Vec<u8> = (0..8 * 1024 * 1024 + 3).map(|i| (i % 251) as u8).collect();
+    let _: () = n1.set("{big}str", &big).unwrap();
+    for chunk in 0..10 {
+        let fields: Vec<(String, String)> = (0..5000)
+            .map(|i| (format!("f{}", chunk * 5000 + i), format!("v{i}")))
+            .collect();
+        let _: () = n1.hset_multiple("{big}hash", &fields).unwrap();
+        let members: Vec<(f64, String)> = (0..5000)
+            .map(|i| {
+                (
+                    (chunk * 5000 + i) as f64 / 7.0,
+                    format!("m{}", chunk * 5000 + i),
+                )
+            })
+            .collect();
+        let _: () = n1.zadd_multiple("{big}zset", &members).unwrap();
+        let items: Vec<String> = (0..2000)
+            .map(|i| format!("i{}", chunk * 2000 + i))
+            .collect();
+        let _: () = n1.rpush("{big}list", &items).unwrap();
+        let _: () = n1.sadd("{big}set", &items).unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("{big}ttl")
+        .arg("x")
+        .arg("EX")
+        .arg(1000)
+        .query(&mut n1)
+        .unwrap();
+    let snapshot = |conn: &mut redis::Connection| {
+        let s: Vec<u8> = conn.get("{big}str").unwrap();
+        let mut h: Vec<(String, String)> = conn.hgetall("{big}hash").unwrap();
+        h.sort();
+        let z: Vec<(String, f64)> = conn.zrange_withscores("{big}zset", 0, -1).unwrap();
+        let l: Vec<String> = conn.lrange("{big}list", 0, -1).unwrap();
+        let mut st: Vec<String> = conn.smembers("{big}set").unwrap();
+        st.sort();
+        (s, h, z, l, st)
+    };
+    let before = snapshot(&mut n1);
+    let slot = ember_core::key_slot(b"{big}").to_string();
+    c.ctl_ok(&["assign", "n2", &slot]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let mut n2 = c.conn(1).unwrap();
+    let after = snapshot(&mut n2);
+    assert!(
+        after.0 == before.0,
+        "the 8 MB string differs after the move"
+    );
+    assert_eq!(after.1.len(), 50_000);
+    assert!(after.1 == before.1, "hash differs");
+    assert!(after.2 == before.2, "sorted set differs");
+    assert!(after.3 == before.3, "list differs (or its order)");
+    assert!(after.4 == before.4, "set differs");
+    let ttl: i64 = n2.ttl("{big}ttl").unwrap();
+    assert!(
+        (900..=1000).contains(&ttl),
+        "TTL did not move with the key: {ttl}"
+    );
+    let left: usize = redis::cmd("DBSIZE").query(&mut n1).unwrap();
+    assert_eq!(left, 0, "the source freed the moved slot");
+}

@@ -111,6 +111,37 @@ pub enum ApplyError {
     OtherCluster { got: Uuid, mine: Uuid },
 }
 
+/// Handoff hold durations, for `INFO` and the benchmarks.
+#[derive(Debug, Default, Clone)]
+pub struct HoldStats {
+    pub count: u64,
+    pub last_ms: f64,
+    pub max_ms: f64,
+    /// The most recent holds (bounded), to compute percentiles.
+    pub recent_ms: Vec<f64>,
+}
+
+impl HoldStats {
+    pub fn record(&mut self, d: std::time::Duration) {
+        let ms = d.as_secs_f64() * 1000.0;
+        self.count += 1;
+        self.last_ms = ms;
+        self.max_ms = self.max_ms.max(ms);
+        if self.recent_ms.len() >= 1000 {
+            self.recent_ms.remove(0);
+        }
+        self.recent_ms.push(ms);
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        let mut v = self.recent_ms.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(((v.len() as f64 - 1.0) * 0.99).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
 /// The cluster state shared by all connections.
 pub struct Cluster {
     me: NodeId,
@@ -122,6 +153,8 @@ pub struct Cluster {
     /// Session messages, for `cluster_stats_messages_*` in CLUSTER INFO.
     pub messages_sent: AtomicU64,
     pub messages_received: AtomicU64,
+    /// Handoff holds of migrations this node was the source of.
+    pub holds: parking_lot::Mutex<HoldStats>,
 }
 
 impl Cluster {
@@ -134,6 +167,7 @@ impl Cluster {
             apply_lock: Default::default(),
             messages_sent: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
+            holds: Default::default(),
         }
     }
 
@@ -253,7 +287,18 @@ impl Cluster {
 
     /// The `# Cluster` section of `INFO` (lines end in `\r\n`).
     pub fn info_section(&self) -> String {
-        "cluster_enabled:1\r\n".to_string()
+        let h = self.holds.lock();
+        format!(
+            "cluster_enabled:1\r\n\
+             migration_handoffs:{}\r\n\
+             migration_hold_last_ms:{:.3}\r\n\
+             migration_hold_max_ms:{:.3}\r\n\
+             migration_hold_p99_ms:{:.3}\r\n",
+            h.count,
+            h.last_ms,
+            h.max_ms,
+            h.p99_ms()
+        )
     }
 }
 

@@ -20,7 +20,7 @@ pub mod target;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ember_core::{NodeId, SlotSet, Topology, SLOT_COUNT};
 use ember_proto::pb;
@@ -30,37 +30,6 @@ use uuid::Uuid;
 
 use crate::db::SlotTable;
 use crate::server::ServerState;
-
-/// Handoff hold durations, for `INFO` and the benchmarks.
-#[derive(Debug, Default, Clone)]
-pub struct HoldStats {
-    pub count: u64,
-    pub last_ms: f64,
-    pub max_ms: f64,
-    /// The most recent holds (bounded), to compute percentiles.
-    pub recent_ms: Vec<f64>,
-}
-
-impl HoldStats {
-    fn record(&mut self, d: Duration) {
-        let ms = d.as_secs_f64() * 1000.0;
-        self.count += 1;
-        self.last_ms = ms;
-        self.max_ms = self.max_ms.max(ms);
-        if self.recent_ms.len() >= 1000 {
-            self.recent_ms.remove(0);
-        }
-        self.recent_ms.push(ms);
-    }
-
-    pub fn p99_ms(&self) -> f64 {
-        let mut v = self.recent_ms.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(((v.len() as f64 - 1.0) * 0.99).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    }
-}
 
 /// A migration this node serves as the source.
 struct Outgoing {
@@ -86,7 +55,6 @@ pub struct Migrations {
     reports: Mutex<HashMap<Uuid, pb::MigrationReport>>,
     /// Wakes the session to send reports now (readiness is latency-critical).
     pub report_now: Notify,
-    pub holds: Mutex<HoldStats>,
 }
 
 impl Migrations {
@@ -98,7 +66,6 @@ impl Migrations {
             incoming: Mutex::default(),
             reports: Mutex::default(),
             report_now: Notify::new(),
-            holds: Mutex::default(),
         })
     }
 
@@ -182,7 +149,7 @@ impl Migrations {
             self.end_outgoing(&o.slots);
             if let Some(since) = o.hold_since {
                 let held = since.elapsed();
-                self.holds.lock().record(held);
+                self.state.cluster.holds.lock().record(held);
                 tracing::info!(migration = %id, held_ms = held.as_secs_f64() * 1000.0, "handoff finished");
             }
         }
