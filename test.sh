@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of ember: unit, property, differential (against redis-server) and
-# end-to-end tests (real processes on loopback) with cargo, then the container tests
-# (tests/docker/run.sh) when a Docker engine is available.
+# end-to-end tests (real processes on loopback) with cargo, a bounded fuzzing run of the
+# request path (tests/fuzz.sh), then the container tests (tests/docker/run.sh) when a
+# Docker engine is available.
 #
 # Needs Debian's redis-server and redis-cli; installs them when missing and run as root.
 set -euo pipefail
@@ -19,6 +20,8 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
 fi
 
 cargo test --workspace
+
+tests/fuzz.sh
 
 if [ "${EMBER_SKIP_DOCKER_TESTS:-0}" != 1 ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   tests/docker/run.sh

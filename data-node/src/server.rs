@@ -81,7 +81,7 @@ pub struct ClientRegistry {
 }
 
 impl ClientRegistry {
-    fn register(&self, addr: String, laddr: String) -> Arc<ClientInfo> {
+    pub fn register(&self, addr: String, laddr: String) -> Arc<ClientInfo> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let info = Arc::new(ClientInfo {
             id,
