@@ -28,26 +28,33 @@ pub struct SessionConfig {
     pub internal_addr: String,
 }
 
-/// Jittered exponential backoff: 50 ms doubling to 2 s, each wait drawn from [d/2, d].
+/// Jittered exponential backoff: 50 ms doubling up to `max`, each wait drawn from
+/// [d/2, d]. `max` is 2 s, or twice the heartbeat interval once the control plane told
+/// it (a fifth of its node timeout), so that a reconnecting node is back well within the
+/// node timeout after a control-plane restart and is not marked failed for nothing.
 struct Backoff {
     next: Duration,
+    max: Duration,
 }
 
 impl Backoff {
     const MIN: Duration = Duration::from_millis(50);
-    const MAX: Duration = Duration::from_secs(2);
 
     fn new() -> Self {
-        Self { next: Self::MIN }
+        Self {
+            next: Self::MIN,
+            max: Duration::from_secs(2),
+        }
     }
 
-    fn reset(&mut self) {
+    fn reset(&mut self, heartbeat: Duration) {
         self.next = Self::MIN;
+        self.max = (heartbeat * 2).clamp(Self::MIN * 2, Duration::from_secs(2));
     }
 
     fn wait(&mut self) -> Duration {
         let d = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
+        self.next = (self.next * 2).min(self.max);
         rand::rng().random_range(d / 2..=d)
     }
 }
@@ -63,11 +70,11 @@ pub async fn run(
 ) {
     let mut backoff = Backoff::new();
     loop {
-        let mut welcomed = false;
+        let mut welcomed = None;
         let result =
             session_once(&cluster, &mut identity, &config, &migrations, &mut welcomed).await;
-        if welcomed {
-            backoff.reset();
+        if let Some(heartbeat) = welcomed {
+            backoff.reset(heartbeat);
         }
         let wait = backoff.wait();
         match result {
@@ -88,7 +95,7 @@ async fn session_once(
     identity: &mut Identity,
     config: &SessionConfig,
     migrations: &Arc<Migrations>,
-    welcomed: &mut bool,
+    welcomed: &mut Option<Duration>,
 ) -> anyhow::Result<()> {
     let endpoint = tonic::transport::Endpoint::from_shared(config.control_plane.clone())?
         .connect_timeout(Duration::from_secs(2))
@@ -123,8 +130,8 @@ async fn session_once(
                 cluster.messages_received.fetch_add(1, Ordering::Relaxed);
                 match msg.msg {
                     Some(control_message::Msg::Welcome(w)) => {
-                        *welcomed = true;
                         let every = Duration::from_millis(w.heartbeat_millis.max(10));
+                        *welcomed = Some(every);
                         heartbeat = tokio::time::interval(every);
                         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         tracing::info!(cluster_id = %w.cluster_id, member = w.member, "session established");
