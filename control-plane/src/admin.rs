@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use ember_core::SlotSet;
 use ember_proto::{convert, pb};
 use futures::Stream;
 use tonic::{Request, Response, Status};
@@ -91,12 +90,7 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::AssignRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
         let req = req.into_inner();
-        let ranges = req
-            .slots
-            .iter()
-            .map(convert::range_from_pb)
-            .collect::<Result<Vec<_>, _>>()?;
-        let slots = SlotSet::from_ranges(&ranges);
+        let slots = convert::slots_from_pb(&req.slots)?;
         self.change(Op::Assign {
             node: required("node", &req.node)?,
             slots,
@@ -132,16 +126,11 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::MigrateRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
         let req = req.into_inner();
-        let ranges = req
-            .slots
-            .iter()
-            .map(convert::range_from_pb)
-            .collect::<Result<Vec<_>, _>>()?;
         let id = Uuid::new_v4();
         let op = Op::StartMigration {
             id,
             target: required("target", &req.target)?,
-            slots: SlotSet::from_ranges(&ranges),
+            slots: convert::slots_from_pb(&req.slots)?,
             max_running: self.max_migrations,
         };
         let reply = self.change(op).await?;

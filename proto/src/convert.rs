@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use ember_core::{Migration, MigrationState, NodeId, NodeInfo, Role, SlotMap, SlotRange, Topology};
+use ember_core::{
+    Migration, MigrationState, NodeId, NodeInfo, Role, SlotMap, SlotRange, SlotSet, Topology,
+};
 
 use crate::pb;
 
@@ -54,6 +56,15 @@ pub fn range_from_pb(r: &pb::SlotRange) -> Result<SlotRange, ConvertError> {
         return Err(ember_core::slots::SlotError::OutOfRange(r.end.into()).into());
     }
     Ok(SlotRange::new(start, end)?)
+}
+
+/// A set of slots from its ranges, each checked.
+pub fn slots_from_pb(ranges: &[pb::SlotRange]) -> Result<SlotSet, ConvertError> {
+    let ranges = ranges
+        .iter()
+        .map(range_from_pb)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SlotSet::from_ranges(&ranges))
 }
 
 pub fn node_to_pb(n: &NodeInfo) -> pb::Node {
