@@ -266,3 +266,79 @@ fn node_wiped_and_replaced_at_the_same_address() {
     assert_eq!(new.slots, old.slots);
     write_and_read(&c, 1000, "w");
 }
+
+/// gRPC health checks and reflection work (grpcurl, Kubernetes probes), and bad requests
+/// through emberctl fail with a reason and change nothing.
+#[test]
+fn health_reflection_and_refusals() {
+    let c = TestCluster::start(2, Duration::from_secs(5));
+    let url = c.cp_url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel.clone());
+        let req = tonic_health::pb::HealthCheckRequest {
+            service: "ember.v1.Admin".into(),
+        };
+        let status = health.check(req).await.unwrap().into_inner().status();
+        assert_eq!(status, ServingStatus::Serving);
+
+        use tonic_reflection::pb::v1::{
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
+        };
+        let mut reflection = ServerReflectionClient::new(channel);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = reflection
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            stream.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("no service list");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for want in [
+            "ember.v1.Admin",
+            "ember.v1.Session",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} not listed: {names:?}"
+            );
+        }
+    });
+
+    let refused = |args: &[&str], needle: &str| {
+        let out = c.ctl(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "emberctl {args:?}: {err}");
+        assert!(err.contains(needle), "emberctl {args:?} said: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    };
+    let version = || {
+        c.ctl_json(&["status"]).unwrap()["version"]
+            .as_u64()
+            .unwrap()
+    };
+    refused(&["join", "n2"], "not bootstrapped");
+    c.ctl_ok(&["bootstrap", "n1"]);
+    let before = version();
+    refused(&["bootstrap", "n2"], "already bootstrapped");
+    refused(&["join", "ghost"], "no node matches");
+    refused(&["assign", "n2", "0-10"], "emberctl join");
+    refused(&["forget", "n1"], "--force");
+    assert_eq!(version(), before, "refused requests changed the state");
+}
