@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# RESP throughput and memory, ember (one data node owning all 16384 slots) vs redis-server
+# (no persistence), side by side on loopback.
+#
+# Memory first, on fresh processes: exactly N keys (default 1,000,000) `SET key:i <64 B>`
+# loaded with `redis-cli --pipe`; then redis `used_memory`, ember `used_memory` and the
+# RSS of both processes (VmRSS). Then, after FLUSHALL, throughput:
+# `redis-benchmark -t set,get -n 1000000 -r 100000 -c 50 -d 64 -P {1,16} --csv`.
+#
+# Usage: bench/resp.sh [N_KEYS]     (run from anywhere; builds the release binaries)
+# Every process it starts is killed and its temp dir removed on exit, also on error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KEYS=${1:-1000000}
+REQS=${REQS:-1000000}
+
+cargo build --release -q -p ember-data-node -p ember-control-plane -p emberctl
+BIN=${CARGO_TARGET_DIR:-target}/release
+
+TMP=$(mktemp -d /tmp/ember-bench-resp.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+RP=$(free_port); CP=$(free_port); EP=$(free_port); EIP=$(free_port)
+
+redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
+  --logfile "$TMP/redis.log" &
+RPID=$!; PIDS+=("$RPID")
+RUST_LOG=warn "$BIN/ember-control-plane" --listen "127.0.0.1:$CP" --data-dir "$TMP/cp" \
+  2>"$TMP/cp.log" &
+PIDS+=("$!")
+RUST_LOG=warn "$BIN/ember-data-node" --port "$EP" --internal-port "$EIP" \
+  --control-plane "http://127.0.0.1:$CP" --data-dir "$TMP/n1" --name n1 2>"$TMP/n1.log" &
+EPID=$!; PIDS+=("$EPID")
+"$BIN/emberctl" --control-plane "http://127.0.0.1:$CP" bootstrap --wait 30s n1 >/dev/null
+for _ in $(seq 300); do
+  if redis-cli -p "$EP" cluster info 2>/dev/null | grep -q 'cluster_state:ok' &&
+     redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; then break; fi
+  sleep 0.1
+done
+redis-cli -p "$EP" cluster info | grep -q 'cluster_state:ok' || { echo "ember not ok" >&2; exit 1; }
+
+rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
+used() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '$1=="used_memory" {print $2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+mib() { awk -v a="$1" 'BEGIN { printf "%.1f MiB", a / 1048576 }'; }
+
+# ---- memory ----
+R_RSS0=$(rss "$RPID"); E_RSS0=$(rss "$EPID"); R_USED0=$(used "$RP"); E_USED0=$(used "$EP")
+awk -v n="$KEYS" 'BEGIN {
+  v = sprintf("%064d", 0); gsub(/0/, "x", v)
+  for (i = 0; i < n; i++) { k = "key:" i; printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$64\r\n%s\r\n", length(k), k, v }
+}' >"$TMP/load.resp"
+redis-cli -p "$RP" --pipe <"$TMP/load.resp" >"$TMP/pipe-redis.txt"
+redis-cli -p "$EP" --pipe <"$TMP/load.resp" >"$TMP/pipe-ember.txt"
+rm -f "$TMP/load.resp"
+R_KEYS=$(redis-cli -p "$RP" dbsize); E_KEYS=$(redis-cli -p "$EP" dbsize)
+sleep 1
+R_RSS=$(rss "$RPID"); E_RSS=$(rss "$EPID"); R_USED=$(used "$RP"); E_USED=$(used "$EP")
+E_ALLOC=$(redis-cli -p "$EP" info memory | tr -d '\r' | awk -F: '$1=="mem_allocator" {print $2}')
+
+echo
+echo "## Memory: $KEYS keys, 64-byte values (date: $(date -u +%F))"
+echo
+echo "\`bench/resp.sh${1:+ $1}\` (keys loaded with \`redis-cli --pipe\`; DBSIZE redis $R_KEYS, ember $E_KEYS)"
+echo
+echo "| metric | redis 7 | ember | ember / redis |"
+echo "|---|---|---|---|"
+echo "| used_memory (INFO) | $(mib "$R_USED") | $(mib "$E_USED") ($E_ALLOC) | $(ratio "$E_USED" "$R_USED") |"
+echo "| used_memory, minus empty | $(mib $((R_USED - R_USED0))) | $(mib $((E_USED - E_USED0))) | $(ratio $((E_USED - E_USED0)) $((R_USED - R_USED0))) |"
+echo "| RSS (VmRSS) | $(mib "$R_RSS") | $(mib "$E_RSS") | $(ratio "$E_RSS" "$R_RSS") |"
+echo "| RSS, minus empty process | $(mib $((R_RSS - R_RSS0))) | $(mib $((E_RSS - E_RSS0))) | $(ratio $((E_RSS - E_RSS0)) $((R_RSS - R_RSS0))) |"
+echo "| bytes per key (RSS delta) | $(( (R_RSS - R_RSS0) / KEYS )) | $(( (E_RSS - E_RSS0) / KEYS )) | |"
+
+# ---- throughput ----
+redis-cli -p "$RP" flushall >/dev/null
+redis-cli -p "$EP" flushall >/dev/null
+declare -A RPS P99
+for P in 1 16; do
+  for SYS in redis ember; do
+    PORT=$RP; [ "$SYS" = ember ] && PORT=$EP
+    redis-benchmark -h 127.0.0.1 -p "$PORT" -t set,get -n "$REQS" -r 100000 -c 50 -d 64 -P "$P" --csv \
+      >"$TMP/$SYS-$P.csv"
+    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    while IFS=, read -r t rps _avg _min _p50 _p95 p99 _max; do
+      t=${t//\"/}
+      [ "$t" = test ] && continue
+      RPS[$SYS-$P-$t]=${rps//\"/}
+      P99[$SYS-$P-$t]=${p99//\"/}
+    done <"$TMP/$SYS-$P.csv"
+  done
+done
+
+echo
+echo "## RESP throughput (redis-benchmark, 50 clients, 64-byte values, 100k key space, $REQS requests)"
+echo
+echo "\`bench/resp.sh${1:+ $1}\` runs \`redis-benchmark -t set,get -n $REQS -r 100000 -c 50 -d 64 -P {1,16} --csv\`"
+echo
+echo "| test | pipeline | redis rps | ember rps | ember / redis | redis p99 | ember p99 |"
+echo "|---|---|---|---|---|---|---|"
+for P in 1 16; do
+  for T in SET GET; do
+    r=${RPS[redis-$P-$T]:-0}; e=${RPS[ember-$P-$T]:-0}
+    echo "| $T | $P | $r | $e | $(ratio "$e" "$r") | ${P99[redis-$P-$T]:-?} ms | ${P99[ember-$P-$T]:-?} ms |"
+  done
+done
+echo
+echo "(redis-benchmark, the server under test and the other server share the machine's $(nproc) cores.)"
