@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ember_core::NodeId;
+
 use crate::authority::Authority;
 use crate::state::Op;
 
@@ -24,19 +26,21 @@ pub async fn run(authority: Arc<Authority>, node_timeout: Duration, migration_ti
         interval.tick().await;
         let state = authority.current().state;
         let observed = authority.observed();
-        for node in state.topology.nodes.values() {
-            let last_seen = observed
-                .get(&node.id)
-                .map_or(authority.started(), |o| o.last_seen);
-            let alive = last_seen.elapsed() <= node_timeout;
-            if alive == node.failed {
-                let op = Op::SetHealth {
-                    id: node.id,
-                    failed: !alive,
-                };
-                if let Err(e) = authority.submit(op).await {
-                    tracing::warn!(node = %node.id, "could not record health change: {e}");
-                }
+        let changes: Vec<(NodeId, bool)> = state
+            .topology
+            .nodes
+            .values()
+            .filter_map(|node| {
+                let last_seen = observed
+                    .get(&node.id)
+                    .map_or(authority.started(), |o| o.last_seen);
+                let alive = last_seen.elapsed() <= node_timeout;
+                (alive == node.failed).then_some((node.id, !alive))
+            })
+            .collect();
+        if !changes.is_empty() {
+            if let Err(e) = authority.submit(Op::SetHealth { changes }).await {
+                tracing::warn!("could not record health changes: {e}");
             }
         }
         // A migration cannot finish without both nodes, nor if its target went quiet.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ember_proto::pb::{admin_server::AdminServer, session_server::SessionServer};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::admin::AdminService;
 use crate::authority::Authority;
@@ -77,7 +77,10 @@ pub async fn serve(
             authority,
             config.node_timeout,
         )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

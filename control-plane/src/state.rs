@@ -56,10 +56,11 @@ pub enum Op {
         node: String,
         force: bool,
     },
-    /// Liveness, decided by the heartbeater.
+    /// Liveness, decided by the heartbeater: `(node, failed)` for every node whose health
+    /// changed at once, so that a thousand nodes failing make one new version, not a
+    /// thousand.
     SetHealth {
-        id: NodeId,
-        failed: bool,
+        changes: Vec<(NodeId, bool)>,
     },
     SetConfig {
         require_full_coverage: Option<bool>,
@@ -175,18 +176,18 @@ impl ClusterState {
             Op::Join { node, replica_of } => self.join(node, replica_of.as_deref()),
             Op::Assign { node, slots } => self.assign(node, slots),
             Op::Forget { node, force } => self.forget(node, *force),
-            Op::SetHealth { id, failed } => {
-                let label = self.label(id);
-                let node = self
-                    .topology
-                    .nodes
-                    .get_mut(id)
-                    .ok_or_else(|| StateError::Invalid(format!("node {id} is not a member")))?;
-                node.failed = *failed;
-                Ok(format!(
-                    "node {label} is {}",
-                    if *failed { "failed" } else { "ok" }
-                ))
+            Op::SetHealth { changes } => {
+                let mut summary = Vec::new();
+                for (id, failed) in changes {
+                    let label = self.label(id);
+                    let node =
+                        self.topology.nodes.get_mut(id).ok_or_else(|| {
+                            StateError::Invalid(format!("node {id} is not a member"))
+                        })?;
+                    node.failed = *failed;
+                    summary.push(format!("{label} {}", if *failed { "failed" } else { "ok" }));
+                }
+                Ok(format!("health: {}", summary.join(", ")))
             }
             Op::SetConfig {
                 require_full_coverage,

@@ -64,7 +64,8 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(node, replica_of)| Step::Op(Op::Join { node, replica_of })),
         3 => (node_query(), slots()).prop_map(|(node, slots)| Step::Op(Op::Assign { node, slots })),
         1 => (node_query(), any::<bool>()).prop_map(|(node, force)| Step::Op(Op::Forget { node, force })),
-        1 => (0..NODES, any::<bool>()).prop_map(|(i, failed)| Step::Op(Op::SetHealth { id: id(i), failed })),
+        1 => proptest::collection::vec((0..NODES, any::<bool>()), 1..3)
+            .prop_map(|c| Step::Op(Op::SetHealth { changes: c.into_iter().map(|(i, f)| (id(i), f)).collect() })),
         1 => proptest::option::of(any::<bool>())
             .prop_map(|v| Step::Op(Op::SetConfig { require_full_coverage: v })),
         2 => (0u128..3, node_query(), slots(), 1usize..4).prop_map(|(m, target, slots, max_running)| {

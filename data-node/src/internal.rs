@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ember_proto::pb::internal_server::InternalServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::migration::source::InternalService;
 use crate::migration::Migrations;
@@ -23,7 +23,7 @@ pub async fn serve(listener: TcpListener, migrations: Arc<Migrations>) {
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(internal)
-        .serve_with_incoming(TcpListenerStream::new(listener))
+        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await;
     if let Err(e) = result {
         tracing::error!("internal gRPC server stopped: {e}");

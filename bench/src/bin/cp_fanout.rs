@@ -70,12 +70,29 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .into_inner();
         let seen = seen_tx.clone();
+        let heartbeats = tx.clone();
         tokio::spawn(async move {
-            while let Ok(Some(msg)) = inbound.message().await {
-                if let Some(control_message::Msg::Topology(bytes)) = msg.msg {
-                    let at = Instant::now();
-                    let t = pb::Topology::decode(bytes).expect("valid snapshot");
-                    let _ = seen.send((t.version, at));
+            // A real node's heartbeats, so that no session is marked failed meanwhile.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut applied = 0;
+            loop {
+                tokio::select! {
+                    msg = inbound.message() => {
+                        let Ok(Some(msg)) = msg else { return };
+                        if let Some(control_message::Msg::Topology(bytes)) = msg.msg {
+                            let at = Instant::now();
+                            let t = pb::Topology::decode(bytes).expect("valid snapshot");
+                            applied = t.version;
+                            let _ = seen.send((t.version, at));
+                        }
+                    }
+                    _ = tick.tick() => {
+                        let hb = pb::Heartbeat { applied_version: applied, key_count: 0 };
+                        let msg = pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) };
+                        if heartbeats.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
         });
@@ -99,10 +116,11 @@ async fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         let reply = admin
             .set_config(pb::SetConfigRequest {
-                require_full_coverage: Some(c % 2 == 0),
+                require_full_coverage: Some(c % 2 == 1),
             })
             .await?
             .into_inner();
+        assert!(reply.changed, "each change must be a new version");
         let version = reply.topology.unwrap().version;
         let mut received = 0;
         let mut slowest = Duration::ZERO;

@@ -15,14 +15,33 @@ use ember_core::topology::short_id;
 use ember_core::{NodeId, SlotRange};
 use uuid::Uuid;
 
-use crate::client::{Admin, CliError, Started};
+use crate::client::{Admin, CliError, Started, TopologyStream};
 use crate::commands::Ctx;
 use crate::model::{short_label, ClusterView, Move, Snapshot};
 use crate::output::range_strings;
 use crate::progress::{expected_keys, Outcome, Reporter, StartedEvent, Tally};
 
-/// How often the control plane is polled while migrations run.
+/// How often the control plane is polled for progress while migrations run; a
+/// committed or aborted migration is noticed at once through the Watch stream.
 const POLL_EVERY: Duration = Duration::from_millis(150);
+
+/// Waits until the control plane commits a new topology version (a migration ended or
+/// started) or [`POLL_EVERY`] passes, whichever comes first. Without a Watch stream
+/// (it failed or ended), it just waits [`POLL_EVERY`].
+async fn wait_for_change(watch: &mut Option<TopologyStream>) {
+    let Some(w) = watch.as_mut() else {
+        tokio::time::sleep(POLL_EVERY).await;
+        return;
+    };
+    tokio::select! {
+        next = w.next() => {
+            if !matches!(next, Ok(Some(_))) {
+                *watch = None;
+            }
+        }
+        _ = tokio::time::sleep(POLL_EVERY) => {}
+    }
+}
 
 /// A move that was started and has not ended yet.
 struct InFlight {
@@ -115,6 +134,7 @@ pub async fn run(
     let mut said_busy = false;
     let mut warned_unreachable = false;
     let started_at = Instant::now();
+    let mut watch = admin.watch().await.ok();
 
     loop {
         let stop = start_error.is_some() || outcomes.iter().any(|o| !o.committed);
@@ -157,7 +177,7 @@ pub async fn run(
             break;
         }
 
-        tokio::time::sleep(POLL_EVERY).await;
+        wait_for_change(&mut watch).await;
         let view = match admin.state().await {
             Ok(view) => view,
             // The control plane may restart under a long rebalance; keep waiting.

@@ -104,7 +104,7 @@ async fn session_once(
     let channel = endpoint.connect().await?;
     let mut client = SessionClient::new(channel);
 
-    let (tx, rx) = mpsc::channel(8);
+    let (tx, rx) = mpsc::channel(64);
     let hello = pb::Hello {
         node_id: identity.node_id.to_string(),
         cluster_id: identity
@@ -179,25 +179,42 @@ async fn session_once(
             _ = heartbeat.tick() => {
                 let key_count = migrations.state().db.dbsize() as u64;
                 let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count };
-                if tx.send(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) }).await.is_err() {
-                    return Ok(());
-                }
-                cluster.messages_sent.fetch_add(1, Ordering::Relaxed);
-                send_reports(&tx, migrations).await;
+                send(&tx, cluster, node_message::Msg::Heartbeat(hb))?;
+                send_reports(&tx, cluster, migrations)?;
             }
-            _ = migrations.report_now.notified() => send_reports(&tx, migrations).await,
+            _ = migrations.report_now.notified() => send_reports(&tx, cluster, migrations)?,
         }
+    }
+}
+
+/// Queues a message for the control plane without waiting: a full queue means the
+/// control plane is not reading right now, and waiting would stop this loop from reading
+/// snapshots (both sides blocked on sending). Heartbeats and reports are re-sent
+/// periodically anyway, so one dropped is harmless.
+fn send(
+    tx: &mpsc::Sender<pb::NodeMessage>,
+    cluster: &Cluster,
+    msg: node_message::Msg,
+) -> anyhow::Result<()> {
+    match tx.try_send(pb::NodeMessage { msg: Some(msg) }) {
+        Ok(()) => {
+            cluster.messages_sent.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => anyhow::bail!("the session stream closed"),
     }
 }
 
 /// Sends the current migration reports (each is re-sent until its migration ends, so a
 /// control-plane restart cannot lose a `ready`).
-async fn send_reports(tx: &mpsc::Sender<pb::NodeMessage>, migrations: &Migrations) {
+fn send_reports(
+    tx: &mpsc::Sender<pb::NodeMessage>,
+    cluster: &Cluster,
+    migrations: &Migrations,
+) -> anyhow::Result<()> {
     for report in migrations.reports() {
-        let _ = tx
-            .send(pb::NodeMessage {
-                msg: Some(node_message::Msg::Migration(report)),
-            })
-            .await;
+        send(tx, cluster, node_message::Msg::Migration(report))?;
     }
+    Ok(())
 }
