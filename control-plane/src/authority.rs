@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use ember_core::NodeId;
 use ember_proto::{convert, pb};
-use prost::Message;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -30,18 +29,16 @@ pub enum AuthorityError {
 #[derive(Clone)]
 pub struct Published {
     pub state: Arc<ClusterState>,
-    /// `pb::Topology` of `state.topology`, encoded.
-    pub encoded: prost::bytes::Bytes,
+    /// The session message carrying `state.topology`, encoded once for all sessions.
+    pub snapshot: pb::control_message::Msg,
 }
 
 impl Published {
     fn new(state: ClusterState) -> Self {
-        let encoded = convert::topology_to_pb(&state.topology)
-            .encode_to_vec()
-            .into();
+        let snapshot = convert::snapshot_msg(&state.topology);
         Self {
             state: Arc::new(state),
-            encoded,
+            snapshot,
         }
     }
 }

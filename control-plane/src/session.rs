@@ -3,9 +3,9 @@
 //! Node -> control plane: `Hello` (first, once), then `Heartbeat`s.
 //! Control plane -> node: `Welcome` (once), then full topology snapshots whenever the
 //! node is behind: on connect if its applied version is older, and on every committed
-//! version after that (latest wins; intermediate versions may be skipped). A heartbeat
-//! reporting an older version than the one sent makes the snapshot go out again, so a
-//! lost or refused message heals itself.
+//! version after that (latest wins; intermediate versions may be skipped). The stream is
+//! reliable while it lasts; when it breaks, the node reconnects and its hello says which
+//! version it has, so a resync is just the next snapshot.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -120,7 +120,7 @@ async fn run(
         let member = latest.state.topology.nodes.contains_key(&id);
         if member && latest.state.version() > sent {
             let msg = pb::ControlMessage {
-                msg: Some(control_message::Msg::Topology(latest.encoded.clone())),
+                msg: Some(latest.snapshot.clone()),
             };
             if tx.send(Ok(msg)).await.is_err() {
                 return "node went away".into();
@@ -140,10 +140,6 @@ async fn run(
             msg = inbound.message() => match msg {
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) })) => {
                     authority.heartbeat(id, hb.applied_version, hb.key_count);
-                    if hb.applied_version < sent && sent == latest.state.version() {
-                        // The node did not apply what we sent (lost or refused): resend.
-                        sent = hb.applied_version;
-                    }
                 }
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Migration(report)) })) => {
                     on_migration_report(authority, id, report).await;

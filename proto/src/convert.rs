@@ -20,10 +20,12 @@ pub enum ConvertError {
     BadSlots(#[from] ember_core::slots::SlotError),
     #[error("slot {0} has two owners in the snapshot")]
     DoubleOwner(u16),
-    #[error("slot run names node {0}, which is not in the snapshot")]
-    UnknownOwner(NodeId),
+    #[error("slot run names node #{0}, which is not in the snapshot")]
+    UnknownOwner(u32),
     #[error("missing field {0}")]
     Missing(&'static str),
+    #[error("undecodable snapshot: {0}")]
+    Decode(String),
 }
 
 impl From<ConvertError> for tonic::Status {
@@ -123,18 +125,65 @@ pub fn topology_to_pb(t: &Topology) -> pb::Topology {
         current_epoch: t.current_epoch,
         require_full_coverage: t.require_full_coverage,
         nodes: t.nodes.values().map(node_to_pb).collect(),
-        slots: t
-            .slots
-            .ranges()
-            .into_iter()
-            .map(|(r, o)| pb::SlotOwner {
-                start: r.start.into(),
-                end: r.end.into(),
-                node_id: o.to_string(),
-            })
-            .collect(),
+        slots: {
+            let index: BTreeMap<NodeId, u32> = t
+                .nodes
+                .keys()
+                .enumerate()
+                .map(|(i, id)| (*id, i as u32))
+                .collect();
+            t.slots
+                .ranges()
+                .into_iter()
+                .map(|(r, o)| pb::SlotOwner {
+                    start: r.start.into(),
+                    end: r.end.into(),
+                    node: index[&o],
+                })
+                .collect()
+        },
         migrations: t.migrations.iter().map(migration_to_pb).collect(),
     }
+}
+
+/// Snapshots larger than this are sent LZ4-compressed.
+const COMPRESS_ABOVE: usize = 4096;
+/// Largest decompressed snapshot accepted (far above any real cluster's).
+const MAX_SNAPSHOT: usize = 256 << 20;
+
+/// The session message that carries `t`, encoded (and, if large, compressed) once per
+/// version so that every session shares the same bytes.
+pub fn snapshot_msg(t: &Topology) -> pb::control_message::Msg {
+    use prost::Message;
+    let encoded = topology_to_pb(t).encode_to_vec();
+    if encoded.len() > COMPRESS_ABOVE {
+        pb::control_message::Msg::TopologyLz4(lz4_flex::compress_prepend_size(&encoded).into())
+    } else {
+        pb::control_message::Msg::Topology(encoded.into())
+    }
+}
+
+/// Decodes a snapshot carried by [`snapshot_msg`] (`compressed`: it came as `topology_lz4`).
+pub fn snapshot_from_msg(bytes: &[u8], compressed: bool) -> Result<Topology, ConvertError> {
+    use prost::Message;
+    let decode =
+        |b: &[u8]| pb::Topology::decode(b).map_err(|e| ConvertError::Decode(e.to_string()));
+    let t = if compressed {
+        let size = bytes
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        if size.is_none_or(|n| n > MAX_SNAPSHOT) {
+            return Err(ConvertError::Decode(
+                "compressed snapshot has a bad size".into(),
+            ));
+        }
+        let raw = lz4_flex::decompress_size_prepended(bytes)
+            .map_err(|e| ConvertError::Decode(e.to_string()))?;
+        decode(&raw)?
+    } else {
+        decode(bytes)?
+    };
+    topology_from_pb(&t)
 }
 
 pub fn topology_from_pb(t: &pb::Topology) -> Result<Topology, ConvertError> {
@@ -143,16 +192,20 @@ pub fn topology_from_pb(t: &pb::Topology) -> Result<Topology, ConvertError> {
         .iter()
         .map(|n| node_from_pb(n).map(|n| (n.id, n)))
         .collect::<Result<_, _>>()?;
+    let ids: Vec<NodeId> = t
+        .nodes
+        .iter()
+        .map(|n| parse_id("node id", &n.id))
+        .collect::<Result<_, _>>()?;
     let mut slots = SlotMap::default();
     for run in &t.slots {
         let r = range_from_pb(&pb::SlotRange {
             start: run.start,
             end: run.end,
         })?;
-        let owner = parse_id("slot owner", &run.node_id)?;
-        if !nodes.contains_key(&owner) {
-            return Err(ConvertError::UnknownOwner(owner));
-        }
+        let owner = *ids
+            .get(run.node as usize)
+            .ok_or(ConvertError::UnknownOwner(run.node))?;
         for s in r.iter() {
             if slots.owner(s).is_some() {
                 return Err(ConvertError::DoubleOwner(s));
@@ -221,14 +274,52 @@ mod tests {
         bad.slots.push(pb::SlotOwner {
             start: 50,
             end: 60,
-            node_id: id.to_string(),
+            node: 0,
         });
         assert!(matches!(
             topology_from_pb(&bad),
             Err(ConvertError::DoubleOwner(50))
         ));
-        let mut bad = pb;
+        let mut bad = pb.clone();
         bad.slots[0].end = 20000;
         assert!(topology_from_pb(&bad).is_err());
+        let mut bad = pb;
+        bad.slots[0].node = 7;
+        assert!(matches!(
+            topology_from_pb(&bad),
+            Err(ConvertError::UnknownOwner(7))
+        ));
+    }
+
+    #[test]
+    fn big_snapshots_travel_compressed() {
+        let mut t = Topology::new(Uuid::new_v4());
+        for i in 0..200u16 {
+            let id = Uuid::new_v4();
+            t.nodes.insert(
+                id,
+                NodeInfo {
+                    id,
+                    name: Some(format!("node-{i}")),
+                    client_addr: format!("10.0.0.{}:7000", i % 250),
+                    internal_addr: format!("10.0.0.{}:17000", i % 250),
+                    role: Role::Primary,
+                    failed: false,
+                    config_epoch: i.into(),
+                },
+            );
+            (i * 80..i * 80 + 80).for_each(|s| t.slots.set(s, Some(id)));
+        }
+        let pb::control_message::Msg::TopologyLz4(bytes) = snapshot_msg(&t) else {
+            panic!("a 200-node snapshot is compressed");
+        };
+        assert_eq!(snapshot_from_msg(&bytes, true).unwrap(), t);
+        assert!(snapshot_from_msg(&bytes[..bytes.len() / 2], true).is_err());
+        assert!(snapshot_from_msg(&[0xff, 0xff, 0xff, 0xff, 1], true).is_err());
+        let small = Topology::new(Uuid::new_v4());
+        let pb::control_message::Msg::Topology(bytes) = snapshot_msg(&small) else {
+            panic!("a small snapshot is not compressed");
+        };
+        assert_eq!(snapshot_from_msg(&bytes, false).unwrap(), small);
     }
 }

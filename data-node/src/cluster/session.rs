@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use ember_proto::convert;
 use ember_proto::pb::{self, control_message, node_message, session_client::SessionClient};
-use prost::Message;
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -140,10 +139,12 @@ async fn session_once(
                             cluster.clear();
                         }
                     }
-                    Some(control_message::Msg::Topology(bytes)) => {
-                        let topology = pb::Topology::decode(bytes)
-                            .map_err(anyhow::Error::from)
-                            .and_then(|t| Ok(convert::topology_from_pb(&t)?));
+                    Some(msg @ (control_message::Msg::Topology(_) | control_message::Msg::TopologyLz4(_))) => {
+                        let topology = match &msg {
+                            control_message::Msg::TopologyLz4(b) => convert::snapshot_from_msg(b, true),
+                            control_message::Msg::Topology(b) => convert::snapshot_from_msg(b, false),
+                            _ => unreachable!("matched above"),
+                        };
                         match topology {
                             Ok(t) => {
                                 let (version, cluster_id) = (t.version, t.cluster_id);
