@@ -44,15 +44,16 @@ fn topology(version: u64, n2_failed: bool) -> pb::Topology {
         require_full_coverage: true,
         nodes: vec![n1, n2],
         slots: vec![
+            // Owners by index into `nodes`.
             pb::SlotOwner {
                 start: 0,
                 end: 8191,
-                node_id: N1.into(),
+                node: 0,
             },
             pb::SlotOwner {
                 start: 8192,
                 end: 16383,
-                node_id: N2.into(),
+                node: 1,
             },
         ],
         migrations: vec![],
@@ -148,13 +149,20 @@ impl State {
     fn topology(&self) -> pb::Topology {
         let mut t = topology(self.version, false);
         t.slots.clear();
+        let index = |id: &str| {
+            t.nodes
+                .iter()
+                .position(|n| n.id == id)
+                .expect("owner listed") as u32
+        };
         for (slot, owner) in self.owners.iter().enumerate() {
+            let node = index(&owner.to_string());
             match t.slots.last_mut() {
-                Some(run) if run.node_id == *owner => run.end = slot as u32,
+                Some(run) if run.node == node => run.end = slot as u32,
                 _ => t.slots.push(pb::SlotOwner {
                     start: slot as u32,
                     end: slot as u32,
-                    node_id: owner.to_string(),
+                    node,
                 }),
             }
         }
