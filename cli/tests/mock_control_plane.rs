@@ -156,7 +156,7 @@ impl State {
                 .expect("owner listed") as u32
         };
         for (slot, owner) in self.owners.iter().enumerate() {
-            let node = index(owner.as_ref());
+            let node = index(owner);
             match t.slots.last_mut() {
                 Some(run) if run.node == node => run.end = slot as u32,
                 _ => t.slots.push(pb::SlotOwner {
