@@ -67,6 +67,11 @@ fn announced_host(bind: IpAddr) -> String {
     }
 }
 
+/// mimalloc's fine size classes (16, 64, 80 ... bytes) fit small keys and values far
+/// tighter than glibc malloc's 32-byte minimum chunk: about 40 bytes less per key.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -102,6 +107,7 @@ async fn health_check(port: u16) -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let _ = ember_data_node::server::ALLOCATOR.set("mimalloc");
     if args.health_check {
         return health_check(args.port)
             .await

@@ -161,12 +161,15 @@ pub fn rss_bytes() -> usize {
         .unwrap_or(0)
 }
 
+/// The global allocator's name, set by the binary that installs one.
+pub static ALLOCATOR: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 /// What `INFO memory` reports as `mem_allocator`.
 pub fn allocator_name() -> &'static str {
     if alloc::allocated() > 0 {
         "counting"
     } else {
-        "libc"
+        ALLOCATOR.get().copied().unwrap_or("libc")
     }
 }
 
