@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(u64, Instant)>();
     let mut keep = Vec::new();
     for i in 0..sessions {
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())?
+        let channel = ember_proto::session_endpoint(url.clone())?
             .connect()
             .await?;
         let (tx, rx) = mpsc::channel(4);

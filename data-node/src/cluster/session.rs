@@ -96,11 +96,9 @@ async fn session_once(
     migrations: &Arc<Migrations>,
     welcomed: &mut Option<Duration>,
 ) -> anyhow::Result<()> {
-    let endpoint = tonic::transport::Endpoint::from_shared(config.control_plane.clone())?
-        .connect_timeout(Duration::from_secs(2))
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5));
-    let channel = endpoint.connect().await?;
+    let channel = ember_proto::session_endpoint(config.control_plane.clone())?
+        .connect()
+        .await?;
     let mut client = SessionClient::new(channel);
 
     let (tx, rx) = mpsc::channel(64);
