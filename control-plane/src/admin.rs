@@ -235,32 +235,18 @@ impl pb::admin_server::Admin for AdminService {
         _: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let mut published = self.authority.subscribe();
-        let stream = async_stream(move |tx| async move {
+        // A task per watcher feeds a small channel; it ends when the watcher goes away.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
             loop {
                 let latest = published.borrow_and_update().clone();
-                if tx
-                    .send(Ok(convert::topology_to_pb(&latest.state.topology)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                if published.changed().await.is_err() {
+                let topology = convert::topology_to_pb(&latest.state.topology);
+                if tx.send(Ok(topology)).await.is_err() || published.changed().await.is_err() {
                     return;
                 }
             }
         });
+        let stream: TopologyStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
         Ok(Response::new(stream))
     }
-}
-
-/// A stream fed by a spawned task through a small channel (the task ends with the client).
-fn async_stream<F, Fut>(f: F) -> TopologyStream
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::Topology, Status>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(f(tx));
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

@@ -1,6 +1,7 @@
 //! The session stream: one long-lived bidirectional stream per data node.
 //!
-//! Node -> control plane: `Hello` (first, once), then `Heartbeat`s.
+//! Node -> control plane: `Hello` (first, once), then `Heartbeat`s and `MigrationReport`s
+//! (progress; `ready` commits a migration, `failed` aborts it).
 //! Control plane -> node: `Welcome` (once), then full topology snapshots whenever the
 //! node is behind: on connect if its applied version is older, and on every committed
 //! version after that (latest wins; intermediate versions may be skipped). The stream is
