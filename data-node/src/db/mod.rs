@@ -16,6 +16,7 @@
 //! The total key count is kept in an atomic: [`SlotGuard`] records the table's length
 //! when locked and applies the difference when dropped, so no code path can forget it.
 
+mod entries;
 pub mod value;
 
 use std::collections::HashMap;
@@ -50,7 +51,7 @@ pub fn now_ms() -> u64 {
 /// The keys of one hash slot.
 #[derive(Default)]
 pub struct SlotTable {
-    map: Map<Key, Value>,
+    map: entries::Entries,
     /// Deadline (ms since epoch) of each key that has a TTL; every key here is in `map`.
     expires: Map<Key, u64>,
     /// Keys removed because they expired (for `INFO stats`).
@@ -243,7 +244,7 @@ impl SlotTable {
             let keys: Vec<Key> = self.map.keys().cloned().collect();
             keys.iter().for_each(|k| self.mark_dirty(k));
         }
-        self.map = Map::default();
+        self.map = entries::Entries::default();
         self.expires = Map::default();
     }
 }
