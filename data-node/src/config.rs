@@ -37,6 +37,20 @@ pub struct Config {
     pub port: u16,
     /// The bind address, reported by `CONFIG GET bind`.
     pub bind: String,
+    /// Threads running client connections (`CONFIG GET io-threads`); 0 means half the
+    /// CPUs the process may run on, at least one.
+    pub io_threads: usize,
+}
+
+impl Config {
+    /// `io_threads` with 0 resolved to half the CPUs (at least one): the kernel's
+    /// network stack, and often the clients, need the other half (see ARCHITECTURE.md).
+    pub fn resolved_io_threads(&self) -> usize {
+        match self.io_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n,
+        }
+    }
 }
 
 impl Default for Config {
@@ -46,6 +60,7 @@ impl Default for Config {
             client_query_buffer_limit: DEFAULT_CLIENT_QUERY_BUFFER_LIMIT,
             port: 6379,
             bind: "127.0.0.1".into(),
+            io_threads: 0,
         }
     }
 }
@@ -59,6 +74,8 @@ pub struct RuntimeConfig {
     pub port: u16,
     /// Fixed at start-up.
     pub bind: String,
+    /// Fixed at start-up (resolved: never 0).
+    pub io_threads: usize,
 }
 
 /// The names `CONFIG GET` knows, in the order it lists them.
@@ -67,6 +84,7 @@ const NAMES: &[&str] = &[
     "client-query-buffer-limit",
     "port",
     "bind",
+    "io-threads",
     "cluster-enabled",
     "cluster-require-full-coverage",
     "databases",
@@ -83,6 +101,7 @@ impl RuntimeConfig {
             client_query_buffer_limit: AtomicUsize::new(c.client_query_buffer_limit),
             port: c.port,
             bind: c.bind.clone(),
+            io_threads: c.resolved_io_threads(),
         }
     }
 
@@ -106,6 +125,7 @@ impl RuntimeConfig {
             "client-query-buffer-limit" => self.client_query_buffer_limit().to_string(),
             "port" => self.port.to_string(),
             "bind" => self.bind.clone(),
+            "io-threads" => self.io_threads.to_string(),
             "cluster-enabled" => "yes".into(),
             // Coverage is decided by the control plane; ember always requires it.
             "cluster-require-full-coverage" => "yes".into(),

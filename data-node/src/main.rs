@@ -52,6 +52,11 @@ struct Args {
     /// A unique human name that emberctl accepts wherever it takes a NODE.
     #[arg(long, env = "EMBER_NAME")]
     name: Option<String>,
+    /// Threads running client connections, each with its own event loop (0: half the
+    /// CPUs, at least one). Like Redis's `io-threads`, but each thread also executes
+    /// its clients' commands.
+    #[arg(long, env = "EMBER_IO_THREADS", default_value_t = 0)]
+    io_threads: usize,
     /// Check that a node answers PING on 127.0.0.1:--port, exit 0 if so (for container
     /// health checks), instead of starting one.
     #[arg(long)]
@@ -134,7 +139,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let identity = Identity::load_or_create(&args.data_dir)?;
     let cluster = Arc::new(Cluster::new(identity.node_id));
-    let state = Arc::new(ServerState::new(cluster.clone(), Config::default()));
+    let config = Config {
+        port: args.port,
+        bind: args.bind.to_string(),
+        io_threads: args.io_threads,
+        ..Config::default()
+    };
+    let state = Arc::new(ServerState::new(cluster.clone(), config));
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .await

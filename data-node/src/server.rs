@@ -175,23 +175,18 @@ pub fn allocator_name() -> &'static str {
 
 /// Serves RESP clients on `listener` until `shutdown` completes, then stops accepting,
 /// tells every connection to close and returns. Also runs the active expiry task.
+///
+/// Connections run on [`ConnectionThreads`]; this task only accepts.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: impl Future) {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(active_expiry(state.clone(), stop_rx.clone()));
+    let mut threads = ConnectionThreads::start(state.config.io_threads, &state, &stop_rx);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let state = state.clone();
-                    let stop = stop_rx.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = handle_connection(stream, peer, state, stop).await {
-                            tracing::debug!(%peer, error = %e, "connection ended");
-                        }
-                    });
-                }
+                Ok((stream, peer)) => threads.hand_over(stream, peer, &state, &stop_rx),
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -201,6 +196,116 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: imp
         }
     }
     let _ = stop_tx.send(true);
+}
+
+type Handover = (std::net::TcpStream, SocketAddr);
+
+/// The threads that run client connections (`io-threads`, default half the CPUs).
+///
+/// Each thread runs its own single-threaded tokio runtime: it waits on its own epoll
+/// instance and runs its connections start to finish, with no work stealing and no
+/// wake-ups across threads. (On a multi-threaded runtime every readiness event goes
+/// through one shared driver and idle workers are woken with futexes.) The accept
+/// loop hands each new connection to the next thread, round robin; a connection stays
+/// on its thread. Commands still share the keyspace through the per-slot locks.
+struct ConnectionThreads {
+    senders: Vec<tokio::sync::mpsc::UnboundedSender<Handover>>,
+    next: usize,
+}
+
+impl ConnectionThreads {
+    fn start(n: usize, state: &Arc<ServerState>, stop: &watch::Receiver<bool>) -> Self {
+        let mut senders = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (state, stop) = (state.clone(), stop.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("ember-io-{i}"))
+                .spawn(move || connection_thread(rx, state, stop));
+            match spawned {
+                Ok(_) => senders.push(tx),
+                Err(e) => tracing::error!(error = %e, "cannot start connection thread {i}"),
+            }
+        }
+        if senders.is_empty() {
+            tracing::warn!("no connection threads: connections run on the main runtime");
+        }
+        ConnectionThreads { senders, next: 0 }
+    }
+
+    fn hand_over(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        state: &Arc<ServerState>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        if self.senders.is_empty() {
+            tokio::spawn(run_connection(stream, peer, state.clone(), stop.clone()));
+            return;
+        }
+        self.next = (self.next + 1) % self.senders.len();
+        // Deregistered from this runtime's reactor; the thread registers it with its own.
+        let handed = stream
+            .into_std()
+            .map_err(|e| e.to_string())
+            .and_then(|std| {
+                self.senders[self.next]
+                    .send((std, peer))
+                    .map_err(|_| "its connection thread is gone".to_string())
+            });
+        if let Err(e) = handed {
+            tracing::error!(%peer, "dropping connection: {e}");
+        }
+    }
+}
+
+/// One connection thread: runs the connections handed to it until the accept loop ends
+/// and they have all closed.
+fn connection_thread(
+    mut handed: tokio::sync::mpsc::UnboundedReceiver<Handover>,
+    state: Arc<ServerState>,
+    stop: watch::Receiver<bool>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a connection thread's runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                next = handed.recv() => match next {
+                    Some((std, peer)) => match TcpStream::from_std(std) {
+                        Ok(stream) => {
+                            conns.spawn(run_connection(stream, peer, state.clone(), stop.clone()));
+                        }
+                        Err(e) => tracing::warn!(%peer, error = %e, "cannot register connection"),
+                    },
+                    None => break,
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        while conns.join_next().await.is_some() {}
+    });
+}
+
+async fn run_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
+    stop: watch::Receiver<bool>,
+) {
+    if let Err(e) = handle_connection(stream, peer, state, stop).await {
+        tracing::debug!(%peer, error = %e, "connection ended");
+    }
 }
 
 /// Sweeps 1024 slots every 100 ms (the whole keyspace every ~1.6 s), removing expired
@@ -288,6 +393,11 @@ async fn connection_loop(
             state.stats.commands.fetch_add(executed, Ordering::Relaxed);
         }
         if !out.is_empty() {
+            // Let the thread's other ready connections run their commands first, so the
+            // replies go out together (as Redis writes all pending replies before it
+            // sleeps): a client waiting on several connections is then woken once per
+            // round instead of once per reply.
+            tokio::task::yield_now().await;
             stream.write_all(&out).await?;
             if out.capacity() > 1024 * 1024 {
                 out = Vec::with_capacity(16 * 1024);

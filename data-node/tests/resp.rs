@@ -542,3 +542,50 @@ async fn random_garbage_never_takes_the_server_down() {
     let mut s = TcpStream::connect(addr).await.unwrap();
     send_expect(&mut s, b"PING\r\n", b"+PONG\r\n").await;
 }
+
+#[tokio::test]
+async fn connections_on_every_thread_share_the_keyspace() {
+    let config = ember_data_node::Config {
+        io_threads: 3,
+        ..Default::default()
+    };
+    let (addr, state) = common::start_with(config).await;
+    let mut admin = TcpStream::connect(addr).await.unwrap();
+    send_expect(
+        &mut admin,
+        b"CONFIG GET io-threads\r\n",
+        b"*2\r\n$10\r\nio-threads\r\n$1\r\n3\r\n",
+    )
+    .await;
+    // 12 connections (4 per thread), each 100 pipelined INCRs of one shared counter and
+    // one key of its own, all at once.
+    let mut clients = Vec::new();
+    for c in 0..12 {
+        clients.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut batch = Vec::new();
+            for _ in 0..100 {
+                batch.extend_from_slice(b"INCR counter\r\n");
+                batch.extend_from_slice(format!("INCR own:{c}\r\n").as_bytes());
+            }
+            s.write_all(&batch).await.unwrap();
+            // 200 integer replies; the last one of the connection's own key is 100.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while got.iter().filter(|&&b| b == b'\n').count() < 200 {
+                let n = timeout(Duration::from_secs(10), s.read(&mut buf))
+                    .await
+                    .expect("replies in time")
+                    .unwrap();
+                assert!(n > 0, "connection {c} closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(got.ends_with(b":100\r\n"), "connection {c}");
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    send_expect(&mut admin, b"GET counter\r\n", b"$4\r\n1200\r\n").await;
+    assert_eq!(state.db.dbsize(), 13);
+}

@@ -87,6 +87,13 @@ fn bootstrap_three_nodes() {
     }
     let epochs: BTreeSet<u64> = (0..3).map(|i| myself(&c, i).epoch).collect();
     assert_eq!(epochs.len(), 3, "config epochs are unique");
+    // The node reports the settings it was started with.
+    let config: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("port")
+        .query(&mut c.conn(1).unwrap())
+        .unwrap();
+    assert_eq!(config, ["port".to_string(), c.specs[1].port.to_string()]);
     let slots = cluster_slots(&c, 0);
     assert_eq!(cluster_slots(&c, 1), slots);
     assert_eq!(cluster_slots(&c, 2), slots);

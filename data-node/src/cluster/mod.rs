@@ -12,6 +12,7 @@ pub mod command;
 pub mod identity;
 pub mod session;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,13 +65,10 @@ pub struct RouteFlags {
     pub readonly: bool,
 }
 
-/// Where a slot is served, precomputed per slot when a snapshot is applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum SlotRoute {
-    Here,
-    Elsewhere(Arc<str>),
-    Unassigned,
-}
+/// `Applied::routes` value of a slot served here.
+const HERE: u16 = u16::MAX;
+/// `Applied::routes` value of an unassigned slot.
+const UNASSIGNED: u16 = u16::MAX - 1;
 
 /// An applied topology with everything the hot path needs precomputed.
 #[derive(Debug)]
@@ -78,19 +76,26 @@ pub struct Applied {
     pub topology: Topology,
     /// `cluster_state:ok`.
     pub state_ok: bool,
-    routes: Vec<SlotRoute>,
+    /// Per slot: [`HERE`], [`UNASSIGNED`] or an index into `addrs`. Two bytes per slot
+    /// (32 KiB) so that the route check of a random slot stays in cache.
+    routes: Vec<u16>,
+    /// Client addresses of the other owners.
+    addrs: Vec<Arc<str>>,
 }
 
 impl Applied {
     fn new(topology: Topology, me: NodeId) -> Self {
         // A replica serves nothing itself: it redirects to its primary's slots' owner.
+        let mut owners: HashMap<NodeId, u16> = HashMap::new();
+        let mut addrs: Vec<Arc<str>> = Vec::new();
         let routes = (0..SLOT_COUNT)
             .map(|slot| match topology.slots.owner(slot) {
-                None => SlotRoute::Unassigned,
-                Some(owner) if owner == me => SlotRoute::Here,
-                Some(owner) => {
-                    SlotRoute::Elsewhere(topology.nodes[&owner].client_addr.as_str().into())
-                }
+                None => UNASSIGNED,
+                Some(owner) if owner == me => HERE,
+                Some(owner) => *owners.entry(owner).or_insert_with(|| {
+                    addrs.push(topology.nodes[&owner].client_addr.as_str().into());
+                    (addrs.len() - 1) as u16
+                }),
             })
             .collect();
         let state_ok = topology.state_ok();
@@ -98,6 +103,7 @@ impl Applied {
             topology,
             state_ok,
             routes,
+            addrs,
         }
     }
 }
@@ -241,13 +247,13 @@ impl Cluster {
         if !applied.state_ok {
             return Err(RouteError::ClusterDown);
         }
-        match &applied.routes[usize::from(slot)] {
-            SlotRoute::Here => Ok(()),
-            SlotRoute::Elsewhere(addr) => Err(RouteError::Moved {
+        match applied.routes[usize::from(slot)] {
+            HERE => Ok(()),
+            UNASSIGNED => Err(RouteError::SlotNotServed),
+            i => Err(RouteError::Moved {
                 slot,
-                addr: addr.to_string(),
+                addr: applied.addrs[usize::from(i)].to_string(),
             }),
-            SlotRoute::Unassigned => Err(RouteError::SlotNotServed),
         }
     }
 
@@ -258,7 +264,7 @@ impl Cluster {
                 .applied
                 .load()
                 .as_ref()
-                .is_some_and(|a| a.routes[usize::from(slot)] == SlotRoute::Here)
+                .is_some_and(|a| a.routes[usize::from(slot)] == HERE)
     }
 
     /// This node's role in the applied topology.

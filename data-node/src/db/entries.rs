@@ -1,22 +1,103 @@
-//! The keys and values of one slot table, packed for memory.
+//! The keys and values of one slot table, packed for memory and for lookups.
 //!
 //! A `HashMap<Key, Value>` bucket is 40 bytes (a 16-byte key slice, a 24-byte value),
 //! and hashbrown keeps between 44% and 87% of buckets full: a slot table of ~61 keys
 //! (1M keys over 16384 slots) sits in 128 buckets, 86 bytes per key. Here a bucket is
-//! one 8-byte pointer to an `Entry` holding the key and the value, so the same table
-//! costs 19 bytes per key plus the 40-byte entry: 27 bytes less per key.
+//! one 8-byte pointer to an [`Entry`]: a single allocation holding the value, the key's
+//! length and the key's bytes. The same table costs 19 bytes per key in buckets plus the
+//! entry (28 bytes and the key), and a lookup reads the key to compare from the entry it
+//! already fetched instead of chasing a separate key allocation.
 //!
 //! The API is the subset of `HashMap` the keyspace uses.
 
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::mem::{align_of, size_of, ManuallyDrop};
+use std::ptr::NonNull;
 use std::sync::LazyLock;
 
 use hashbrown::HashTable;
 
-use super::{Hasher, Key, Value};
+use super::{Hasher, Value};
 
-struct Entry {
-    key: Key,
-    value: Value,
+/// Where the key's length (a `u32`) sits in an entry, right after the value.
+const LEN_AT: usize = size_of::<Value>();
+/// Where the key's bytes start.
+const KEY_AT: usize = LEN_AT + size_of::<u32>();
+const _: () = assert!(LEN_AT.is_multiple_of(align_of::<u32>()));
+
+/// One key and its value in one allocation: `[value][key length: u32][key bytes]`.
+struct Entry(NonNull<u8>);
+
+// SAFETY: an `Entry` owns its allocation like a `Box<(Value, [u8])>` would; `Value` is
+// `Send + Sync`.
+unsafe impl Send for Entry {}
+unsafe impl Sync for Entry {}
+
+impl Entry {
+    fn layout(key_len: usize) -> Layout {
+        Layout::from_size_align(KEY_AT + key_len, align_of::<Value>()).expect("entry layout")
+    }
+
+    fn new(key: &[u8], value: Value) -> Entry {
+        // Keys are bounded by `proto-max-bulk-len` (at most 512 MiB).
+        let len = u32::try_from(key.len()).expect("key longer than 4 GiB");
+        let layout = Self::layout(key.len());
+        // SAFETY: the layout is non-zero-sized; the writes stay inside it, the value at
+        // offset 0 (aligned for `Value`), the length at `LEN_AT` (aligned for `u32`).
+        unsafe {
+            let Some(p) = NonNull::new(alloc(layout)) else {
+                handle_alloc_error(layout)
+            };
+            p.as_ptr().cast::<Value>().write(value);
+            p.as_ptr().add(LEN_AT).cast::<u32>().write(len);
+            std::ptr::copy_nonoverlapping(key.as_ptr(), p.as_ptr().add(KEY_AT), key.len());
+            Entry(p)
+        }
+    }
+
+    fn key_len(&self) -> usize {
+        // SAFETY: written by `new`, never changed.
+        unsafe { self.0.as_ptr().add(LEN_AT).cast::<u32>().read() as usize }
+    }
+
+    fn key(&self) -> &[u8] {
+        // SAFETY: `key_len` bytes initialised by `new` follow `KEY_AT`; borrowed from self.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(KEY_AT), self.key_len()) }
+    }
+
+    fn value(&self) -> &Value {
+        // SAFETY: a valid `Value` lives at offset 0 until the entry is dropped.
+        unsafe { &*self.0.as_ptr().cast::<Value>() }
+    }
+
+    fn value_mut(&mut self) -> &mut Value {
+        // SAFETY: as in `value`; `&mut self` makes the borrow unique.
+        unsafe { &mut *self.0.as_ptr().cast::<Value>() }
+    }
+
+    /// Frees the entry and returns its value.
+    fn into_value(self) -> Value {
+        let this = ManuallyDrop::new(self);
+        let layout = Self::layout(this.key_len());
+        // SAFETY: the value is moved out exactly once and the allocation freed with the
+        // layout it was made with; `ManuallyDrop` keeps `Drop` from doing either again.
+        unsafe {
+            let value = this.0.as_ptr().cast::<Value>().read();
+            dealloc(this.0.as_ptr(), layout);
+            value
+        }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let layout = Self::layout(self.key_len());
+        // SAFETY: as in `into_value`, dropping the value in place instead of moving it.
+        unsafe {
+            std::ptr::drop_in_place(self.0.as_ptr().cast::<Value>());
+            dealloc(self.0.as_ptr(), layout);
+        }
+    }
 }
 
 /// One process-wide, randomly seeded hasher (the tables do not each need a seed).
@@ -29,7 +110,7 @@ fn hash(key: &[u8]) -> u64 {
 
 #[derive(Default)]
 pub struct Entries {
-    table: HashTable<Box<Entry>>,
+    table: HashTable<Entry>,
 }
 
 impl Entries {
@@ -43,42 +124,42 @@ impl Entries {
 
     pub fn get(&self, key: &[u8]) -> Option<&Value> {
         self.table
-            .find(hash(key), |e| &*e.key == key)
-            .map(|e| &e.value)
+            .find(hash(key), |e| e.key() == key)
+            .map(Entry::value)
     }
 
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
         self.table
-            .find_mut(hash(key), |e| &*e.key == key)
-            .map(|e| &mut e.value)
+            .find_mut(hash(key), |e| e.key() == key)
+            .map(Entry::value_mut)
     }
 
     /// Inserts or replaces; returns the previous value.
-    pub fn insert(&mut self, key: Key, value: Value) -> Option<Value> {
-        let h = hash(&key);
-        match self.table.find_mut(h, |e| e.key == key) {
-            Some(e) => Some(std::mem::replace(&mut e.value, value)),
+    pub fn insert(&mut self, key: &[u8], value: Value) -> Option<Value> {
+        let h = hash(key);
+        match self.table.find_mut(h, |e| e.key() == key) {
+            Some(e) => Some(std::mem::replace(e.value_mut(), value)),
             None => {
                 self.table
-                    .insert_unique(h, Box::new(Entry { key, value }), |e| hash(&e.key));
+                    .insert_unique(h, Entry::new(key, value), |e| hash(e.key()));
                 None
             }
         }
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Value> {
-        match self.table.find_entry(hash(key), |e| &*e.key == key) {
-            Ok(occupied) => Some(occupied.remove().0.value),
+        match self.table.find_entry(hash(key), |e| e.key() == key) {
+            Ok(occupied) => Some(occupied.remove().0.into_value()),
             Err(_) => None,
         }
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &Key> {
-        self.table.iter().map(|e| &e.key)
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.table.iter().map(Entry::key)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Value)> {
-        self.table.iter().map(|e| (&e.key, &e.value))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
+        self.table.iter().map(|e| (e.key(), e.value()))
     }
 }
 
@@ -97,7 +178,7 @@ mod tests {
             for (insert, k, v) in ops {
                 let key = vec![k; usize::from(k % 7)];
                 if insert {
-                    let old = ours.insert(key.clone().into_boxed_slice(), Value::Str(vec![v].into_boxed_slice()));
+                    let old = ours.insert(&key, Value::Str(vec![v].into_boxed_slice()));
                     prop_assert_eq!(old.is_some(), model.insert(key, v).is_some());
                 } else {
                     prop_assert_eq!(ours.remove(&key).is_some(), model.remove(&key).is_some());

@@ -120,11 +120,7 @@ impl SlotTable {
 
     /// Sets `key` to `value`, keeping its TTL if it has one.
     pub fn set_keep_ttl(&mut self, key: &[u8], value: Value) {
-        if let Some(v) = self.map.get_mut(key) {
-            *v = value;
-        } else {
-            self.map.insert(key.into(), value);
-        }
+        self.map.insert(key, value);
     }
 
     /// Removes `key` (live or not). Returns its value if it was live.
@@ -164,12 +160,12 @@ impl SlotTable {
     }
 
     /// Iterates over all keys (possibly including expired ones not yet removed).
-    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
         self.map.keys()
     }
 
     /// Iterates over all entries with their deadline.
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Value)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
         self.map.iter()
     }
 
@@ -241,7 +237,7 @@ impl SlotTable {
     /// Removes everything.
     pub fn clear(&mut self) {
         if self.dirty.is_some() {
-            let keys: Vec<Key> = self.map.keys().cloned().collect();
+            let keys: Vec<Key> = self.map.keys().map(Key::from).collect();
             keys.iter().for_each(|k| self.mark_dirty(k));
         }
         self.map = entries::Entries::default();
@@ -346,7 +342,7 @@ impl Db {
         t.keys()
             .filter(|k| !t.is_expired(k, now))
             .take(count)
-            .map(|k| Bytes::copy_from_slice(k))
+            .map(Bytes::copy_from_slice)
             .collect()
     }
 

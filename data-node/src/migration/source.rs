@@ -166,7 +166,7 @@ async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(),
     // 2. Snapshot.
     let mut batch = Batch::new();
     for slot in slots.iter() {
-        let keys: Vec<Key> = db.lock(slot).keys().cloned().collect();
+        let keys: Vec<Key> = db.lock(slot).keys().map(Key::from).collect();
         send_keys(m, slot, &keys, &mut batch, tx).await?;
     }
     batch.chunk.snapshot_done = true;
