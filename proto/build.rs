@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("ember_descriptor.bin"))
         .bytes(".ember.v1.ControlMessage")
+        .bytes(".ember.v1.TopologyDelta")
         .compile_protos(&["proto/ember.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto/ember.proto");
     Ok(())

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ember_core::NodeId;
-use ember_proto::{convert, pb};
+use ember_proto::{convert, pb, snapshot};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -29,16 +29,17 @@ pub enum AuthorityError {
 #[derive(Clone)]
 pub struct Published {
     pub state: Arc<ClusterState>,
-    /// The session message carrying `state.topology`, encoded once for all sessions.
-    pub snapshot: pb::control_message::Msg,
+    /// `state.topology` as session messages: self-contained, and as a delta against the
+    /// previously published version.
+    pub snapshot: Arc<snapshot::Encoded>,
 }
 
 impl Published {
-    fn new(state: ClusterState) -> Self {
-        let snapshot = convert::snapshot_msg(&state.topology);
+    fn new(state: ClusterState, previous: Option<&Published>) -> Self {
+        let snapshot = snapshot::Encoded::new(&state.topology, previous.map(|p| &*p.snapshot));
         Self {
             state: Arc::new(state),
-            snapshot,
+            snapshot: Arc::new(snapshot),
         }
     }
 }
@@ -106,7 +107,7 @@ impl Authority {
             pending = state.pending.len(),
             "state loaded"
         );
-        let (published, _) = watch::channel(Published::new(state));
+        let (published, _) = watch::channel(Published::new(state, None));
         Ok(Arc::new(Self {
             committing: tokio::sync::Mutex::new(()),
             store,
@@ -130,7 +131,8 @@ impl Authority {
     /// Applies `op`; on success the new state is durable and published.
     pub async fn submit(&self, op: Op) -> Result<(Arc<ClusterState>, Outcome), AuthorityError> {
         let _guard = self.committing.lock().await;
-        let current = self.current().state;
+        let previous = self.current();
+        let current = previous.state.clone();
         let (next, outcome) = current.apply(&op)?;
         if !outcome.changed {
             return Ok((current, outcome));
@@ -145,7 +147,7 @@ impl Authority {
             .expect("persist task panicked")?;
         tracing::info!(version = next.version(), "{}", outcome.summary);
         self.record_finished(&op, &current, &outcome);
-        let published = Published::new(next);
+        let published = Published::new(next, Some(&previous));
         let state = published.state.clone();
         self.published.send_replace(published);
         Ok((state, outcome))

@@ -4,7 +4,9 @@
 //! (progress; `ready` commits a migration, `failed` aborts it).
 //! Control plane -> node: `Welcome` (once), then full topology snapshots whenever the
 //! node is behind: on connect if its applied version is older, and on every committed
-//! version after that (latest wins; intermediate versions may be skipped). The stream is
+//! version after that (latest wins; intermediate versions may be skipped), as a delta
+//! against the previous one when that is what this stream sent last
+//! (`ember_proto::snapshot`). The stream is
 //! reliable while it lasts; when it breaks, the node reconnects and its hello says which
 //! version it has, so a resync is just the next snapshot.
 
@@ -116,17 +118,20 @@ async fn run(
 ) -> String {
     let mut published = authority.subscribe();
     let mut was_member = false;
+    // The version of the last snapshot sent on this stream: the base of the next delta.
+    let mut on_stream: Option<u64> = None;
     loop {
         let latest = published.borrow_and_update().clone();
         let member = latest.state.topology.nodes.contains_key(&id);
         if member && latest.state.version() > sent {
             let msg = pb::ControlMessage {
-                msg: Some(latest.snapshot.clone()),
+                msg: Some(latest.snapshot.message_after(on_stream)),
             };
             if tx.send(Ok(msg)).await.is_err() {
                 return "node went away".into();
             }
             sent = latest.state.version();
+            on_stream = Some(sent);
         }
         if was_member && !member && !latest.state.pending.contains_key(&id) {
             let _ = tx

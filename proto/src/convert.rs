@@ -146,46 +146,6 @@ pub fn topology_to_pb(t: &Topology) -> pb::Topology {
     }
 }
 
-/// Snapshots larger than this are sent LZ4-compressed.
-const COMPRESS_ABOVE: usize = 4096;
-/// Largest decompressed snapshot accepted (far above any real cluster's).
-const MAX_SNAPSHOT: usize = 256 << 20;
-
-/// The session message that carries `t`, encoded (and, if large, compressed) once per
-/// version so that every session shares the same bytes.
-pub fn snapshot_msg(t: &Topology) -> pb::control_message::Msg {
-    use prost::Message;
-    let encoded = topology_to_pb(t).encode_to_vec();
-    if encoded.len() > COMPRESS_ABOVE {
-        pb::control_message::Msg::TopologyLz4(lz4_flex::compress_prepend_size(&encoded).into())
-    } else {
-        pb::control_message::Msg::Topology(encoded.into())
-    }
-}
-
-/// Decodes a snapshot carried by [`snapshot_msg`] (`compressed`: it came as `topology_lz4`).
-pub fn snapshot_from_msg(bytes: &[u8], compressed: bool) -> Result<Topology, ConvertError> {
-    use prost::Message;
-    let decode =
-        |b: &[u8]| pb::Topology::decode(b).map_err(|e| ConvertError::Decode(e.to_string()));
-    let t = if compressed {
-        let size = bytes
-            .get(..4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        if size.is_none_or(|n| n > MAX_SNAPSHOT) {
-            return Err(ConvertError::Decode(
-                "compressed snapshot has a bad size".into(),
-            ));
-        }
-        let raw = lz4_flex::decompress_size_prepended(bytes)
-            .map_err(|e| ConvertError::Decode(e.to_string()))?;
-        decode(&raw)?
-    } else {
-        decode(bytes)?
-    };
-    topology_from_pb(&t)
-}
-
 pub fn topology_from_pb(t: &pb::Topology) -> Result<Topology, ConvertError> {
     let nodes: BTreeMap<NodeId, NodeInfo> = t
         .nodes
@@ -289,37 +249,5 @@ mod tests {
             topology_from_pb(&bad),
             Err(ConvertError::UnknownOwner(7))
         ));
-    }
-
-    #[test]
-    fn big_snapshots_travel_compressed() {
-        let mut t = Topology::new(Uuid::new_v4());
-        for i in 0..200u16 {
-            let id = Uuid::new_v4();
-            t.nodes.insert(
-                id,
-                NodeInfo {
-                    id,
-                    name: Some(format!("node-{i}")),
-                    client_addr: format!("10.0.0.{}:7000", i % 250),
-                    internal_addr: format!("10.0.0.{}:17000", i % 250),
-                    role: Role::Primary,
-                    failed: false,
-                    config_epoch: i.into(),
-                },
-            );
-            (i * 80..i * 80 + 80).for_each(|s| t.slots.set(s, Some(id)));
-        }
-        let pb::control_message::Msg::TopologyLz4(bytes) = snapshot_msg(&t) else {
-            panic!("a 200-node snapshot is compressed");
-        };
-        assert_eq!(snapshot_from_msg(&bytes, true).unwrap(), t);
-        assert!(snapshot_from_msg(&bytes[..bytes.len() / 2], true).is_err());
-        assert!(snapshot_from_msg(&[0xff, 0xff, 0xff, 0xff, 1], true).is_err());
-        let small = Topology::new(Uuid::new_v4());
-        let pb::control_message::Msg::Topology(bytes) = snapshot_msg(&small) else {
-            panic!("a small snapshot is not compressed");
-        };
-        assert_eq!(snapshot_from_msg(&bytes, false).unwrap(), small);
     }
 }

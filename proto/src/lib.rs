@@ -3,8 +3,11 @@
 //! - [`pb`]: the generated messages, clients and servers (`ember.v1`).
 //! - [`convert`]: `Topology`, `NodeInfo`, `SlotRange` to and from their messages. The rest
 //!   of the code base speaks `ember_core` types only.
+//! - [`snapshot`]: topology snapshots on the session stream (encoded once per version,
+//!   compressed, sent as deltas within a stream).
 
 pub mod convert;
+pub mod snapshot;
 
 /// Generated code for `proto/ember.proto`.
 #[allow(clippy::all, missing_docs)]

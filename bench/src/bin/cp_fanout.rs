@@ -73,11 +73,13 @@ async fn main() -> anyhow::Result<()> {
             .into_inner();
         let seen = seen_tx.clone();
         let heartbeats = tx.clone();
-        // Every 50th session decodes every snapshot; the others decode the first and then
-        // count (the control plane sends each version in order while nothing else
-        // changes): a thousand fake nodes decompressing 100 KB each on the control
-        // plane's two cores would measure themselves, not the fan-out.
+        // Every 50th session decodes every snapshot as a node does; the others read the
+        // version off the message (a delta's is its base's plus one: each change here is
+        // one version, which the sampled sessions check): a thousand fake nodes decoding
+        // a 96 KB topology each on the control plane's two cores would measure
+        // themselves, not the fan-out.
         let sampled = i % 50 == 0;
+        let mut receiver = ember_proto::snapshot::Receiver::default();
         tokio::spawn(async move {
             // A real node's heartbeats, so that no session is marked failed meanwhile.
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -87,19 +89,21 @@ async fn main() -> anyhow::Result<()> {
                     msg = inbound.message() => {
                         let Ok(Some(msg)) = msg else { return };
                         let at = Instant::now();
-                        let version = match (msg.msg, applied) {
-                            (Some(control_message::Msg::Topology(bytes)), _) => peek_version(&bytes),
-                            (Some(control_message::Msg::TopologyLz4(_)), Some(prev)) if !sampled => prev + 1,
-                            (Some(control_message::Msg::TopologyLz4(bytes)), _) => {
-                                let raw = lz4_flex::decompress_size_prepended(&bytes).expect("valid snapshot");
-                                if i == 0 && applied.is_none() {
-                                    eprintln!("snapshot: {} bytes, {} compressed", raw.len(), bytes.len());
+                        let Some(msg) = msg.msg else { continue };
+                        let version = match &msg {
+                            control_message::Msg::Welcome(_) => continue,
+                            control_message::Msg::Topology(bytes) if !sampled => peek_version(bytes),
+                            control_message::Msg::TopologyDelta(d) if !sampled => d.base_version + 1,
+                            _ => {
+                                let t = receiver.receive(&msg).expect("a snapshot").expect("valid snapshot");
+                                if i == 0 {
+                                    report_size(&msg);
                                 }
-                                let v = peek_version(&raw);
-                                assert!(applied.is_none_or(|prev| v == prev + 1), "got version {v} after {applied:?}");
-                                v
+                                if let control_message::Msg::TopologyDelta(d) = &msg {
+                                    assert_eq!(t.version, d.base_version + 1, "one version per change");
+                                }
+                                t.version
                             }
-                            _ => continue,
                         };
                         applied = Some(version);
                         let _ = seen.send((version, at));
@@ -233,6 +237,24 @@ fn peek_version(bytes: &[u8]) -> u64 {
         None
     };
     fast().unwrap_or_else(|| pb::Topology::decode(bytes).expect("valid snapshot").version)
+}
+
+/// Prints each snapshot form's size once (session 0 only).
+fn report_size(msg: &control_message::Msg) {
+    static FULL: std::sync::Once = std::sync::Once::new();
+    static DELTA: std::sync::Once = std::sync::Once::new();
+    match msg {
+        control_message::Msg::TopologyZstd(b) => {
+            FULL.call_once(|| eprintln!("snapshot: {} bytes as zstd (first on a stream)", b.len()))
+        }
+        control_message::Msg::TopologyDelta(d) => DELTA.call_once(|| {
+            eprintln!(
+                "snapshot: {} bytes as a delta (every change after)",
+                d.zstd.len()
+            )
+        }),
+        _ => {}
+    }
 }
 
 struct KillOnDrop(std::process::Child);

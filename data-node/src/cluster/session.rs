@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember_proto::convert;
 use ember_proto::pb::{self, control_message, node_message, session_client::SessionClient};
+use ember_proto::snapshot;
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -120,6 +120,7 @@ async fn session_once(
     let mut inbound = client.open(ReceiverStream::new(rx)).await?.into_inner();
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    let mut snapshots = snapshot::Receiver::default();
     loop {
         tokio::select! {
             msg = inbound.message() => {
@@ -137,12 +138,8 @@ async fn session_once(
                             cluster.clear();
                         }
                     }
-                    Some(msg @ (control_message::Msg::Topology(_) | control_message::Msg::TopologyLz4(_))) => {
-                        let topology = match &msg {
-                            control_message::Msg::TopologyLz4(b) => convert::snapshot_from_msg(b, true),
-                            control_message::Msg::Topology(b) => convert::snapshot_from_msg(b, false),
-                            _ => unreachable!("matched above"),
-                        };
+                    Some(msg) => {
+                        let Some(topology) = snapshots.receive(&msg) else { continue };
                         match topology {
                             Ok(t) => {
                                 let (version, cluster_id) = (t.version, t.cluster_id);
@@ -167,6 +164,8 @@ async fn session_once(
                                     Err(e) => tracing::debug!("ignored snapshot: {e}"),
                                 }
                             }
+                            // The stream's delta base is lost: a new stream resyncs.
+                            Err(e @ snapshot::ReceiveError::BadBase { .. }) => return Err(e.into()),
                             Err(e) => tracing::error!("malformed snapshot from the control plane: {e:#}"),
                         }
                         // Acknowledge at once so the control plane sees the new version.
