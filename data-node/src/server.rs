@@ -1,5 +1,5 @@
-//! The RESP server: accept loop, one task per connection, the active expiry task, and
-//! the [`ServerState`] every connection shares.
+//! The RESP server: accept loop, the connection threads (each connection a task on one
+//! of them), the active expiry task, and the [`ServerState`] every connection shares.
 //!
 //! A connection reads into a `BytesMut`, parses every complete command already
 //! buffered, executes each (encoding the reply into one output buffer) and writes all
