@@ -149,13 +149,16 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
                 asking,
                 readonly: ctx.client.readonly,
             };
+            ctx.slot = slot;
+            let mut table = state.db.lock(slot);
+            // Routed and checked under the slot's lock. A migration's handoff sets the
+            // hold under this lock, and its end (after the new topology is applied)
+            // clears it under this lock: a write either ran before the hold, waits for
+            // the decision, or sees the new owner; it never lands here after the slot
+            // has moved.
             if let Err(e) = state.cluster.route(slot, rf) {
                 return Reply::error(e.to_string());
             }
-            ctx.slot = slot;
-            let mut table = state.db.lock(slot);
-            // Checked under the slot's lock, so a migration's handoff (which sets the
-            // hold under the same lock) sees every write either done or waiting.
             if write && table.is_held() {
                 ctx.client.held_on = Some(slot);
                 return Reply::Null;

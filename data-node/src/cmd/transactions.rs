@@ -66,6 +66,8 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
         return Reply::err("EXECABORT Transaction discarded because of previous errors.");
     }
     let state = ctx.state;
+    // Routed under the slot's lock, as in `cmd::execute`.
+    let mut guard = ms.slot.map(|s| state.db.lock(s));
     if let Some(slot) = ms.slot {
         let rf = RouteFlags {
             write: ms.write,
@@ -76,7 +78,6 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
             return Reply::error(e.to_string());
         }
     }
-    let mut guard = ms.slot.map(|s| state.db.lock(s));
     if ms.write && guard.as_ref().is_some_and(|g| g.is_held()) {
         // A migration's handoff holds the slot: put the transaction back and wait.
         ctx.client.held_on = ms.slot;
