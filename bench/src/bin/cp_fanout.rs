@@ -174,26 +174,10 @@ async fn main() -> anyhow::Result<()> {
     drop(cp);
 
     println!("control-plane fan-out: {sessions} sessions, {changes} changes (commit incl. fsync -> receipt)");
-    println!(
-        "  per receipt   p50 {}  p99 {}",
-        ms(percentile(&mut latencies, 50.0)),
-        ms(percentile(&mut latencies, 99.0))
-    );
-    println!(
-        "  per receipt, from the durable reply  p50 {}  p99 {}",
-        ms(percentile(&mut after_commit, 50.0)),
-        ms(percentile(&mut after_commit, 99.0))
-    );
-    println!(
-        "  commit (request -> durable reply)  p50 {}  p99 {}",
-        ms(percentile(&mut commits, 50.0)),
-        ms(percentile(&mut commits, 99.0))
-    );
-    println!(
-        "  last session  p50 {}  p99 {}",
-        ms(percentile(&mut per_change_max, 50.0)),
-        ms(percentile(&mut per_change_max, 99.0))
-    );
+    p50_p99("per receipt", &mut latencies);
+    p50_p99("per receipt, from the durable reply", &mut after_commit);
+    p50_p99("commit (request -> durable reply)", &mut commits);
+    p50_p99("last session", &mut per_change_max);
     println!(
         "  memory: {:.1} KiB per session (RSS {} MiB idle, {} MiB with sessions, {} MiB after)",
         (rss_sessions.saturating_sub(rss_before)) as f64 / sessions as f64 / 1024.0,
@@ -237,6 +221,14 @@ fn peek_version(bytes: &[u8]) -> u64 {
         None
     };
     fast().unwrap_or_else(|| pb::Topology::decode(bytes).expect("valid snapshot").version)
+}
+
+fn p50_p99(what: &str, samples: &mut [Duration]) {
+    println!(
+        "  {what}  p50 {}  p99 {}",
+        ms(percentile(samples, 50.0)),
+        ms(percentile(samples, 99.0))
+    );
 }
 
 /// Prints each snapshot form's size once (session 0 only).

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ember_bench::{
     client_load, cluster_info_field, command_line, connect, load_keys, ms, percentile, row,
-    total_keys, Samples,
+    total_keys,
 };
 use ember_tests::{wait_until, TestCluster};
 
@@ -27,10 +27,7 @@ const LIMIT: Duration = Duration::from_secs(1800);
 
 struct Outcome {
     load: Duration,
-    rebalance: Duration,
-    baseline: Vec<Duration>,
-    during: Vec<Duration>,
-    errors: usize,
+    rebalance: Window,
     moved_slots: usize,
     keys_after: usize,
     hold_p99: Option<String>,
@@ -41,9 +38,9 @@ fn main() -> anyhow::Result<()> {
     let keys: usize = args.get(1).map_or(Ok(1_000_000), |s| s.parse())?;
 
     let ember = ember(keys).context("ember")?;
-    eprintln!("ember done: {:?}", ember.rebalance);
+    eprintln!("ember done: {:?}", ember.rebalance.took);
     let redis = redis(keys).context("redis")?;
-    eprintln!("redis done: {:?}", redis.rebalance);
+    eprintln!("redis done: {:?}", redis.rebalance.took);
 
     println!("\n## Rebalance 3 -> 4 nodes, {keys} keys x {VALUE_LEN} B\n");
     println!("`{}`\n", command_line("rebalance"));
@@ -51,20 +48,21 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, mut o) in [("ember", ember), ("redis 7", redis)] {
         let hold = o.hold_p99.take().unwrap_or_else(|| "n/a".into());
+        let w = &mut o.rebalance;
         println!(
             "{}",
             row(&[
                 name.into(),
                 format!("{:.1} s", o.load.as_secs_f64()),
-                format!("{:.2} s", o.rebalance.as_secs_f64()),
+                format!("{:.2} s", w.took.as_secs_f64()),
                 o.moved_slots.to_string(),
                 o.keys_after.to_string(),
-                ms(percentile(&mut o.baseline, 50.0)),
-                ms(percentile(&mut o.baseline, 99.0)),
-                ms(percentile(&mut o.during, 50.0)),
-                ms(percentile(&mut o.during, 99.0)),
-                ms(percentile(&mut o.during, 100.0)),
-                format!("{} / {}", o.errors, o.during.len()),
+                ms(percentile(&mut w.baseline, 50.0)),
+                ms(percentile(&mut w.baseline, 99.0)),
+                ms(percentile(&mut w.during, 50.0)),
+                ms(percentile(&mut w.during, 99.0)),
+                ms(percentile(&mut w.during, 100.0)),
+                format!("{} / {}", w.errors, w.during.len()),
                 hold,
             ])
         );
@@ -72,26 +70,48 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Splits the client's samples into the baseline window and the move window.
-fn split(
-    samples: Samples,
-    began: Instant,
-    from: Instant,
-    to: Instant,
-) -> (Vec<Duration>, Vec<Duration>, usize) {
-    let (mut before, mut during, mut errors) = (vec![], vec![], 0);
-    let (from, to) = (from - began, to - began);
+/// What the client saw around an operation run by [`under_load`].
+struct Window {
+    /// The operation's wall time.
+    took: Duration,
+    /// Latencies during the [`BASELINE`] before it, and during it.
+    baseline: Vec<Duration>,
+    during: Vec<Duration>,
+    /// Failed requests during it.
+    errors: usize,
+}
+
+/// Runs `op` while a client reads and writes the cluster at `urls`, after [`BASELINE`]
+/// of the same load without it.
+fn under_load<R>(
+    urls: Vec<String>,
+    keys: usize,
+    op: impl FnOnce() -> R,
+) -> anyhow::Result<(R, Window)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = client_load(urls, keys, VALUE_LEN, stop.clone(), LIMIT);
+    std::thread::sleep(BASELINE);
+    let t0 = Instant::now();
+    let out = op();
+    let t1 = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let (began, samples) = client.join().expect("client thread")?;
+    let (from, to) = (t0 - began, t1 - began);
+    let mut w = Window {
+        took: t1 - t0,
+        baseline: vec![],
+        during: vec![],
+        errors: 0,
+    };
     for (at, lat, ok) in samples {
         if at < from {
-            before.push(lat);
+            w.baseline.push(lat);
         } else if at <= to {
-            during.push(lat);
-            if !ok {
-                errors += 1;
-            }
+            w.during.push(lat);
+            w.errors += usize::from(!ok);
         }
     }
-    (before, during, errors)
+    Ok((out, w))
 }
 
 fn ember(keys: usize) -> anyhow::Result<Outcome> {
@@ -113,20 +133,8 @@ fn ember(keys: usize) -> anyhow::Result<Outcome> {
     c.wait_all_info("cluster_state", "ok", Duration::from_secs(30));
     let ports: Vec<u16> = c.specs.iter().map(|s| s.port).collect();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = client_load(
-        c.specs.iter().map(|s| s.url()).collect(),
-        keys,
-        VALUE_LEN,
-        stop.clone(),
-        LIMIT,
-    );
-    std::thread::sleep(BASELINE);
-    let t0 = Instant::now();
-    let out = c.ctl(&["rebalance"]);
-    let t1 = Instant::now();
-    stop.store(true, Ordering::Relaxed);
-    let (began, samples) = client.join().expect("client thread")?;
+    let urls = c.specs.iter().map(|s| s.url()).collect();
+    let (out, rebalance) = under_load(urls, keys, || c.ctl(&["rebalance"]))?;
     if !out.status.success() {
         c.dump_logs();
         bail!(
@@ -135,7 +143,6 @@ fn ember(keys: usize) -> anyhow::Result<Outcome> {
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    let (baseline, during, errors) = split(samples, began, t0, t1);
     let keys_after = total_keys(&ports)?;
     let n4_slots = cluster_slots_of(ports[3])?;
     // Handoff hold statistics (INFO cluster `migration_hold_*`), one value per source
@@ -165,10 +172,7 @@ fn ember(keys: usize) -> anyhow::Result<Outcome> {
     });
     Ok(Outcome {
         load,
-        rebalance: t1 - t0,
-        baseline,
-        during,
-        errors,
+        rebalance,
         moved_slots: n4_slots,
         keys_after,
         hold_p99,
@@ -224,37 +228,24 @@ fn redis(keys: usize) -> anyhow::Result<Outcome> {
         Ok(redis_cli(&["--cluster".into(), "check".into(), rc.addr(0)]).is_ok())
     })?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = client_load(
-        rc.ports
-            .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}/"))
-            .collect(),
-        keys,
-        VALUE_LEN,
-        stop.clone(),
-        LIMIT,
-    );
-    std::thread::sleep(BASELINE);
-    let t0 = Instant::now();
-    let res = redis_cli(&[
-        "--cluster".into(),
-        "rebalance".into(),
-        rc.addr(0),
-        "--cluster-use-empty-masters".into(),
-    ]);
-    let t1 = Instant::now();
-    stop.store(true, Ordering::Relaxed);
-    let (began, samples) = client.join().expect("client thread")?;
+    let urls = rc
+        .ports
+        .iter()
+        .map(|p| format!("redis://127.0.0.1:{p}/"))
+        .collect();
+    let (res, rebalance) = under_load(urls, keys, || {
+        redis_cli(&[
+            "--cluster".into(),
+            "rebalance".into(),
+            rc.addr(0),
+            "--cluster-use-empty-masters".into(),
+        ])
+    })?;
     res?;
-    let (baseline, during, errors) = split(samples, began, t0, t1);
     let keys_after = total_keys(&rc.ports)?;
     Ok(Outcome {
         load,
-        rebalance: t1 - t0,
-        baseline,
-        during,
-        errors,
+        rebalance,
         moved_slots: cluster_slots_of(rc.ports[3])?,
         keys_after,
         hold_p99: None,
