@@ -236,9 +236,8 @@ impl SlotTable {
 
     /// Removes everything.
     pub fn clear(&mut self) {
-        if self.dirty.is_some() {
-            let keys: Vec<Key> = self.map.keys().map(Key::from).collect();
-            keys.iter().for_each(|k| self.mark_dirty(k));
+        if let Some(dirty) = self.dirty.as_mut() {
+            dirty.extend(self.map.keys().map(Key::from));
         }
         self.map = entries::Entries::default();
         self.expires = Map::default();
