@@ -31,7 +31,8 @@ Examples:
 NODE is a node id, a unique id prefix (4+ hex digits), a --name, or a client host:port.
 
 Exit codes: 0 success, 1 request rejected by the control plane, 2 usage error,
-3 control plane unreachable or not answering.";
+3 control plane unreachable or not answering, 4 the control plane could not persist
+the change (e.g. its disk is full; nothing was changed).";
 
 /// Operate an ember cluster through its control plane.
 #[derive(Debug, Parser)]
@@ -183,6 +184,29 @@ Stop with Ctrl-C.")]
     #[command(subcommand)]
     Config(ConfigCommand),
 
+    /// Print the control plane's state (a backup, readable by import-state).
+    #[command(after_help = "\
+Examples:
+  emberctl export-state > ember-state.json
+  emberctl export-state --output /backups/ember-$(date +%F).json
+
+The document is the control plane's versioned state format (as its state.json).")]
+    ExportState(ExportArgs),
+
+    /// Restore the control plane's state, reconciled with what the nodes report.
+    #[command(after_help = "\
+Examples:
+  emberctl import-state ember-state.json   restore a backup (e.g. on a new, empty control plane)
+  emberctl import-state                    recover from an ALARM: re-adopt the current state
+  cat ember-state.json | emberctl import-state -
+
+Run it with the data nodes connected: each slot goes to the node that reports owning
+it with the highest config epoch (the backup's owner only for slots nobody claims),
+versions and epochs are set above every one seen, and running migrations are dropped
+(their sources keep every key), so a restore never drops a key. Without FILE on a
+control plane that lost its state, the topology is rebuilt from the nodes' reports.")]
+    ImportState(ImportArgs),
+
     /// Print a shell completion script to stdout.
     #[command(after_help = "\
 Examples:
@@ -190,6 +214,20 @@ Examples:
   emberctl completions zsh > \"${fpath[1]}/_emberctl\"
   emberctl completions fish > ~/.config/fish/completions/emberctl.fish")]
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write the document here instead of stdout (replaced atomically).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A document from `export-state` (`-` reads stdin); none: re-adopt the current state.
+    #[arg(value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,9 @@ pub enum CliError {
     /// Connected, but no answer in time (exit 3). A mutation may still take effect.
     #[error("the control plane at {url} did not answer within {timeout} (raise --timeout; a change may still take effect, check with `emberctl status`)")]
     Timeout { url: String, timeout: String },
+    /// The control plane could not persist the change, so it did not make it (exit 4).
+    #[error("{0}")]
+    Persistence(String),
 }
 
 impl CliError {
@@ -40,8 +43,25 @@ impl CliError {
             CliError::Rejected(_) | CliError::BadReply(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Unreachable { .. } | CliError::Timeout { .. } => 3,
+            CliError::Persistence(_) => 4,
         }
     }
+
+    /// A failure that may pass by itself (the control plane restarting, a full disk):
+    /// commands that wait keep waiting through these.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CliError::Unreachable { .. } | CliError::Timeout { .. } | CliError::Persistence(_)
+        )
+    }
+}
+
+/// The kind a control-plane status carries beyond its code (`ember_proto::ERROR_KIND`).
+fn error_kind(s: &Status) -> Option<&str> {
+    s.metadata()
+        .get(ember_proto::ERROR_KIND)
+        .and_then(|v| v.to_str().ok())
 }
 
 impl From<ember_proto::ConvertError> for CliError {
@@ -66,8 +86,13 @@ pub fn status_error(url: &str, timeout: Duration, s: &Status) -> CliError {
     } else {
         msg
     };
+    if error_kind(s) == Some(ember_proto::ERROR_PERSISTENCE) {
+        return CliError::Persistence(msg.to_string());
+    }
     match s.code() {
-        Code::Unavailable => CliError::Unreachable { url: url.to_string(), reason: msg.to_string() },
+        // A connection that broke under a request surfaces as Unknown ("transport
+        // error") or Cancelled: the control plane is unreachable, not refusing.
+        Code::Unavailable | Code::Unknown | Code::Cancelled => CliError::Unreachable { url: url.to_string(), reason: msg.to_string() },
         Code::DeadlineExceeded => CliError::Timeout { url: url.to_string(), timeout: fmt_duration(timeout) },
         Code::NotFound => CliError::Rejected(format!("{msg} {}", not_found_hint(url))),
         Code::Unimplemented => CliError::Rejected(format!(
@@ -126,7 +151,9 @@ impl Admin {
             }
         };
         Ok(Self {
-            client: AdminClient::new(channel),
+            client: AdminClient::new(channel)
+                .max_decoding_message_size(ember_proto::MAX_ADMIN_MESSAGE)
+                .max_encoding_message_size(ember_proto::MAX_ADMIN_MESSAGE),
             url: url.to_string(),
             timeout,
         })
@@ -254,6 +281,21 @@ impl Admin {
         Ok(Change::from_pb(&reply)?)
     }
 
+    /// The control plane's state as its stored document (JSON).
+    pub async fn export_state(&mut self) -> Result<Vec<u8>, CliError> {
+        let mut c = self.client.clone();
+        Ok(self.unary(c.export_state(pb::ExportStateRequest {})).await?.json)
+    }
+
+    /// Restores a document from `export_state` (empty: re-adopt the current state).
+    pub async fn import_state(&mut self, json: Vec<u8>) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let reply = self
+            .unary(c.import_state(pb::ImportStateRequest { json }))
+            .await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
     /// Opens the Watch stream. Only opening is under `--timeout`; the stream runs until
     /// the control plane ends it.
     pub async fn watch(&mut self) -> Result<TopologyStream, CliError> {
@@ -276,11 +318,10 @@ pub enum Started {
     Busy(String),
 }
 
-/// Whether a refusal only means "too many migrations are running right now". The code
-/// alone is not enough (a failed node is FAILED_PRECONDITION too), so the message is
-/// matched as well: it names the `--max-migrations` limit.
+/// Whether a refusal only means "too many migrations are running right now": the
+/// control plane marks it with its error kind (a failed node is FAILED_PRECONDITION too).
 pub fn is_busy(s: &Status) -> bool {
-    s.code() == Code::FailedPrecondition && s.message().contains("max-migrations")
+    error_kind(s) == Some(ember_proto::ERROR_BUSY)
 }
 
 /// The Watch stream, yielding converted snapshots.
@@ -346,13 +387,42 @@ mod tests {
         assert_eq!((e.exit_code(), e.to_string().is_empty()), (1, false));
     }
 
+    fn with_kind(mut s: Status, kind: &'static str) -> Status {
+        s.metadata_mut().insert(
+            ember_proto::ERROR_KIND,
+            tonic::metadata::MetadataValue::from_static(kind),
+        );
+        s
+    }
+
     #[test]
     fn only_the_migration_limit_is_busy() {
-        assert!(is_busy(&Status::failed_precondition(
-            "2 migrations are running, the most allowed (--max-migrations); wait for one to finish"
+        assert!(is_busy(&with_kind(
+            Status::failed_precondition("2 migrations are running"),
+            ember_proto::ERROR_BUSY
         )));
         assert!(!is_busy(&Status::failed_precondition("n1 is failed")));
-        assert!(!is_busy(&Status::invalid_argument("max-migrations")));
+        assert!(!is_busy(&Status::failed_precondition("--max-migrations")));
+    }
+
+    #[test]
+    fn persistence_failures_and_broken_connections_have_their_own_codes() {
+        let t = Duration::from_secs(10);
+        let e = status_error(
+            URL,
+            t,
+            &with_kind(
+                Status::internal("could not persist: No space left on device"),
+                ember_proto::ERROR_PERSISTENCE,
+            ),
+        );
+        assert_eq!(e.exit_code(), 4);
+        assert!(e.is_transient());
+        assert!(e.to_string().contains("No space left"), "{e}");
+        let e = status_error(URL, t, &Status::unknown("transport error"));
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.is_transient());
+        assert!(!status_error(URL, t, &Status::internal("x")).is_transient());
     }
 
     #[tokio::test]

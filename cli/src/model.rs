@@ -109,6 +109,21 @@ pub struct ClusterView {
     pub progress: BTreeMap<Uuid, Progress>,
     /// Recently finished migrations, oldest first.
     pub finished: Vec<Finished>,
+    /// Why the control plane refuses to publish (its state is behind the nodes').
+    pub alarm: Option<String>,
+    /// Why changes cannot be persisted right now.
+    pub persistence_error: Option<String>,
+    /// Nodes of other clusters trying to connect.
+    pub foreign: Vec<Foreign>,
+}
+
+/// A node of a cluster the control plane does not run, that tried to connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Foreign {
+    pub node_id: String,
+    pub cluster_id: String,
+    pub client_addr: String,
+    pub applied_version: u64,
 }
 
 /// Converts one migration record with the shared conversion (the proto crate only
@@ -178,12 +193,25 @@ impl ClusterView {
                 })
             })
             .collect::<Result<_, ConvertError>>()?;
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
         Ok(Self {
             snapshot,
             pending,
             observed,
             progress,
             finished,
+            alarm: some(&s.alarm),
+            persistence_error: some(&s.persistence_error),
+            foreign: s
+                .foreign
+                .iter()
+                .map(|f| Foreign {
+                    node_id: f.node_id.clone(),
+                    cluster_id: f.cluster_id.clone(),
+                    client_addr: f.client_addr.clone(),
+                    applied_version: f.applied_version,
+                })
+                .collect(),
         })
     }
 
@@ -195,6 +223,9 @@ impl ClusterView {
             observed: BTreeMap::new(),
             progress: BTreeMap::new(),
             finished: Vec::new(),
+            alarm: None,
+            persistence_error: None,
+            foreign: Vec::new(),
         }
     }
 

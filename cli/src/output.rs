@@ -178,6 +178,20 @@ pub struct ClusterDoc {
     pub nodes: Vec<NodeDoc>,
     pub pending: Vec<NodeDoc>,
     pub migrations: Vec<MigrationDoc>,
+    /// Set while the control plane refuses to publish (recover with `import-state`).
+    pub alarm: Option<String>,
+    /// Set while changes cannot be persisted (e.g. a full disk).
+    pub persistence_error: Option<String>,
+    /// Nodes of other clusters trying to connect.
+    pub foreign: Vec<ForeignDoc>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ForeignDoc {
+    pub node_id: String,
+    pub cluster_id: String,
+    pub client_addr: String,
+    pub applied_version: u64,
 }
 
 /// One run of the slot map (`slots --json`); unassigned runs have a null `node_id`.
@@ -313,6 +327,18 @@ pub fn cluster_doc(view: &ClusterView) -> ClusterDoc {
                 source_id: m.source.to_string(),
                 target_id: m.target.to_string(),
                 state: state_name(m.state),
+            })
+            .collect(),
+        alarm: view.alarm.clone(),
+        persistence_error: view.persistence_error.clone(),
+        foreign: view
+            .foreign
+            .iter()
+            .map(|f| ForeignDoc {
+                node_id: f.node_id.clone(),
+                cluster_id: f.cluster_id.clone(),
+                client_addr: f.client_addr.clone(),
+                applied_version: f.applied_version,
             })
             .collect(),
     }
@@ -577,7 +603,36 @@ pub fn render_status(view: &ClusterView) -> String {
         0 => "0".to_string(),
         n => format!("{n} (see emberctl pending)"),
     };
-    key_values(&[
+    let mut problems: Vec<(&str, String)> = Vec::new();
+    if let Some(alarm) = &view.alarm {
+        problems.push(("ALARM", alarm.clone()));
+    }
+    if let Some(e) = &view.persistence_error {
+        problems.push((
+            "PERSISTENCE",
+            format!("{e} (changes are refused and nothing new is published until a save succeeds; retrying)"),
+        ));
+    }
+    if !view.foreign.is_empty() {
+        let mut clusters: Vec<&str> = view.foreign.iter().map(|f| f.cluster_id.as_str()).collect();
+        clusters.sort();
+        clusters.dedup();
+        problems.push((
+            "FOREIGN NODES",
+            format!(
+                "{} node(s) of cluster(s) {} tried to connect: {} (if this control plane lost \
+                 its state, restore it with `emberctl import-state [BACKUP]`)",
+                view.foreign.len(),
+                clusters.join(", "),
+                view.foreign
+                    .iter()
+                    .map(|f| format!("{} at version {}", sanitize(&f.client_addr), f.applied_version))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let table = key_values(&[
         ("cluster id", cluster_id),
         ("state", s.state().to_string()),
         ("version", t.version.to_string()),
@@ -609,7 +664,22 @@ pub fn render_status(view: &ClusterView) -> String {
             "require-full-coverage",
             yes_no(t.require_full_coverage).to_string(),
         ),
-    ])
+    ]);
+    if problems.is_empty() {
+        return table;
+    }
+    let problems: Vec<(&str, String)> = problems
+        .into_iter()
+        .map(|(k, v)| (k, v.replace(['\n', '\r'], " ")))
+        .collect();
+    format!("{}\n{table}", key_values(&problems))
+}
+
+/// A value a node chose (its address): printable ASCII only, so it cannot forge rows.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
 }
 
 /// Table cells shown for at most this many ranges per node.
@@ -940,6 +1010,9 @@ pub(crate) mod tests {
             observed,
             progress: BTreeMap::new(),
             finished: Vec::new(),
+            alarm: None,
+            persistence_error: None,
+            foreign: Vec::new(),
         }
     }
 

@@ -57,6 +57,7 @@ fn topology(version: u64, n2_failed: bool) -> pb::Topology {
             },
         ],
         migrations: vec![],
+        ..Default::default()
     }
 }
 
@@ -238,10 +239,26 @@ impl Admin for Mock {
                 applied_version: 5,
                 key_count: 4242,
                 millis_since_heartbeat: 100,
+                ..Default::default()
             }],
             progress: s.progress.clone(),
             finished: s.finished.clone(),
+            ..Default::default()
         }))
+    }
+
+    async fn export_state(
+        &self,
+        _: Request<pb::ExportStateRequest>,
+    ) -> Result<Response<pb::StateDocument>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn import_state(
+        &self,
+        _: Request<pb::ImportStateRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        Err(Status::unimplemented("not in the mock"))
     }
 
     async fn migrate(
@@ -251,9 +268,14 @@ impl Admin for Mock {
         let r = r.into_inner();
         let mut s = self.0.lock().unwrap();
         if s.running.len() >= 2 {
-            return Err(Status::failed_precondition(
+            let mut busy = Status::failed_precondition(
                 "2 migrations are running, the most allowed (--max-migrations); wait for one to finish",
-            ));
+            );
+            busy.metadata_mut().insert(
+                ember_proto::ERROR_KIND,
+                tonic::metadata::MetadataValue::from_static(ember_proto::ERROR_BUSY),
+            );
+            return Err(busy);
         }
         let range = r.slots[0];
         let source = s.owners[range.start as usize];

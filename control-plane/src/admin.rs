@@ -10,8 +10,11 @@ use tonic::{Request, Response, Status};
 
 use crate::authority::Authority;
 use crate::scheduler;
-use crate::state::Op;
+use crate::state::{ClusterState, Op};
+use crate::store;
 use ember_core::topology::resolve_node;
+use std::collections::BTreeSet;
+use std::path::Path;
 use uuid::Uuid;
 
 pub struct AdminService {
@@ -169,6 +172,55 @@ impl pb::admin_server::Admin for AdminService {
         self.change(Op::AbortMigration {
             id,
             reason: "cancelled by the operator".into(),
+        })
+        .await
+    }
+
+    async fn export_state(
+        &self,
+        _: Request<pb::ExportStateRequest>,
+    ) -> Result<Response<pb::StateDocument>, Status> {
+        let state = self.authority.current().state;
+        Ok(Response::new(pb::StateDocument {
+            json: store::encode(&state),
+        }))
+    }
+
+    async fn import_state(
+        &self,
+        req: Request<pb::ImportStateRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let json = req.into_inner().json;
+        let current = self.authority.current().state;
+        let reports = self.authority.reports();
+        let backup = if !json.is_empty() {
+            store::decode(&json, Path::new("the imported document"))
+                .map_err(|e| Status::invalid_argument(format!("{e:#}")))?
+        } else if current.topology.is_bootstrapped() {
+            (*current).clone()
+        } else {
+            // A control plane that lost its state: rebuild the topology from the nodes of
+            // the one cluster that reports to it.
+            let clusters: BTreeSet<Uuid> = reports.iter().filter_map(|r| r.cluster_id).collect();
+            match clusters.into_iter().collect::<Vec<_>>().as_slice() {
+                [one] => ClusterState::new(*one),
+                [] => {
+                    return Err(Status::failed_precondition(
+                        "nothing to import: this control plane has no cluster and no node of                          one has reported to it; give a backup file, or bootstrap a new cluster",
+                    ))
+                }
+                many => {
+                    return Err(Status::failed_precondition(format!(
+                        "nodes of {} clusters report to this control plane ({}); give the                          backup file of the one to restore",
+                        many.len(),
+                        many.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
+                    )))
+                }
+            }
+        };
+        self.change(Op::Restore {
+            backup: Box::new(backup),
+            reports,
         })
         .await
     }

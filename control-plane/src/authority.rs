@@ -7,13 +7,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use ember_core::lineage::Lineage;
 use ember_core::NodeId;
 use ember_proto::{convert, pb, snapshot};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::restore::NodeReport;
 use crate::state::{ClusterState, Op, Outcome, StateError};
 use crate::store::{Store, StoreError};
 
@@ -21,9 +23,19 @@ use crate::store::{Store, StoreError};
 pub enum AuthorityError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("could not persist the change, so it was not made: {0}")]
+    #[error("could not persist the change, so it was not made: {0:#}")]
     Store(#[from] StoreError),
+    /// The state is behind what the nodes have seen: nothing is published until an
+    /// operator recovers it (`emberctl import-state`).
+    #[error("{0}")]
+    Frozen(String),
+    /// A node of a cluster this control plane does not run.
+    #[error("{0}")]
+    ForeignCluster(String),
 }
+
+/// Most node reports kept (anyone can say hello; the oldest is dropped beyond this).
+const MAX_REPORTS: usize = 4096;
 
 /// A committed (durable) state, with its topology encoded once for all sessions.
 #[derive(Clone)]
@@ -51,6 +63,8 @@ pub struct Observed {
     pub last_seen: Instant,
     pub applied_version: u64,
     pub key_count: u64,
+    /// Why the node refused the last snapshot it received (empty: it did not).
+    pub refused: String,
 }
 
 /// Progress of a running migration, as reported by its target.
@@ -87,6 +101,14 @@ pub struct Authority {
     /// The last migrations that ended, newest last (bounded).
     finished: Mutex<std::collections::VecDeque<pb::FinishedMigration>>,
     started: Instant,
+    /// Drawn at start: stamps the versions this process commits (`ember_core::lineage`).
+    incarnation: u64,
+    /// Why nothing may be published (the state is behind the nodes), until a restore.
+    alarm: Mutex<Option<String>>,
+    /// What each node said in its last hello (also nodes of other clusters), with when.
+    reports: Mutex<HashMap<NodeId, (Instant, NodeReport)>>,
+    /// The last persistence failure, until a save succeeds again.
+    persistence: watch::Sender<Option<String>>,
 }
 
 impl Authority {
@@ -96,6 +118,11 @@ impl Authority {
             Some(state) => state,
             None => {
                 let state = ClusterState::new(Uuid::new_v4());
+                tracing::info!(
+                    dir = %store.dir().display(),
+                    "no state in the data dir: starting a new, empty control plane \
+                     (`emberctl bootstrap` forms the cluster; `emberctl import-state` restores one)"
+                );
                 store.save(&state)?;
                 state
             }
@@ -116,7 +143,125 @@ impl Authority {
             progress: Mutex::new(HashMap::new()),
             finished: Mutex::new(Default::default()),
             started: Instant::now(),
+            incarnation: Uuid::new_v4().as_u64_pair().0 | 1,
+            alarm: Mutex::new(None),
+            reports: Mutex::new(HashMap::new()),
+            persistence: watch::channel(None).0,
         }))
+    }
+
+    /// Why the control plane refuses to publish, if it does.
+    pub fn alarm(&self) -> Option<String> {
+        self.alarm.lock().unwrap().clone()
+    }
+
+    fn raise_alarm(&self, why: String) -> String {
+        let mut alarm = self.alarm.lock().unwrap();
+        if alarm.is_none() {
+            tracing::error!("{why}");
+            *alarm = Some(why);
+        }
+        alarm.clone().expect("set")
+    }
+
+    /// The last persistence failure, while saves fail; watch it to follow health.
+    pub fn persistence(&self) -> watch::Receiver<Option<String>> {
+        self.persistence.subscribe()
+    }
+
+    fn persisted(&self, result: &Result<(), StoreError>) {
+        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        self.persistence.send_if_modified(|current| {
+            if *current == error {
+                return false;
+            }
+            match &error {
+                Some(e) => tracing::error!("cannot persist the state, publishing nothing new: {e}"),
+                None => tracing::info!("persisting works again"),
+            }
+            *current = error;
+            true
+        });
+    }
+
+    /// After a persistence failure, saves the committed state again (the same content,
+    /// so harmless) to find out whether persisting works again.
+    pub async fn retry_persistence(&self) {
+        if self.persistence.borrow().is_none() {
+            return;
+        }
+        let _guard = self.committing.lock().await;
+        let state = self.current().state;
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || store.save(&state))
+            .await
+            .expect("persist task panicked");
+        self.persisted(&result);
+    }
+
+    /// Records a node's hello and judges it: a node of another cluster, or one that has
+    /// seen a history this control plane never had (its state is older than the
+    /// cluster's), is refused; the latter also freezes the control plane.
+    /// Ordering: judged against the latest committed state, read here, so a normal
+    /// restart never raises the alarm.
+    pub fn judge_hello(&self, report: &NodeReport) -> Result<(), AuthorityError> {
+        {
+            let mut reports = self.reports.lock().unwrap();
+            if reports.len() >= MAX_REPORTS && !reports.contains_key(&report.id) {
+                let oldest = reports.iter().min_by_key(|(_, (at, _))| *at).map(|(id, _)| *id);
+                oldest.map(|id| reports.remove(&id));
+            }
+            reports.insert(report.id, (Instant::now(), report.clone()));
+        }
+        let state = self.current().state;
+        let t = &state.topology;
+        if let Some(theirs) = report.cluster_id.filter(|c| *c != t.cluster_id) {
+            return Err(AuthorityError::ForeignCluster(if t.is_bootstrapped() {
+                format!(
+                    "node {} belongs to cluster {theirs}, but this control plane runs cluster {};                      start the node with an empty --data-dir to move it to this cluster",
+                    report.id, t.cluster_id
+                )
+            } else {
+                format!(
+                    "node {} belongs to cluster {theirs}, which this control plane does not know:                      its state is lost or --data-dir points elsewhere. Keep the node as it is (it                      keeps serving); restore the control plane with `emberctl import-state BACKUP`                      (a file from `emberctl export-state` or a copy of state.json), or rebuild                      the cluster from its nodes' reports with `emberctl import-state`",
+                    report.id
+                )
+            }));
+        }
+        if let Some(alarm) = self.alarm() {
+            return Err(AuthorityError::Frozen(alarm));
+        }
+        let why = match t
+            .history
+            .judge(t.version, report.applied_version, report.incarnation)
+        {
+            Lineage::Consistent | Lineage::Unknown => return Ok(()),
+            Lineage::Ahead { seen, latest } => format!(
+                "node {} has applied topology version {seen}, but this control plane's latest                  is {latest}",
+                report.id
+            ),
+            Lineage::Forked {
+                version,
+                theirs,
+                ours,
+            } => format!(
+                "node {} applied version {version} from control-plane incarnation {theirs:016x},                  but this state's version {version} was committed by {ours:016x}",
+                report.id
+            ),
+        };
+        Err(AuthorityError::Frozen(self.raise_alarm(format!(
+            "{why}: this control plane's state is older than the cluster's (restored from an              old copy, or changes were lost), so it publishes nothing until an operator              recovers it: run `emberctl import-state` to re-adopt this state with every slot              given to the node that reports owning it with the highest config epoch, or              `emberctl import-state BACKUP`"
+        ))))
+    }
+
+    /// What the nodes said in their last hellos.
+    pub fn reports(&self) -> Vec<NodeReport> {
+        self.reports
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     /// The last committed state.
@@ -131,20 +276,31 @@ impl Authority {
     /// Applies `op`; on success the new state is durable and published.
     pub async fn submit(&self, op: Op) -> Result<(Arc<ClusterState>, Outcome), AuthorityError> {
         let _guard = self.committing.lock().await;
+        let restore = matches!(op, Op::Restore { .. });
+        if let Some(alarm) = self.alarm().filter(|_| !restore) {
+            return Err(AuthorityError::Frozen(alarm));
+        }
         let previous = self.current();
         let current = previous.state.clone();
-        let (next, outcome) = current.apply(&op)?;
+        let (mut next, outcome) = current.apply(&op)?;
         if !outcome.changed {
             return Ok((current, outcome));
         }
+        let version = next.version();
+        next.topology.history.record(version, self.incarnation);
         debug_assert_eq!(next.consistency_check(), Ok(()));
         // Ordering: persist before publishing, so that nothing a node or client ever sees
         // can be lost by a crash, and versions never go backwards.
         let store = self.store.clone();
         let to_save = next.clone();
-        tokio::task::spawn_blocking(move || store.save(&to_save))
+        let saved = tokio::task::spawn_blocking(move || store.save(&to_save))
             .await
-            .expect("persist task panicked")?;
+            .expect("persist task panicked");
+        self.persisted(&saved);
+        saved?;
+        if restore {
+            *self.alarm.lock().unwrap() = None;
+        }
         tracing::info!(version = next.version(), "{}", outcome.summary);
         self.record_finished(&op, &current, &outcome);
         let published = Published::new(next, Some(&previous));
@@ -160,17 +316,24 @@ impl Authority {
             last_seen: Instant::now(),
             applied_version,
             key_count: 0,
+            refused: String::new(),
         });
         o.sessions += 1;
         o.last_seen = Instant::now();
         o.applied_version = applied_version;
     }
 
-    pub fn heartbeat(&self, id: NodeId, applied_version: u64, key_count: u64) {
+    pub fn heartbeat(&self, id: NodeId, applied_version: u64, key_count: u64, refused: &str) {
         if let Some(o) = self.observed.lock().unwrap().get_mut(&id) {
             o.last_seen = Instant::now();
             o.applied_version = applied_version;
             o.key_count = key_count;
+            o.refused = refused.to_string();
+        }
+        if !refused.is_empty() {
+            self.raise_alarm(format!(
+                "node {id} refused this control plane's topology (it keeps its applied version                  {applied_version}): {refused}. The control plane publishes nothing until an                  operator recovers it with `emberctl import-state`"
+            ));
         }
     }
 
@@ -263,6 +426,7 @@ impl Authority {
                     key_count: o.map_or(0, |o| o.key_count),
                     millis_since_heartbeat: o
                         .map_or(0, |o| o.last_seen.elapsed().as_millis() as u64),
+                    refused: o.map_or_else(String::new, |o| o.refused.clone()),
                 }
             })
             .collect();
@@ -283,6 +447,24 @@ impl Authority {
             status,
             progress,
             finished: self.finished.lock().unwrap().iter().cloned().collect(),
+            alarm: self.alarm().unwrap_or_default(),
+            persistence_error: self.persistence.borrow().clone().unwrap_or_default(),
+            foreign: self
+                .reports
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|(at, r)| {
+                    at.elapsed() < Duration::from_secs(60)
+                        && r.cluster_id.is_some_and(|c| c != current.topology.cluster_id)
+                })
+                .map(|(_, r)| pb::ForeignNode {
+                    node_id: r.id.to_string(),
+                    cluster_id: r.cluster_id.map(|c| c.to_string()).unwrap_or_default(),
+                    client_addr: r.client_addr.clone(),
+                    applied_version: r.applied_version,
+                })
+                .collect(),
         }
     }
 }

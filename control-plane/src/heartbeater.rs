@@ -5,6 +5,8 @@
 //! ok. Migrations whose source or target failed, or whose target reported no progress
 //! for the migration timeout, are aborted. Members never seen since this process started are timed from its start, which is
 //! the grace period that lets nodes reconnect after a control-plane restart.
+//! Pending registrations silent for [`PENDING_EXPIRY_FACTOR`] node timeouts are dropped,
+//! and after a persistence failure each tick retries a save until one succeeds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,9 @@ use ember_core::NodeId;
 
 use crate::authority::Authority;
 use crate::state::Op;
+
+/// A pending registration silent for this many node timeouts expires.
+pub const PENDING_EXPIRY_FACTOR: u32 = 10;
 
 /// How often liveness is evaluated: a tenth of the timeout, at most 100 ms.
 pub fn tick(node_timeout: Duration) -> Duration {
@@ -43,6 +48,25 @@ pub async fn run(authority: Arc<Authority>, node_timeout: Duration, migration_ti
                 tracing::warn!("could not record health changes: {e}");
             }
         }
+        // Anyone can register; a registration nobody has heard from in a long while goes.
+        let expired: Vec<NodeId> = state
+            .pending
+            .keys()
+            .filter(|id| {
+                observed
+                    .get(id)
+                    .map_or(authority.started(), |o| o.last_seen)
+                    .elapsed()
+                    > node_timeout * PENDING_EXPIRY_FACTOR
+            })
+            .copied()
+            .collect();
+        if !expired.is_empty() {
+            if let Err(e) = authority.submit(Op::ExpirePending { ids: expired }).await {
+                tracing::debug!("could not expire pending registrations: {e}");
+            }
+        }
+        authority.retry_persistence().await;
         // A migration cannot finish without both nodes, nor if its target went quiet.
         let state = authority.current().state;
         let progress = authority.progress();

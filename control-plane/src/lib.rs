@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod authority;
 pub mod heartbeater;
+pub mod restore;
 pub mod scheduler;
 pub mod server;
 pub mod session;

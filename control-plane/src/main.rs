@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use ember_core::flags;
 use ember_control_plane::server::{self, Config};
 
 /// The ember control plane: the single, durable authority for cluster topology.
@@ -22,15 +23,27 @@ struct Args {
     /// Directory holding the durable state (state.json).
     #[arg(long, env = "EMBER_CP_DATA_DIR", default_value = "./ember-cp-data")]
     data_dir: PathBuf,
-    /// A node silent this long is marked failed (e.g. 5s, 500ms).
-    #[arg(long, env = "EMBER_CP_NODE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// A node silent this long is marked failed (e.g. 5s, 500ms; 100ms to 1h).
+    #[arg(long, env = "EMBER_CP_NODE_TIMEOUT", default_value = "5s", value_parser = node_timeout)]
     node_timeout: Duration,
-    /// Most live migrations running at once (rebalance and drain run this many in parallel).
-    #[arg(long, env = "EMBER_CP_MAX_MIGRATIONS", default_value_t = 4)]
+    /// Most live migrations running at once (rebalance and drain run this many in parallel; 1-64).
+    #[arg(long, env = "EMBER_CP_MAX_MIGRATIONS", default_value = "4", value_parser = max_migrations)]
     max_migrations: usize,
-    /// A migration whose target reports no progress for this long is aborted.
-    #[arg(long, env = "EMBER_CP_MIGRATION_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// A migration whose target reports no progress for this long is aborted (1s to 24h).
+    #[arg(long, env = "EMBER_CP_MIGRATION_TIMEOUT", default_value = "30s", value_parser = migration_timeout)]
     migration_timeout: Duration,
+}
+
+fn node_timeout(s: &str) -> Result<Duration, String> {
+    flags::duration_in(s, Duration::from_millis(100), Duration::from_secs(3600))
+}
+
+fn migration_timeout(s: &str) -> Result<Duration, String> {
+    flags::duration_in(s, Duration::from_secs(1), Duration::from_secs(24 * 3600))
+}
+
+fn max_migrations(s: &str) -> Result<usize, String> {
+    flags::number_in(s, 1, 64)
 }
 
 #[tokio::main]
@@ -46,7 +59,7 @@ async fn main() {
         listen: args.listen,
         data_dir: args.data_dir,
         node_timeout: args.node_timeout,
-        max_migrations: args.max_migrations.max(1),
+        max_migrations: args.max_migrations,
         migration_timeout: args.migration_timeout,
     };
     if let Err(e) = server::run(config, shutdown_signal()).await {

@@ -44,15 +44,47 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir)?;
     let authority = Authority::open(store)?;
-    tokio::spawn(crate::heartbeater::run(
+    let heartbeater = tokio::spawn(crate::heartbeater::run(
         authority.clone(),
         config.node_timeout,
         config.migration_timeout,
     ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AdminServer<AdminService>>().await;
-    health.set_serving::<SessionServer<SessionService>>().await;
+    // Health follows persistence: while changes cannot be saved the control plane is
+    // NOT_SERVING (it still answers reads), and SERVING again once a save succeeds.
+    let mut persistence = authority.persistence();
+    let health_task = tokio::spawn(async move {
+        loop {
+            let failing = persistence.borrow_and_update().is_some();
+            if failing {
+                health.set_not_serving::<AdminServer<AdminService>>().await;
+                health.set_not_serving::<SessionServer<SessionService>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            } else {
+                health.set_serving::<AdminServer<AdminService>>().await;
+                health.set_serving::<SessionServer<SessionService>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+            }
+            if persistence.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    // No background task may die silently: if one ends, the process stops with a message.
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            r = heartbeater => {
+                tracing::error!("the heartbeater stopped ({r:?}); shutting down");
+                std::process::exit(70);
+            }
+            r = health_task => {
+                tracing::error!("the health reporter stopped ({r:?}); shutting down");
+                std::process::exit(70);
+            }
+        }
+    };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ember_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -69,10 +101,11 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AdminServer::new(AdminService::new(
-            authority.clone(),
-            config.max_migrations,
-        )))
+        .add_service(
+            AdminServer::new(AdminService::new(authority.clone(), config.max_migrations))
+                .max_decoding_message_size(ember_proto::MAX_ADMIN_MESSAGE)
+                .max_encoding_message_size(ember_proto::MAX_ADMIN_MESSAGE),
+        )
         .add_service(SessionServer::new(SessionService::new(
             authority,
             config.node_timeout,

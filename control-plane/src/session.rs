@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ember_core::NodeId;
-use ember_proto::convert::parse_id;
+use ember_proto::convert::{self, parse_id};
 use ember_proto::pb::{self, control_message, node_message};
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::authority::Authority;
+use crate::restore::NodeReport;
 use crate::state::Op;
 
 /// How long a new stream may take to say hello.
@@ -67,15 +68,26 @@ impl pb::session_server::Session for SessionService {
             ));
         };
         let id = parse_id("node id", &hello.node_id)?;
-        let cluster_id = self.authority.current().state.topology.cluster_id;
-        if !hello.cluster_id.is_empty() && hello.cluster_id != cluster_id.to_string() {
-            return Err(Status::failed_precondition(format!(
-                "node {id} belongs to cluster {}, but this control plane runs cluster {cluster_id}; \
-                 start the node with an empty --data-dir to move it to this cluster",
-                hello.cluster_id
-            )));
-        }
         let name = (!hello.name.is_empty()).then(|| hello.name.clone());
+        let report = NodeReport {
+            id,
+            cluster_id: (!hello.cluster_id.is_empty())
+                .then(|| parse_id("cluster id", &hello.cluster_id))
+                .transpose()?,
+            name: name.clone(),
+            client_addr: hello.client_addr.clone(),
+            internal_addr: hello.internal_addr.clone(),
+            applied_version: hello.applied_version,
+            incarnation: hello.applied_incarnation,
+            current_epoch: hello.current_epoch,
+            config_epoch: hello.config_epoch,
+            owned: convert::slots_from_pb(&hello.owned)?,
+        };
+        if let Err(e) = self.authority.judge_hello(&report) {
+            tracing::warn!(node = %id, addr = %hello.client_addr, "session refused: {e}");
+            return Err(e.into());
+        }
+        let cluster_id = self.authority.current().state.topology.cluster_id;
         let (state, _) = self
             .authority
             .submit(Op::Register {
@@ -145,7 +157,7 @@ async fn run(
         tokio::select! {
             msg = inbound.message() => match msg {
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) })) => {
-                    authority.heartbeat(id, hb.applied_version, hb.key_count);
+                    authority.heartbeat(id, hb.applied_version, hb.key_count, &hb.refused);
                 }
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Migration(report)) })) => {
                     on_migration_report(authority, id, report).await;

@@ -17,8 +17,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use ember_core::slots::{split_evenly, SlotSet, SLOT_COUNT};
 use ember_core::topology::{resolve_node, ResolveError};
 use ember_core::{Migration, MigrationState, NodeId, NodeInfo, Role, Topology};
+use ember_core::registration::{check_addr, check_name, RegistrationError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::restore::{self, NodeReport};
 
 /// Everything the control plane persists.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +84,21 @@ pub enum Op {
         id: Uuid,
         reason: String,
     },
+    /// Pending registrations whose node has been silent too long (decided by the
+    /// heartbeater) are dropped.
+    ExpirePending {
+        ids: Vec<NodeId>,
+    },
+    /// `emberctl import-state`: replace the state with `backup`, reconciled with what the
+    /// nodes report (see `restore.rs`). The only op that sets the version itself.
+    Restore {
+        backup: Box<ClusterState>,
+        reports: Vec<NodeReport>,
+    },
 }
+
+/// Most pending registrations kept: a hello beyond this is refused.
+pub const MAX_PENDING: usize = 1000;
 
 /// Why an op was refused. The state is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +123,13 @@ pub enum StateError {
     Duplicate(String),
     #[error("no migration {0} is running")]
     NoMigration(String),
+    #[error("{0}")]
+    Registration(#[from] RegistrationError),
+    /// As many migrations run as allowed: retry once one ends.
+    #[error("{0}")]
+    Busy(String),
+    #[error("{MAX_PENDING} nodes are already pending: join or forget some (`emberctl pending`)")]
+    TooManyPending,
 }
 
 /// What an accepted op did.
@@ -155,6 +179,16 @@ impl ClusterState {
 
     /// Applies `op`, returning the next state (version bumped if anything changed).
     pub fn apply(&self, op: &Op) -> Result<(ClusterState, Outcome), StateError> {
+        if let Op::Restore { backup, reports } = op {
+            let (next, summary) = restore::restore(self, backup, reports)?;
+            return Ok((
+                next,
+                Outcome {
+                    changed: true,
+                    summary,
+                },
+            ));
+        }
         let mut next = self.clone();
         let summary = next.apply_in_place(op)?;
         let changed = next != *self;
@@ -207,6 +241,15 @@ impl ClusterState {
                 max_running,
             } => self.start_migration(*id, target, slots, *max_running),
             Op::CommitMigration { id } => self.commit_migration(*id),
+            Op::ExpirePending { ids } => {
+                let gone: Vec<String> = ids
+                    .iter()
+                    .filter_map(|id| self.pending.remove(id))
+                    .map(|n| n.label())
+                    .collect();
+                Ok(format!("expired pending registration(s): {}", gone.join(", ")))
+            }
+            Op::Restore { .. } => unreachable!("handled in apply"),
             Op::AbortMigration { id, reason } => {
                 let before = self.topology.migrations.len();
                 self.topology.migrations.retain(|m| m.id != *id);
@@ -275,7 +318,7 @@ impl ClusterState {
             )));
         }
         if t.migrations.len() >= max_running {
-            return Err(StateError::Conflict(format!(
+            return Err(StateError::Busy(format!(
                 "{} migrations are running, the most allowed (--max-migrations); wait for one to finish",
                 t.migrations.len()
             )));
@@ -337,10 +380,18 @@ impl ClusterState {
         client_addr: &str,
         internal_addr: &str,
     ) -> Result<String, StateError> {
-        if client_addr.is_empty() || internal_addr.is_empty() {
-            return Err(StateError::Invalid(
-                "a node must announce both a client and an internal address".into(),
-            ));
+        if let Some(name) = name {
+            check_name(name)?;
+        }
+        check_addr(client_addr)?;
+        check_addr(internal_addr)?;
+        let known = self.topology.nodes.contains_key(&id) || self.pending.contains_key(&id);
+        let replaces_stale = self
+            .pending
+            .values()
+            .any(|n| n.id != id && n.client_addr == client_addr);
+        if !known && !replaces_stale && self.pending.len() >= MAX_PENDING {
+            return Err(StateError::TooManyPending);
         }
         for other in self.all_nodes().filter(|n| n.id != id) {
             let is_member = self.topology.nodes.contains_key(&other.id);

@@ -1,4 +1,8 @@
 //! The edge where control-plane errors become gRPC statuses with the right codes.
+//!
+//! A persistence failure is `INTERNAL` with the metadata `ember-error: persistence`, so
+//! that emberctl tells it apart (exit 4) from an unreachable control plane without
+//! reading the message.
 
 use ember_core::topology::ResolveError;
 use tonic::Status;
@@ -9,8 +13,18 @@ use crate::state::StateError;
 impl From<AuthorityError> for Status {
     fn from(e: AuthorityError) -> Self {
         let msg = e.to_string();
+        let kind = |mut status: Status, kind: &'static str| {
+            status.metadata_mut().insert(
+                ember_proto::ERROR_KIND,
+                tonic::metadata::MetadataValue::from_static(kind),
+            );
+            status
+        };
         match e {
-            AuthorityError::Store(_) => Status::unavailable(msg),
+            AuthorityError::Store(_) => kind(Status::internal(msg), ember_proto::ERROR_PERSISTENCE),
+            AuthorityError::Frozen(_) | AuthorityError::ForeignCluster(_) => {
+                Status::failed_precondition(msg)
+            }
             AuthorityError::State(s) => match s {
                 StateError::Resolve(ResolveError::Unknown(_)) | StateError::NoMigration(_) => {
                     Status::not_found(msg)
@@ -18,7 +32,13 @@ impl From<AuthorityError> for Status {
                 StateError::Resolve(ResolveError::Ambiguous { .. }) => {
                     Status::invalid_argument(msg)
                 }
-                StateError::Invalid(_) => Status::invalid_argument(msg),
+                StateError::Invalid(_) | StateError::Registration(_) => {
+                    Status::invalid_argument(msg)
+                }
+                StateError::TooManyPending => Status::resource_exhausted(msg),
+                StateError::Busy(_) => {
+                    kind(Status::failed_precondition(msg), ember_proto::ERROR_BUSY)
+                }
                 StateError::AlreadyMember(_) | StateError::Duplicate(_) => {
                     Status::already_exists(msg)
                 }

@@ -1,11 +1,17 @@
 //! Durable storage of [`ClusterState`]: one JSON document, replaced atomically.
 //!
 //! Format (`state.json`, versioned so that a later release can migrate it):
-//! `{"format": 1, "state": {"topology": {...}, "pending": {...}}}`.
+//! `{"format": 1, "state": {"topology": {...}, "pending": {...}}}`. The same document is
+//! what `emberctl export-state` prints and `import-state` reads.
 //!
 //! Write protocol: write `state.json.tmp`, fsync it, rename it over `state.json`, fsync the
 //! directory. A crash at any point leaves either the old or the new document, never a mix.
 //! A state is persisted before anyone is told about it (see `authority.rs`).
+//!
+//! Beside it, `cluster-id` names the cluster whose state the dir holds, written once. A
+//! dir with `cluster-id` but no `state.json` lost its state (deleted, or a bad restore):
+//! that is an error with a way out, never silently a new cluster, since nodes of the old
+//! cluster would then be told they belong nowhere. An empty or new dir starts a new state.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -17,6 +23,7 @@ use crate::state::ClusterState;
 
 const FORMAT: u32 = 1;
 const FILE: &str = "state.json";
+const MARKER: &str = "cluster-id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,12 +41,56 @@ pub enum StoreError {
     Format { file: PathBuf, found: u32 },
     #[error("{file} holds an inconsistent state: {reason}")]
     Inconsistent { file: PathBuf, reason: String },
+    #[error(
+        "{dir} held the state of cluster {cluster_id} (see {MARKER} there) but {FILE} is \
+         missing. The data nodes keep serving meanwhile. To restore it, copy a backup of \
+         {FILE} back, or start the control plane with an empty --data-dir and run \
+         `emberctl import-state BACKUP` (or `emberctl import-state` to rebuild the topology \
+         from the nodes' reports). To start a brand-new cluster instead, empty {dir}"
+    )]
+    Lost { dir: PathBuf, cluster_id: String },
 }
 
 #[derive(Serialize, Deserialize)]
 struct Document {
     format: u32,
     state: ClusterState,
+}
+
+/// Encodes a state as the stored document.
+pub fn encode(state: &ClusterState) -> Vec<u8> {
+    let doc = Document {
+        format: FORMAT,
+        state: state.clone(),
+    };
+    serde_json::to_vec_pretty(&doc).expect("state serializes")
+}
+
+/// Decodes and checks a stored document; `source` names it in errors.
+pub fn decode(bytes: &[u8], source: &Path) -> Result<ClusterState, StoreError> {
+    #[derive(Deserialize)]
+    struct Header {
+        format: u32,
+    }
+    let corrupt = |e| StoreError::Corrupt {
+        file: source.into(),
+        source: e,
+    };
+    let header: Header = serde_json::from_slice(bytes).map_err(corrupt)?;
+    if header.format != FORMAT {
+        return Err(StoreError::Format {
+            file: source.into(),
+            found: header.format,
+        });
+    }
+    let doc: Document = serde_json::from_slice(bytes).map_err(corrupt)?;
+    doc.state
+        .consistency_check()
+        .map_err(|reason| StoreError::Inconsistent {
+            file: source.into(),
+            reason,
+        })?;
+    Ok(doc.state)
 }
 
 /// The data dir holding `state.json`.
@@ -60,6 +111,10 @@ impl Store {
         })
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn io(&self, source: std::io::Error) -> StoreError {
         StoreError::Io {
             dir: self.dir.clone(),
@@ -67,53 +122,45 @@ impl Store {
         }
     }
 
-    /// The persisted state, or `None` on first start.
+    /// The persisted state, or `None` for an empty or new data dir.
     pub fn load(&self) -> Result<Option<ClusterState>, StoreError> {
         let file = self.dir.join(FILE);
         let bytes = match fs::read(&file) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return match fs::read_to_string(self.dir.join(MARKER)) {
+                    Ok(id) => Err(StoreError::Lost {
+                        dir: self.dir.clone(),
+                        cluster_id: id.trim().to_string(),
+                    }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(self.io(e)),
+                };
+            }
             Err(e) => return Err(self.io(e)),
         };
-        #[derive(Deserialize)]
-        struct Header {
-            format: u32,
-        }
-        let header: Header =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-                file: file.clone(),
-                source,
-            })?;
-        if header.format != FORMAT {
-            return Err(StoreError::Format {
-                file,
-                found: header.format,
-            });
-        }
-        let doc: Document =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-                file: file.clone(),
-                source,
-            })?;
-        doc.state
-            .consistency_check()
-            .map_err(|reason| StoreError::Inconsistent { file, reason })?;
-        Ok(Some(doc.state))
+        decode(&bytes, &file).map(Some)
     }
 
     /// Durably replaces the persisted state. Returns only once the state survives a crash.
     pub fn save(&self, state: &ClusterState) -> Result<(), StoreError> {
-        let doc = Document {
-            format: FORMAT,
-            state: state.clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&doc).expect("state serializes");
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
+        self.replace(FILE, &encode(state))?;
+        let id = state.topology.cluster_id.to_string();
+        let marker = fs::read_to_string(self.dir.join(MARKER)).unwrap_or_default();
+        if marker.trim() != id {
+            // Ordering: after state.json, so a marker never names a state that is not there.
+            self.replace(MARKER, format!("{id}\n").as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
         let mut f = File::create(&tmp).map_err(|e| self.io(e))?;
-        f.write_all(&bytes).map_err(|e| self.io(e))?;
+        f.write_all(bytes).map_err(|e| self.io(e))?;
         f.sync_all().map_err(|e| self.io(e))?;
         drop(f);
-        fs::rename(&tmp, self.dir.join(FILE)).map_err(|e| self.io(e))?;
+        fs::rename(&tmp, self.dir.join(name)).map_err(|e| self.io(e))?;
         // Ordering: the rename is durable only once the directory entry is synced.
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -143,5 +190,35 @@ mod tests {
             store.load(),
             Err(StoreError::Format { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn a_dir_that_lost_its_state_is_an_error_not_a_new_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let state = ClusterState::new(Uuid::new_v4());
+        store.save(&state).unwrap();
+        fs::remove_file(dir.path().join(FILE)).unwrap();
+        match store.load() {
+            Err(StoreError::Lost { cluster_id, .. }) => {
+                assert_eq!(cluster_id, state.topology.cluster_id.to_string())
+            }
+            other => panic!("expected Lost, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_save_and_keeps_the_old_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let state = ClusterState::new(Uuid::new_v4());
+        store.save(&state).unwrap();
+        // Writes to /dev/full fail with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("state.json.tmp")).unwrap();
+        let mut next = state.clone();
+        next.topology.version = 9;
+        let err = store.save(&next).unwrap_err();
+        assert!(matches!(err, StoreError::Io { ref source, .. } if source.raw_os_error() == Some(28)));
+        assert_eq!(store.load().unwrap().unwrap(), state);
     }
 }

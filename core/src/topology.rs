@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::lineage::History;
 use crate::slots::{compact, SlotRange, SlotSet, SLOT_COUNT};
 
 /// A node's identity: a uuid the node creates once and keeps in its data dir.
@@ -190,6 +191,13 @@ pub struct Topology {
     pub nodes: BTreeMap<NodeId, NodeInfo>,
     pub slots: SlotMap,
     pub migrations: Vec<Migration>,
+    /// Which control-plane incarnation committed which versions (see [`crate::lineage`]).
+    #[serde(default)]
+    pub history: History,
+    /// The version at which the state was last restored (`emberctl import-state`); 0 if
+    /// never. A node that applied an older version accepts the restored history.
+    #[serde(default)]
+    pub restored_at: u64,
 }
 
 impl Topology {
@@ -202,7 +210,14 @@ impl Topology {
             nodes: BTreeMap::new(),
             slots: SlotMap::default(),
             migrations: Vec::new(),
+            history: History::default(),
+            restored_at: 0,
         }
+    }
+
+    /// The control-plane incarnation that committed this version (0: unknown).
+    pub fn incarnation(&self) -> u64 {
+        self.history.incarnation_of(self.version).unwrap_or(0)
     }
 
     /// True once at least one node is a member.

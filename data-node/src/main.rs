@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use ember_core::{flags, registration};
 use ember_data_node::cluster::identity::Identity;
 use ember_data_node::cluster::session::{self, SessionConfig};
 use ember_data_node::cluster::Cluster;
@@ -33,11 +34,11 @@ struct Args {
     internal_port: Option<u16>,
     /// host:port given to clients in MOVED / CLUSTER SLOTS / CLUSTER NODES
     /// (default: bind:port, or 127.0.0.1:port when binding every interface).
-    #[arg(long, env = "EMBER_ANNOUNCE")]
+    #[arg(long, env = "EMBER_ANNOUNCE", value_parser = addr)]
     announce: Option<String>,
     /// host:port other nodes use for node-to-node gRPC (default: the --announce host
     /// with --internal-port).
-    #[arg(long, env = "EMBER_INTERNAL_ANNOUNCE")]
+    #[arg(long, env = "EMBER_INTERNAL_ANNOUNCE", value_parser = addr)]
     internal_announce: Option<String>,
     /// The control plane's gRPC URL.
     #[arg(
@@ -49,18 +50,33 @@ struct Args {
     /// Directory holding the node's identity.
     #[arg(long, env = "EMBER_DATA_DIR", default_value = "./ember-node-data")]
     data_dir: PathBuf,
-    /// A unique human name that emberctl accepts wherever it takes a NODE.
-    #[arg(long, env = "EMBER_NAME")]
+    /// A unique human name that emberctl accepts wherever it takes a NODE (1-64 of
+    /// A-Z a-z 0-9 . _ -, not all hex digits).
+    #[arg(long, env = "EMBER_NAME", value_parser = name)]
     name: Option<String>,
     /// Threads running client connections, each with its own event loop (0: half the
     /// CPUs, at least one). Like Redis's `io-threads`, but each thread also executes
     /// its clients' commands.
-    #[arg(long, env = "EMBER_IO_THREADS", default_value_t = 0)]
+    #[arg(long, env = "EMBER_IO_THREADS", default_value = "0", value_parser = io_threads)]
     io_threads: usize,
     /// Check that a node answers PING on 127.0.0.1:--port, exit 0 if so (for container
     /// health checks), instead of starting one.
     #[arg(long)]
     health_check: bool,
+}
+
+fn addr(s: &str) -> Result<String, String> {
+    registration::check_addr(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn name(s: &str) -> Result<String, String> {
+    registration::check_name(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn io_threads(s: &str) -> Result<usize, String> {
+    flags::number_in(s, 0, 256)
 }
 
 fn announced_host(bind: IpAddr) -> String {
@@ -167,7 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let migrations = Migrations::new(state.clone());
-    tokio::spawn(ember_data_node::internal::serve(
+    let internal = tokio::spawn(ember_data_node::internal::serve(
         internal,
         migrations.clone(),
     ));
@@ -177,8 +193,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client_addr,
         internal_addr,
     };
-    tokio::spawn(session::run(cluster, identity, config, migrations));
-    serve(listener, state, shutdown_signal()).await;
+    let session = tokio::spawn(session::run(cluster, identity, config, migrations));
+    // No background task may die silently: the session and the node-to-node server run
+    // for the life of the process, so either one ending stops it with a message.
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            r = session => {
+                tracing::error!("the control-plane session task stopped ({r:?}); shutting down");
+                std::process::exit(70);
+            }
+            r = internal => {
+                tracing::error!("the node-to-node server stopped ({r:?}); shutting down");
+                std::process::exit(70);
+            }
+        }
+    };
+    serve(listener, state, shutdown).await;
     Ok(())
 }
 

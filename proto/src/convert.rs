@@ -9,6 +9,8 @@ use ember_core::{
     Migration, MigrationState, NodeId, NodeInfo, Role, SlotMap, SlotRange, SlotSet, Topology,
 };
 
+use ember_core::lineage::{History, Stretch};
+
 use crate::pb;
 
 /// A message that does not describe a valid domain value.
@@ -143,6 +145,16 @@ pub fn topology_to_pb(t: &Topology) -> pb::Topology {
                 .collect()
         },
         migrations: t.migrations.iter().map(migration_to_pb).collect(),
+        history: t
+            .history
+            .0
+            .iter()
+            .map(|s| pb::HistoryStretch {
+                from_version: s.from_version,
+                incarnation: s.incarnation,
+            })
+            .collect(),
+        restored_at: t.restored_at,
     }
 }
 
@@ -201,6 +213,16 @@ pub fn topology_from_pb(t: &pb::Topology) -> Result<Topology, ConvertError> {
         nodes,
         slots,
         migrations,
+        history: History(
+            t.history
+                .iter()
+                .map(|s| Stretch {
+                    from_version: s.from_version,
+                    incarnation: s.incarnation,
+                })
+                .collect(),
+        ),
+        restored_at: t.restored_at,
     })
 }
 
@@ -227,6 +249,8 @@ mod tests {
         );
         (0..100).for_each(|s| t.slots.set(s, Some(id)));
         t.version = 3;
+        t.history.record(1, 77);
+        t.restored_at = 2;
         let pb = topology_to_pb(&t);
         assert_eq!(topology_from_pb(&pb).unwrap(), t);
 

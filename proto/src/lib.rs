@@ -35,3 +35,16 @@ pub fn session_endpoint(
         .initial_stream_window_size(Some(1 << 20))
         .initial_connection_window_size(Some(2 << 20)))
 }
+
+/// gRPC metadata key that names the kind of a control-plane error beyond its code, so
+/// that clients never match on message text.
+pub const ERROR_KIND: &str = "ember-error";
+/// [`ERROR_KIND`] of a change that could not be persisted (e.g. the disk is full).
+pub const ERROR_PERSISTENCE: &str = "persistence";
+/// [`ERROR_KIND`] of a migration refused only because `--max-migrations` are running:
+/// wait and retry.
+pub const ERROR_BUSY: &str = "busy";
+
+/// Largest admin API message (both ways): a GetState of a very large cluster, or an
+/// import-state document, must always fit.
+pub const MAX_ADMIN_MESSAGE: usize = 256 << 20;

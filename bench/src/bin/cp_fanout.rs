@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
                         let _ = seen.send((version, at));
                     }
                     _ = tick.tick() => {
-                        let hb = pb::Heartbeat { applied_version: applied.unwrap_or(0), key_count: 0 };
+                        let hb = pb::Heartbeat { applied_version: applied.unwrap_or(0), key_count: 0, ..Default::default() };
                         let msg = pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) };
                         if heartbeats.send(msg).await.is_err() {
                             return;

@@ -18,6 +18,7 @@ mod migrations;
 mod moves;
 mod rebalance;
 mod show;
+mod state;
 mod watch;
 
 /// What every command needs: where the control plane is and how to print.
@@ -71,6 +72,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pending => show::pending(&ctx).await,
         Command::Watch => watch::run(&ctx).await,
         Command::Config(ConfigCommand::Set(a)) => config::set(&ctx, a).await,
+        Command::ExportState(a) => state::export(&ctx, a).await,
+        Command::ImportState(a) => state::import(&ctx, a).await,
         Command::Completions(a) => {
             completions::run(a);
             Ok(())

@@ -113,6 +113,50 @@ fn outcome(view: &ClusterView, f: &InFlight) -> Outcome {
     }
 }
 
+/// Reports a started migration and waits for it from now on.
+fn track(reporter: &mut Reporter, inflight: &mut Vec<InFlight>, id: Uuid, mv: Move) {
+    reporter.started(&StartedEvent {
+        event: "started",
+        id: &id.to_string(),
+        source_id: mv.source.to_string(),
+        target_id: mv.target.to_string(),
+        slots: range_strings(&mv.slots),
+        slot_count: mv.slot_count(),
+    });
+    inflight.push(InFlight { id, mv });
+}
+
+/// After a Migrate request whose answer was lost: if the control plane recorded the
+/// front move (it runs, or its slots already belong to the target), take it off the
+/// queue instead of starting it twice.
+fn adopt_front(
+    view: &ClusterView,
+    queue: &mut VecDeque<Move>,
+    inflight: &mut Vec<InFlight>,
+    outcomes: &mut Vec<Outcome>,
+    reporter: &mut Reporter,
+) {
+    let Some(mv) = queue.front() else { return };
+    if let Some(id) = started_id(&view.snapshot, mv) {
+        let mv = queue.pop_front().expect("front exists");
+        track(reporter, inflight, id, mv);
+        return;
+    }
+    let t = &view.snapshot.topology;
+    if mv
+        .slots
+        .iter()
+        .flat_map(SlotRange::iter)
+        .all(|slot| t.slots.owner(slot) == Some(mv.target))
+    {
+        let mv = queue.pop_front().expect("front exists");
+        let done = InFlight { id: Uuid::nil(), mv };
+        let o = outcome(view, &done);
+        reporter.finished(&o);
+        outcomes.push(o);
+    }
+}
+
 /// Runs `moves` to completion. `Ok` only if every move committed; otherwise a
 /// [`CliError::Rejected`] naming the failures and how to continue (`again`, e.g.
 /// `emberctl rebalance`).
@@ -133,6 +177,9 @@ pub async fn run(
     let mut start_error: Option<CliError> = None;
     let mut said_busy = false;
     let mut warned_unreachable = false;
+    // The Migrate request for the queue's front failed in transit: it may have been
+    // recorded, so the next view decides whether it runs (or even ended) already.
+    let mut front_uncertain = false;
     let started_at = Instant::now();
     let mut watch = admin.watch().await.ok();
 
@@ -150,21 +197,21 @@ pub async fn run(
                         )));
                         break;
                     };
-                    reporter.started(&StartedEvent {
-                        event: "started",
-                        id: &id.to_string(),
-                        source_id: mv.source.to_string(),
-                        target_id: mv.target.to_string(),
-                        slots: range_strings(&mv.slots),
-                        slot_count: mv.slot_count(),
-                    });
-                    inflight.push(InFlight { id, mv });
+                    track(&mut reporter, &mut inflight, id, mv);
                 }
                 Ok(Started::Busy(msg)) => {
                     if !said_busy && inflight.is_empty() {
                         reporter.note(&format!("waiting: {msg}"));
                         said_busy = true;
                     }
+                    break;
+                }
+                Err(e) if e.is_transient() => {
+                    if !warned_unreachable {
+                        reporter.note(&format!("warning: {e}; still waiting"));
+                        warned_unreachable = true;
+                    }
+                    front_uncertain = true;
                     break;
                 }
                 Err(e) => {
@@ -180,8 +227,9 @@ pub async fn run(
         wait_for_change(&mut watch).await;
         let view = match admin.state().await {
             Ok(view) => view,
-            // The control plane may restart under a long rebalance; keep waiting.
-            Err(e @ (CliError::Unreachable { .. } | CliError::Timeout { .. })) => {
+            // The control plane may restart (or its disk fill up) under a long rebalance;
+            // keep waiting through every transient failure.
+            Err(e) if e.is_transient() => {
                 if !warned_unreachable {
                     reporter.note(&format!("warning: {e}; still waiting"));
                     warned_unreachable = true;
@@ -191,6 +239,9 @@ pub async fn run(
             Err(e) => return Err(e),
         };
         warned_unreachable = false;
+        if std::mem::take(&mut front_uncertain) {
+            adopt_front(&view, &mut queue, &mut inflight, &mut outcomes, &mut reporter);
+        }
 
         let running = &view.snapshot.topology.migrations;
         let (ended, still): (Vec<_>, Vec<_>) = inflight

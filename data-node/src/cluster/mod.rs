@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use ember_core::lineage::{check_successor, Refusal};
 use ember_core::{NodeId, Role, Topology, SLOT_COUNT};
 use uuid::Uuid;
 
@@ -115,6 +116,10 @@ pub enum ApplyError {
     Stale { got: u64, applied: u64 },
     #[error("snapshot is for cluster {got}, this node belongs to cluster {mine}")]
     OtherCluster { got: Uuid, mine: Uuid },
+    /// Newer, but not a successor of the applied topology (`ember_core::lineage`): the
+    /// control plane sending it is behind this node. Nothing changes.
+    #[error("refused topology version {version}: {refusal}")]
+    Refused { version: u64, refusal: Refusal },
 }
 
 /// Handoff hold durations, for `INFO` and the benchmarks.
@@ -205,27 +210,39 @@ impl Cluster {
             .map_or(0, |a| a.topology.version)
     }
 
-    /// Applies a snapshot if it is newer than the applied one and of the same cluster.
+    /// Applies a snapshot if it is newer than the applied one, of the same cluster, and
+    /// its successor (it takes no slots from this node on the word of a control plane
+    /// that is behind it).
     pub fn apply(&self, topology: Topology) -> Result<(), ApplyError> {
         let _guard = self.apply_lock.lock();
-        if let Some(current) = self.applied.load().as_ref() {
-            let t = &current.topology;
-            if topology.cluster_id != t.cluster_id {
-                return Err(ApplyError::OtherCluster {
-                    got: topology.cluster_id,
-                    mine: t.cluster_id,
-                });
-            }
-            if topology.version <= t.version {
-                return Err(ApplyError::Stale {
-                    got: topology.version,
-                    applied: t.version,
-                });
-            }
-        }
+        self.check(&topology)?;
         self.applied
             .store(Some(Arc::new(Applied::new(topology, self.me))));
         Ok(())
+    }
+
+    /// Whether `topology` may replace the applied one (see [`Cluster::apply`]).
+    pub fn check(&self, topology: &Topology) -> Result<(), ApplyError> {
+        let Some(current) = self.applied.load_full() else {
+            return Ok(());
+        };
+        let t = &current.topology;
+        if topology.cluster_id != t.cluster_id {
+            return Err(ApplyError::OtherCluster {
+                got: topology.cluster_id,
+                mine: t.cluster_id,
+            });
+        }
+        if topology.version <= t.version {
+            return Err(ApplyError::Stale {
+                got: topology.version,
+                applied: t.version,
+            });
+        }
+        check_successor(t, topology, self.me).map_err(|refusal| ApplyError::Refused {
+            version: topology.version,
+            refusal,
+        })
     }
 
     /// Drops the applied topology (the control plane says this node is not a member).
@@ -284,12 +301,6 @@ impl Cluster {
         )
     }
 
-    /// Whether `topology` would be applied (newer, same cluster).
-    pub fn accepts(&self, topology: &Topology) -> bool {
-        self.applied.load().as_ref().is_none_or(|a| {
-            a.topology.cluster_id == topology.cluster_id && topology.version > a.topology.version
-        })
-    }
 
     /// The `# Cluster` section of `INFO` (lines end in `\r\n`).
     pub fn info_section(&self) -> String {

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ember_proto::pb::{self, control_message, node_message, session_client::SessionClient};
-use ember_proto::snapshot;
+use ember_proto::{convert, snapshot};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::identity::Identity;
-use super::Cluster;
+use super::{ApplyError, Cluster};
 use crate::migration::Migrations;
 
 #[derive(Debug, Clone)]
@@ -102,7 +102,20 @@ async fn session_once(
     let mut client = SessionClient::new(channel);
 
     let (tx, rx) = mpsc::channel(64);
+    let applied = cluster.applied();
+    let me = applied.as_ref().and_then(|a| a.topology.nodes.get(&cluster.me()));
     let hello = pb::Hello {
+        applied_incarnation: applied.as_ref().map_or(0, |a| a.topology.incarnation()),
+        current_epoch: applied.as_ref().map_or(0, |a| a.topology.current_epoch),
+        config_epoch: me.map_or(0, |n| n.config_epoch),
+        owned: applied.as_ref().map_or_else(Vec::new, |a| {
+            a.topology
+                .slots
+                .ranges_of(&cluster.me())
+                .iter()
+                .map(convert::range_to_pb)
+                .collect()
+        }),
         node_id: identity.node_id.to_string(),
         cluster_id: identity
             .cluster_id
@@ -121,6 +134,8 @@ async fn session_once(
 
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut snapshots = snapshot::Receiver::default();
+    // Why the newest snapshot was refused (reported with every heartbeat until one applies).
+    let refused = &mut String::new();
     loop {
         tokio::select! {
             msg = inbound.message() => {
@@ -147,9 +162,21 @@ async fn session_once(
                                     tracing::error!(%cluster_id, "refusing a snapshot of another cluster");
                                     continue;
                                 }
-                                if !cluster.accepts(&t) {
-                                    tracing::debug!(version, "ignored a snapshot not newer than the applied one");
-                                    continue;
+                                match cluster.check(&t) {
+                                    Ok(()) => {}
+                                    Err(ApplyError::Stale { .. }) => {
+                                        tracing::debug!(version, "ignored a snapshot not newer than the applied one");
+                                        continue;
+                                    }
+                                    Err(e) => {
+                                        tracing::error!("{e}; keeping the applied topology (version {})", cluster.applied_version());
+                                        *refused = e.to_string();
+                                        heartbeat.reset_immediately();
+                                        continue;
+                                    }
+                                }
+                                if t.restored_at > cluster.applied_version() && cluster.applied_version() > 0 {
+                                    tracing::warn!(version, restored_at = t.restored_at, "the control plane's state was restored (emberctl import-state); applying the restored topology");
                                 }
                                 // Ordering: staged slots are installed before routing
                                 // sends clients here; holds are released and old slots
@@ -158,6 +185,7 @@ async fn session_once(
                                 match cluster.apply(t) {
                                     Ok(()) => {
                                         tracing::debug!(version, "applied topology");
+                                        refused.clear();
                                         migrations.after_apply();
                                         identity.set_cluster(cluster_id)?;
                                     }
@@ -176,7 +204,7 @@ async fn session_once(
             }
             _ = heartbeat.tick() => {
                 let key_count = migrations.state().db.dbsize() as u64;
-                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count };
+                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count, refused: refused.clone() };
                 send(&tx, cluster, node_message::Msg::Heartbeat(hb))?;
                 send_reports(&tx, cluster, migrations)?;
             }
