@@ -23,7 +23,7 @@ use crate::store::{Store, StoreError};
 pub enum AuthorityError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("could not persist the change, so it was not made: {0:#}")]
+    #[error("could not persist the change, so it was not made: {0}")]
     Store(#[from] StoreError),
     /// The state is behind what the nodes have seen: nothing is published until an
     /// operator recovers it (`emberctl import-state`).
@@ -170,7 +170,7 @@ impl Authority {
     }
 
     fn persisted(&self, result: &Result<(), StoreError>) {
-        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        let error = result.as_ref().err().map(ToString::to_string);
         self.persistence.send_if_modified(|current| {
             if *current == error {
                 return false;

@@ -27,12 +27,12 @@ const MARKER: &str = "cluster-id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot use data dir {dir}")]
+    #[error("cannot use data dir {dir}: {source}")]
     Io {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file} is corrupt")]
+    #[error("{file} is corrupt: {source}")]
     Corrupt {
         file: PathBuf,
         source: serde_json::Error,

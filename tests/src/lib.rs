@@ -140,6 +140,32 @@ impl Proc {
         self.child.is_some()
     }
 
+    /// Waits up to `timeout` for the process to exit by itself; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends `signal` (e.g. `"STOP"`, `"CONT"`) to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -{signal} {} failed", self.name);
+        }
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
@@ -221,6 +247,11 @@ impl TestCluster {
             Ok(known == count)
         });
         cluster
+    }
+
+    /// The control plane's `--data-dir`.
+    pub fn cp_dir(&self) -> PathBuf {
+        self.dir.path().join("cp")
     }
 
     pub fn cp_url(&self) -> String {
