@@ -57,7 +57,7 @@ pub struct Cli {
         long,
         global = true,
         default_value = "10s",
-        value_parser = humantime::parse_duration,
+        value_parser = request_timeout,
         value_name = "DURATION"
     )]
     pub timeout: Duration,
@@ -216,6 +216,16 @@ Examples:
     Completions(CompletionsArgs),
 }
 
+/// `--timeout`: 10 ms to 1 h.
+fn request_timeout(s: &str) -> Result<Duration, String> {
+    ember_core::flags::duration_in(s, Duration::from_millis(10), Duration::from_secs(3600))
+}
+
+/// `bootstrap --wait`: up to a day.
+fn wait_duration(s: &str) -> Result<Duration, String> {
+    ember_core::flags::duration_in(s, Duration::ZERO, Duration::from_secs(24 * 3600))
+}
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Write the document here instead of stdout (replaced atomically).
@@ -236,7 +246,7 @@ pub struct BootstrapArgs {
     #[arg(required = true, value_name = "NODE")]
     pub nodes: Vec<String>,
     /// First wait up to this long (e.g. `60s`) until every NODE has registered.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = wait_duration, value_name = "DURATION")]
     pub wait: Option<Duration>,
 }
 
