@@ -284,7 +284,10 @@ impl Admin {
     /// The control plane's state as its stored document (JSON).
     pub async fn export_state(&mut self) -> Result<Vec<u8>, CliError> {
         let mut c = self.client.clone();
-        Ok(self.unary(c.export_state(pb::ExportStateRequest {})).await?.json)
+        Ok(self
+            .unary(c.export_state(pb::ExportStateRequest {}))
+            .await?
+            .json)
     }
 
     /// Restores a document from `export_state` (empty: re-adopt the current state).

@@ -626,7 +626,11 @@ pub fn render_status(view: &ClusterView) -> String {
                 clusters.join(", "),
                 view.foreign
                     .iter()
-                    .map(|f| format!("{} at version {}", sanitize(&f.client_addr), f.applied_version))
+                    .map(|f| format!(
+                        "{} at version {}",
+                        sanitize(&f.client_addr),
+                        f.applied_version
+                    ))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

@@ -208,7 +208,10 @@ impl Authority {
         {
             let mut reports = self.reports.lock().unwrap();
             if reports.len() >= MAX_REPORTS && !reports.contains_key(&report.id) {
-                let oldest = reports.iter().min_by_key(|(_, (at, _))| *at).map(|(id, _)| *id);
+                let oldest = reports
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(id, _)| *id);
                 oldest.map(|id| reports.remove(&id));
             }
             reports.insert(report.id, (Instant::now(), report.clone()));
@@ -456,7 +459,8 @@ impl Authority {
                 .values()
                 .filter(|(at, r)| {
                     at.elapsed() < Duration::from_secs(60)
-                        && r.cluster_id.is_some_and(|c| c != current.topology.cluster_id)
+                        && r.cluster_id
+                            .is_some_and(|c| c != current.topology.cluster_id)
                 })
                 .map(|(_, r)| pb::ForeignNode {
                     node_id: r.id.to_string(),

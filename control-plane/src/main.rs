@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use ember_core::flags;
 use ember_control_plane::server::{self, Config};
+use ember_core::flags;
 
 /// The ember control plane: the single, durable authority for cluster topology.
 #[derive(Parser, Debug)]

@@ -117,7 +117,10 @@ pub fn restore(
     let seen_epoch = reports
         .iter()
         .map(|r| r.current_epoch.max(r.config_epoch))
-        .chain([current.topology.current_epoch, backup.topology.current_epoch])
+        .chain([
+            current.topology.current_epoch,
+            backup.topology.current_epoch,
+        ])
         .max()
         .unwrap_or(0);
     let mut owners: Vec<(u64, NodeId)> = t
@@ -160,7 +163,9 @@ pub fn restore(
         }
     }
     next.consistency_check().map_err(|reason| {
-        StateError::Invalid(format!("the restored state would be inconsistent: {reason}"))
+        StateError::Invalid(format!(
+            "the restored state would be inconsistent: {reason}"
+        ))
     })?;
     let summary = format!(
         "restored cluster {cluster_id} at version {} (current epoch {}): {} member(s), {} \
@@ -189,7 +194,13 @@ mod tests {
         }
     }
 
-    fn report(n: &NodeInfo, cluster: Uuid, version: u64, epoch: u64, owned: &[(u16, u16)]) -> NodeReport {
+    fn report(
+        n: &NodeInfo,
+        cluster: Uuid,
+        version: u64,
+        epoch: u64,
+        owned: &[(u16, u16)],
+    ) -> NodeReport {
         let mut set = SlotSet::new();
         for &(a, b) in owned {
             (a..=b).for_each(|s| set.insert(s));
@@ -244,18 +255,31 @@ mod tests {
             applied.version = 11;
             applied.current_epoch = 7;
             for s in 0..SLOT_COUNT {
-                applied.slots.set(s, if reports[1].owned.contains(s) { Some(b.id) } else { Some(a.id) });
+                applied.slots.set(
+                    s,
+                    if reports[1].owned.contains(s) {
+                        Some(b.id)
+                    } else {
+                        Some(a.id)
+                    },
+                );
             }
             applied.nodes.get_mut(&r.id).unwrap().config_epoch = applied_epoch;
             applied.history.record(1, 5);
-            assert_eq!(ember_core::lineage::check_successor(&applied, t, r.id), Ok(()));
+            assert_eq!(
+                ember_core::lineage::check_successor(&applied, t, r.id),
+                Ok(())
+            );
         }
     }
 
     #[test]
     fn refuses_to_replace_another_running_cluster() {
         let mut current = ClusterState::new(Uuid::from_u128(1));
-        current.topology.nodes.insert(Uuid::from_u128(3), node(3, 1));
+        current
+            .topology
+            .nodes
+            .insert(Uuid::from_u128(3), node(3, 1));
         (0..SLOT_COUNT).for_each(|s| current.topology.slots.set(s, Some(Uuid::from_u128(3))));
         let backup = ClusterState::new(Uuid::from_u128(2));
         assert!(matches!(

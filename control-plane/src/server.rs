@@ -59,12 +59,18 @@ pub async fn serve(
             let failing = persistence.borrow_and_update().is_some();
             if failing {
                 health.set_not_serving::<AdminServer<AdminService>>().await;
-                health.set_not_serving::<SessionServer<SessionService>>().await;
-                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                health
+                    .set_not_serving::<SessionServer<SessionService>>()
+                    .await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
             } else {
                 health.set_serving::<AdminServer<AdminService>>().await;
                 health.set_serving::<SessionServer<SessionService>>().await;
-                health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::Serving)
+                    .await;
             }
             if persistence.changed().await.is_err() {
                 return;

@@ -14,10 +14,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ember_core::registration::{check_addr, check_name, RegistrationError};
 use ember_core::slots::{split_evenly, SlotSet, SLOT_COUNT};
 use ember_core::topology::{resolve_node, ResolveError};
 use ember_core::{Migration, MigrationState, NodeId, NodeInfo, Role, Topology};
-use ember_core::registration::{check_addr, check_name, RegistrationError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -247,7 +247,10 @@ impl ClusterState {
                     .filter_map(|id| self.pending.remove(id))
                     .map(|n| n.label())
                     .collect();
-                Ok(format!("expired pending registration(s): {}", gone.join(", ")))
+                Ok(format!(
+                    "expired pending registration(s): {}",
+                    gone.join(", ")
+                ))
             }
             Op::Restore { .. } => unreachable!("handled in apply"),
             Op::AbortMigration { id, reason } => {

@@ -218,7 +218,9 @@ mod tests {
         let mut next = state.clone();
         next.topology.version = 9;
         let err = store.save(&next).unwrap_err();
-        assert!(matches!(err, StoreError::Io { ref source, .. } if source.raw_os_error() == Some(28)));
+        assert!(
+            matches!(err, StoreError::Io { ref source, .. } if source.raw_os_error() == Some(28))
+        );
         assert_eq!(store.load().unwrap().unwrap(), state);
     }
 }

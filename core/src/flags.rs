@@ -41,10 +41,14 @@ mod tests {
     fn refuses_out_of_range_values() {
         let (min, max) = (Duration::from_millis(10), Duration::from_secs(3600));
         assert_eq!(duration_in("5s", min, max), Ok(Duration::from_secs(5)));
-        assert!(duration_in("0s", min, max).unwrap_err().contains("out of range"));
+        assert!(duration_in("0s", min, max)
+            .unwrap_err()
+            .contains("out of range"));
         assert!(duration_in("1ns", min, max).is_err());
         assert!(duration_in("2h", min, max).is_err());
-        assert!(duration_in("soon", min, max).unwrap_err().contains("not a duration"));
+        assert!(duration_in("soon", min, max)
+            .unwrap_err()
+            .contains("not a duration"));
         assert_eq!(number_in("4", 1usize, 64), Ok(4));
         assert!(number_in("0", 1usize, 64).is_err());
         assert!(number_in("-1", 1usize, 64).is_err());

@@ -151,7 +151,10 @@ pub fn check_successor(applied: &Topology, next: &Topology, me: NodeId) -> Resul
         .filter(|s| applied.slots.owner(*s) == Some(me))
         .filter(|s| match next.slots.owner(*s) {
             Some(o) if o == me => false,
-            Some(o) => next.nodes.get(&o).is_none_or(|n| n.config_epoch <= my_epoch),
+            Some(o) => next
+                .nodes
+                .get(&o)
+                .is_none_or(|n| n.config_epoch <= my_epoch),
             None => true,
         })
         .collect();

@@ -59,9 +59,9 @@ pub fn check_addr(addr: &str) -> Result<(), RegistrationError> {
     let bad = || RegistrationError::BadAddr(addr.to_string());
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'));
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        });
     match port.parse::<u16>() {
         Ok(p) if p > 0 && host_ok => Ok(()),
         _ => Err(bad()),
@@ -90,7 +90,10 @@ mod tests {
         }
         for id_like in ["cafe", "dead-beef", "0a1b2c3d-0000-0000-0000-000000000000"] {
             assert!(
-                matches!(check_name(id_like), Err(RegistrationError::NameLooksLikeId(_))),
+                matches!(
+                    check_name(id_like),
+                    Err(RegistrationError::NameLooksLikeId(_))
+                ),
                 "{id_like}"
             );
         }
@@ -99,10 +102,23 @@ mod tests {
 
     #[test]
     fn addresses_are_host_and_port() {
-        for ok in ["127.0.0.1:7001", "node1:6379", "[::1]:7001", "a.example.org:1"] {
+        for ok in [
+            "127.0.0.1:7001",
+            "node1:6379",
+            "[::1]:7001",
+            "a.example.org:1",
+        ] {
             assert_eq!(check_addr(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "7001", ":7001", "host:0", "host:99999", "ho st:1", "h\x1b:1"] {
+        for bad in [
+            "",
+            "7001",
+            ":7001",
+            "host:0",
+            "host:99999",
+            "ho st:1",
+            "h\x1b:1",
+        ] {
             assert!(check_addr(bad).is_err(), "{bad:?}");
         }
         assert!(matches!(

@@ -30,7 +30,13 @@ fn rebalance_keeps_waiting_through_control_plane_kills() {
     c.ctl_ok(&["join", "n3"]);
 
     let mut rebalance = Command::new(bin("emberctl"))
-        .args(["--control-plane", &c.cp_url(), "rebalance", "--parallel", "1"])
+        .args([
+            "--control-plane",
+            &c.cp_url(),
+            "rebalance",
+            "--parallel",
+            "1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -53,8 +59,14 @@ fn rebalance_keeps_waiting_through_control_plane_kills() {
     };
     let mut err = String::new();
     std::io::Read::read_to_string(rebalance.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(status.success(), "rebalance failed after {kills} kills: {err}");
-    assert!(kills >= 2, "the kills did not strike while rebalance ran ({kills})");
+    assert!(
+        status.success(),
+        "rebalance failed after {kills} kills: {err}"
+    );
+    assert!(
+        kills >= 2,
+        "the kills did not strike while rebalance ran ({kills})"
+    );
 
     let nodes = c.ctl_json(&["nodes"]).unwrap();
     let counts: Vec<u64> = nodes["nodes"]
@@ -63,7 +75,10 @@ fn rebalance_keeps_waiting_through_control_plane_kills() {
         .iter()
         .map(|n| n["slot_count"].as_u64().unwrap())
         .collect();
-    assert!(counts.iter().all(|n| (5461..=5462).contains(n)), "{counts:?}");
+    assert!(
+        counts.iter().all(|n| (5461..=5462).contains(n)),
+        "{counts:?}"
+    );
     let mut cluster = c.cluster_client().get_connection().unwrap();
     for k in (0..60_000).step_by(97) {
         let v: Option<String> = cluster.get(format!("k:{k}")).unwrap();

@@ -71,7 +71,10 @@ fn owner_of(c: &TestCluster, slot: u16) -> String {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["start"].as_u64().unwrap() <= slot.into() && u64::from(slot) <= r["end"].as_u64().unwrap())
+        .find(|r| {
+            r["start"].as_u64().unwrap() <= slot.into()
+                && u64::from(slot) <= r["end"].as_u64().unwrap()
+        })
         .and_then(|r| r["node_name"].as_str())
         .unwrap_or("-")
         .to_string()
@@ -103,7 +106,9 @@ fn a_control_plane_restored_from_an_old_copy_freezes_and_import_state_loses_no_k
     c.cp.start();
     c.wait("the control plane raises its alarm", T, |c| {
         let status = c.ctl_json(&["status"])?;
-        Ok(status["alarm"].as_str().is_some_and(|a| a.contains("import-state")))
+        Ok(status["alarm"]
+            .as_str()
+            .is_some_and(|a| a.contains("import-state")))
     });
     let text = c.ctl_ok(&["status"]);
     assert!(text.contains("ALARM"), "{text}");
@@ -159,7 +164,10 @@ fn a_lost_state_is_an_error_and_a_backup_restores_the_cluster() {
     let status = c.cp.wait_exit(T).expect("the control plane exits");
     assert!(!status.success());
     let log = c.cp.log_tail(5);
-    assert!(log.contains(&cluster_id) && log.contains("import-state"), "{log}");
+    assert!(
+        log.contains(&cluster_id) && log.contains("import-state"),
+        "{log}"
+    );
 
     // An empty data dir (say, a mistyped --data-dir) starts a new control plane, which
     // tells the nodes the truth; they keep serving and keep their data dirs.
@@ -170,7 +178,10 @@ fn a_lost_state_is_an_error_and_a_backup_restores_the_cluster() {
         Ok(status["foreign"].as_array().is_some_and(|f| f.len() == 2))
     });
     let text = c.ctl_ok(&["status"]);
-    assert!(text.contains("FOREIGN NODES") && text.contains(&cluster_id), "{text}");
+    assert!(
+        text.contains("FOREIGN NODES") && text.contains(&cluster_id),
+        "{text}"
+    );
     let n1_log = c.nodes[0].log_tail(20);
     assert!(n1_log.contains("does not know"), "{n1_log}");
     assert_eq!(missing(&c).unwrap(), 0);
@@ -229,14 +240,23 @@ fn a_full_disk_is_reported_as_such_and_heals_when_space_returns() {
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(health(&c).unwrap(), NOT_SERVING);
     let text = c.ctl_ok(&["status"]);
-    assert!(text.contains("PERSISTENCE") && text.contains("No space left"), "{text}");
-    let version = c.ctl_json(&["status"]).unwrap()["version"].as_u64().unwrap();
+    assert!(
+        text.contains("PERSISTENCE") && text.contains("No space left"),
+        "{text}"
+    );
+    let version = c.ctl_json(&["status"]).unwrap()["version"]
+        .as_u64()
+        .unwrap();
 
     // A node dies meanwhile: its failure cannot be persisted, so it is not published.
     c.nodes[0].kill();
     std::thread::sleep(Duration::from_millis(1500)); // three node timeouts: a failure is due
     let status = c.ctl_json(&["status"]).unwrap();
-    assert_eq!(status["version"].as_u64().unwrap(), version, "published unpersisted state");
+    assert_eq!(
+        status["version"].as_u64().unwrap(),
+        version,
+        "published unpersisted state"
+    );
 
     // Space returns: the control plane notices by itself and catches up.
     std::fs::remove_file(&tmp).unwrap();

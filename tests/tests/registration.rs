@@ -95,7 +95,10 @@ fn forged_and_oversized_hellos_are_refused_and_quiet_registrations_expire() {
 /// Runs a binary with `args`; (exit code, stderr).
 fn run(name: &str, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(bin(name)).args(args).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]

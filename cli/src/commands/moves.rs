@@ -150,7 +150,10 @@ fn adopt_front(
         .all(|slot| t.slots.owner(slot) == Some(mv.target))
     {
         let mv = queue.pop_front().expect("front exists");
-        let done = InFlight { id: Uuid::nil(), mv };
+        let done = InFlight {
+            id: Uuid::nil(),
+            mv,
+        };
         let o = outcome(view, &done);
         reporter.finished(&o);
         outcomes.push(o);
@@ -240,7 +243,13 @@ pub async fn run(
         };
         warned_unreachable = false;
         if std::mem::take(&mut front_uncertain) {
-            adopt_front(&view, &mut queue, &mut inflight, &mut outcomes, &mut reporter);
+            adopt_front(
+                &view,
+                &mut queue,
+                &mut inflight,
+                &mut outcomes,
+                &mut reporter,
+            );
         }
 
         let running = &view.snapshot.topology.migrations;

@@ -301,7 +301,6 @@ impl Cluster {
         )
     }
 
-
     /// The `# Cluster` section of `INFO` (lines end in `\r\n`).
     pub fn info_section(&self) -> String {
         let h = self.holds.lock();

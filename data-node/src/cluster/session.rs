@@ -103,7 +103,9 @@ async fn session_once(
 
     let (tx, rx) = mpsc::channel(64);
     let applied = cluster.applied();
-    let me = applied.as_ref().and_then(|a| a.topology.nodes.get(&cluster.me()));
+    let me = applied
+        .as_ref()
+        .and_then(|a| a.topology.nodes.get(&cluster.me()));
     let hello = pb::Hello {
         applied_incarnation: applied.as_ref().map_or(0, |a| a.topology.incarnation()),
         current_epoch: applied.as_ref().map_or(0, |a| a.topology.current_epoch),
