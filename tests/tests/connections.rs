@@ -208,7 +208,10 @@ fn maxclients_refuses_the_client_over_the_limit_as_redis() {
             "CONFIG SET maxclients {value}"
         );
     }
-    assert_eq!(admin.call(&["CONFIG", "SET", "maxclients", "50"]), "+OK\r\n");
+    assert_eq!(
+        admin.call(&["CONFIG", "SET", "maxclients", "50"]),
+        "+OK\r\n"
+    );
     assert_eq!(config_get(&mut admin, "maxclients"), "50");
     assert_eq!(info_u64(&mut admin, "maxclients"), 50);
 

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ember_bench::{command_line, rss_bytes, row};
+use ember_bench::{command_line, row, rss_bytes};
 
 /// Sends `cmd` on every connection, then reads each reply (`expect` bytes).
 fn round(conns: &mut [TcpStream], cmd: &[u8], expect: usize) -> anyhow::Result<()> {
@@ -92,7 +92,10 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(10_000);
     let (soft, hard) = rlimit_nofile()?;
     if soft < n as u64 + 64 {
-        bail!("ulimit -n is {soft} (hard {hard}): need at least {} for {n} clients", n + 64);
+        bail!(
+            "ulimit -n is {soft} (hard {hard}): need at least {} for {n} clients",
+            n + 64
+        );
     }
     let dir = tempfile::tempdir()?;
     let maxclients = (n + 10).to_string();
@@ -117,7 +120,14 @@ fn main() -> anyhow::Result<()> {
 
     let port = ember_tests::free_port();
     let mut redis = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .args(["--maxclients", &maxclients])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -129,7 +139,12 @@ fn main() -> anyhow::Result<()> {
     println!("| server | RSS, no clients | RSS, {n} idle clients | per client | per client after an 8 KiB ECHO each |");
     println!("|---|---|---|---|---|");
     for (name, m) in [("ember", &e), ("redis", &r)] {
-        let per = |rss: u64| format!("{:.2} KiB", rss.saturating_sub(m.base) as f64 / n as f64 / 1024.0);
+        let per = |rss: u64| {
+            format!(
+                "{:.2} KiB",
+                rss.saturating_sub(m.base) as f64 / n as f64 / 1024.0
+            )
+        };
         println!(
             "{}",
             row(&[

@@ -24,7 +24,11 @@ pub enum ClientClass {
 
 impl ClientClass {
     /// In the order `CONFIG GET` lists them.
-    pub const ALL: [ClientClass; 3] = [ClientClass::Normal, ClientClass::Replica, ClientClass::PubSub];
+    pub const ALL: [ClientClass; 3] = [
+        ClientClass::Normal,
+        ClientClass::Replica,
+        ClientClass::PubSub,
+    ];
 
     /// The name `CONFIG GET` shows (Redis 7 still says `slave`).
     pub fn name(self) -> &'static str {
@@ -119,7 +123,7 @@ impl OutputLimits {
     pub fn set(&self, value: &[u8]) -> Result<(), LimitsError> {
         let text = std::str::from_utf8(value).map_err(|_| LimitsError::InvalidValue)?;
         let words: Vec<&str> = text.split_ascii_whitespace().collect();
-        if words.len() % 4 != 0 {
+        if !words.len().is_multiple_of(4) {
             return Err(LimitsError::WrongArity);
         }
         let mut next = **self.0.load();
@@ -187,10 +191,25 @@ mod tests {
         assert_eq!(l.get(ClientClass::Replica).hard, 1 << 30);
         assert_eq!(l.get(ClientClass::Replica).soft, 1_000_000_000);
         let before = l.describe();
-        assert_eq!(l.set(b"normal 0 0 0 pubsub 1 1"), Err(LimitsError::WrongArity));
-        assert_eq!(l.set(b"normal 0 0 0 master 1 1 1"), Err(LimitsError::InvalidClass));
-        for bad in ["normal -1 0 0", "normal 1 1 x", "normal 1 1 -1", "normal 1.5mb 0 0"] {
-            assert_eq!(l.set(bad.as_bytes()), Err(LimitsError::InvalidValue), "{bad}");
+        assert_eq!(
+            l.set(b"normal 0 0 0 pubsub 1 1"),
+            Err(LimitsError::WrongArity)
+        );
+        assert_eq!(
+            l.set(b"normal 0 0 0 master 1 1 1"),
+            Err(LimitsError::InvalidClass)
+        );
+        for bad in [
+            "normal -1 0 0",
+            "normal 1 1 x",
+            "normal 1 1 -1",
+            "normal 1.5mb 0 0",
+        ] {
+            assert_eq!(
+                l.set(bad.as_bytes()),
+                Err(LimitsError::InvalidValue),
+                "{bad}"
+            );
         }
         assert_eq!(l.describe(), before);
         assert_eq!(l.set(b""), Ok(()));

@@ -47,7 +47,11 @@ pub fn admit(state: &Arc<ServerState>) -> Option<Admitted> {
 pub fn refuse(stream: TcpStream, state: &ServerState, log: &mut RateLimitedLog) {
     // A fresh socket's send buffer is empty: this either writes it all or nothing.
     let _ = stream.try_write(MAX_CLIENTS_REACHED);
-    let refused = state.stats.rejected_connections.fetch_add(1, Ordering::Relaxed) + 1;
+    let refused = state
+        .stats
+        .rejected_connections
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
     if log.ready() {
         tracing::warn!(
             maxclients = state.config.maxclients(),
@@ -68,10 +72,7 @@ pub struct RateLimitedLog {
 impl RateLimitedLog {
     /// True when a line may be logged now (and counts the event otherwise).
     pub fn ready(&mut self) -> bool {
-        if self
-            .last
-            .is_some_and(|t| t.elapsed() < Backoff::LOG_EVERY)
-        {
+        if self.last.is_some_and(|t| t.elapsed() < Backoff::LOG_EVERY) {
             self.suppressed += 1;
             return false;
         }

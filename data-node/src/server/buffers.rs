@@ -86,7 +86,8 @@ mod tests {
         let w = take_write();
         let ptr = w.as_ptr();
         give_write(w);
-        assert_eq!(take_write().as_ptr(), ptr);
+        let again = take_write();
+        assert_eq!(again.as_ptr(), ptr);
     }
 
     #[test]
@@ -101,7 +102,8 @@ mod tests {
         let kept = b.split_to(b.len()).freeze(); // a queued argument still points into it
         let ptr = kept.as_ptr();
         give_read(b);
-        assert_ne!(take_read().as_ptr(), ptr);
+        let fresh = take_read();
+        assert_ne!(fresh.as_ptr(), ptr);
         drop(kept);
     }
 }

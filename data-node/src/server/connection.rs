@@ -149,7 +149,10 @@ impl Conn<'_> {
                     return self.disconnect_over_limit(&limit, unsent, soft);
                 }
             }
-            self.client.info.omem.store(self.unsent(), Ordering::Relaxed);
+            self.client
+                .info
+                .omem
+                .store(self.unsent(), Ordering::Relaxed);
             if self.closing && self.unsent() == 0 {
                 let _ = self.stream.shutdown().await;
                 return Ok(());
