@@ -13,8 +13,14 @@
 //! | bulk/multibulk count line | 64 KB | `-ERR Protocol error: too big bulk count string` / `too big mbulk count string`, closed |
 //! | `client-query-buffer-limit` | 1 GB | connection closed (no reply, as Redis) |
 //! | string values (`SETRANGE`, `APPEND`) | `proto-max-bulk-len` | `-ERR string exceeds maximum allowed size (proto-max-bulk-len)` |
+//! | `maxclients` | 10000 (lowered at start to fit `ulimit -n`) | `-ERR max number of clients reached`, connection closed |
+//! | `client-output-buffer-limit` | `normal 0 0 0` (no limit) | connection closed, counted in `INFO stats` |
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+pub mod output_limits;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+pub use output_limits::{ClassLimit, ClientClass, OutputLimits};
 
 /// Bytes of one inline command line, or of a `*`/`$` count line (Redis's
 /// `PROTO_INLINE_MAX_SIZE`). Not configurable, as in Redis.
@@ -25,6 +31,10 @@ pub const PROTO_MAX_MULTIBULK_LEN: usize = i32::MAX as usize;
 pub const DEFAULT_PROTO_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 /// Default `client-query-buffer-limit`: 1 GB.
 pub const DEFAULT_CLIENT_QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
+/// Default `maxclients` (Redis's).
+pub const DEFAULT_MAXCLIENTS: u64 = 10_000;
+/// Largest `maxclients` accepted (Redis: `UINT_MAX`).
+pub const MAX_MAXCLIENTS: u64 = u32::MAX as u64;
 
 /// Start-up configuration of the RESP engine (built by `main`).
 #[derive(Debug, Clone)]
@@ -40,6 +50,9 @@ pub struct Config {
     /// Threads running client connections (`CONFIG GET io-threads`); 0 means half the
     /// CPUs the process may run on, at least one.
     pub io_threads: usize,
+    /// Most client connections at once (`maxclients`); `main` lowers it to what the
+    /// open files limit allows.
+    pub maxclients: u64,
 }
 
 impl Config {
@@ -61,6 +74,7 @@ impl Default for Config {
             port: 6379,
             bind: "127.0.0.1".into(),
             io_threads: 0,
+            maxclients: DEFAULT_MAXCLIENTS,
         }
     }
 }
@@ -76,6 +90,11 @@ pub struct RuntimeConfig {
     pub bind: String,
     /// Fixed at start-up (resolved: never 0).
     pub io_threads: usize,
+    maxclients: AtomicU64,
+    /// Descriptors kept out of clients' reach ([`crate::fdlimit::reserved_fds`]).
+    pub fd_reserve: u64,
+    /// `client-output-buffer-limit`.
+    pub output_limits: OutputLimits,
 }
 
 /// The names `CONFIG GET` knows, in the order it lists them.
@@ -85,6 +104,8 @@ const NAMES: &[&str] = &[
     "port",
     "bind",
     "io-threads",
+    "maxclients",
+    "client-output-buffer-limit",
     "cluster-enabled",
     "cluster-require-full-coverage",
     "databases",
@@ -102,7 +123,20 @@ impl RuntimeConfig {
             port: c.port,
             bind: c.bind.clone(),
             io_threads: c.resolved_io_threads(),
+            maxclients: AtomicU64::new(c.maxclients),
+            fd_reserve: crate::fdlimit::reserved_fds(c.resolved_io_threads()),
+            output_limits: OutputLimits::default(),
         }
+    }
+
+    /// Most client connections at once.
+    pub fn maxclients(&self) -> u64 {
+        self.maxclients.load(Ordering::Relaxed)
+    }
+
+    /// The output buffer limits of `class`.
+    pub fn output_limit(&self, class: ClientClass) -> ClassLimit {
+        self.output_limits.get(class)
     }
 
     pub fn proto_max_bulk_len(&self) -> usize {
@@ -126,6 +160,8 @@ impl RuntimeConfig {
             "port" => self.port.to_string(),
             "bind" => self.bind.clone(),
             "io-threads" => self.io_threads.to_string(),
+            "maxclients" => self.maxclients().to_string(),
+            "client-output-buffer-limit" => self.output_limits.describe(),
             "cluster-enabled" => "yes".into(),
             // Coverage is decided by the control plane; ember always requires it.
             "cluster-require-full-coverage" => "yes".into(),
@@ -140,6 +176,16 @@ impl RuntimeConfig {
 
     /// `CONFIG SET name value`. Errors carry the text after `ERR `.
     pub fn set(&self, name: &str, value: &[u8]) -> Result<(), String> {
+        let failed = |why: &dyn std::fmt::Display| {
+            format!("CONFIG SET failed (possibly related to argument '{name}') - {why}")
+        };
+        match name {
+            "maxclients" => return self.set_maxclients(value).map_err(|e| failed(&e)),
+            "client-output-buffer-limit" => {
+                return self.output_limits.set(value).map_err(|e| failed(&e))
+            }
+            _ => {}
+        }
         let target = match name {
             "proto-max-bulk-len" => &self.proto_max_bulk_len,
             "client-query-buffer-limit" => &self.client_query_buffer_limit,
@@ -162,6 +208,37 @@ impl RuntimeConfig {
         target.store(v, Ordering::Relaxed);
         Ok(())
     }
+
+    /// `CONFIG SET maxclients n`: raises the open files limit to fit, or fails as Redis
+    /// does and keeps the old value.
+    fn set_maxclients(&self, value: &[u8]) -> Result<(), MaxclientsError> {
+        let n = crate::resp::parse::parse_i64(value).ok_or(MaxclientsError::NotInteger)?;
+        let n = u64::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_MAXCLIENTS).contains(n))
+            .ok_or(MaxclientsError::OutOfRange)?;
+        match crate::fdlimit::fit(n, self.fd_reserve) {
+            Ok(_) => {}
+            Err(crate::fdlimit::FdLimitError::TooLow { fits, .. }) => {
+                return Err(MaxclientsError::TooMany { fits })
+            }
+            // Nothing to fit against (no such limit here): take the value.
+            Err(crate::fdlimit::FdLimitError::Unreadable(_)) => {}
+        }
+        self.maxclients.store(n, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A rejected `maxclients`; `Display` is Redis's text.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum MaxclientsError {
+    #[error("argument couldn't be parsed into an integer")]
+    NotInteger,
+    #[error("argument must be between 1 and {MAX_MAXCLIENTS} inclusive")]
+    OutOfRange,
+    #[error("The operating system is not able to handle the specified number of clients, try with {fits}")]
+    TooMany { fits: u64 },
 }
 
 /// Parses `100`, `1k`, `1kb`, `512mb`, `1gb` (Redis's memory units).

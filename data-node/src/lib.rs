@@ -11,10 +11,11 @@
 //! - [`cmd`]: the command table (name, arity, flags, key positions) and the commands,
 //!   one file per family. Every keyed command is routed through
 //!   [`cluster::Cluster::route`] before it runs.
-//! - [`server`]: the accept loop, the per-connection task (pipelining: everything
-//!   buffered is parsed and executed, the replies go out in one write), the active
-//!   expiry task and the [`ServerState`] shared by all connections.
+//! - [`server`]: the accept loop (`maxclients`), the per-connection task (pipelining in
+//!   bounded turns, backpressure, `client-output-buffer-limit`), the active expiry task
+//!   and the [`ServerState`] shared by all connections.
 //! - [`config`]: limits and the settings `CONFIG GET/SET` expose.
+//! - [`fdlimit`]: the open files limit, fitted to `maxclients` plus a reserve.
 //! - [`alloc`]: an optional counting global allocator for `used_memory`.
 //! - [`cluster`]: the node's view of the cluster topology: the applied snapshot, routing,
 //!   `CLUSTER ...`, the node's identity and its session with the control plane.
@@ -26,6 +27,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod db;
+pub mod fdlimit;
 pub mod internal;
 pub mod migration;
 pub mod resp;

@@ -59,6 +59,12 @@ struct Args {
     /// its clients' commands.
     #[arg(long, env = "EMBER_IO_THREADS", default_value = "0", value_parser = io_threads)]
     io_threads: usize,
+    /// Most client connections at once (Redis's `maxclients`; `CONFIG SET maxclients`).
+    /// Lowered at start, with a warning, when `ulimit -n` cannot fit it plus the
+    /// descriptors the node keeps for itself.
+    #[arg(long, env = "EMBER_MAXCLIENTS", default_value_t = ember_data_node::config::DEFAULT_MAXCLIENTS,
+          value_parser = clap::value_parser!(u64).range(1..=ember_data_node::config::MAX_MAXCLIENTS))]
+    maxclients: u64,
     /// Check that a node answers PING on 127.0.0.1:--port, exit 0 if so (for container
     /// health checks), instead of starting one.
     #[arg(long)]
@@ -155,12 +161,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let identity = Identity::load_or_create(&args.data_dir)?;
     let cluster = Arc::new(Cluster::new(identity.node_id));
-    let config = Config {
+    let mut config = Config {
         port: args.port,
         bind: args.bind.to_string(),
         io_threads: args.io_threads,
+        maxclients: args.maxclients,
         ..Config::default()
     };
+    let reserve = ember_data_node::fdlimit::reserved_fds(config.resolved_io_threads());
+    config.maxclients = ember_data_node::fdlimit::fit_at_start(config.maxclients, reserve)
+        .with_context(|| {
+            format!(
+                "the open files limit ('ulimit -n') is not enough for the node to start: raise it \
+                 to at least {}",
+                reserve + 1
+            )
+        })?;
     let state = Arc::new(ServerState::new(cluster.clone(), config));
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))

@@ -1,41 +1,55 @@
-//! The RESP server: accept loop, the connection threads (each connection a task on one
-//! of them), the active expiry task, and the [`ServerState`] every connection shares.
+//! The RESP server: the accept loop, the connection threads (each connection a task on
+//! one of them), the active expiry task, and the [`ServerState`] every connection
+//! shares.
 //!
-//! A connection reads into a `BytesMut`, parses every complete command already
-//! buffered, executes each (encoding the reply into one output buffer) and writes all
-//! the replies with one write. Slot mutexes are only held inside command execution,
-//! which never awaits, so a slow or stuck client only ever blocks its own task.
-//! A protocol error is answered and the connection is closed (as Redis does); a
-//! client whose unparsed input exceeds `client-query-buffer-limit` is disconnected.
+//! - [`accept`]: admission against `maxclients`, the accept loop's backoff.
+//! - [`connection`]: one connection: turns of command execution, backpressure,
+//!   `client-output-buffer-limit`.
+//! - [`buffers`]: the per-thread pools of read and write buffers (idle connections hold
+//!   none).
+//!
+//! Slot mutexes are only held inside command execution, which never awaits, so a slow
+//! or stuck client only ever blocks its own task. A protocol error is answered and the
+//! connection is closed (as Redis does); a client whose unparsed input exceeds
+//! `client-query-buffer-limit` is disconnected.
+
+mod accept;
+pub mod buffers;
+pub mod connection;
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::alloc;
 use crate::cluster::Cluster;
-use crate::cmd::{execute, Client};
 use crate::config::{Config, RuntimeConfig};
 use crate::db::Db;
-use crate::resp::{Limits, Parser, Reply};
+use accept::Admitted;
+pub use accept::MAX_CLIENTS_REACHED;
 
 /// Counters for `INFO stats`.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub connections: AtomicU64,
-    /// Added once per batch of pipelined commands, not per command.
+    /// Added once per turn of pipelined commands, not per command.
     pub commands: AtomicU64,
+    /// Clients refused over `maxclients` (`rejected_connections`).
+    pub rejected_connections: AtomicU64,
+    /// Clients closed over `client-output-buffer-limit`.
+    pub output_limit_disconnections: AtomicU64,
+    /// Clients closed over `client-query-buffer-limit`.
+    pub query_limit_disconnections: AtomicU64,
 }
 
 /// The listable part of a connection (`CLIENT LIST`, `CLIENT INFO`).
@@ -50,9 +64,25 @@ pub struct ClientInfo {
     pub lib_ver: Mutex<Option<Bytes>>,
     /// Negotiated protocol version (2 or 3).
     pub resp: AtomicU8,
+    /// Reply bytes queued and not yet written to the socket.
+    pub omem: AtomicUsize,
 }
 
 impl ClientInfo {
+    pub fn new(id: u64, addr: String, laddr: String) -> ClientInfo {
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            name: Mutex::new(None),
+            lib_name: Mutex::new(None),
+            lib_ver: Mutex::new(None),
+            resp: AtomicU8::new(2),
+            omem: AtomicUsize::new(0),
+        }
+    }
+
     /// One `CLIENT LIST` line (without the trailing newline).
     pub fn describe(&self) -> String {
         let s = |m: &Mutex<Option<Bytes>>| {
@@ -80,21 +110,15 @@ impl ClientInfo {
 pub struct ClientRegistry {
     clients: Mutex<HashMap<u64, Arc<ClientInfo>>>,
     next_id: AtomicU64,
+    /// Clients admitted by the accept loop and not yet gone (counted under
+    /// `maxclients`; registered a moment later, on their thread).
+    admitted: AtomicUsize,
 }
 
 impl ClientRegistry {
     pub fn register(&self, addr: String, laddr: String) -> Arc<ClientInfo> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let info = Arc::new(ClientInfo {
-            id,
-            addr,
-            laddr,
-            created: Instant::now(),
-            name: Mutex::new(None),
-            lib_name: Mutex::new(None),
-            lib_ver: Mutex::new(None),
-            resp: AtomicU8::new(2),
-        });
+        let info = Arc::new(ClientInfo::new(id, addr, laddr));
         self.clients.lock().insert(id, info.clone());
         info
     }
@@ -116,6 +140,16 @@ impl ClientRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The largest output buffer (unsent reply bytes) of any client now.
+    pub fn max_output_buffer(&self) -> usize {
+        self.clients
+            .lock()
+            .values()
+            .map(|c| c.omem.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -183,16 +217,26 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: imp
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(active_expiry(state.clone(), stop_rx.clone()));
     let mut threads = ConnectionThreads::start(state.config.io_threads, &state, &stop_rx);
+    let mut backoff = accept::Backoff::default();
+    let mut refusals = accept::RateLimitedLog::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => threads.hand_over(stream, peer, &state, &stop_rx),
+                Ok((stream, peer)) => {
+                    backoff.succeeded();
+                    match accept::admit(&state) {
+                        Some(admitted) => threads.hand_over(stream, peer, admitted, &state, &stop_rx),
+                        None => accept::refuse(stream, &state, &mut refusals),
+                    }
+                }
                 Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let wait = backoff.failed(&e, &state);
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
             },
         }
@@ -200,7 +244,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: imp
     let _ = stop_tx.send(true);
 }
 
-type Handover = (std::net::TcpStream, SocketAddr);
+type Handover = (std::net::TcpStream, SocketAddr, Admitted);
 
 /// The threads that run client connections (`io-threads`, default half the CPUs).
 ///
@@ -239,11 +283,18 @@ impl ConnectionThreads {
         &mut self,
         stream: TcpStream,
         peer: SocketAddr,
+        admitted: Admitted,
         state: &Arc<ServerState>,
         stop: &watch::Receiver<bool>,
     ) {
         if self.senders.is_empty() {
-            tokio::spawn(run_connection(stream, peer, state.clone(), stop.clone()));
+            tokio::spawn(connection::run(
+                stream,
+                peer,
+                state.clone(),
+                stop.clone(),
+                admitted,
+            ));
             return;
         }
         self.next = (self.next + 1) % self.senders.len();
@@ -253,7 +304,7 @@ impl ConnectionThreads {
             .map_err(|e| e.to_string())
             .and_then(|std| {
                 self.senders[self.next]
-                    .send((std, peer))
+                    .send((std, peer, admitted))
                     .map_err(|_| "its connection thread is gone".to_string())
             });
         if let Err(e) = handed {
@@ -284,9 +335,15 @@ fn connection_thread(
         loop {
             tokio::select! {
                 next = handed.recv() => match next {
-                    Some((std, peer)) => match TcpStream::from_std(std) {
+                    Some((std, peer, admitted)) => match TcpStream::from_std(std) {
                         Ok(stream) => {
-                            conns.spawn(run_connection(stream, peer, state.clone(), stop.clone()));
+                            conns.spawn(connection::run(
+                                stream,
+                                peer,
+                                state.clone(),
+                                stop.clone(),
+                                admitted,
+                            ));
                         }
                         Err(e) => tracing::warn!(%peer, error = %e, "cannot register connection"),
                     },
@@ -357,17 +414,6 @@ async fn spin(spin: Rc<Spin>) {
     }
 }
 
-async fn run_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    state: Arc<ServerState>,
-    stop: watch::Receiver<bool>,
-) {
-    if let Err(e) = handle_connection(stream, peer, state, stop).await {
-        tracing::debug!(%peer, error = %e, "connection ended");
-    }
-}
-
 /// Sweeps 1024 slots every 100 ms (the whole keyspace every ~1.6 s), removing expired
 /// keys, like Redis's active expire cycle (which samples instead of sweeping).
 async fn active_expiry(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
@@ -381,112 +427,6 @@ async fn active_expiry(state: Arc<ServerState>, mut stop: watch::Receiver<bool>)
         for _ in 0..16 {
             next = state.db.active_expire_cycle(next, 64);
             tokio::task::yield_now().await;
-        }
-    }
-}
-
-async fn handle_connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    state: Arc<ServerState>,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let laddr = stream
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let info = state.clients.register(peer.to_string(), laddr);
-    state.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let id = info.id;
-    let mut client = Client::new(info);
-    let r = connection_loop(&mut stream, &state, &mut client, &mut stop).await;
-    state.clients.unregister(id);
-    r
-}
-
-async fn connection_loop(
-    stream: &mut TcpStream,
-    state: &ServerState,
-    client: &mut Client,
-    stop: &mut watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut parser = Parser::default();
-    let mut args: Vec<Bytes> = Vec::with_capacity(8);
-    loop {
-        let limits = Limits {
-            max_bulk_len: state.config.proto_max_bulk_len(),
-        };
-        let mut executed = 0u64;
-        let mut close = false;
-        loop {
-            args.clear();
-            match parser.parse(&mut buf, &limits, &mut args) {
-                Ok(true) => {
-                    executed += 1;
-                    let mut reply = execute(state, client, &args);
-                    while let Some(slot) = client.held_on.take() {
-                        // A migration's handoff holds writes to this slot: wait for the
-                        // control plane's decision, then run it again (it re-routes, so
-                        // after a commit it answers MOVED).
-                        state.db.wait_released(slot).await;
-                        reply = execute(state, client, &args);
-                    }
-                    reply.encode(&mut out, client.resp3);
-                    if client.close {
-                        close = true;
-                        break;
-                    }
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    Reply::error(e.to_string()).encode(&mut out, client.resp3);
-                    close = true;
-                    break;
-                }
-            }
-        }
-        args.clear();
-        if executed > 0 {
-            state.stats.commands.fetch_add(executed, Ordering::Relaxed);
-            SPIN.with(|s| s.batch_done());
-        }
-        if !out.is_empty() {
-            // Let the thread's other ready connections run their commands first, so the
-            // replies go out together (as Redis writes all pending replies before it
-            // sleeps): a client waiting on several connections is then woken once per
-            // round instead of once per reply.
-            tokio::task::yield_now().await;
-            stream.write_all(&out).await?;
-            if out.capacity() > 1024 * 1024 {
-                out = Vec::with_capacity(16 * 1024);
-            } else {
-                out.clear();
-            }
-        }
-        if close {
-            let _ = stream.shutdown().await;
-            return Ok(());
-        }
-        if buf.len() > state.config.client_query_buffer_limit() {
-            tracing::warn!(
-                client = client.id,
-                "closing client that exceeded client-query-buffer-limit"
-            );
-            return Ok(());
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        tokio::select! {
-            n = stream.read_buf(&mut buf) => {
-                if n? == 0 {
-                    return Ok(());
-                }
-            }
-            _ = stop.changed() => return Ok(()),
         }
     }
 }

@@ -207,12 +207,28 @@ pub struct TestCluster {
     pub cp: Proc,
     pub specs: Vec<NodeSpec>,
     pub nodes: Vec<Proc>,
+    /// How every data node of this cluster is started.
+    pub node_options: NodeOptions,
+}
+
+/// Extra settings for the data nodes a [`TestCluster`] starts.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Appended to each node's command line (e.g. `--io-threads 1`).
+    pub args: Vec<String>,
+    /// Start each node with this soft and hard `RLIMIT_NOFILE` (`ulimit -n`).
+    pub nofile: Option<u64>,
 }
 
 impl TestCluster {
     /// Starts a control plane and `n` data nodes (not yet bootstrapped) and waits until
     /// every node has registered.
     pub fn start(n: usize, node_timeout: Duration) -> Self {
+        Self::start_with(n, node_timeout, NodeOptions::default())
+    }
+
+    /// Like [`TestCluster::start`], with every data node started as `options` say.
+    pub fn start_with(n: usize, node_timeout: Duration, options: NodeOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cp_port = free_port();
         let cp = Proc::spawn(
@@ -235,6 +251,7 @@ impl TestCluster {
             cp,
             specs: vec![],
             nodes: vec![],
+            node_options: options,
         };
         for _ in 0..n {
             cluster.add_node();
@@ -286,24 +303,37 @@ impl TestCluster {
         if let Some(a) = &spec.internal_announce {
             extra = vec!["--internal-announce".to_string(), a.clone()];
         }
+        let mut args: Vec<String> = extra
+            .into_iter()
+            .chain([
+                "--port".into(),
+                spec.port.to_string(),
+                "--internal-port".into(),
+                spec.internal_port.to_string(),
+                "--control-plane".into(),
+                self.cp_url(),
+                "--data-dir".into(),
+                spec.data_dir.display().to_string(),
+                "--name".into(),
+                spec.name.clone(),
+            ])
+            .chain(self.node_options.args.iter().cloned())
+            .collect();
+        let mut program = bin("ember-data-node");
+        if let Some(n) = self.node_options.nofile {
+            // `sh` sets the limit (soft and hard) and execs the node in its place.
+            let mut wrapped = vec![
+                "-c".to_string(),
+                format!("ulimit -n {n} && exec \"$0\" \"$@\""),
+                program.display().to_string(),
+            ];
+            wrapped.append(&mut args);
+            (program, args) = (PathBuf::from("sh"), wrapped);
+        }
         Proc::spawn(
             &spec.name,
-            bin("ember-data-node"),
-            extra
-                .into_iter()
-                .chain([
-                    "--port".into(),
-                    spec.port.to_string(),
-                    "--internal-port".into(),
-                    spec.internal_port.to_string(),
-                    "--control-plane".into(),
-                    self.cp_url(),
-                    "--data-dir".into(),
-                    spec.data_dir.display().to_string(),
-                    "--name".into(),
-                    spec.name.clone(),
-                ])
-                .collect(),
+            program,
+            args,
             self.dir.path().join(format!("{}.log", spec.name)),
         )
     }

@@ -99,6 +99,12 @@ impl Client {
             info,
         }
     }
+
+    /// The class whose `client-output-buffer-limit` applies (replicas and pub/sub
+    /// subscribers get theirs with issues 9 and 10).
+    pub fn class(&self) -> crate::config::ClientClass {
+        crate::config::ClientClass::Normal
+    }
 }
 
 /// What a command runs with.

@@ -131,8 +131,10 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     if want("clients") {
         let _ = write!(
             s,
-            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n",
-            st.clients.len()
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_output_buffer:{}\r\nblocked_clients:0\r\n\r\n",
+            st.clients.len(),
+            st.config.maxclients(),
+            st.clients.max_output_buffer(),
         );
     }
     if want("memory") {
@@ -149,10 +151,13 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         let (_, expired) = st.db.expiry_stats();
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nrejected_connections:0\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
             st.stats.connections.load(Ordering::Relaxed),
             st.stats.commands.load(Ordering::Relaxed),
-            expired
+            st.stats.rejected_connections.load(Ordering::Relaxed),
+            expired,
+            st.stats.query_limit_disconnections.load(Ordering::Relaxed),
+            st.stats.output_limit_disconnections.load(Ordering::Relaxed),
         );
     }
     if want("cluster") {
@@ -235,6 +240,14 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     } else if eq_ic(sub, "resetstat") {
         ctx.state.stats.commands.store(0, Ordering::Relaxed);
         ctx.state.stats.connections.store(0, Ordering::Relaxed);
+        let stats = &ctx.state.stats;
+        for counter in [
+            &stats.rejected_connections,
+            &stats.output_limit_disconnections,
+            &stats.query_limit_disconnections,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
         Reply::ok()
     } else if eq_ic(sub, "rewrite") {
         Reply::err("ERR The server is running without a config file")
