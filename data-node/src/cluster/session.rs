@@ -1,7 +1,8 @@
 //! The session stream to the control plane, from the node's side.
 //!
 //! Connect, say hello (id, cluster id, addresses, applied version), then apply every
-//! snapshot that arrives and send heartbeats (applied version, key count). On any error
+//! snapshot that arrives and send heartbeats (applied version, key count), and answer the
+//! control plane's promise requests for migrations this node imports. On any error
 //! the node keeps serving its last applied topology (static stability) and reconnects with
 //! jittered exponential backoff, resyncing from its applied version.
 
@@ -136,6 +137,12 @@ async fn session_once(
                         if !w.member && cluster.applied().is_some() {
                             tracing::warn!("the control plane says this node is not a member: dropping the applied topology");
                             cluster.clear();
+                        }
+                    }
+                    Some(control_message::Msg::PromiseRequest(p)) => {
+                        // The control plane commits on the answer: send it at once.
+                        if migrations.promise(&p.migration_id) {
+                            send_reports(&tx, cluster, migrations)?;
                         }
                     }
                     Some(msg) => {
