@@ -140,6 +140,28 @@ impl Proc {
         self.child.is_some()
     }
 
+    /// SIGSTOP: the process freezes (its sockets stay open, nothing is read or answered),
+    /// as a hung or paused process would. [`Proc::resume`] undoes it; a stopped process
+    /// is still killed on drop.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Proc::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("the process is running");
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} {} failed", self.name);
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
