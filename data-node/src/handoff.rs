@@ -287,6 +287,10 @@ mod tests {
         });
         let waited = tokio::time::timeout(Duration::from_secs(3600), hold).await;
         assert!(waited.is_err(), "a promised handoff never ends by a timer");
-        assert_eq!(asked.load(Ordering::SeqCst), 1, "a promise is final: asked once");
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "a promise is final: asked once"
+        );
     }
 }

@@ -625,8 +625,16 @@ fn control_plane_outage_at_the_handoff_bounds_the_hold() {
             .is_some_and(Vec::is_empty))
     });
     let finished = c.ctl_json(&["migrations"]).unwrap();
-    let last = finished["finished"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["committed"], false, "the migration must end aborted: {last}");
+    let last = finished["finished"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["committed"], false,
+        "the migration must end aborted: {last}"
+    );
     let out = mover.join().unwrap();
     eprintln!(
         "emberctl assign exit {:?}: {}{}",
@@ -670,9 +678,18 @@ fn control_plane_outage_at_the_handoff_bounds_the_hold() {
     c.wait_all_info("cluster_state", "ok", T);
     assert_consistent(&c);
     let finished = c.ctl_json(&["migrations"]).unwrap();
-    let last = finished["finished"].as_array().unwrap().last().unwrap().clone();
+    let last = finished["finished"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["committed"], true, "the second move commits: {last}");
-    assert_eq!(check_all(&c, "o", n, len), 0, "keys lost or wrong after the move");
+    assert_eq!(
+        check_all(&c, "o", n, len),
+        0,
+        "keys lost or wrong after the move"
+    );
     let mut cluster = c.cluster_client().get_connection().unwrap();
     for w in &written {
         for (k, v) in &w.acked {

@@ -139,11 +139,12 @@ async fn session_once(
                             cluster.clear();
                         }
                     }
-                    Some(control_message::Msg::PromiseRequest(p)) => {
-                        // The control plane commits on the answer: send it at once.
-                        if migrations.promise(&p.migration_id) {
-                            send_reports(&tx, cluster, migrations)?;
-                        }
+                    // The control plane commits on the answer: send it at once. (A
+                    // request not acted on falls through and is ignored below.)
+                    Some(control_message::Msg::PromiseRequest(p))
+                        if migrations.promise(&p.migration_id) =>
+                    {
+                        send_reports(&tx, cluster, migrations)?;
                     }
                     Some(msg) => {
                         let Some(topology) = snapshots.receive(&msg) else { continue };

@@ -34,21 +34,37 @@ pub async fn pull(
     min_version: u64,
 ) {
     let started = Instant::now();
-    let result = run(&m, id, &slots, &decision, &source_addr, cluster_id, min_version)
-        .await
-        .and_then(|done| {
-            decision
-                .ready()
-                .map(|()| done)
-                .map_err(|_| anyhow::anyhow!("the handoff was aborted at the source's request"))
-        });
+    let result = run(
+        &m,
+        id,
+        &slots,
+        &decision,
+        &source_addr,
+        cluster_id,
+        min_version,
+    )
+    .await
+    .and_then(|done| {
+        decision
+            .ready()
+            .map(|()| done)
+            .map_err(|_| anyhow::anyhow!("the handoff was aborted at the source's request"))
+    });
     match result {
         Ok((keys, bytes, total)) => {
             tracing::info!(migration = %id, keys, bytes, took = ?started.elapsed(), "caught up; ready to commit");
-            m.report(
-                report(id, Kind::Ready, keys, bytes, total, String::new()),
-                true,
-            );
+            // Ordering: checked under the reports lock, and an abort reports `failed`
+            // (under it) only after the cell says aborted: a `ready` never replaces the
+            // `failed` of an abort.
+            let mut reports = m.reports.lock();
+            if decision.phase() != handoff::Phase::Aborted {
+                reports.insert(
+                    id,
+                    report(id, Kind::Ready, keys, bytes, total, String::new()),
+                );
+                drop(reports);
+                m.report_now.notify_one();
+            }
         }
         Err(e) => {
             tracing::warn!(migration = %id, "pulling from {source_addr} failed: {e:#}");
@@ -160,7 +176,10 @@ impl Migrations {
                 r.error.clear();
                 true
             }
-            Err(handoff::PromiseError::Aborted) => true,
+            Err(handoff::PromiseError::Aborted) => {
+                self.reports.lock().insert(id, aborted_report(id));
+                true
+            }
             Err(handoff::PromiseError::NotReady) => false,
         }
     }
@@ -198,20 +217,21 @@ impl Migrations {
             "agreed to abort the handoff at the source's request (its hold timed out): import discarded"
         );
         super::drop_in_background(dropped);
-        self.report(
-            report(
-                id,
-                Kind::Failed,
-                0,
-                0,
-                0,
-                "target: agreed to abort the handoff at the source's request (no commit in time)"
-                    .into(),
-            ),
-            true,
-        );
+        self.report(aborted_report(id), true);
         Ok(Answer::Aborted)
     }
+}
+
+/// The report of a target that agreed to abort the handoff.
+fn aborted_report(id: Uuid) -> pb::MigrationReport {
+    report(
+        id,
+        Kind::Failed,
+        0,
+        0,
+        0,
+        "target: agreed to abort the handoff at the source's request (no commit in time)".into(),
+    )
 }
 
 /// Why an abort request was refused outright (the source keeps holding).
