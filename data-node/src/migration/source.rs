@@ -26,7 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::codec::{self, PART_BYTES};
+use super::codec;
 use super::{Migrations, Outgoing};
 use crate::db::{now_ms, Key};
 use crate::handoff::{self, Answer};
@@ -40,6 +40,10 @@ pub const HOLD_TIMEOUT: Duration = Duration::from_millis(800);
 const ASK_TIMEOUT: Duration = Duration::from_millis(150);
 /// How often the source asks again while the target is unreachable or knows nothing.
 pub const REASK: Duration = Duration::from_millis(250);
+/// A chunk is sent once it holds this many bytes of parts (a big value's piece, up to
+/// `codec::PART_BYTES`, may make it larger). Small, so that little is in flight when
+/// the handoff begins.
+const CHUNK_BYTES: usize = 32 * 1024;
 /// Tail rounds stop when fewer keys than this are dirty (they go in the handoff).
 const HANDOFF_BELOW: usize = 256;
 const MAX_TAIL_ROUNDS: usize = 50;
@@ -176,7 +180,19 @@ impl pb::internal_server::Internal for InternalService {
 
 type Tx = mpsc::Sender<Result<pb::PullChunk, Status>>;
 
-/// A chunk being filled; sent when it reaches [`PART_BYTES`].
+/// Waits until the gRPC stream has taken every chunk queued so far. What is then still
+/// on its way to the target is bounded by the stream's own buffering (a chunk or two of
+/// [`CHUNK_BYTES`]) and the target's HTTP/2 receive window, not by this queue.
+async fn drained(tx: &Tx) -> Result<(), String> {
+    let all = tx
+        .reserve_many(tx.max_capacity())
+        .await
+        .map_err(|_| "the target went away")?;
+    drop(all);
+    Ok(())
+}
+
+/// A chunk being filled; sent when it reaches [`CHUNK_BYTES`].
 struct Batch {
     chunk: pb::PullChunk,
     bytes: usize,
@@ -193,7 +209,7 @@ impl Batch {
     async fn push(&mut self, part: pb::KeyPart, tx: &Tx) -> Result<(), String> {
         self.bytes += codec::part_bytes(&part);
         self.chunk.parts.push(part);
-        if self.bytes >= PART_BYTES {
+        if self.bytes >= CHUNK_BYTES {
             self.flush(tx).await?;
         }
         Ok(())
@@ -234,9 +250,12 @@ async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(),
     batch.chunk.snapshot_done = true;
     batch.flush(tx).await?;
 
-    // 3. Tail.
+    // 3. Tail. Each round starts once the stream has taken everything queued, so the
+    // handoff does not begin with a backlog the target has yet to apply (the hold, and
+    // its timeout, would include it).
     let mut rounds = 0;
     loop {
+        drained(tx).await?;
         let dirty: Vec<(u16, Vec<Key>)> =
             slots.iter().map(|s| (s, db.lock(s).take_dirty())).collect();
         let count: usize = dirty.iter().map(|(_, k)| k.len()).sum();

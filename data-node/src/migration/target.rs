@@ -23,6 +23,8 @@ use crate::handoff::{self, Answer};
 
 /// Largest message accepted from the source (parts are far smaller).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// HTTP/2 receive window of the pull stream (bytes the source may send ahead).
+const RECEIVE_WINDOW: u32 = 64 * 1024;
 
 pub async fn pull(
     m: Arc<Migrations>,
@@ -106,7 +108,13 @@ async fn run(
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{source_addr}"))?
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(2))
-        .keep_alive_timeout(Duration::from_secs(4));
+        .keep_alive_timeout(Duration::from_secs(4))
+        // A small receive window keeps the source from running ahead of what this node
+        // has applied: when the source begins the handoff, little is still in flight, so
+        // the hold does not include applying a backlog (hyper's default, 2 MiB, held a
+        // whole small migration). Applying, not the network, is what limits the pace.
+        .initial_stream_window_size(Some(RECEIVE_WINDOW))
+        .initial_connection_window_size(Some(2 * RECEIVE_WINDOW));
     let channel = endpoint.connect().await?;
     let mut client = InternalClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let request = pb::PullRequest {
