@@ -1,7 +1,8 @@
 //! The session stream: one long-lived bidirectional stream per data node.
 //!
 //! Node -> control plane: `Hello` (first, once), then `Heartbeat`s and `MigrationReport`s
-//! (progress; `ready` commits a migration, `failed` aborts it).
+//! (progress; `ready` from a target is answered with a `PromiseRequest`, `promised`
+//! commits the migration, `failed` aborts it).
 //! Control plane -> node: `Welcome` (once), then full topology snapshots whenever the
 //! node is behind: on connect if its applied version is older, and on every committed
 //! version after that (latest wins; intermediate versions may be skipped), as a delta
@@ -160,7 +161,11 @@ async fn run(
                     authority.heartbeat(id, hb.applied_version, hb.key_count, &hb.refused);
                 }
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Migration(report)) })) => {
-                    on_migration_report(authority, id, report).await;
+                    if let Some(ask) = on_migration_report(authority, id, report).await {
+                        if tx.send(Ok(ask)).await.is_err() {
+                            return "node went away".into();
+                        }
+                    }
                 }
                 Ok(Some(_)) => {
                     let _ = tx.send(Err(Status::invalid_argument("only heartbeats may follow Hello"))).await;
@@ -180,22 +185,38 @@ async fn run(
 }
 
 /// Acts on a node's migration report: progress is recorded; `ready` from the target
-/// commits; `failed` from either side aborts. Reports about other nodes' migrations, or
-/// migrations that already ended, are ignored.
-async fn on_migration_report(authority: &Authority, node: NodeId, report: pb::MigrationReport) {
+/// asks it for its promise (the returned message, sent on this stream); `promised` from
+/// the target commits; `failed` from either side aborts. Reports about other nodes'
+/// migrations, or migrations that already ended, are ignored.
+///
+/// Ordering: a migration is committed only after its target promised (it then refuses
+/// the source's request to abort the handoff), so the source, whose hold is bounded,
+/// never keeps acknowledging writes for slots that were committed to the target.
+async fn on_migration_report(
+    authority: &Authority,
+    node: NodeId,
+    report: pb::MigrationReport,
+) -> Option<pb::ControlMessage> {
     let Ok(mid) = report.id.parse::<uuid::Uuid>() else {
-        return;
+        return None;
     };
     let state = authority.current().state;
-    let Some(m) = state.topology.migrations.iter().find(|m| m.id == mid) else {
-        return;
-    };
+    let m = state.topology.migrations.iter().find(|m| m.id == mid)?;
     let op = match report.kind() {
         pb::migration_report::Kind::Progress if node == m.target => {
             authority.migration_progress(mid, report.keys, report.bytes, report.keys_total);
-            return;
+            return None;
         }
         pb::migration_report::Kind::Ready if node == m.target => {
+            authority.migration_progress(mid, report.keys, report.bytes, report.keys_total);
+            // Idempotent: every re-sent `ready` asks again until the answer gets through.
+            return Some(pb::ControlMessage {
+                msg: Some(control_message::Msg::PromiseRequest(pb::PromiseRequest {
+                    migration_id: report.id,
+                })),
+            });
+        }
+        pb::migration_report::Kind::Promised if node == m.target => {
             authority.migration_progress(mid, report.keys, report.bytes, report.keys_total);
             Op::CommitMigration { id: mid }
         }
@@ -205,9 +226,10 @@ async fn on_migration_report(authority: &Authority, node: NodeId, report: pb::Mi
                 reason: format!("node {node} reported: {}", report.error),
             }
         }
-        _ => return,
+        _ => return None,
     };
     if let Err(e) = authority.submit(op).await {
         tracing::warn!(migration = %mid, "could not act on a migration report: {e}");
     }
+    None
 }

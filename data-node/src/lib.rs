@@ -20,7 +20,10 @@
 //! - [`cluster`]: the node's view of the cluster topology: the applied snapshot, routing,
 //!   `CLUSTER ...`, the node's identity and its session with the control plane.
 //! - [`migration`]: live slot migration (source streaming and handoff, target staging).
-//! - [`internal`]: the node-to-node gRPC endpoint (health, slot streaming).
+//! - [`internal`]: the node-to-node gRPC endpoint (health, slot streaming, handoff
+//!   aborts).
+//! - [`handoff`]: one decision point for a paused handoff (commit or abort), kept by the
+//!   node that takes over; used by migration, meant for the manual failover pause too.
 
 pub mod alloc;
 pub mod cluster;
@@ -28,6 +31,7 @@ pub mod cmd;
 pub mod config;
 pub mod db;
 pub mod fdlimit;
+pub mod handoff;
 pub mod internal;
 pub mod migration;
 pub mod resp;

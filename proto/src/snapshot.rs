@@ -160,7 +160,7 @@ impl Receiver {
             Msg::Topology(b) => Ok(b.to_vec()),
             Msg::TopologyZstd(b) => decompress(b, None).map_err(ReceiveError::from),
             Msg::TopologyDelta(d) => self.undelta(d),
-            Msg::Welcome(_) => return None,
+            Msg::Welcome(_) | Msg::PromiseRequest(_) => return None,
         };
         Some(raw.and_then(|raw| {
             let t = pb::Topology::decode(raw.as_slice())

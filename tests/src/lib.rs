@@ -166,6 +166,18 @@ impl Proc {
         }
     }
 
+    /// SIGSTOP: the process freezes (its sockets stay open, nothing is read or answered),
+    /// as a hung or paused process would. [`Proc::resume`] undoes it; a stopped process
+    /// is still killed on drop.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Proc::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();

@@ -458,3 +458,243 @@ fn big_values_and_ttls_move_intact() {
     let left: usize = redis::cmd("DBSIZE").query(&mut n1).unwrap();
     assert_eq!(left, 0, "the source freed the moved slot");
 }
+
+/// `INFO cluster` of node `i` as key/value pairs.
+fn info_cluster(c: &TestCluster, i: usize) -> anyhow::Result<HashMap<String, String>> {
+    let text: String = redis::cmd("INFO").arg("cluster").query(&mut c.conn(i)?)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect())
+}
+
+fn info_u64(c: &TestCluster, i: usize, field: &str) -> anyhow::Result<u64> {
+    let info = info_cluster(c, i)?;
+    let v = info
+        .get(field)
+        .ok_or_else(|| anyhow::anyhow!("INFO cluster has no {field}"))?;
+    Ok(v.parse()?)
+}
+
+/// What one writer saw: the last acknowledged value per key, the slowest write, errors.
+#[derive(Default)]
+struct Written {
+    acked: HashMap<String, String>,
+    slowest: Duration,
+    errors: Vec<String>,
+}
+
+/// The control plane freezes (SIGSTOP) while a migration streams, with writers hammering
+/// the migrating slots. The handoff begins during the outage; the source's hold is
+/// bounded (the target, which keeps the decision, agrees to abort), so every write
+/// completes within the bound while the control plane is still frozen. After SIGCONT
+/// the migration ends aborted, every acknowledged write is present, and every key is on
+/// exactly one owner. Then the same move, run again, commits.
+#[test]
+fn control_plane_outage_at_the_handoff_bounds_the_hold() {
+    // A liveness bound with margin for a debug build on shared cores; the hold itself is
+    // bounded at 1 s.
+    const BOUND: Duration = Duration::from_secs(2);
+    let mut c = TestCluster::start(0, Duration::from_secs(20));
+    // n1 (the source) announces its internal address through a proxy that slows the
+    // stream down, so that the migration still streams when the control plane stops.
+    let proxy = Arc::new(Mutex::new(None::<Proxy>));
+    let p = proxy.clone();
+    c.add_node_with(move |internal| {
+        let proxy = Proxy::start(format!("127.0.0.1:{internal}"));
+        let addr = proxy.addr();
+        *p.lock().unwrap() = Some(proxy);
+        Some(addr)
+    });
+    c.add_node();
+    c.wait("nodes registered", T, |c| {
+        Ok(c.ctl_json(&["pending"])?["pending"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 2)
+    });
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.ctl_ok(&["join", "n2"]);
+    c.wait("n1 ok", T, |c| {
+        Ok(c.cluster_info(0)?["cluster_state"] == "ok")
+    });
+    let (n, len) = (30_000, 2048);
+    load(&c, 0, "o", n, len);
+    // About 30 MB move: some 6 s at this rate.
+    let set_rate = |rate| proxy.lock().unwrap().as_ref().unwrap().set_rate(rate);
+    set_rate(Some(5 << 20));
+    let moving: Vec<String> = (0..)
+        .map(|i| format!("w:{i}"))
+        .filter(|k| ember_core::key_slot(k.as_bytes()) >= 8192)
+        .take(2000)
+        .collect();
+
+    // Writers on n1, the source, which owns the slots throughout (the move aborts).
+    let stop = Arc::new(AtomicBool::new(false));
+    let done: Arc<Vec<std::sync::atomic::AtomicU64>> =
+        Arc::new((0..4).map(|_| Default::default()).collect());
+    let mut writers = Vec::new();
+    for w in 0..4usize {
+        let (stop, done) = (stop.clone(), done.clone());
+        let keys: Vec<String> = moving.iter().skip(w).step_by(4).cloned().collect();
+        let url = c.specs[0].url();
+        writers.push(std::thread::spawn(move || {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client
+                .get_connection_with_timeout(Duration::from_secs(5))
+                .unwrap();
+            // Longer than the bound: a stalled write shows as slow, not as an error.
+            conn.set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            let mut out = Written::default();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let key = &keys[i as usize % keys.len()];
+                let value = format!("{w}-{i}");
+                let started = std::time::Instant::now();
+                let result = conn.set::<_, _, ()>(key, &value);
+                out.slowest = out.slowest.max(started.elapsed());
+                match result {
+                    Ok(()) => {
+                        out.acked.insert(key.clone(), value);
+                    }
+                    Err(e) => out.errors.push(e.to_string()),
+                }
+                done[w].fetch_add(1, Ordering::Relaxed);
+            }
+            out
+        }));
+    }
+
+    let url = c.cp_url();
+    let mover = std::thread::spawn(move || {
+        std::process::Command::new(ember_tests::bin("emberctl"))
+            .args(["--control-plane", &url, "assign", "n2", "8192-16383"])
+            .output()
+            .unwrap()
+    });
+    // Stop the control plane once a good part of the slots has streamed.
+    c.wait("the migration streaming", T, |c| {
+        let m = c.ctl_json(&["migrations"])?;
+        let Some(r) = m["running"].as_array().and_then(|r| r.first()) else {
+            return Ok(false);
+        };
+        let (keys, total) = (r["keys"].as_u64(), r["keys_total"].as_u64());
+        Ok(matches!((keys, total), (Some(k), Some(t)) if t > 0 && k * 4 >= t))
+    });
+    c.cp.pause();
+    let started = info_u64(&c, 0, "migration_handoffs_started").unwrap();
+    assert_eq!(
+        started, 0,
+        "the control plane stopped after the handoff began: make the migration bigger"
+    );
+
+    // The handoff begins while the control plane is frozen ...
+    c.wait("the handoff to begin during the outage", T, |c| {
+        Ok(info_u64(c, 0, "migration_handoffs_started")? >= 1)
+    });
+    // ... and writes to the held slots go on, with the control plane still frozen.
+    let at_hold: Vec<u64> = done.iter().map(|d| d.load(Ordering::Relaxed)).collect();
+    c.wait(
+        "writes to the migrating slots to complete during the outage",
+        Duration::from_secs(15),
+        |_| {
+            Ok(done
+                .iter()
+                .zip(&at_hold)
+                .all(|(d, h)| d.load(Ordering::Relaxed) >= h + 50))
+        },
+    );
+    assert_eq!(
+        info_u64(&c, 0, "migration_handoffs_aborted").unwrap(),
+        1,
+        "the hold ended by the target's agreement to abort"
+    );
+    let held = info_cluster(&c, 0).unwrap()["migration_hold_last_ms"]
+        .parse::<f64>()
+        .unwrap();
+    eprintln!("the hold lasted {held:.1} ms with the control plane down");
+    assert!(held < 1100.0, "the hold lasted {held} ms");
+
+    c.cp.resume();
+    c.wait("the migration to end", T, |c| {
+        Ok(c.ctl_json(&["migrations"])?["running"]
+            .as_array()
+            .is_some_and(Vec::is_empty))
+    });
+    let finished = c.ctl_json(&["migrations"]).unwrap();
+    let last = finished["finished"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["committed"], false,
+        "the migration must end aborted: {last}"
+    );
+    let out = mover.join().unwrap();
+    eprintln!(
+        "emberctl assign exit {:?}: {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let written: Vec<Written> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    let errors: Vec<&String> = written.iter().flat_map(|w| &w.errors).collect();
+    assert!(
+        errors.is_empty(),
+        "writers saw errors: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    let slowest = written.iter().map(|w| w.slowest).max().unwrap();
+    eprintln!("slowest write: {slowest:?}");
+    assert!(
+        slowest < BOUND,
+        "a write took {slowest:?} (bound {BOUND:?})"
+    );
+    c.wait_all_info("cluster_state", "ok", T);
+    assert_consistent(&c);
+    let mut n1 = c.conn(0).unwrap();
+    for w in &written {
+        for (k, v) in &w.acked {
+            let now: String = n1.get(k).unwrap();
+            assert_eq!(&now, v, "key {k}: acknowledged {v}, found {now}");
+        }
+    }
+    let dbsize: usize = redis::cmd("DBSIZE").query(&mut n1).unwrap();
+    let written_keys: std::collections::HashSet<&String> =
+        written.iter().flat_map(|w| w.acked.keys()).collect();
+    assert_eq!(dbsize, n + written_keys.len(), "keys lost or duplicated");
+    assert_eq!(check_all(&c, "o", n, len), 0, "keys lost or wrong");
+
+    // The normal path: the same move, with the control plane up, commits.
+    set_rate(None);
+    c.ctl_ok(&["assign", "n2", "8192-16383"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    assert_consistent(&c);
+    let finished = c.ctl_json(&["migrations"]).unwrap();
+    let last = finished["finished"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["committed"], true, "the second move commits: {last}");
+    assert_eq!(
+        check_all(&c, "o", n, len),
+        0,
+        "keys lost or wrong after the move"
+    );
+    let mut cluster = c.cluster_client().get_connection().unwrap();
+    for w in &written {
+        for (k, v) in &w.acked {
+            let now: String = cluster.get(k).unwrap();
+            assert_eq!(&now, v, "key {k} after the move");
+        }
+    }
+}

@@ -125,6 +125,12 @@ pub enum ApplyError {
 /// Handoff hold durations, for `INFO` and the benchmarks.
 #[derive(Debug, Default, Clone)]
 pub struct HoldStats {
+    /// Holds begun (a migration of this node as the source reached its handoff).
+    pub started: u64,
+    /// Holds ended by the target agreeing to abort, after the hold timed out (the
+    /// control plane did not decide in time).
+    pub aborted: u64,
+    /// Holds ended (by any outcome), with their durations below.
     pub count: u64,
     pub last_ms: f64,
     pub max_ms: f64,
@@ -307,10 +313,14 @@ impl Cluster {
         format!(
             "cluster_enabled:1\r\n\
              migration_handoffs:{}\r\n\
+             migration_handoffs_started:{}\r\n\
+             migration_handoffs_aborted:{}\r\n\
              migration_hold_last_ms:{:.3}\r\n\
              migration_hold_max_ms:{:.3}\r\n\
              migration_hold_p99_ms:{:.3}\r\n",
             h.count,
+            h.started,
+            h.aborted,
             h.last_ms,
             h.max_ms,
             h.p99_ms()

@@ -1,7 +1,8 @@
 //! The session stream to the control plane, from the node's side.
 //!
 //! Connect, say hello (id, cluster id, addresses, applied version), then apply every
-//! snapshot that arrives and send heartbeats (applied version, key count). On any error
+//! snapshot that arrives and send heartbeats (applied version, key count), and answer the
+//! control plane's promise requests for migrations this node imports. On any error
 //! the node keeps serving its last applied topology (static stability) and reconnects with
 //! jittered exponential backoff, resyncing from its applied version.
 
@@ -154,6 +155,13 @@ async fn session_once(
                             tracing::warn!("the control plane says this node is not a member: dropping the applied topology");
                             cluster.clear();
                         }
+                    }
+                    // The control plane commits on the answer: send it at once. (A
+                    // request not acted on falls through and is ignored below.)
+                    Some(control_message::Msg::PromiseRequest(p))
+                        if migrations.promise(&p.migration_id) =>
+                    {
+                        send_reports(&tx, cluster, migrations)?;
                     }
                     Some(msg) => {
                         let Some(topology) = snapshots.receive(&msg) else { continue };

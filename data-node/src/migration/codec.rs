@@ -8,7 +8,7 @@ use ember_proto::pb::{self, key_part};
 
 use crate::db::{Key, SlotTable, Value};
 
-/// Largest payload of one part (and roughly of one chunk message).
+/// Largest payload of one part (a piece of a big value).
 pub const PART_BYTES: usize = 256 * 1024;
 /// Largest number of collection elements in one part.
 pub const PART_ITEMS: usize = 4096;

@@ -7,8 +7,13 @@
 //! - [`codec`]: keys to and from the wire, big values in pieces.
 //!
 //! The topology drives everything: a migration appears in a snapshot (the target starts
-//! pulling), the target reports `ready`, the control plane commits (new owner, new
-//! version) or aborts. When a node applies a snapshot, [`Migrations::before_apply`]
+//! pulling), the target reports `ready`, the control plane asks it for its promise, the
+//! target promises (`promised`), the control plane commits (new owner, new version) or
+//! aborts. The handoff's decision is kept by the target in a [`handoff::Cell`]: the
+//! source, whose hold is bounded ([`source::HOLD_TIMEOUT`]), asks the target to abort
+//! when the control plane has not decided in time, and the target agrees unless it has
+//! promised (then only the control plane's decision ends the hold). When a node applies
+//! a snapshot, [`Migrations::before_apply`]
 //! installs staged slots that it now owns (before routing says so, so no client ever
 //! sees them half-filled) and [`Migrations::after_apply`] releases held writes (they
 //! re-route and get `MOVED`), frees slots the node no longer owns, and drops staging of
@@ -29,20 +34,30 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::db::SlotTable;
+use crate::handoff;
 use crate::server::ServerState;
 
 /// A migration this node serves as the source.
 struct Outgoing {
     slots: SlotSet,
+    target: NodeId,
     task: tokio::task::AbortHandle,
     /// When writes started being held (handoff), if they are.
     hold_since: Option<Instant>,
+    /// This pull replaced one that had reached the handoff: the target process that
+    /// received it (restarted since) may have promised, and a new process cannot know,
+    /// so only the control plane's decision ends this hold.
+    only_control_plane: bool,
 }
 
 /// A migration this node pulls as the target.
 struct Incoming {
     slots: SlotSet,
+    source: NodeId,
     task: tokio::task::AbortHandle,
+    /// The handoff's decision, kept here (the target) for both the source and the
+    /// control plane.
+    decision: Arc<handoff::Cell>,
 }
 
 pub struct Migrations {
@@ -50,6 +65,11 @@ pub struct Migrations {
     /// Imported, not yet committed slot tables (target side).
     staging: Mutex<HashMap<u16, SlotTable>>,
     outgoing: Mutex<HashMap<Uuid, Outgoing>>,
+    /// Outgoing migrations whose handoff the target agreed to abort: this node keeps the
+    /// slots and refuses to serve them again (remembered while in the topology).
+    // Ordering: locked only while `outgoing` is, so a pull is refused or recorded
+    // atomically with respect to an abort.
+    aborted_out: Mutex<HashSet<Uuid>>,
     incoming: Mutex<HashMap<Uuid, Incoming>>,
     /// The latest report per migration, re-sent on every heartbeat until it ends.
     reports: Mutex<HashMap<Uuid, pb::MigrationReport>>,
@@ -63,6 +83,7 @@ impl Migrations {
             state,
             staging: Mutex::default(),
             outgoing: Mutex::default(),
+            aborted_out: Mutex::default(),
             incoming: Mutex::default(),
             reports: Mutex::default(),
             report_now: Notify::new(),
@@ -116,6 +137,15 @@ impl Migrations {
             let keep = running.contains(id);
             if !keep {
                 m.task.abort();
+                let committed = m.slots.iter().any(|s| next.slots.owner(s) == Some(me));
+                let phase = m.decision.phase();
+                if committed && phase != handoff::Phase::Promised {
+                    // The control plane commits only after this node's promise.
+                    tracing::error!(
+                        migration = %id, ?phase,
+                        "BUG: a migration this node did not promise was committed; its slots have no imported data"
+                    );
+                }
             }
             keep
         });
@@ -154,6 +184,12 @@ impl Migrations {
             }
         }
         self.reports.lock().retain(|id, _| running.contains_key(id));
+        {
+            let _out = self.outgoing.lock();
+            self.aborted_out
+                .lock()
+                .retain(|id| running.contains_key(id));
+        }
 
         // Target side: staging of slots no longer being imported is dropped (aborted).
         let importing: SlotSet = t
@@ -202,16 +238,26 @@ impl Migrations {
                 continue;
             };
             let slots: SlotSet = SlotSet::from_ranges(&m.slots);
+            let decision = Arc::new(handoff::Cell::new());
             let task = tokio::spawn(target::pull(
                 self.clone(),
                 m.id,
                 slots.clone(),
+                decision.clone(),
                 source.internal_addr.clone(),
                 t.cluster_id,
                 t.version,
             ))
             .abort_handle();
-            incoming.insert(m.id, Incoming { slots, task });
+            incoming.insert(
+                m.id,
+                Incoming {
+                    slots,
+                    source: m.source,
+                    task,
+                    decision,
+                },
+            );
         }
     }
 
@@ -223,10 +269,22 @@ impl Migrations {
         self.state.db.notify_released();
     }
 
-    /// The staging table of `slot` (target side), locked for the closure.
-    fn with_staging<R>(&self, slot: u16, f: impl FnOnce(&mut SlotTable) -> R) -> R {
+    /// The staging table of `slot` (target side), locked for the closure, unless the
+    /// handoff was aborted.
+    // Ordering: the phase is checked under the staging lock, and an abort discards the
+    // staging under the same lock (`target::abort_handoff`), so nothing is staged after
+    // an abort.
+    fn with_staging<R>(
+        &self,
+        slot: u16,
+        decision: &handoff::Cell,
+        f: impl FnOnce(&mut SlotTable) -> R,
+    ) -> Result<R, handoff::Aborted> {
         let mut staging = self.staging.lock();
-        f(staging.entry(slot).or_default())
+        if decision.phase() == handoff::Phase::Aborted {
+            return Err(handoff::Aborted);
+        }
+        Ok(f(staging.entry(slot).or_default()))
     }
 
     /// Whether `slot` is being imported by a running pull of this node.

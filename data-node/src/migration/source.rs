@@ -6,27 +6,44 @@
 //! 4. Handoff: hold writes to the slots (a write waits instead of running), send the last
 //!    dirty keys and `handoff_done`. The hold ends when this node applies a snapshot in
 //!    which the migration is gone: committed (held writes get `MOVED`) or aborted (they
-//!    run here). If no outcome arrives in [`HOLD_TIMEOUT`], the source asks for an abort.
+//!    run here).
+//! 5. Bounded hold: if no outcome arrived [`HOLD_TIMEOUT`] into the hold, the source asks
+//!    the target, which keeps the decision ([`crate::handoff`]), to abort
+//!    (`Internal.AbortHandoff`). If it agrees, the source releases its holds, keeps the
+//!    slots and reports `failed`; if it promised already (the control plane may have
+//!    committed), or cannot be reached, the hold lasts until the control plane's
+//!    decision arrives, and the source asks again every [`REASK`] while that can help.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ember_core::SlotSet;
-use ember_proto::pb;
+use ember_core::{NodeId, SlotSet};
+use ember_proto::pb::{self, abort_handoff_reply::Outcome, internal_client::InternalClient};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::codec::{self, PART_BYTES};
+use super::codec;
 use super::{Migrations, Outgoing};
 use crate::db::{now_ms, Key};
+use crate::handoff::{self, Answer};
 
-/// How long the source waits for the control plane's decision while holding writes
-/// before asking it to abort.
-pub const HOLD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the source holds writes waiting for the control plane's decision before it
+/// asks the target to abort. With the ask's own bound ([`ASK_TIMEOUT`]) a hold that the
+/// target agrees to end lasts at most 1 s. A normal handoff (one session round trip to
+/// the control plane and an fsync) takes tens of milliseconds.
+pub const HOLD_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long one `AbortHandoff` call may take (the target is one loopback or LAN hop).
+const ASK_TIMEOUT: Duration = Duration::from_millis(150);
+/// How often the source asks again while the target is unreachable or knows nothing.
+pub const REASK: Duration = Duration::from_millis(250);
+/// A chunk is sent once it holds this many bytes of parts (a big value's piece, up to
+/// `codec::PART_BYTES`, may make it larger). Small, so that little is in flight when
+/// the handoff begins.
+const CHUNK_BYTES: usize = 32 * 1024;
 /// Tail rounds stop when fewer keys than this are dirty (they go in the handoff).
 const HANDOFF_BELOW: usize = 256;
 const MAX_TAIL_ROUNDS: usize = 50;
@@ -79,42 +96,103 @@ impl pb::internal_server::Internal for InternalService {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
+        let target: NodeId = req
+            .target_id
+            .parse()
+            .map_err(|_| Status::invalid_argument("bad target id"))?;
         let (tx, rx) = mpsc::channel(4);
         let migrations = m.clone();
         let stream_slots = slots.clone();
+        // Ordering: refused or recorded under the `outgoing` lock, atomically with
+        // respect to `release_aborted`, which records the abort under the same lock.
+        let mut outgoing = m.outgoing.lock();
+        if m.aborted_out.lock().contains(&id) {
+            return Err(Status::failed_precondition(format!(
+                "the handoff of migration {id} was aborted; this node keeps its slots"
+            )));
+        }
         let task = tokio::spawn(async move {
-            let result = serve(&migrations, id, &stream_slots, &tx).await;
-            if let Err(e) = result {
+            if let Err(e) = serve(&migrations, id, &stream_slots, &tx).await {
                 tracing::warn!(migration = %id, "pull stream ended: {e}");
-                fail_or_wait(&migrations, id, &e).await;
-            } else {
-                wait_for_outcome(&migrations, id).await;
+                fail(&migrations, id, &e);
             }
+            bounded_hold(&migrations, id).await;
         });
         // A second pull of the same migration (the target restarted) replaces the first;
-        // holds, if any, stay in place.
-        let previous = m.outgoing.lock().insert(
+        // holds, if any, stay in place, and a hold that had begun can then be ended only
+        // by the control plane (the earlier target process may have promised).
+        let previous = outgoing.insert(
             id,
             Outgoing {
                 slots,
+                target,
                 task: task.abort_handle(),
                 hold_since: None,
+                only_control_plane: false,
             },
         );
         if let Some(p) = previous {
             p.task.abort();
-            let mut out = m.outgoing.lock();
-            if let Some(o) = out.get_mut(&id) {
+            if let Some(o) = outgoing.get_mut(&id) {
                 o.hold_since = p.hold_since;
+                o.only_control_plane = p.only_control_plane || p.hold_since.is_some();
             }
         }
+        drop(outgoing);
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    /// The target's side of a bounded hold (see [`crate::handoff`]): the source of a
+    /// migration whose hold timed out asks this node, its target, to abort.
+    async fn abort_handoff(
+        &self,
+        req: Request<pb::AbortHandoffRequest>,
+    ) -> Result<Response<pb::AbortHandoffReply>, Status> {
+        let req = req.into_inner();
+        let m = &self.migrations;
+        let id: Uuid = req
+            .migration_id
+            .parse()
+            .map_err(|_| Status::invalid_argument("bad migration id"))?;
+        let source: NodeId = req
+            .source_id
+            .parse()
+            .map_err(|_| Status::invalid_argument("bad source id"))?;
+        let mine = m.state.cluster.applied().map(|a| a.topology.cluster_id);
+        if mine.is_none_or(|c| c.to_string() != req.cluster_id) {
+            return Err(Status::failed_precondition(
+                "the asking node belongs to another cluster",
+            ));
+        }
+        let outcome = match m.abort_handoff(id, source) {
+            Ok(Answer::Aborted) => Outcome::Aborted,
+            Ok(Answer::Promised) => Outcome::Promised,
+            Ok(Answer::Unknown | Answer::Unreachable) => Outcome::Unknown,
+            Err(e @ super::target::AbortRefused::NotTheSource) => {
+                return Err(Status::failed_precondition(e.to_string()))
+            }
+        };
+        Ok(Response::new(pb::AbortHandoffReply {
+            outcome: outcome.into(),
+        }))
     }
 }
 
 type Tx = mpsc::Sender<Result<pb::PullChunk, Status>>;
 
-/// A chunk being filled; sent when it reaches [`PART_BYTES`].
+/// Waits until the gRPC stream has taken every chunk queued so far. What is then still
+/// on its way to the target is bounded by the stream's own buffering (a chunk or two of
+/// [`CHUNK_BYTES`]) and the target's HTTP/2 receive window, not by this queue.
+async fn drained(tx: &Tx) -> Result<(), String> {
+    let all = tx
+        .reserve_many(tx.max_capacity())
+        .await
+        .map_err(|_| "the target went away")?;
+    drop(all);
+    Ok(())
+}
+
+/// A chunk being filled; sent when it reaches [`CHUNK_BYTES`].
 struct Batch {
     chunk: pb::PullChunk,
     bytes: usize,
@@ -131,7 +209,7 @@ impl Batch {
     async fn push(&mut self, part: pb::KeyPart, tx: &Tx) -> Result<(), String> {
         self.bytes += codec::part_bytes(&part);
         self.chunk.parts.push(part);
-        if self.bytes >= PART_BYTES {
+        if self.bytes >= CHUNK_BYTES {
             self.flush(tx).await?;
         }
         Ok(())
@@ -172,9 +250,12 @@ async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(),
     batch.chunk.snapshot_done = true;
     batch.flush(tx).await?;
 
-    // 3. Tail.
+    // 3. Tail. Each round starts once the stream has taken everything queued, so the
+    // handoff does not begin with a backlog the target has yet to apply (the hold, and
+    // its timeout, would include it).
     let mut rounds = 0;
     loop {
+        drained(tx).await?;
         let dirty: Vec<(u16, Vec<Key>)> =
             slots.iter().map(|s| (s, db.lock(s).take_dirty())).collect();
         let count: usize = dirty.iter().map(|(_, k)| k.len()).sum();
@@ -204,6 +285,7 @@ async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(),
     if let Some(o) = m.outgoing.lock().get_mut(&id) {
         o.hold_since.get_or_insert(since);
     }
+    m.state.cluster.holds.lock().started += 1;
     for (slot, keys) in &last {
         send_keys(m, *slot, keys, &mut batch, tx).await?;
     }
@@ -277,10 +359,9 @@ async fn send_big(
     }
 }
 
-/// After a failure: before the hold, tracking just stops and the control plane is asked
-/// to abort; during the hold, writes stay held until the control plane decides (the
-/// target may have reported ready already).
-async fn fail_or_wait(m: &Migrations, id: Uuid, error: &str) {
+/// After a failure: the control plane is asked to abort; before the hold, tracking just
+/// stops; during the hold, writes stay held ([`bounded_hold`] decides when they may go).
+fn fail(m: &Migrations, id: Uuid, error: &str) {
     m.report(
         pb::MigrationReport {
             id: id.to_string(),
@@ -290,24 +371,122 @@ async fn fail_or_wait(m: &Migrations, id: Uuid, error: &str) {
         },
         true,
     );
-    let holding = m
+    let slots = m
         .outgoing
         .lock()
         .get(&id)
-        .is_some_and(|o| o.hold_since.is_some());
-    if !holding {
-        let slots = m.outgoing.lock().get(&id).map(|o| o.slots.clone());
-        if let Some(slots) = slots {
-            m.end_outgoing(&slots);
-        }
+        .filter(|o| o.hold_since.is_none())
+        .map(|o| o.slots.clone());
+    if let Some(slots) = slots {
+        m.end_outgoing(&slots);
     }
 }
 
-/// While holding, ask for an abort if the control plane does not decide in time.
-async fn wait_for_outcome(m: &Migrations, id: Uuid) {
-    tokio::time::sleep(HOLD_TIMEOUT).await;
-    if m.outgoing.lock().contains_key(&id) {
-        tracing::warn!(migration = %id, "no decision {HOLD_TIMEOUT:?} into the handoff: asking to abort");
-        fail_or_wait(m, id, "no commit in time").await;
+/// While holding: once [`HOLD_TIMEOUT`] has passed since the hold began, ask the target
+/// to abort, and release the holds if it agrees. Returns at once if there is no hold.
+/// Otherwise it returns only after the target agreed; the task running it is aborted
+/// when the control plane's decision is applied (`Migrations::after_apply`).
+async fn bounded_hold(m: &Arc<Migrations>, id: Uuid) {
+    let Some((since, target, only_control_plane)) = m
+        .outgoing
+        .lock()
+        .get(&id)
+        .and_then(|o| Some((o.hold_since?, o.target, o.only_control_plane)))
+    else {
+        return;
+    };
+    if only_control_plane {
+        tracing::info!(migration = %id, "the target restarted during the handoff: holding writes until the control plane decides");
+        return;
+    }
+    let Some(applied) = m.state.cluster.applied() else {
+        return;
+    };
+    let cluster_id = applied.topology.cluster_id;
+    let Some(addr) = applied
+        .topology
+        .nodes
+        .get(&target)
+        .map(|n| n.internal_addr.clone())
+    else {
+        tracing::warn!(migration = %id, %target, "the target is not in the topology: holding writes until the control plane decides");
+        return;
+    };
+    drop(applied);
+    let client = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+        Ok(e) => InternalClient::new(
+            e.connect_timeout(ASK_TIMEOUT)
+                .timeout(ASK_TIMEOUT)
+                .connect_lazy(),
+        ),
+        Err(e) => {
+            tracing::warn!(migration = %id, "bad internal address {addr} of the target: {e}");
+            return;
+        }
+    };
+    let request = pb::AbortHandoffRequest {
+        cluster_id: cluster_id.to_string(),
+        migration_id: id.to_string(),
+        source_id: m.me().to_string(),
+    };
+    let deadline = tokio::time::Instant::from_std(since) + HOLD_TIMEOUT;
+    handoff::ask_until_aborted(deadline, REASK, || {
+        let (mut client, request) = (client.clone(), request.clone());
+        async move {
+            let answer = match client.abort_handoff(request).await {
+                Ok(reply) => match reply.into_inner().outcome() {
+                    Outcome::Aborted => Answer::Aborted,
+                    Outcome::Promised => Answer::Promised,
+                    Outcome::Unknown | Outcome::Unspecified => Answer::Unknown,
+                },
+                Err(status) => {
+                    tracing::debug!(migration = %id, "asking the target to abort the handoff failed: {status}");
+                    Answer::Unreachable
+                }
+            };
+            if answer != Answer::Aborted {
+                tracing::warn!(migration = %id, ?answer, "the hold timed out and the target did not agree to abort: holding writes until the control plane decides");
+            }
+            answer
+        }
+    })
+    .await;
+    m.release_aborted(id);
+}
+
+impl Migrations {
+    /// The target agreed to abort migration `id`'s handoff: release the holds (held
+    /// writes run here, this node still owns the slots), stop tracking, refuse further
+    /// pulls of it, and report `failed` so that the control plane drops the record.
+    fn release_aborted(&self, id: Uuid) {
+        let o = {
+            let mut outgoing = self.outgoing.lock();
+            let Some(o) = outgoing.remove(&id) else {
+                return; // The control plane's decision was applied first.
+            };
+            self.aborted_out.lock().insert(id);
+            o
+        };
+        self.end_outgoing(&o.slots);
+        let held = o.hold_since.map(|s| s.elapsed()).unwrap_or_default();
+        {
+            let mut stats = self.state.cluster.holds.lock();
+            stats.record(held);
+            stats.aborted += 1;
+        }
+        tracing::warn!(
+            migration = %id, held_ms = held.as_secs_f64() * 1000.0,
+            "no decision from the control plane in time; the target agreed to abort the handoff: writes resume here"
+        );
+        self.report(
+            pb::MigrationReport {
+                id: id.to_string(),
+                kind: pb::migration_report::Kind::Failed.into(),
+                error: "source: no commit within the hold timeout; the target agreed to abort"
+                    .into(),
+                ..Default::default()
+            },
+            true,
+        );
     }
 }

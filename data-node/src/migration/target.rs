@@ -1,38 +1,72 @@
 //! The target side of a migration: pull the slots from the source into staging tables,
 //! report progress, and report `ready` once the source says the handoff is complete.
 //! Any error reports `failed`, and the control plane aborts the migration.
+//!
+//! The target keeps the handoff's decision ([`handoff::Cell`]): the control plane asks
+//! for its promise ([`Migrations::promise`], answered `promised`) before it commits, and
+//! the source, whose hold timed out, asks it to abort ([`Migrations::abort_handoff`]). A
+//! target that agreed to abort discards its staging, reports `failed`, and never pulls
+//! that migration again (its record stays in `incoming` while the migration is in the
+//! topology).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ember_core::{key_slot, SlotSet};
+use ember_core::{key_slot, NodeId, SlotSet};
 use ember_proto::pb::{self, internal_client::InternalClient, migration_report::Kind};
 use uuid::Uuid;
 
 use super::codec;
 use super::Migrations;
 use crate::db::now_ms;
+use crate::handoff::{self, Answer};
 
 /// Largest message accepted from the source (parts are far smaller).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// HTTP/2 receive window of the pull stream (bytes the source may send ahead).
+const RECEIVE_WINDOW: u32 = 64 * 1024;
 
 pub async fn pull(
     m: Arc<Migrations>,
     id: Uuid,
     slots: SlotSet,
+    decision: Arc<handoff::Cell>,
     source_addr: String,
     cluster_id: Uuid,
     min_version: u64,
 ) {
     let started = Instant::now();
-    let result = run(&m, id, &slots, &source_addr, cluster_id, min_version).await;
+    let result = run(
+        &m,
+        id,
+        &slots,
+        &decision,
+        &source_addr,
+        cluster_id,
+        min_version,
+    )
+    .await
+    .and_then(|done| {
+        decision
+            .ready()
+            .map(|()| done)
+            .map_err(|_| anyhow::anyhow!("the handoff was aborted at the source's request"))
+    });
     match result {
         Ok((keys, bytes, total)) => {
             tracing::info!(migration = %id, keys, bytes, took = ?started.elapsed(), "caught up; ready to commit");
-            m.report(
-                report(id, Kind::Ready, keys, bytes, total, String::new()),
-                true,
-            );
+            // Ordering: checked under the reports lock, and an abort reports `failed`
+            // (under it) only after the cell says aborted: a `ready` never replaces the
+            // `failed` of an abort.
+            let mut reports = m.reports.lock();
+            if decision.phase() != handoff::Phase::Aborted {
+                reports.insert(
+                    id,
+                    report(id, Kind::Ready, keys, bytes, total, String::new()),
+                );
+                drop(reports);
+                m.report_now.notify_one();
+            }
         }
         Err(e) => {
             tracing::warn!(migration = %id, "pulling from {source_addr} failed: {e:#}");
@@ -66,6 +100,7 @@ async fn run(
     m: &Migrations,
     id: Uuid,
     slots: &SlotSet,
+    decision: &handoff::Cell,
     source_addr: &str,
     cluster_id: Uuid,
     min_version: u64,
@@ -73,7 +108,13 @@ async fn run(
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{source_addr}"))?
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(2))
-        .keep_alive_timeout(Duration::from_secs(4));
+        .keep_alive_timeout(Duration::from_secs(4))
+        // A small receive window keeps the source from running ahead of what this node
+        // has applied: when the source begins the handoff, little is still in flight, so
+        // the hold does not include applying a backlog (hyper's default, 2 MiB, held a
+        // whole small migration). Applying, not the network, is what limits the pace.
+        .initial_stream_window_size(Some(RECEIVE_WINDOW))
+        .initial_connection_window_size(Some(2 * RECEIVE_WINDOW));
     let channel = endpoint.connect().await?;
     let mut client = InternalClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let request = pb::PullRequest {
@@ -99,7 +140,7 @@ async fn run(
                 keys += 1;
             }
             bytes += codec::part_bytes(&part) as u64;
-            m.with_staging(slot, |t| codec::apply(t, part, now))?;
+            m.with_staging(slot, decision, |t| codec::apply(t, part, now))??;
         }
         if chunk.handoff_done {
             return Ok((keys, bytes, total));
@@ -113,4 +154,97 @@ async fn run(
         }
     }
     anyhow::bail!("the source closed the stream before the handoff")
+}
+
+impl Migrations {
+    /// The control plane asks for this node's promise to take the slots of migration
+    /// `id` (it reported `ready`). Returns whether the reports changed and should go out
+    /// now: `promised` (Ready -> Promised, or already promised) or `failed` (this node
+    /// agreed to abort already). A request for a migration not ready yet, or unknown, is
+    /// ignored: the control plane asks again on the next `ready`.
+    pub fn promise(&self, id: &str) -> bool {
+        let Ok(id) = id.parse::<Uuid>() else {
+            return false;
+        };
+        let Some(decision) = self.incoming.lock().get(&id).map(|i| i.decision.clone()) else {
+            tracing::debug!(migration = %id, "promise requested for a migration this node does not import");
+            return false;
+        };
+        match decision.promise() {
+            Ok(()) => {
+                let mut reports = self.reports.lock();
+                let r = reports.entry(id).or_insert_with(|| pb::MigrationReport {
+                    id: id.to_string(),
+                    ..Default::default()
+                });
+                if r.kind() != Kind::Promised {
+                    tracing::debug!(migration = %id, "promised the handoff to the control plane");
+                }
+                r.set_kind(Kind::Promised);
+                r.error.clear();
+                true
+            }
+            Err(handoff::PromiseError::Aborted) => {
+                self.reports.lock().insert(id, aborted_report(id));
+                true
+            }
+            Err(handoff::PromiseError::NotReady) => false,
+        }
+    }
+
+    /// The source of migration `id`, whose handoff hold timed out, asks this node (the
+    /// target) to abort. Agreed unless this node promised: then the staging is discarded
+    /// (never to be installed: a commit cannot come, since the control plane commits only
+    /// after a promise), the pull stops and `failed` is reported.
+    pub fn abort_handoff(&self, id: Uuid, source: NodeId) -> Result<Answer, AbortRefused> {
+        let (slots, decision, task) = {
+            let incoming = self.incoming.lock();
+            let Some(i) = incoming.get(&id) else {
+                return Ok(Answer::Unknown);
+            };
+            if i.source != source {
+                return Err(AbortRefused::NotTheSource);
+            }
+            (i.slots.clone(), i.decision.clone(), i.task.clone())
+        };
+        let dropped = {
+            // Ordering: staging lock, then the cell's (as in `with_staging`).
+            let mut staging = self.staging.lock();
+            match decision.abort() {
+                Err(handoff::AlreadyPromised) => return Ok(Answer::Promised),
+                Ok(false) => return Ok(Answer::Aborted),
+                Ok(true) => slots
+                    .iter()
+                    .filter_map(|s| staging.remove(&s))
+                    .collect::<Vec<_>>(),
+            }
+        };
+        task.abort();
+        tracing::warn!(
+            migration = %id, slots = slots.len(), staged_slots = dropped.len(),
+            "agreed to abort the handoff at the source's request (its hold timed out): import discarded"
+        );
+        super::drop_in_background(dropped);
+        self.report(aborted_report(id), true);
+        Ok(Answer::Aborted)
+    }
+}
+
+/// The report of a target that agreed to abort the handoff.
+fn aborted_report(id: Uuid) -> pb::MigrationReport {
+    report(
+        id,
+        Kind::Failed,
+        0,
+        0,
+        0,
+        "target: agreed to abort the handoff at the source's request (no commit in time)".into(),
+    )
+}
+
+/// Why an abort request was refused outright (the source keeps holding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AbortRefused {
+    #[error("the asking node is not the source of that migration")]
+    NotTheSource,
 }
