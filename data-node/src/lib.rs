@@ -14,6 +14,7 @@
 //! - [`server`]: the accept loop, the per-connection task (pipelining: everything
 //!   buffered is parsed and executed, the replies go out in one write), the active
 //!   expiry task and the [`ServerState`] shared by all connections.
+//! - [`glob`]: the glob matcher behind every pattern (KEYS, SCAN MATCH, CONFIG GET).
 //! - [`config`]: limits and the settings `CONFIG GET/SET` expose.
 //! - [`alloc`]: an optional counting global allocator for `used_memory`.
 //! - [`cluster`]: the node's view of the cluster topology: the applied snapshot, routing,
@@ -26,6 +27,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod db;
+pub mod glob;
 pub mod internal;
 pub mod migration;
 pub mod resp;

@@ -344,118 +344,8 @@ pub fn arg_float(b: &[u8]) -> Result<f64, Reply> {
     parse_f64(b).ok_or_else(Reply::not_float)
 }
 
-/// Redis's glob matching (`stringmatchlen`): `*`, `?`, `[...]` with ranges and `^`,
-/// and `\` escapes.
-pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
-    glob(pattern, s, nocase, 0)
-}
-
-fn glob(mut p: &[u8], mut s: &[u8], nocase: bool, depth: usize) -> bool {
-    if depth > 1000 {
-        return false;
-    }
-    let eq = |a: u8, b: u8| {
-        if nocase {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
-    };
-    while !p.is_empty() && !s.is_empty() {
-        match p[0] {
-            b'*' => {
-                while p.len() > 1 && p[1] == b'*' {
-                    p = &p[1..];
-                }
-                if p.len() == 1 {
-                    return true;
-                }
-                for i in 0..s.len() {
-                    if glob(&p[1..], &s[i..], nocase, depth + 1) {
-                        return true;
-                    }
-                }
-                return false;
-            }
-            b'?' => s = &s[1..],
-            b'[' => {
-                p = &p[1..];
-                let not = p.first() == Some(&b'^');
-                if not {
-                    p = &p[1..];
-                }
-                let mut matched = false;
-                loop {
-                    if p.is_empty() {
-                        break;
-                    }
-                    if p[0] == b'\\' && p.len() >= 2 {
-                        p = &p[1..];
-                        if eq(p[0], s[0]) {
-                            matched = true;
-                        }
-                    } else if p[0] == b']' {
-                        break;
-                    } else if p.len() >= 3 && p[1] == b'-' {
-                        let (mut lo, mut hi) = (p[0], p[2]);
-                        if lo > hi {
-                            std::mem::swap(&mut lo, &mut hi);
-                        }
-                        let c = s[0];
-                        let (c, lo, hi) = if nocase {
-                            (
-                                c.to_ascii_lowercase(),
-                                lo.to_ascii_lowercase(),
-                                hi.to_ascii_lowercase(),
-                            )
-                        } else {
-                            (c, lo, hi)
-                        };
-                        if c >= lo && c <= hi {
-                            matched = true;
-                        }
-                        p = &p[2..];
-                    } else if eq(p[0], s[0]) {
-                        matched = true;
-                    }
-                    p = &p[1..];
-                }
-                if not {
-                    matched = !matched;
-                }
-                if !matched {
-                    return false;
-                }
-                s = &s[1..];
-                if p.is_empty() {
-                    // Unterminated class: Redis treats the end of the pattern as `]`.
-                    return s.is_empty();
-                }
-            }
-            b'\\' if p.len() >= 2 => {
-                p = &p[1..];
-                if !eq(p[0], s[0]) {
-                    return false;
-                }
-                s = &s[1..];
-            }
-            c => {
-                if !eq(c, s[0]) {
-                    return false;
-                }
-                s = &s[1..];
-            }
-        }
-        p = &p[1..];
-        if s.is_empty() {
-            while p.first() == Some(&b'*') {
-                p = &p[1..];
-            }
-            break;
-        }
-    }
-    p.is_empty() && s.is_empty()
-}
+/// The glob matcher of every pattern-taking command (see [`crate::glob`]).
+pub use crate::glob::glob_match;
 
 /// Normalises a Redis-style index range (negative counts from the end) against `len`;
 /// `None` when empty.
@@ -529,20 +419,6 @@ pub fn with_key<R>(state: &ServerState, key: &[u8], f: impl FnOnce(&mut SlotTabl
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob() {
-        assert!(glob_match(b"*", b"abc", false));
-        assert!(glob_match(b"a*c", b"abbbc", false));
-        assert!(glob_match(b"h?llo", b"hello", false));
-        assert!(glob_match(b"h[ae]llo", b"hallo", false));
-        assert!(!glob_match(b"h[^e]llo", b"hello", false));
-        assert!(glob_match(b"h[a-b]llo", b"hbllo", false));
-        assert!(glob_match(b"h\\*llo", b"h*llo", false));
-        assert!(!glob_match(b"a*c", b"abcd", false));
-        assert!(glob_match(b"{t}k*", b"{t}k1", false));
-        assert!(glob_match(b"A*", b"abc", true));
-    }
 
     #[test]
     fn ranges() {
