@@ -204,7 +204,7 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
                 .iter()
                 .any(|p| glob_match(p, name.as_bytes(), true))
             {
-                let v = if *name == "cluster-require-full-coverage" {
+                let v = if name == "cluster-require-full-coverage" {
                     // Read-only: the control plane decides it, per topology.
                     let full = ctx
                         .state
@@ -222,22 +222,49 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         }
         Reply::Map(pairs)
     } else if eq_ic(sub, "set") {
-        if args.len() < 4 || !args.len().is_multiple_of(2) {
+        if args.len() < 4 {
             return Reply::arity("config|set");
         }
-        for pair in args[2..].chunks(2) {
-            let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
-            if let Err(e) = cfg.set(&name, &pair[1]) {
-                return Reply::error(format!("ERR {e}"));
-            }
+        if !args.len().is_multiple_of(2) {
+            return Reply::syntax();
         }
-        Reply::ok()
+        let pairs: Vec<(&[u8], &[u8])> = args[2..]
+            .chunks(2)
+            .map(|p| (&p[0][..], &p[1][..]))
+            .collect();
+        match cfg.set(&pairs) {
+            Ok(()) => Reply::ok(),
+            Err(e) => Reply::error(e.to_string()),
+        }
     } else if eq_ic(sub, "resetstat") {
+        if args.len() != 2 {
+            return Reply::arity("config|resetstat");
+        }
         ctx.state.stats.commands.store(0, Ordering::Relaxed);
         ctx.state.stats.connections.store(0, Ordering::Relaxed);
         Reply::ok()
     } else if eq_ic(sub, "rewrite") {
+        if args.len() != 2 {
+            return Reply::arity("config|rewrite");
+        }
         Reply::err("ERR The server is running without a config file")
+    } else if eq_ic(sub, "help") {
+        if args.len() != 2 {
+            return Reply::arity("config|help");
+        }
+        help(&[
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+            "HELP",
+            "    Prints this help.",
+        ])
     } else {
         unknown_subcommand(sub, "CONFIG")
     }
@@ -276,6 +303,11 @@ fn command_docs(idx: usize) -> (Reply, Reply) {
             (Reply::bulk_str("group"), Reply::bulk_str("generic")),
         ]),
     )
+}
+
+/// A `HELP` subcommand's reply: one status line each.
+fn help(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::simple(l)).collect())
 }
 
 /// # Format
