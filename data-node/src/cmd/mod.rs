@@ -109,6 +109,11 @@ pub struct Ctx<'a> {
     pub now: u64,
     /// The slot of a keyed command's keys (0 for keyless commands).
     pub slot: u16,
+    /// Set by a write command that changed nothing (`SMOVE` of an absent member, `DEL`
+    /// of missing keys ...): the slot's modification counter is then left alone, so a
+    /// `WATCH` on it still holds, as Redis touches no key there. Error replies never
+    /// count as changes either (every write command checks before it modifies).
+    pub noop: bool,
 }
 
 /// Executes one command and returns its reply.
@@ -135,6 +140,7 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
         client,
         now: now_ms(),
         slot: 0,
+        noop: false,
     };
     match spec.handler {
         Handler::Keyless(f) => f(&mut ctx, args),
@@ -165,7 +171,9 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
             }
             let r = f(&mut ctx, &mut table, args);
             if write {
-                state.db.bump_version(slot);
+                if changed(&ctx, &r) {
+                    state.db.bump_version(slot);
+                }
                 if table.is_tracking() {
                     mark_keys_dirty(spec, args, &mut table);
                 }
@@ -173,6 +181,11 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
             r
         }
     }
+}
+
+/// Whether a write command that replied `r` may have changed its keys.
+pub fn changed(ctx: &Ctx, r: &Reply) -> bool {
+    !ctx.noop && !r.is_error()
 }
 
 fn queue(
@@ -258,16 +271,15 @@ fn key_positions(spec: &CommandSpec, args: &[Bytes]) -> Result<(usize, usize, us
             };
             (first, last.max(0) as usize, step)
         }
-        KeySpec::NumKeys { pos } => {
+        KeySpec::NumKeys { pos, too_many } => {
             let n = match parse_i64(&args[pos]) {
-                Some(n) if n > 0 => n as usize,
+                Some(n) if n > 0 => n as u64,
                 _ => return Err(Reply::err("ERR numkeys should be greater than 0")),
             };
-            if n > args.len() - pos - 1 {
-                return Err(Reply::err(
-                    "ERR Number of keys can't be greater than number of args",
-                ));
+            if n > (args.len() - pos - 1) as u64 {
+                return Err(Reply::err(too_many));
             }
+            let n = n as usize;
             (pos + 1, pos + n, 1)
         }
     };
@@ -403,12 +415,68 @@ pub fn parse_scan_opts(args: &[Bytes], start: usize, allow_type: bool) -> Result
     Ok(o)
 }
 
-/// Parses a `*SCAN` cursor (`ERR invalid cursor`).
+/// Parses a `*SCAN` cursor (`ERR invalid cursor`) as Redis does, with C's `strtoul`:
+/// an optional sign (`-1` is the largest cursor), digits that fit 64 bits, nothing else;
+/// the empty string is cursor 0.
 pub fn parse_cursor(b: &[u8]) -> Result<u64, Reply> {
-    std::str::from_utf8(b)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| Reply::err("ERR invalid cursor"))
+    let invalid = || Reply::err("ERR invalid cursor");
+    let (neg, digits) = match b.split_first() {
+        None => return Ok(0),
+        Some((b'-', d)) => (true, d),
+        Some((b'+', d)) => (false, d),
+        Some(_) => (false, b),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(invalid());
+    }
+    let v = digits
+        .iter()
+        .try_fold(0u64, |v, &d| v.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        .ok_or_else(invalid)?;
+    Ok(if neg { v.wrapping_neg() } else { v })
+}
+
+/// The most elements a negative count of `HRANDFIELD` / `SRANDMEMBER` / `ZRANDMEMBER`
+/// may ask for (ember's limit; Redis has none). A negative count repeats elements, so
+/// without it a one-element set could be made to build a reply of any size in memory.
+pub const MAX_RANDOM_REPEATS: i64 = 1 << 20;
+
+/// The `count` of `HRANDFIELD` / `SRANDMEMBER` / `ZRANDMEMBER` with Redis's range
+/// checks (`pairs`: `WITHVALUES` / `WITHSCORES`, whose reply is twice as long), then
+/// ember's [`MAX_RANDOM_REPEATS`].
+pub fn random_count(b: &[u8], pairs: bool) -> Result<i64, Reply> {
+    let n = arg_int(b)?;
+    if n == i64::MIN {
+        return Err(Reply::err(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
+    }
+    if pairs && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&n) {
+        return Err(Reply::err("ERR value is out of range"));
+    }
+    if n < -MAX_RANDOM_REPEATS {
+        return Err(Reply::error(format!(
+            "ERR value is out of range, value must between -{MAX_RANDOM_REPEATS} and 9223372036854775807"
+        )));
+    }
+    Ok(n)
+}
+
+/// `count` random picks from `items`: distinct ones (all of them, shuffled, when there
+/// are fewer) for `count >= 0`, independent picks with repeats for `count < 0`.
+pub fn random_picks<'a, T>(items: &'a [T], count: i64) -> Vec<&'a T> {
+    use rand::seq::IndexedRandom;
+    let mut rng = rand::rng();
+    if count >= 0 {
+        let n = usize::try_from(count).unwrap_or(usize::MAX);
+        items.choose_multiple(&mut rng, n).collect()
+    } else if items.is_empty() {
+        Vec::new()
+    } else {
+        (0..count.unsigned_abs())
+            .filter_map(|_| items.choose(&mut rng))
+            .collect()
+    }
 }
 
 /// Runs `f` on the table of a key for code outside a keyed command (tests, tools).

@@ -99,13 +99,17 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
                     replies.push(Reply::err("ERR no slot locked"));
                     continue;
                 };
-                replies.push(f(ctx, g, args));
+                ctx.noop = false;
+                let r = f(ctx, g, args);
                 if spec.flags & flags::WRITE != 0 {
-                    state.db.bump_version(ctx.slot);
+                    if crate::cmd::changed(ctx, &r) {
+                        state.db.bump_version(ctx.slot);
+                    }
                     if g.is_tracking() {
                         crate::cmd::mark_keys_dirty(spec, args, g);
                     }
                 }
+                replies.push(r);
             }
             Handler::Keyless(f) => {
                 drop(guard.take());
