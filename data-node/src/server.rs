@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,10 +52,59 @@ pub struct ClientInfo {
     pub lib_ver: Mutex<Option<Bytes>>,
     /// Negotiated protocol version (2 or 3).
     pub resp: AtomicU8,
+    /// The socket's file descriptor (-1 until known).
+    pub fd: AtomicI32,
+    /// The last command: `TABLE` index << 8 | subcommand position + 1 (`u32::MAX`:
+    /// none yet), for `cmd=` (see [`crate::cmd::command_name`]).
+    pub last_cmd: AtomicU32,
+    /// When the last command arrived, ms since the epoch.
+    pub last_interaction: AtomicU64,
+    /// Unparsed input buffered, and the read buffer's capacity.
+    pub qbuf: AtomicUsize,
+    pub qbuf_cap: AtomicUsize,
+    /// Commands queued by `MULTI` (-1 outside a transaction).
+    pub multi: AtomicI64,
+    /// `READONLY` was sent.
+    pub readonly: AtomicBool,
 }
 
 impl ClientInfo {
-    /// One `CLIENT LIST` line (without the trailing newline).
+    fn new(id: u64, addr: String, laddr: String) -> ClientInfo {
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            name: Mutex::new(None),
+            lib_name: Mutex::new(None),
+            lib_ver: Mutex::new(None),
+            resp: AtomicU8::new(2),
+            fd: AtomicI32::new(-1),
+            last_cmd: AtomicU32::new(u32::MAX),
+            last_interaction: AtomicU64::new(crate::db::now_ms()),
+            qbuf: AtomicUsize::new(0),
+            qbuf_cap: AtomicUsize::new(0),
+            multi: AtomicI64::new(-1),
+            readonly: AtomicBool::new(false),
+        }
+    }
+
+    /// Records the command being run (`TABLE[idx]`, its subcommand position) at `now`.
+    pub fn record_command(&self, idx: usize, sub: Option<usize>, now: u64) {
+        let sub = sub.map_or(0, |n| (n + 1).min(0xff)) as u32;
+        self.last_cmd.store((idx as u32) << 8 | sub, Ordering::Relaxed);
+        self.last_interaction.store(now, Ordering::Relaxed);
+    }
+
+    /// Records the connection's read buffer: bytes not parsed yet, and its capacity.
+    pub fn set_query_buffer(&self, len: usize, capacity: usize) {
+        self.qbuf.store(len, Ordering::Relaxed);
+        self.qbuf_cap.store(capacity, Ordering::Relaxed);
+    }
+
+    /// One `CLIENT LIST` line (without the trailing newline), in Redis 7's format
+    /// (then `lib-name` / `lib-ver`, as Redis 7.2 adds). Output buffers are not kept
+    /// between writes, so `obl`/`oll`/`omem` are 0.
     pub fn describe(&self) -> String {
         let s = |m: &Mutex<Option<Bytes>>| {
             m.lock()
@@ -61,13 +112,32 @@ impl ClientInfo {
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default()
         };
+        let cmd = match self.last_cmd.load(Ordering::Relaxed) {
+            u32::MAX => "NULL",
+            v => crate::cmd::command_name((v >> 8) as usize, (v & 0xff).checked_sub(1).map(|n| n as usize)),
+        };
+        let multi = self.multi.load(Ordering::Relaxed);
+        let mut flags = String::new();
+        if multi >= 0 {
+            flags.push('x');
+        }
+        if self.readonly.load(Ordering::Relaxed) {
+            flags.push('r');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let idle = crate::db::now_ms().saturating_sub(self.last_interaction.load(Ordering::Relaxed)) / 1000;
+        let (qbuf, cap) = (self.qbuf.load(Ordering::Relaxed), self.qbuf_cap.load(Ordering::Relaxed));
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=NULL user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs={cap} rbp={cap} obl=0 oll=0 omem=0 tot-mem={cap} events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
+            self.fd.load(Ordering::Relaxed),
             s(&self.name),
             self.created.elapsed().as_secs(),
+            cap.saturating_sub(qbuf),
             self.resp.load(Ordering::Relaxed),
             s(&self.lib_name),
             s(&self.lib_ver),
@@ -85,16 +155,7 @@ pub struct ClientRegistry {
 impl ClientRegistry {
     pub fn register(&self, addr: String, laddr: String) -> Arc<ClientInfo> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let info = Arc::new(ClientInfo {
-            id,
-            addr,
-            laddr,
-            created: Instant::now(),
-            name: Mutex::new(None),
-            lib_name: Mutex::new(None),
-            lib_ver: Mutex::new(None),
-            resp: AtomicU8::new(2),
-        });
+        let info = Arc::new(ClientInfo::new(id, addr, laddr));
         self.clients.lock().insert(id, info.clone());
         info
     }
@@ -145,7 +206,7 @@ impl ServerState {
     }
 
     /// `used_memory`: bytes allocated through [`alloc::Counting`] if `main` installed
-    /// it as the global allocator, else the resident set size.
+    /// it as the global allocator (the data node does), else the resident set size.
     pub fn used_memory(&self) -> usize {
         match alloc::allocated() {
             0 => rss_bytes(),
@@ -168,11 +229,7 @@ pub static ALLOCATOR: std::sync::OnceLock<&'static str> = std::sync::OnceLock::n
 
 /// What `INFO memory` reports as `mem_allocator`.
 pub fn allocator_name() -> &'static str {
-    if alloc::allocated() > 0 {
-        "counting"
-    } else {
-        ALLOCATOR.get().copied().unwrap_or("libc")
-    }
+    ALLOCATOR.get().copied().unwrap_or("libc")
 }
 
 /// Serves RESP clients on `listener` until `shutdown` completes, then stops accepting,
@@ -397,6 +454,8 @@ async fn handle_connection(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let info = state.clients.register(peer.to_string(), laddr);
+    info.fd
+        .store(std::os::fd::AsRawFd::as_raw_fd(&stream), Ordering::Relaxed);
     state.stats.connections.fetch_add(1, Ordering::Relaxed);
     let id = info.id;
     let mut client = Client::new(info);
@@ -480,6 +539,7 @@ async fn connection_loop(
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
+        client.info.set_query_buffer(buf.len(), buf.capacity());
         tokio::select! {
             n = stream.read_buf(&mut buf) => {
                 if n? == 0 {

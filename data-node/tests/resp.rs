@@ -143,7 +143,7 @@ async fn hello_3_switches_to_resp3() {
         rest.push(b[0]);
     }
     let text = String::from_utf8_lossy(&rest);
-    assert!(text.starts_with("$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:"), "{text}");
+    assert!(text.starts_with("$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:"), "{text}");
     assert!(
         text.contains("$4\r\nmode\r\n$7\r\ncluster\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"),
         "{text}"

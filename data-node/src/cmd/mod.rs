@@ -15,6 +15,7 @@ pub mod connection;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
+pub mod meta;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -48,6 +49,8 @@ pub mod flags {
     pub const NOQUEUE: u32 = 16;
     /// May allocate memory.
     pub const DENYOOM: u32 = 32;
+    /// Has subcommands (`CONFIG GET`, `CLIENT LIST` ...), listed in [`super::meta`].
+    pub const CONTAINER: u32 = 64;
 }
 
 /// The state of a transaction being queued.
@@ -126,11 +129,27 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
         return unknown_command(args);
     };
     let spec = &TABLE[idx];
-    if !arity_ok(spec.arity, args.len()) {
+    // A container's subcommand (`CONFIG GET`) has its own arity, and its name is what
+    // `CLIENT LIST` shows (`cmd=config|get`).
+    let sub = if args.len() >= 2 && spec.flags & flags::CONTAINER != 0 {
+        meta::subcommand_position(idx, &args[1])
+    } else {
+        None
+    };
+    let now = now_ms();
+    client.info.record_command(idx, sub, now);
+    let arity_error = if !arity_ok(spec.arity, args.len()) {
+        Some(spec.name)
+    } else {
+        sub.and_then(|n| meta::subcommand(idx, n))
+            .filter(|m| !arity_ok(m.arity, args.len()))
+            .map(|m| m.name)
+    };
+    if let Some(name) = arity_error {
         if let Some(ms) = client.multi.as_mut() {
             ms.dirty = true;
         }
-        return Reply::arity(spec.name);
+        return Reply::arity(name);
     }
     if client.multi.is_some() && spec.flags & flags::NOQUEUE == 0 {
         return queue(state, client, idx, args, asking);
@@ -138,7 +157,7 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
     let mut ctx = Ctx {
         state,
         client,
-        now: now_ms(),
+        now,
         slot: 0,
         noop: false,
     };
@@ -228,6 +247,11 @@ fn queue(
     }
     ms.write |= write;
     ms.queued.push((idx, args.to_vec()));
+    let queued = ms.queued.len() as i64;
+    client
+        .info
+        .multi
+        .store(queued, std::sync::atomic::Ordering::Relaxed);
     Reply::simple("QUEUED")
 }
 
@@ -291,6 +315,15 @@ fn arity_ok(arity: i32, n: usize) -> bool {
         n == arity as usize
     } else {
         n >= (-arity) as usize
+    }
+}
+
+/// The name `CLIENT LIST` shows for `TABLE[idx]` and its `sub`command position:
+/// `get`, `client|list`.
+pub fn command_name(idx: usize, sub: Option<usize>) -> &'static str {
+    match sub.and_then(|n| meta::subcommand(idx, n)) {
+        Some(m) => m.name,
+        None => TABLE[idx].name,
     }
 }
 

@@ -113,19 +113,19 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("hello", -1, FAST | NOQUEUE, connection::hello),
     keyless!("quit", -1, FAST | NOQUEUE, connection::quit),
     keyless!("select", 2, FAST, connection::select),
-    keyless!("client", -2, 0, connection::client),
+    keyless!("client", -2, CONTAINER, connection::client),
     keyless!("readonly", 1, FAST, connection::readonly),
     keyless!("readwrite", 1, FAST, connection::readwrite),
     keyless!("asking", 1, FAST, connection::asking),
-    keyless!("command", -1, 0, server::command),
-    keyless!("config", -2, ADMIN, server::config),
+    keyless!("command", -1, CONTAINER, server::command),
+    keyless!("config", -2, ADMIN | CONTAINER, server::config),
     keyless!("info", -1, 0, server::info),
     keyless!("dbsize", 1, RF, server::dbsize),
     keyless!("flushdb", -1, D, server::flushdb),
     keyless!("flushall", -1, D, server::flushdb),
     keyless!("time", 1, FAST, server::time),
-    keyless!("memory", -2, READONLY, server::memory),
-    keyless!("cluster", -2, 0, server::cluster),
+    keyless!("memory", -2, READONLY | CONTAINER, server::memory),
+    keyless!("cluster", -2, CONTAINER, server::cluster),
     keyless!("lastsave", 1, FAST, server::lastsave),
     // transactions
     keyless!("multi", 1, FAST | NOQUEUE, transactions::multi),
@@ -284,27 +284,6 @@ pub fn lookup(name: &[u8]) -> Option<usize> {
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
     INDEX.get(&*lower).copied()
-}
-
-/// The flag names `COMMAND INFO` reports.
-pub fn flag_names(flags: u32) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if flags & WRITE != 0 {
-        v.push("write");
-    }
-    if flags & READONLY != 0 {
-        v.push("readonly");
-    }
-    if flags & DENYOOM != 0 {
-        v.push("denyoom");
-    }
-    if flags & ADMIN != 0 {
-        v.push("admin");
-    }
-    if flags & FAST != 0 {
-        v.push("fast");
-    }
-    v
 }
 
 #[cfg(test)]
