@@ -338,7 +338,12 @@ fn info_entry(m: &'static Meta, subs: Vec<Reply>) -> Reply {
         status_set(m.acl),
         tips,
         key_specs,
-        Reply::Array(subs),
+        // Redis 7.0 replies an empty set when there are none, else an array.
+        if subs.is_empty() {
+            Reply::Set(subs)
+        } else {
+            Reply::Array(subs)
+        },
     ])
 }
 
@@ -449,6 +454,19 @@ fn getkeys_target(args: &[Bytes]) -> Option<&'static Meta> {
 
 /// # Format
 /// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO [name ...]`, `COMMAND DOCS [name ...]`,
+/// The flags of a key whose spec says `variable_flags`, for these arguments (Redis's
+/// `getkeys_proc`): `SET` reads its key only with `GET`.
+fn actual_key_flags(m: &Meta, args: &[Bytes], flags: &'static str) -> &'static str {
+    if !flags.split(' ').any(|f| f == "variable_flags") {
+        return flags;
+    }
+    match m.name {
+        "set" if args[3..].iter().any(|a| eq_ic(a, "get")) => "RW access update",
+        "set" => "OW update",
+        _ => flags,
+    }
+}
+
 /// `COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]`,
 /// `COMMAND GETKEYS cmd args...`, `COMMAND GETKEYSANDFLAGS cmd args...`, `COMMAND HELP`
 ///
@@ -505,6 +523,7 @@ pub fn command(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             Some(keys) if !keys.is_empty() || m.has_flag("no_mandatory_keys") => Reply::Array(
                 keys.into_iter()
                     .map(|(i, flags)| {
+                        let flags = actual_key_flags(m, cargs, flags);
                         let key = Reply::Bulk(cargs[i].clone());
                         if with_flags {
                             Reply::Array(vec![key, status_set(flags)])
