@@ -860,7 +860,8 @@ pub fn render_dropped(d: &Dropped, done: bool) -> String {
         (None, _) => "an unknown number of keys (no report from the node)".to_string(),
         (Some(k), Some(ms)) => {
             // Whole seconds, or milliseconds when under one.
-            let age = std::time::Duration::from_millis(if ms >= 1000 { ms / 1000 * 1000 } else { ms });
+            let age =
+                std::time::Duration::from_millis(if ms >= 1000 { ms / 1000 * 1000 } else { ms });
             format!(
                 "{k} keys (as last reported by the node {} ago)",
                 humantime::format_duration(age)

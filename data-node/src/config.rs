@@ -163,7 +163,9 @@ pub enum ConfigError {
     #[error("ERR Unknown option or number of arguments for CONFIG SET - '{0}'")]
     Unknown(String),
     /// The setting cannot change at run time (the name as given).
-    #[error("ERR CONFIG SET failed (possibly related to argument '{0}') - can't set immutable config")]
+    #[error(
+        "ERR CONFIG SET failed (possibly related to argument '{0}') - can't set immutable config"
+    )]
     Immutable(String),
     /// The same setting twice in one `CONFIG SET` (the second name as given).
     #[error("ERR CONFIG SET failed (possibly related to argument '{0}') - duplicate parameter")]
@@ -245,7 +247,9 @@ impl RuntimeConfig {
         let mut params: Vec<&Param> = Vec::with_capacity(pairs.len());
         for (name, _) in pairs {
             let given = || String::from_utf8_lossy(name).into_owned();
-            let Some(p) = PARAMS.iter().find(|p| name.eq_ignore_ascii_case(p.name.as_bytes()))
+            let Some(p) = PARAMS
+                .iter()
+                .find(|p| name.eq_ignore_ascii_case(p.name.as_bytes()))
             else {
                 return Err(ConfigError::Unknown(given()));
             };
@@ -297,7 +301,10 @@ impl RuntimeConfig {
 /// `gb`, any case); no sign, no fraction. A value too large for 64 bits is reported
 /// as out of range (Redis's own arithmetic wraps there).
 fn parse_memory(v: &[u8]) -> Result<u64, InvalidValue> {
-    let split = v.iter().position(|c| !c.is_ascii_digit()).unwrap_or(v.len());
+    let split = v
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(v.len());
     let (digits, unit) = v.split_at(split);
     let mul: u64 = match unit.to_ascii_lowercase().as_slice() {
         b"" | b"b" => 1,
@@ -329,7 +336,7 @@ fn parse_save(v: &[u8]) -> Result<String, InvalidValue> {
         return Ok(String::new());
     }
     let words: Vec<&[u8]> = v.split(|&c| c == b' ').collect();
-    if words.len() % 2 != 0 {
+    if !words.len().is_multiple_of(2) {
         return Err(InvalidValue::Save);
     }
     let mut points = Vec::with_capacity(words.len() / 2);
@@ -425,19 +432,23 @@ mod tests {
         let c = rc();
         let between = "ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - argument must be between 1048576 and 9223372036854775807 inclusive";
         for v in ["18446744073709551615", "9223372036854775808", "100", ""] {
-            assert_eq!(set(&c, &[("proto-max-bulk-len", v)]), Err(between.into()), "{v}");
+            assert_eq!(
+                set(&c, &[("proto-max-bulk-len", v)]),
+                Err(between.into()),
+                "{v}"
+            );
         }
         assert_eq!(
             set(&c, &[("proto-max-bulk-len", "1x")]),
             Err("ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - argument must be a memory value".into())
         );
         assert_eq!(c.proto_max_bulk_len(), DEFAULT_PROTO_MAX_BULK_LEN);
-        assert_eq!(set(&c, &[("proto-max-bulk-len", "9223372036854775807")]), Ok(()));
-        assert_eq!(c.proto_max_bulk_len(), i64::MAX as usize);
         assert_eq!(
-            set(&c, &[("CLIENT-QUERY-BUFFER-LIMIT", "1mb")]),
+            set(&c, &[("proto-max-bulk-len", "9223372036854775807")]),
             Ok(())
         );
+        assert_eq!(c.proto_max_bulk_len(), i64::MAX as usize);
+        assert_eq!(set(&c, &[("CLIENT-QUERY-BUFFER-LIMIT", "1mb")]), Ok(()));
         assert_eq!(c.client_query_buffer_limit(), 1 << 20);
     }
 
@@ -472,7 +483,10 @@ mod tests {
             ("100 ", "100 0"),
             ("+5 -0", "5 0"),
             ("3600 1 300 100", "3600 1 300 100"),
-            ("99999999999999999999 99999999999", "9223372036854775807 1215752191"),
+            (
+                "99999999999999999999 99999999999",
+                "9223372036854775807 1215752191",
+            ),
             ("", ""),
         ] {
             assert_eq!(set(&c, &[("save", v)]), Ok(()), "{v:?}");

@@ -211,7 +211,11 @@ mod tests {
         // Deeper than the nesting limit: no match, and no stack overflow.
         let deep = b"*a".repeat(5000);
         assert!(!glob_match(&deep, &long_key, false));
-        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     /// A plain, exponential reference implementation (no class or escape support needed

@@ -69,7 +69,7 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    fn new(id: u64, addr: String, laddr: String) -> ClientInfo {
+    pub fn new(id: u64, addr: String, laddr: String) -> ClientInfo {
         ClientInfo {
             id,
             addr,
@@ -92,7 +92,8 @@ impl ClientInfo {
     /// Records the command being run (`TABLE[idx]`, its subcommand position) at `now`.
     pub fn record_command(&self, idx: usize, sub: Option<usize>, now: u64) {
         let sub = sub.map_or(0, |n| (n + 1).min(0xff)) as u32;
-        self.last_cmd.store((idx as u32) << 8 | sub, Ordering::Relaxed);
+        self.last_cmd
+            .store((idx as u32) << 8 | sub, Ordering::Relaxed);
         self.last_interaction.store(now, Ordering::Relaxed);
     }
 
@@ -114,7 +115,10 @@ impl ClientInfo {
         };
         let cmd = match self.last_cmd.load(Ordering::Relaxed) {
             u32::MAX => "NULL",
-            v => crate::cmd::command_name((v >> 8) as usize, (v & 0xff).checked_sub(1).map(|n| n as usize)),
+            v => crate::cmd::command_name(
+                (v >> 8) as usize,
+                (v & 0xff).checked_sub(1).map(|n| n as usize),
+            ),
         };
         let multi = self.multi.load(Ordering::Relaxed);
         let mut flags = String::new();
@@ -127,8 +131,13 @@ impl ClientInfo {
         if flags.is_empty() {
             flags.push('N');
         }
-        let idle = crate::db::now_ms().saturating_sub(self.last_interaction.load(Ordering::Relaxed)) / 1000;
-        let (qbuf, cap) = (self.qbuf.load(Ordering::Relaxed), self.qbuf_cap.load(Ordering::Relaxed));
+        let idle = crate::db::now_ms()
+            .saturating_sub(self.last_interaction.load(Ordering::Relaxed))
+            / 1000;
+        let (qbuf, cap) = (
+            self.qbuf.load(Ordering::Relaxed),
+            self.qbuf_cap.load(Ordering::Relaxed),
+        );
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs={cap} rbp={cap} obl=0 oll=0 omem=0 tot-mem={cap} events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,

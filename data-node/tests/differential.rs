@@ -253,14 +253,27 @@ impl Gen {
             "nosuch",
         ];
         if self.chance(0.3) {
-            let name = self.pick(&["proto-max-bulk-len", "save", "client-query-buffer-limit", "nosuch"]);
+            let name = self.pick(&[
+                "proto-max-bulk-len",
+                "save",
+                "client-query-buffer-limit",
+                "nosuch",
+            ]);
             return vec![(vec!["CONFIG".into(), "GET".into(), name.into()], Cmp::Exact)];
         }
         let mut v = vec!["CONFIG".to_string(), "SET".into()];
         for _ in 0..self.rng.random_range(1..=2) {
             let name = self.pick(&names);
             let value = if name.eq_ignore_ascii_case("save") {
-                self.pick(&["", "3600 1", "3600 1 7200 100", "0 1", "1", "100  1", "+3600 -0"])
+                self.pick(&[
+                    "",
+                    "3600 1",
+                    "3600 1 7200 100",
+                    "0 1",
+                    "1",
+                    "100  1",
+                    "+3600 -0",
+                ])
             } else {
                 self.pick(&[
                     "1mb",
@@ -294,16 +307,31 @@ impl Gen {
             5 => vec!["HDEL".into(), k, m],
             6 => vec!["HSETNX".into(), k, m, "v".into()],
             7 => vec!["DEL".into(), k],
-            8 => vec!["EXPIRE".into(), k, "100".into(), self.pick(&["XX", "NX", "GT"]).into()],
+            8 => vec![
+                "EXPIRE".into(),
+                k,
+                "100".into(),
+                self.pick(&["XX", "NX", "GT"]).into(),
+            ],
             9 => vec!["PERSIST".into(), k],
             10 => vec!["LPUSHX".into(), k, m],
             11 => vec!["LREM".into(), k, "1".into(), m],
             12 => vec!["LINSERT".into(), k, "BEFORE".into(), m.clone(), m],
             13 => vec!["ZREM".into(), k, m],
-            14 => vec!["ZADD".into(), k, self.pick(&["NX", "XX"]).into(), "1".into(), m],
+            14 => vec![
+                "ZADD".into(),
+                k,
+                self.pick(&["NX", "XX"]).into(),
+                "1".into(),
+                m,
+            ],
             15 => vec![self.pick(&["SETNX", "GETSET"]).into(), k, "v".into()],
             16 => vec!["SET".into(), k, "v".into(), self.pick(&["NX", "XX"]).into()],
-            17 => vec![self.pick(&["GETDEL", "GETEX", "SPOP", "LPOP", "INCR"]).into(), k],
+            17 => vec![
+                self.pick(&["GETDEL", "GETEX", "SPOP", "LPOP", "INCR"])
+                    .into(),
+                k,
+            ],
             18 => vec!["RPOPLPUSH".into(), k, other],
             19 => vec!["ZREMRANGEBYSCORE".into(), k, "5".into(), "6".into()],
             20 => vec!["SINTERSTORE".into(), k, other, other2],
@@ -509,9 +537,11 @@ impl Gen {
                 20 => one(vec!["ECHO".into(), self.val()], Exact),
                 21 => {
                     let v = vec![
-                        self.pick(&["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"]).into(),
+                        self.pick(&["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"])
+                            .into(),
                         k,
-                        self.pick(&[MAX, MIN, "9223372036854775", "9223372036854775000"]).into(),
+                        self.pick(&[MAX, MIN, "9223372036854775", "9223372036854775000"])
+                            .into(),
                     ];
                     one(v, Exact)
                 }
@@ -611,9 +641,27 @@ impl Gen {
                             1 => vec!["LRANGE".into(), k, MAX.into(), MIN.into()],
                             2 => vec!["LINDEX".into(), k, MIN.into()],
                             3 => vec!["LSET".into(), k, MIN.into(), m],
-                            4 => vec!["LPOS".into(), k, m, "RANK".into(), "-9223372036854775807".into()],
-                            5 => vec!["LPOS".into(), k, m, "COUNT".into(), MAX.into(), "MAXLEN".into(), MAX.into()],
-                            _ => vec![self.pick(&["LPOP", "RPOP"]).into(), k, self.pick(&[MIN, MAX]).into()],
+                            4 => vec![
+                                "LPOS".into(),
+                                k,
+                                m,
+                                "RANK".into(),
+                                "-9223372036854775807".into(),
+                            ],
+                            5 => vec![
+                                "LPOS".into(),
+                                k,
+                                m,
+                                "COUNT".into(),
+                                MAX.into(),
+                                "MAXLEN".into(),
+                                MAX.into(),
+                            ],
+                            _ => vec![
+                                self.pick(&["LPOP", "RPOP"]).into(),
+                                k,
+                                self.pick(&[MIN, MAX]).into(),
+                            ],
                         };
                         one(v, Exact)
                     }
@@ -1138,12 +1186,28 @@ fn ember_matches_redis_on_edge_cases() {
     let c = |s: &[&str], cmp: Cmp| (s.iter().map(|x| x.to_string()).collect::<Vec<_>>(), cmp);
     let script = vec![
         // CONFIG SET: bounds, wording, order of checks, all or nothing.
-        c(&["CONFIG", "SET", "proto-max-bulk-len", "18446744073709551615"], Exact),
+        c(
+            &[
+                "CONFIG",
+                "SET",
+                "proto-max-bulk-len",
+                "18446744073709551615",
+            ],
+            Exact,
+        ),
         c(&["CONFIG", "SET", "proto-max-bulk-len", "100"], Exact),
         c(&["CONFIG", "SET", "proto-max-bulk-len", "1x"], Exact),
         c(&["CONFIG", "SET", "proto-max-bulk-len", "-1"], Exact),
         c(&["CONFIG", "SET", "proto-max-bulk-len", ""], Exact),
-        c(&["CONFIG", "SET", "client-query-buffer-limit", "9223372036854775808"], Exact),
+        c(
+            &[
+                "CONFIG",
+                "SET",
+                "client-query-buffer-limit",
+                "9223372036854775808",
+            ],
+            Exact,
+        ),
         c(&["CONFIG", "SET", "proto-max-bulk-len", MAX], Exact),
         c(&["CONFIG", "GET", "proto-max-bulk-len"], Exact),
         c(&["CONFIG", "SET", "proto-max-bulk-len", "512mb"], Exact),
@@ -1155,37 +1219,87 @@ fn ember_matches_redis_on_edge_cases() {
         c(&["CONFIG", "SET", "save", "100  1"], Exact),
         c(&["CONFIG", "SET", "save", ""], Exact),
         c(&["CONFIG", "GET", "save"], Exact),
-        c(&["CONFIG", "SET", "proto-max-bulk-len", "1mb", "PROTO-MAX-BULK-LEN", "2mb"], Exact),
+        c(
+            &[
+                "CONFIG",
+                "SET",
+                "proto-max-bulk-len",
+                "1mb",
+                "PROTO-MAX-BULK-LEN",
+                "2mb",
+            ],
+            Exact,
+        ),
         c(&["CONFIG", "SET", "io-threads", "2"], Exact),
         c(&["CONFIG", "SET", "databases", "2", "nosuch", "1"], Exact),
         c(&["CONFIG", "SET", "nosuch", "1", "io-threads", "2"], Exact),
-        c(&["CONFIG", "SET", "proto-max-bulk-len", "2mb", "client-query-buffer-limit", "1"], Exact),
+        c(
+            &[
+                "CONFIG",
+                "SET",
+                "proto-max-bulk-len",
+                "2mb",
+                "client-query-buffer-limit",
+                "1",
+            ],
+            Exact,
+        ),
         c(&["CONFIG", "GET", "proto-max-bulk-len"], Exact),
-        c(&["CONFIG", "SET", "proto-max-bulk-len", "1mb", "save"], Exact),
+        c(
+            &["CONFIG", "SET", "proto-max-bulk-len", "1mb", "save"],
+            Exact,
+        ),
         c(&["CONFIG", "RESETSTAT", "x"], Exact),
         // Counts, offsets and indexes at the edges.
         c(&["HSET", "{t}h", "a", "1", "b", "2", "c", "3"], Exact),
-        c(&["HRANDFIELD", "{t}h", "-9223372036854770000", "WITHVALUES"], Exact),
+        c(
+            &["HRANDFIELD", "{t}h", "-9223372036854770000", "WITHVALUES"],
+            Exact,
+        ),
         c(&["HRANDFIELD", "{t}h", MIN], Exact),
         c(&["HRANDFIELD", "{t}h", "1", "WITHVALUES", "x"], Exact),
         c(&["HRANDFIELD", "{t}h", "x", "y"], Exact),
-        c(&["HRANDFIELD", "{t}nohash", "-9223372036854770000", "WITHVALUES"], Exact),
+        c(
+            &[
+                "HRANDFIELD",
+                "{t}nohash",
+                "-9223372036854770000",
+                "WITHVALUES",
+            ],
+            Exact,
+        ),
         c(&["SADD", "{t}s", "a", "b", "c"], Exact),
         c(&["SRANDMEMBER", "{t}s", MIN], Exact),
         c(&["SRANDMEMBER", "{t}noset", MIN], Exact),
         c(&["SPOP", "{t}s", MIN], Exact),
         c(&["ZADD", "{t}z", "1", "a", "2", "b", "3", "c"], Exact),
         c(&["ZRANDMEMBER", "{t}z", MIN], Exact),
-        c(&["ZRANDMEMBER", "{t}z", "-9223372036854770000", "WITHSCORES"], Exact),
+        c(
+            &["ZRANDMEMBER", "{t}z", "-9223372036854770000", "WITHSCORES"],
+            Exact,
+        ),
         c(&["ZRANDMEMBER", "{t}z", MAX, "WITHSCORES"], Exact),
-        c(&["ZRANGE", "{t}z", "-inf", "+inf", "BYSCORE", "LIMIT", MAX, MAX], Exact),
-        c(&["ZRANGE", "{t}z", "-inf", "+inf", "BYSCORE", "LIMIT", "1", MIN], Exact),
+        c(
+            &[
+                "ZRANGE", "{t}z", "-inf", "+inf", "BYSCORE", "LIMIT", MAX, MAX,
+            ],
+            Exact,
+        ),
+        c(
+            &[
+                "ZRANGE", "{t}z", "-inf", "+inf", "BYSCORE", "LIMIT", "1", MIN,
+            ],
+            Exact,
+        ),
         c(&["ZRANGE", "{t}z", MIN, MAX], Exact),
         c(&["RPUSH", "{t}l", "a", "b", "c", "a"], Exact),
         c(&["LRANGE", "{t}l", MIN, MAX], Exact),
         c(&["LINDEX", "{t}l", MIN], Exact),
         c(&["LSET", "{t}l", MIN, "x"], Exact),
-        c(&["LPOS", "{t}l", "a", "RANK", "-9223372036854775807"], Exact),
+        c(
+            &["LPOS", "{t}l", "a", "RANK", "-9223372036854775807"],
+            Exact,
+        ),
         c(&["LPOS", "{t}l", "a", "COUNT", MAX, "MAXLEN", MAX], Exact),
         c(&["LPOP", "{t}l", MIN], Exact),
         c(&["SET", "{t}str", "hello"], Exact),
@@ -1198,7 +1312,10 @@ fn ember_matches_redis_on_edge_cases() {
         c(&["EXPIRE", "{t}str", MAX], Exact),
         c(&["PEXPIRE", "{t}str", "9223372036854775000"], Exact),
         c(&["SCAN", "0", "COUNT", MAX], Scan { pairs: false }),
-        c(&["LMPOP", "2", "{t}nolist", "{t}l", "RIGHT", "COUNT", MAX], Exact),
+        c(
+            &["LMPOP", "2", "{t}nolist", "{t}l", "RIGHT", "COUNT", MAX],
+            Exact,
+        ),
         c(&["LMPOP", "1", "{t}l", "LEFT"], Exact),
         c(&["LMPOP", "0", "{t}l", "LEFT"], Exact),
         c(&["LMPOP", "1", "{t}l", "LEFT", "COUNT", "0"], Exact),
@@ -1304,19 +1421,29 @@ fn command_info_matches_redis() {
                 panic!("COMMAND INFO {name}: no entry");
             };
             if *theirs == Value::Nil {
-                assert!(NEWER_SUBCOMMANDS.contains(&name.as_str()), "{name} unknown to Redis");
+                assert!(
+                    NEWER_SUBCOMMANDS.contains(&name.as_str()),
+                    "{name} unknown to Redis"
+                );
                 continue;
             }
             let (m, t) = (items(mine), items(theirs));
             assert_eq!(m.len(), 10, "{name}: {}", show(mine));
             for i in 0..9 {
-                assert_eq!(show(&m[i]), show(&t[i]), "COMMAND INFO {name}, field {i} ({protocol:?})");
+                assert_eq!(
+                    show(&m[i]),
+                    show(&t[i]),
+                    "COMMAND INFO {name}, field {i} ({protocol:?})"
+                );
             }
             // Subcommands: ember's are a subset of Redis's, each entry identical.
             let theirs_subs = items(&t[9]);
             for sub in items(&m[9]) {
                 let sname = bulk_text(&items(&sub)[0]);
-                match theirs_subs.iter().find(|x| bulk_text(&items(x)[0]) == sname) {
+                match theirs_subs
+                    .iter()
+                    .find(|x| bulk_text(&items(x)[0]) == sname)
+                {
                     Some(x) => assert_eq!(show(&sub), show(x), "{sname} ({protocol:?})"),
                     None => assert!(NEWER_SUBCOMMANDS.contains(&sname.as_str()), "{sname}"),
                 }
@@ -1332,7 +1459,10 @@ fn command_info_matches_redis() {
                 let fields = d.get(1).map(items).unwrap_or_default();
                 fields
                     .chunks(2)
-                    .filter(|p| ["summary", "since", "group", "complexity"].contains(&bulk_text(&p[0]).as_str()))
+                    .filter(|p| {
+                        ["summary", "since", "group", "complexity"]
+                            .contains(&bulk_text(&p[0]).as_str())
+                    })
                     .map(|p| format!("{}={}", bulk_text(&p[0]), bulk_text(&p[1])))
                     .collect::<Vec<_>>()
             };
@@ -1345,14 +1475,27 @@ fn command_info_matches_redis() {
             query_value(&mut r, &["COMMAND", "INFO", "nosuch"])
         );
         // Every name ember's filters list is one Redis lists too.
-        for filter in [&["ACLCAT", "sortedset"][..], &["PATTERN", "z*"], &["ACLCAT", "connection"]] {
+        for filter in [
+            &["ACLCAT", "sortedset"][..],
+            &["PATTERN", "z*"],
+            &["ACLCAT", "connection"],
+        ] {
             let mut args = vec!["COMMAND", "LIST", "FILTERBY"];
             args.extend_from_slice(filter);
-            let theirs: Vec<String> = items(&query_value(&mut r, &args)).iter().map(bulk_text).collect();
-            let mine: Vec<String> = items(&query_value(&mut e, &args)).iter().map(bulk_text).collect();
+            let theirs: Vec<String> = items(&query_value(&mut r, &args))
+                .iter()
+                .map(bulk_text)
+                .collect();
+            let mine: Vec<String> = items(&query_value(&mut e, &args))
+                .iter()
+                .map(bulk_text)
+                .collect();
             assert!(!mine.is_empty(), "{filter:?}");
             for n in &mine {
-                assert!(theirs.contains(n) || NEWER_SUBCOMMANDS.contains(&n.as_str()), "{n} ({filter:?})");
+                assert!(
+                    theirs.contains(n) || NEWER_SUBCOMMANDS.contains(&n.as_str()),
+                    "{n} ({filter:?})"
+                );
             }
         }
         // COMMAND GETKEYS / GETKEYSANDFLAGS, from the key specifications.

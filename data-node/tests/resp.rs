@@ -728,14 +728,24 @@ async fn client_list_reports_real_values() {
     let mut a = TcpStream::connect(addr).await.unwrap();
     let mut b = TcpStream::connect(addr).await.unwrap();
     send_expect(&mut a, b"CLIENT ID\r\n", b":1\r\n").await;
-    send_expect(&mut b, b"CLIENT ID\r\nMULTI\r\nGET k\r\n", b":2\r\n+OK\r\n+QUEUED\r\n").await;
+    send_expect(
+        &mut b,
+        b"CLIENT ID\r\nMULTI\r\nGET k\r\n",
+        b":2\r\n+OK\r\n+QUEUED\r\n",
+    )
+    .await;
     // An incomplete command stays in b's query buffer.
     b.write_all(b"*2\r\n$3\r\nGET\r\n$1\r\n").await.unwrap();
     let list = client_list_until(&mut a, "b's partial command", |l| {
         client_field(l, "2", "qbuf") == Some("17")
     })
     .await;
-    let fd = |id| client_field(&list, id, "fd").unwrap().parse::<i32>().unwrap();
+    let fd = |id| {
+        client_field(&list, id, "fd")
+            .unwrap()
+            .parse::<i32>()
+            .unwrap()
+    };
     assert!(fd("1") > 2 && fd("2") > 2 && fd("1") != fd("2"), "{list}");
     assert_eq!(client_field(&list, "1", "cmd"), Some("client|list"));
     assert_eq!(client_field(&list, "2", "cmd"), Some("get"));
@@ -743,7 +753,10 @@ async fn client_list_reports_real_values() {
     assert_eq!(client_field(&list, "2", "flags"), Some("x"));
     assert_eq!(client_field(&list, "1", "multi"), Some("-1"));
     assert_eq!(client_field(&list, "1", "flags"), Some("N"));
-    let qfree: usize = client_field(&list, "2", "qbuf-free").unwrap().parse().unwrap();
+    let qfree: usize = client_field(&list, "2", "qbuf-free")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(qfree > 0, "{list}");
 }
 
@@ -780,7 +793,10 @@ async fn info_has_a_cpu_section() {
         all.find("# CPU").unwrap(),
         all.find("# Cluster").unwrap(),
     );
-    assert!(stats < cpu && cpu < cluster, "sections in Redis's order: {all}");
+    assert!(
+        stats < cpu && cpu < cluster,
+        "sections in Redis's order: {all}"
+    );
 }
 
 /// RESP3 replies `HRANDFIELD ... WITHVALUES` and `ZRANDMEMBER ... WITHSCORES` as

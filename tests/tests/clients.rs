@@ -75,10 +75,20 @@ fn used_memory_is_the_allocators_figure() {
     let rss = info_field(&mut con, "memory", "used_memory_rss");
     assert!(used > 0 && used < rss / 2, "used_memory {used}, rss {rss}");
     let big = vec![b'x'; 16 << 20];
-    redis::cmd("SET").arg("big").arg(&big).query::<()>(&mut con).unwrap();
+    redis::cmd("SET")
+        .arg("big")
+        .arg(&big)
+        .query::<()>(&mut con)
+        .unwrap();
     let with = info_field(&mut con, "memory", "used_memory");
-    assert!(with >= used + (16 << 20), "used_memory {used} -> {with} after 16 MiB");
+    assert!(
+        with >= used + (16 << 20),
+        "used_memory {used} -> {with} after 16 MiB"
+    );
     redis::cmd("DEL").arg("big").query::<()>(&mut con).unwrap();
     let without = info_field(&mut con, "memory", "used_memory");
-    assert!(without + (15 << 20) <= with, "used_memory {with} -> {without} after DEL");
+    assert!(
+        without + (15 << 20) <= with,
+        "used_memory {with} -> {without} after DEL"
+    );
 }

@@ -166,7 +166,8 @@ mod tests {
         let d = what_forget_drops(&view, "n1").unwrap();
         assert_eq!((d.key_count, d.key_count_age_ms), (Some(7), Some(42_000)));
         assert!(
-            crate::output::render_dropped(&d, false).contains("7 keys (as last reported by the node 42s ago)"),
+            crate::output::render_dropped(&d, false)
+                .contains("7 keys (as last reported by the node 42s ago)"),
             "{}",
             crate::output::render_dropped(&d, false)
         );

@@ -604,7 +604,8 @@ impl Meta {
                 Begin::Keyword { keyword, startfrom } => {
                     // Forwards from `startfrom` to the second-last argument, or
                     // backwards from `argc + startfrom` to the second one.
-                    let is_kw = |i: &i64| args[*i as usize].eq_ignore_ascii_case(keyword.as_bytes());
+                    let is_kw =
+                        |i: &i64| args[*i as usize].eq_ignore_ascii_case(keyword.as_bytes());
                     let found = if startfrom > 0 {
                         (startfrom..argc - 1).find(is_kw)
                     } else {
@@ -713,7 +714,9 @@ mod tests {
     #[test]
     fn keys_from_specs() {
         let a = |v: &[&str]| -> Vec<bytes::Bytes> {
-            v.iter().map(|s| bytes::Bytes::copy_from_slice(s.as_bytes())).collect()
+            v.iter()
+                .map(|s| bytes::Bytes::copy_from_slice(s.as_bytes()))
+                .collect()
         };
         let pos = |name: &str, args: &[&str]| {
             lookup(name.as_bytes())
@@ -723,7 +726,10 @@ mod tests {
         };
         assert_eq!(pos("get", &["get", "k"]), Some(vec![1]));
         assert_eq!(pos("mset", &["mset", "a", "1", "b", "2"]), Some(vec![1, 3]));
-        assert_eq!(pos("memory|usage", &["memory", "usage", "k"]), Some(vec![2]));
+        assert_eq!(
+            pos("memory|usage", &["memory", "usage", "k"]),
+            Some(vec![2])
+        );
         assert_eq!(
             pos("sintercard", &["sintercard", "2", "a", "b"]),
             Some(vec![2, 3])

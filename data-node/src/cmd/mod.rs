@@ -464,7 +464,9 @@ pub fn parse_cursor(b: &[u8]) -> Result<u64, Reply> {
     }
     let v = digits
         .iter()
-        .try_fold(0u64, |v, &d| v.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        .try_fold(0u64, |v, &d| {
+            v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
         .ok_or_else(invalid)?;
     Ok(if neg { v.wrapping_neg() } else { v })
 }
@@ -497,7 +499,7 @@ pub fn random_count(b: &[u8], pairs: bool) -> Result<i64, Reply> {
 
 /// `count` random picks from `items`: distinct ones (all of them, shuffled, when there
 /// are fewer) for `count >= 0`, independent picks with repeats for `count < 0`.
-pub fn random_picks<'a, T>(items: &'a [T], count: i64) -> Vec<&'a T> {
+pub fn random_picks<T>(items: &[T], count: i64) -> Vec<&T> {
     use rand::seq::IndexedRandom;
     let mut rng = rand::rng();
     if count >= 0 {

@@ -354,10 +354,7 @@ fn key_spec_reply(k: &'static KeySpecMeta) -> Reply {
         Begin::Index(i) => ("index", vec![(s("index"), int(i))]),
         Begin::Keyword { keyword, startfrom } => (
             "keyword",
-            vec![
-                (s("keyword"), s(keyword)),
-                (s("startfrom"), int(startfrom)),
-            ],
+            vec![(s("keyword"), s(keyword)), (s("startfrom"), int(startfrom))],
         ),
     };
     let (ftype, fspec) = match k.find {
@@ -593,10 +590,11 @@ fn command_list(args: &[Bytes]) -> Reply {
         .filter(|m| match filter {
             Filter::All => true,
             Filter::Module => false,
-            Filter::Acl(cat) => m
-                .acl
-                .split(' ')
-                .any(|c| c.trim_start_matches('@').as_bytes().eq_ignore_ascii_case(cat)),
+            Filter::Acl(cat) => m.acl.split(' ').any(|c| {
+                c.trim_start_matches('@')
+                    .as_bytes()
+                    .eq_ignore_ascii_case(cat)
+            }),
             Filter::Pattern(p) => glob_match(p, m.name.as_bytes(), true),
         })
         .map(|m| Reply::bulk_str(m.name))

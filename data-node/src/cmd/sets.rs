@@ -6,8 +6,7 @@ use rand::seq::IndexedRandom;
 
 use super::lists::positive_count;
 use super::{
-    eq_ic, get_set, get_set_mut, glob_match, parse_cursor, parse_scan_opts, scan_page,
-    Ctx, SetVal,
+    eq_ic, get_set, get_set_mut, glob_match, parse_cursor, parse_scan_opts, scan_page, Ctx, SetVal,
 };
 use crate::db::{SlotTable, Value};
 use crate::resp::Reply;

@@ -317,10 +317,7 @@ mod tests {
         parse_all_with(input, &LIMITS)
     }
 
-    fn parse_all_with(
-        input: &[u8],
-        limits: &Limits,
-    ) -> (Vec<Vec<Vec<u8>>>, Option<ProtocolError>) {
+    fn parse_all_with(input: &[u8], limits: &Limits) -> (Vec<Vec<Vec<u8>>>, Option<ProtocolError>) {
         let mut buf = BytesMut::from(input);
         let mut p = Parser::default();
         let mut cmds = Vec::new();
