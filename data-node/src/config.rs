@@ -7,11 +7,11 @@
 //!
 //! | limit | default | on violation |
 //! | --- | --- | --- |
-//! | `proto-max-bulk-len` | 512 MB | `-ERR Protocol error: invalid bulk length`, connection closed |
+//! | `proto-max-bulk-len` (`CONFIG SET`: 1 MB to 2^63-1) | 512 MB | `-ERR Protocol error: invalid bulk length`, connection closed |
 //! | multibulk length | 2^31-1 elements (as Redis; argv is grown lazily, never preallocated beyond 1024) | `-ERR Protocol error: invalid multibulk length`, connection closed |
 //! | inline command line | 64 KB | `-ERR Protocol error: too big inline request`, connection closed |
 //! | bulk/multibulk count line | 64 KB | `-ERR Protocol error: too big bulk count string` / `too big mbulk count string`, closed |
-//! | `client-query-buffer-limit` | 1 GB | connection closed (no reply, as Redis) |
+//! | `client-query-buffer-limit` (`CONFIG SET`: 1 MB to 2^63-1) | 1 GB | connection closed (no reply, as Redis) |
 //! | string values (`SETRANGE`, `APPEND`) | `proto-max-bulk-len` | `-ERR string exceeds maximum allowed size (proto-max-bulk-len)` |
 
 use std::sync::atomic::{AtomicUsize, Ordering};
