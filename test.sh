@@ -4,7 +4,8 @@
 # request path (tests/fuzz.sh), then the container tests (tests/docker/run.sh) when a
 # Docker engine is available.
 #
-# Needs Debian's redis-server and redis-cli; installs them when missing and run as root.
+# Needs Debian's redis-server and redis-cli (installs them when missing and run as root)
+# and python3 with redis-py (installs it with pip when missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,6 +18,15 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
     echo "error: redis-server and redis-cli are needed: apt-get install redis-server redis-tools" >&2
     exit 1
   fi
+fi
+
+# tests/tests/clients.rs drives an ember cluster with redis-py's cluster client.
+if ! python3 -c "import redis.cluster" 2>/dev/null; then
+  echo "installing redis-py for python3 (the redis-py cluster client test uses it)"
+  python3 -m pip install --quiet redis || {
+    echo "error: python3 with redis-py is needed: python3 -m pip install redis" >&2
+    exit 1
+  }
 fi
 
 cargo test --workspace

@@ -319,8 +319,12 @@ pub struct Dropped {
     pub node: String,
     pub slots: Vec<SlotRange>,
     pub slot_count: usize,
-    /// The node's last reported key count, if the control plane has one.
+    /// The node's last reported key count, if the node reported one since the control
+    /// plane started (before that the control plane's figure is a placeholder 0).
     pub key_count: Option<u64>,
+    /// How long before the request that report came (the node may have changed since:
+    /// a dead node's count is from before it died).
+    pub key_count_age_ms: Option<u64>,
 }
 
 /// A short label for a node in tables: its name, else the first 8 hex digits of its id.

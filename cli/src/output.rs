@@ -225,6 +225,8 @@ pub struct DroppedDoc {
     pub slots: Vec<String>,
     pub slot_count: usize,
     pub key_count: Option<u64>,
+    /// How long before the request the node reported `key_count`.
+    pub key_count_age_ms: Option<u64>,
 }
 
 /// The reply of a mutating command.
@@ -537,6 +539,7 @@ pub fn change_doc(
             slots: range_strings(&d.slots),
             slot_count: d.slot_count,
             key_count: d.key_count,
+            key_count_age_ms: d.key_count_age_ms,
         }),
     }
 }
@@ -927,10 +930,19 @@ pub fn render_change(changed: bool, summary: &str) -> String {
 }
 
 pub fn render_dropped(d: &Dropped, done: bool) -> String {
-    let keys = d.key_count.map_or_else(
-        || "an unknown number of keys (no report from the node)".to_string(),
-        |k| format!("{k} keys (as last reported by the node)"),
-    );
+    let keys = match (d.key_count, d.key_count_age_ms) {
+        (None, _) => "an unknown number of keys (no report from the node)".to_string(),
+        (Some(k), Some(ms)) => {
+            // Whole seconds, or milliseconds when under one.
+            let age =
+                std::time::Duration::from_millis(if ms >= 1000 { ms / 1000 * 1000 } else { ms });
+            format!(
+                "{k} keys (as last reported by the node {} ago)",
+                humantime::format_duration(age)
+            )
+        }
+        (Some(k), None) => format!("{k} keys (as last reported by the node)"),
+    };
     let ranges = if d.slots.is_empty() {
         String::new()
     } else {
@@ -1198,6 +1210,7 @@ pub(crate) mod tests {
             slots: vec![SlotRange::new(0, 5460).unwrap()],
             slot_count: 5461,
             key_count: Some(3),
+            key_count_age_ms: Some(500),
         };
         let v = serde_json::to_value(change_doc(&view, true, "forgot n1", Some(&d))).unwrap();
         assert_eq!(v["changed"], true);
@@ -1220,6 +1233,7 @@ pub(crate) mod tests {
             slots: vec![SlotRange::new(0, 9).unwrap()],
             slot_count: 10,
             key_count: None,
+            key_count_age_ms: None,
         };
         assert_eq!(
             render_dropped(&d, false),

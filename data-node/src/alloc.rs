@@ -1,21 +1,62 @@
-//! An optional counting wrapper for the global allocator, so `INFO memory` can report
-//! `used_memory` as Redis does (bytes allocated by the process).
+//! A counting wrapper for the global allocator, so `INFO memory` can report
+//! `used_memory` as Redis does: the bytes the process has allocated (Redis asks its
+//! allocator; mimalloc keeps no such total in release builds, so ember counts).
 //!
-//! `main` installs it, e.g.
-//! `#[global_allocator] static A: ember_data_node::alloc::Counting<std::alloc::System> = Counting::new(System);`
-//! Without it, `used_memory` falls back to the resident set size.
+//! `main` installs it around mimalloc:
+//! `#[global_allocator] static A: Counting<mimalloc::MiMalloc> = Counting::new(MiMalloc);`
+//! Without it (tests, tools), `used_memory` falls back to the resident set size.
+//!
+//! The count is split over cache-line-sized shards, one per thread (round robin), so
+//! that threads allocating at once do not contend on one counter; a shard may go
+//! negative (memory freed by another thread than the one that allocated it), the sum
+//! never does.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
-static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+const SHARDS: usize = 32;
+
+#[repr(align(128))]
+struct Shard(AtomicIsize);
+
+static COUNTS: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    // `const` and without a destructor: usable from inside the allocator.
+    static MY_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn shard() -> &'static AtomicIsize {
+    let i = MY_SHARD
+        .try_with(|c| {
+            let mut i = c.get();
+            if i == usize::MAX {
+                i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+                c.set(i);
+            }
+            i
+        })
+        .unwrap_or(0);
+    &COUNTS[i].0
+}
+
+fn add(n: usize) {
+    shard().fetch_add(n as isize, Ordering::Relaxed);
+}
+
+fn sub(n: usize) {
+    shard().fetch_sub(n as isize, Ordering::Relaxed);
+}
 
 /// Bytes currently allocated through [`Counting`] (0 if it is not installed).
 pub fn allocated() -> usize {
-    ALLOCATED.load(Ordering::Relaxed)
+    let total: isize = COUNTS.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+    total.max(0) as usize
 }
 
-/// Wraps an allocator and counts the bytes it has outstanding.
+/// Wraps an allocator and counts the bytes it has outstanding (requested sizes).
 pub struct Counting<A>(A);
 
 impl<A> Counting<A> {
@@ -30,20 +71,20 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = self.0.alloc(layout);
         if !p.is_null() {
-            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+            add(layout.size());
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+        sub(layout.size());
         self.0.dealloc(ptr, layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = self.0.alloc_zeroed(layout);
         if !p.is_null() {
-            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+            add(layout.size());
         }
         p
     }
@@ -51,8 +92,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = self.0.realloc(ptr, layout, new_size);
         if !p.is_null() {
-            ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
-            ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
+            if new_size >= layout.size() {
+                add(new_size - layout.size());
+            } else {
+                sub(layout.size() - new_size);
+            }
         }
         p
     }

@@ -7,11 +7,11 @@
 //!
 //! | limit | default | on violation |
 //! | --- | --- | --- |
-//! | `proto-max-bulk-len` | 512 MB | `-ERR Protocol error: invalid bulk length`, connection closed |
+//! | `proto-max-bulk-len` (`CONFIG SET`: 1 MB to 2^63-1) | 512 MB | `-ERR Protocol error: invalid bulk length`, connection closed |
 //! | multibulk length | 2^31-1 elements (as Redis; argv is grown lazily, never preallocated beyond 1024) | `-ERR Protocol error: invalid multibulk length`, connection closed |
 //! | inline command line | 64 KB | `-ERR Protocol error: too big inline request`, connection closed |
 //! | bulk/multibulk count line | 64 KB | `-ERR Protocol error: too big bulk count string` / `too big mbulk count string`, closed |
-//! | `client-query-buffer-limit` | 1 GB | connection closed (no reply, as Redis) |
+//! | `client-query-buffer-limit` (`CONFIG SET`: 1 MB to 2^63-1) | 1 GB | connection closed (no reply, as Redis) |
 //! | string values (`SETRANGE`, `APPEND`) | `proto-max-bulk-len` | `-ERR string exceeds maximum allowed size (proto-max-bulk-len)` |
 //! | `maxclients` | 10000 (lowered at start to fit `ulimit -n`) | `-ERR max number of clients reached`, connection closed |
 //! | `client-output-buffer-limit` | `normal 0 0 0` (no limit) | connection closed, counted in `INFO stats` |
@@ -31,6 +31,7 @@ pub const PROTO_MAX_MULTIBULK_LEN: usize = i32::MAX as usize;
 pub const DEFAULT_PROTO_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 /// Default `client-query-buffer-limit`: 1 GB.
 pub const DEFAULT_CLIENT_QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
+
 /// Default `maxclients` (Redis's).
 pub const DEFAULT_MAXCLIENTS: u64 = 10_000;
 /// Largest `maxclients` accepted (Redis: `UINT_MAX`).
@@ -84,6 +85,8 @@ impl Default for Config {
 pub struct RuntimeConfig {
     proto_max_bulk_len: AtomicUsize,
     client_query_buffer_limit: AtomicUsize,
+    /// `save`, as `CONFIG GET` shows it. Recorded only: ember does not persist yet.
+    save: parking_lot::Mutex<String>,
     /// Fixed at start-up.
     pub port: u16,
     /// Fixed at start-up.
@@ -97,29 +100,147 @@ pub struct RuntimeConfig {
     pub output_limits: OutputLimits,
 }
 
-/// The names `CONFIG GET` knows, in the order it lists them.
-const NAMES: &[&str] = &[
-    "proto-max-bulk-len",
-    "client-query-buffer-limit",
-    "port",
-    "bind",
-    "io-threads",
-    "maxclients",
-    "client-output-buffer-limit",
-    "cluster-enabled",
-    "cluster-require-full-coverage",
-    "databases",
-    "save",
-    "appendonly",
-    "maxmemory",
-    "maxmemory-policy",
+/// How a setting can change at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A byte size (Redis's memory units), within `min..=max`.
+    Memory { min: u64, max: u64 },
+    /// Redis's `save` syntax: pairs of `seconds changes`, or "" for none.
+    Save,
+    /// `maxclients`: 1 to `UINT_MAX`, and the open files limit must fit it.
+    Maxclients,
+    /// `client-output-buffer-limit`: `class hard soft seconds ...`.
+    OutputLimits,
+    /// Fixed at start-up, or decided elsewhere (the control plane).
+    Immutable,
+}
+
+/// One setting `CONFIG GET` knows.
+struct Param {
+    name: &'static str,
+    kind: Kind,
+}
+
+/// Redis's bounds for memory limits: at least 1 MB, at most `LONG_MAX`.
+const MEMORY_LIMIT: Kind = Kind::Memory {
+    min: 1024 * 1024,
+    max: i64::MAX as u64,
+};
+
+/// The settings, in the order `CONFIG GET` lists them.
+const PARAMS: &[Param] = &[
+    Param {
+        name: "proto-max-bulk-len",
+        kind: MEMORY_LIMIT,
+    },
+    Param {
+        name: "client-query-buffer-limit",
+        kind: MEMORY_LIMIT,
+    },
+    Param {
+        name: "port",
+        kind: Kind::Immutable,
+    },
+    Param {
+        name: "bind",
+        kind: Kind::Immutable,
+    },
+    Param {
+        name: "io-threads",
+        kind: Kind::Immutable,
+    },
+    Param {
+        name: "maxclients",
+        kind: Kind::Maxclients,
+    },
+    Param {
+        name: "client-output-buffer-limit",
+        kind: Kind::OutputLimits,
+    },
+    Param {
+        name: "cluster-enabled",
+        kind: Kind::Immutable,
+    },
+    // Decided by the control plane: `emberctl config set require-full-coverage`.
+    Param {
+        name: "cluster-require-full-coverage",
+        kind: Kind::Immutable,
+    },
+    Param {
+        name: "databases",
+        kind: Kind::Immutable,
+    },
+    Param {
+        name: "save",
+        kind: Kind::Save,
+    },
+    Param {
+        name: "appendonly",
+        kind: Kind::Immutable,
+    },
+    Param {
+        name: "maxmemory",
+        kind: Kind::Immutable,
+    },
+    Param {
+        name: "maxmemory-policy",
+        kind: Kind::Immutable,
+    },
 ];
+
+/// Why `CONFIG SET` refused; `Display` is Redis 7's error line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No such setting (the name as given).
+    #[error("ERR Unknown option or number of arguments for CONFIG SET - '{0}'")]
+    Unknown(String),
+    /// The setting cannot change at run time (the name as given).
+    #[error(
+        "ERR CONFIG SET failed (possibly related to argument '{0}') - can't set immutable config"
+    )]
+    Immutable(String),
+    /// The same setting twice in one `CONFIG SET` (the second name as given).
+    #[error("ERR CONFIG SET failed (possibly related to argument '{0}') - duplicate parameter")]
+    Duplicate(String),
+    /// A value the setting does not accept.
+    #[error("ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}")]
+    Invalid {
+        name: &'static str,
+        reason: InvalidValue,
+    },
+}
+
+/// What is wrong with a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    #[error("argument must be a memory value")]
+    NotMemory,
+    #[error("argument must be between {min} and {max} inclusive")]
+    OutOfRange { min: u64, max: u64 },
+    #[error("Invalid save parameters")]
+    Save,
+    #[error("argument couldn't be parsed into an integer")]
+    NotInteger,
+    #[error("The operating system is not able to handle the specified number of clients, try with {fits}")]
+    TooManyClients { fits: u64 },
+    #[error("{0}")]
+    OutputLimits(output_limits::LimitsError),
+}
+
+/// A validated new value.
+enum NewValue {
+    Memory(usize),
+    Save(String),
+    Maxclients(u64),
+    OutputLimits([ClassLimit; 3]),
+}
 
 impl RuntimeConfig {
     pub fn new(c: &Config) -> Self {
         RuntimeConfig {
             proto_max_bulk_len: AtomicUsize::new(c.proto_max_bulk_len),
             client_query_buffer_limit: AtomicUsize::new(c.client_query_buffer_limit),
+            save: parking_lot::Mutex::new(String::new()),
             port: c.port,
             bind: c.bind.clone(),
             io_threads: c.resolved_io_threads(),
@@ -147,9 +268,9 @@ impl RuntimeConfig {
         self.client_query_buffer_limit.load(Ordering::Relaxed)
     }
 
-    /// All setting names.
-    pub fn names() -> &'static [&'static str] {
-        NAMES
+    /// All setting names, in `CONFIG GET` order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        PARAMS.iter().map(|p| p.name)
     }
 
     /// The current value of a setting, as `CONFIG GET` shows it.
@@ -163,10 +284,9 @@ impl RuntimeConfig {
             "maxclients" => self.maxclients().to_string(),
             "client-output-buffer-limit" => self.output_limits.describe(),
             "cluster-enabled" => "yes".into(),
-            // Coverage is decided by the control plane; ember always requires it.
             "cluster-require-full-coverage" => "yes".into(),
             "databases" => "1".into(),
-            "save" => String::new(),
+            "save" => self.save.lock().clone(),
             "appendonly" => "no".into(),
             "maxmemory" => "0".into(),
             "maxmemory-policy" => "noeviction".into(),
@@ -174,101 +294,298 @@ impl RuntimeConfig {
         })
     }
 
-    /// `CONFIG SET name value`. Errors carry the text after `ERR `.
-    pub fn set(&self, name: &str, value: &[u8]) -> Result<(), String> {
-        let failed = |why: &dyn std::fmt::Display| {
-            format!("CONFIG SET failed (possibly related to argument '{name}') - {why}")
-        };
-        match name {
-            "maxclients" => return self.set_maxclients(value).map_err(|e| failed(&e)),
-            "client-output-buffer-limit" => {
-                return self.output_limits.set(value).map_err(|e| failed(&e))
+    /// `CONFIG SET name value [name value ...]`, all or nothing, checked in Redis 7's
+    /// order: every name first (the first unknown, immutable or repeated one is the
+    /// error), then every value (the first invalid one is the error); only then is
+    /// anything changed.
+    pub fn set(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), ConfigError> {
+        let mut params: Vec<&Param> = Vec::with_capacity(pairs.len());
+        for (name, _) in pairs {
+            let given = || String::from_utf8_lossy(name).into_owned();
+            let Some(p) = PARAMS
+                .iter()
+                .find(|p| name.eq_ignore_ascii_case(p.name.as_bytes()))
+            else {
+                return Err(ConfigError::Unknown(given()));
+            };
+            if p.kind == Kind::Immutable {
+                return Err(ConfigError::Immutable(given()));
             }
-            _ => {}
+            if params.iter().any(|q| q.name == p.name) {
+                return Err(ConfigError::Duplicate(given()));
+            }
+            params.push(p);
         }
-        let target = match name {
-            "proto-max-bulk-len" => &self.proto_max_bulk_len,
-            "client-query-buffer-limit" => &self.client_query_buffer_limit,
-            _ if NAMES.contains(&name) => {
-                return Err(format!(
-                    "CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
-                ))
+        let mut values = Vec::with_capacity(pairs.len());
+        for (p, (_, value)) in params.iter().zip(pairs) {
+            let invalid = |reason| ConfigError::Invalid {
+                name: p.name,
+                reason,
+            };
+            values.push(match p.kind {
+                Kind::Memory { min, max } => {
+                    let v = parse_memory(value).map_err(invalid)?;
+                    if !(min..=max).contains(&v) {
+                        return Err(invalid(InvalidValue::OutOfRange { min, max }));
+                    }
+                    // `max` is at most i64::MAX: fits a usize on the 64-bit targets ember
+                    // supports.
+                    NewValue::Memory(usize::try_from(v).unwrap_or(usize::MAX))
+                }
+                Kind::Save => NewValue::Save(parse_save(value).map_err(invalid)?),
+                Kind::Maxclients => {
+                    NewValue::Maxclients(self.check_maxclients(value).map_err(invalid)?)
+                }
+                Kind::OutputLimits => NewValue::OutputLimits(
+                    self.output_limits
+                        .parse(value)
+                        .map_err(|e| invalid(InvalidValue::OutputLimits(e)))?,
+                ),
+                Kind::Immutable => unreachable!("refused above"),
+            });
+        }
+        for (p, v) in params.iter().zip(values) {
+            match (p.name, v) {
+                ("proto-max-bulk-len", NewValue::Memory(v)) => {
+                    self.proto_max_bulk_len.store(v, Ordering::Relaxed)
+                }
+                ("client-query-buffer-limit", NewValue::Memory(v)) => {
+                    self.client_query_buffer_limit.store(v, Ordering::Relaxed)
+                }
+                (_, NewValue::Save(v)) => *self.save.lock() = v,
+                (_, NewValue::Maxclients(n)) => self.maxclients.store(n, Ordering::Relaxed),
+                (_, NewValue::OutputLimits(l)) => self.output_limits.store(l),
+                (name, _) => unreachable!("no setter for {name}"),
             }
-            _ => {
-                return Err(format!(
-                    "Unknown option or number of arguments for CONFIG SET - '{name}'"
-                ))
-            }
-        };
-        let v = parse_memory(value).filter(|v| *v >= 1024 * 1024).ok_or_else(|| {
-            format!(
-                "CONFIG SET failed (possibly related to argument '{name}') - argument must be a memory value"
-            )
-        })?;
-        target.store(v, Ordering::Relaxed);
+        }
         Ok(())
     }
+}
 
-    /// `CONFIG SET maxclients n`: raises the open files limit to fit, or fails as Redis
-    /// does and keeps the old value.
-    fn set_maxclients(&self, value: &[u8]) -> Result<(), MaxclientsError> {
-        let n = crate::resp::parse::parse_i64(value).ok_or(MaxclientsError::NotInteger)?;
+impl RuntimeConfig {
+    /// A new `maxclients`: in range, and the open files limit raised to fit it (as Redis
+    /// does at `CONFIG SET`), else refused with the number that would fit.
+    fn check_maxclients(&self, value: &[u8]) -> Result<u64, InvalidValue> {
+        let n = crate::resp::parse::parse_i64(value).ok_or(InvalidValue::NotInteger)?;
         let n = u64::try_from(n)
             .ok()
             .filter(|n| (1..=MAX_MAXCLIENTS).contains(n))
-            .ok_or(MaxclientsError::OutOfRange)?;
+            .ok_or(InvalidValue::OutOfRange {
+                min: 1,
+                max: MAX_MAXCLIENTS,
+            })?;
         match crate::fdlimit::fit(n, self.fd_reserve) {
-            Ok(_) => {}
+            Ok(_) => Ok(n),
             Err(crate::fdlimit::FdLimitError::TooLow { fits, .. }) => {
-                return Err(MaxclientsError::TooMany { fits })
+                Err(InvalidValue::TooManyClients { fits })
             }
             // Nothing to fit against (no such limit here): take the value.
-            Err(crate::fdlimit::FdLimitError::Unreadable(_)) => {}
+            Err(crate::fdlimit::FdLimitError::Unreadable(_)) => Ok(n),
         }
-        self.maxclients.store(n, Ordering::Relaxed);
-        Ok(())
     }
 }
 
-/// A rejected `maxclients`; `Display` is Redis's text.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-enum MaxclientsError {
-    #[error("argument couldn't be parsed into an integer")]
-    NotInteger,
-    #[error("argument must be between 1 and {MAX_MAXCLIENTS} inclusive")]
-    OutOfRange,
-    #[error("The operating system is not able to handle the specified number of clients, try with {fits}")]
-    TooMany { fits: u64 },
+/// Redis's `memtoull`: digits then an optional unit (`b`, `k`, `kb`, `m`, `mb`, `g`,
+/// `gb`, any case); no sign, no fraction. A value too large for 64 bits is reported
+/// as out of range (Redis's own arithmetic wraps there).
+fn parse_memory(v: &[u8]) -> Result<u64, InvalidValue> {
+    let split = v
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let mul: u64 = match unit.to_ascii_lowercase().as_slice() {
+        b"" | b"b" => 1,
+        b"k" => 1000,
+        b"kb" => 1024,
+        b"m" => 1000 * 1000,
+        b"mb" => 1024 * 1024,
+        b"g" => 1000 * 1000 * 1000,
+        b"gb" => 1024 * 1024 * 1024,
+        _ => return Err(InvalidValue::NotMemory),
+    };
+    let too_big = InvalidValue::OutOfRange {
+        min: 0,
+        max: u64::MAX,
+    };
+    // No digits at all reads as 0, as in Redis (then out of range for every limit).
+    let n = digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    });
+    n.and_then(|n| n.checked_mul(mul)).ok_or(too_big)
 }
 
-/// Parses `100`, `1k`, `1kb`, `512mb`, `1gb` (Redis's memory units).
-fn parse_memory(v: &[u8]) -> Option<usize> {
-    let s = std::str::from_utf8(v).ok()?.to_ascii_lowercase();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: usize = num.parse().ok()?;
-    let mul: usize = match unit {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => return None,
+/// Validates a `save` value as Redis does and returns it as `CONFIG GET` shows it:
+/// words separated by single spaces, in pairs `seconds changes` with seconds >= 1 and
+/// changes >= 0 (each read like C's `strtoll`, changes then kept as a C `int`); `""`
+/// means no save points.
+fn parse_save(v: &[u8]) -> Result<String, InvalidValue> {
+    if v.is_empty() {
+        return Ok(String::new());
+    }
+    let words: Vec<&[u8]> = v.split(|&c| c == b' ').collect();
+    if !words.len().is_multiple_of(2) {
+        return Err(InvalidValue::Save);
+    }
+    let mut points = Vec::with_capacity(words.len() / 2);
+    for pair in words.chunks(2) {
+        let seconds = strtoll(pair[0]).filter(|&s| s >= 1);
+        let changes = strtoll(pair[1]).filter(|&c| c >= 0);
+        match (seconds, changes) {
+            // Redis stores `changes` in an int.
+            (Some(s), Some(c)) => points.push(format!("{s} {}", c as i32)),
+            _ => return Err(InvalidValue::Save),
+        }
+    }
+    Ok(points.join(" "))
+}
+
+/// C's `strtoll(s, &end, 10)` with `*end == '\0'` required: leading white space, an
+/// optional sign, digits (none at all reads as 0 only for the empty word), saturating at
+/// the `i64` bounds.
+fn strtoll(w: &[u8]) -> Option<i64> {
+    if w.is_empty() {
+        return Some(0);
+    }
+    let mut i = w
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+        .unwrap_or(w.len());
+    let neg = match w.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
     };
-    n.checked_mul(mul)
+    let digits = &w[i..];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        let d = i64::from(d - b'0');
+        v = v
+            .saturating_mul(10)
+            .saturating_add(if neg { -d } else { d });
+        if neg && v == i64::MIN || !neg && v == i64::MAX {
+            break;
+        }
+    }
+    Some(v)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rc() -> RuntimeConfig {
+        RuntimeConfig::new(&Config::default())
+    }
+
+    fn set(c: &RuntimeConfig, pairs: &[(&str, &str)]) -> Result<(), String> {
+        let pairs: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        c.set(&pairs).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn memory_units() {
-        assert_eq!(parse_memory(b"512mb"), Some(512 * 1024 * 1024));
-        assert_eq!(parse_memory(b"1k"), Some(1000));
-        assert_eq!(parse_memory(b"12"), Some(12));
-        assert_eq!(parse_memory(b"x"), None);
+        assert_eq!(parse_memory(b"512mb"), Ok(512 * 1024 * 1024));
+        assert_eq!(parse_memory(b"1k"), Ok(1000));
+        assert_eq!(parse_memory(b"1KB"), Ok(1024));
+        assert_eq!(parse_memory(b"12"), Ok(12));
+        assert_eq!(parse_memory(b""), Ok(0));
+        assert_eq!(parse_memory(b"x"), Err(InvalidValue::NotMemory));
+        assert_eq!(parse_memory(b"-1"), Err(InvalidValue::NotMemory));
+        assert_eq!(parse_memory(b"1.5mb"), Err(InvalidValue::NotMemory));
+        assert!(matches!(
+            parse_memory(b"18446744073709551616"),
+            Err(InvalidValue::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            parse_memory(b"17179869184gb"),
+            Err(InvalidValue::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_have_redis_bounds_and_wording() {
+        let c = rc();
+        let between = "ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - argument must be between 1048576 and 9223372036854775807 inclusive";
+        for v in ["18446744073709551615", "9223372036854775808", "100", ""] {
+            assert_eq!(
+                set(&c, &[("proto-max-bulk-len", v)]),
+                Err(between.into()),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            set(&c, &[("proto-max-bulk-len", "1x")]),
+            Err("ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - argument must be a memory value".into())
+        );
+        assert_eq!(c.proto_max_bulk_len(), DEFAULT_PROTO_MAX_BULK_LEN);
+        assert_eq!(
+            set(&c, &[("proto-max-bulk-len", "9223372036854775807")]),
+            Ok(())
+        );
+        assert_eq!(c.proto_max_bulk_len(), i64::MAX as usize);
+        assert_eq!(set(&c, &[("CLIENT-QUERY-BUFFER-LIMIT", "1mb")]), Ok(()));
+        assert_eq!(c.client_query_buffer_limit(), 1 << 20);
+    }
+
+    #[test]
+    fn names_are_checked_first_and_nothing_changes_on_error() {
+        let c = rc();
+        assert_eq!(
+            set(&c, &[("proto-max-bulk-len", "1mb"), ("NoSuch", "1")]),
+            Err("ERR Unknown option or number of arguments for CONFIG SET - 'NoSuch'".into())
+        );
+        assert_eq!(
+            set(&c, &[("io-threads", "1"), ("nosuch", "1")]),
+            Err("ERR CONFIG SET failed (possibly related to argument 'io-threads') - can't set immutable config".into())
+        );
+        assert_eq!(
+            set(&c, &[("proto-max-bulk-len", "1mb"), ("PROTO-MAX-BULK-LEN", "2mb")]),
+            Err("ERR CONFIG SET failed (possibly related to argument 'PROTO-MAX-BULK-LEN') - duplicate parameter".into())
+        );
+        assert_eq!(
+            set(&c, &[("proto-max-bulk-len", "2mb"), ("client-query-buffer-limit", "1")]),
+            Err("ERR CONFIG SET failed (possibly related to argument 'client-query-buffer-limit') - argument must be between 1048576 and 9223372036854775807 inclusive".into())
+        );
+        assert_eq!(c.proto_max_bulk_len(), DEFAULT_PROTO_MAX_BULK_LEN);
+    }
+
+    #[test]
+    fn save_is_validated_and_recorded_like_redis() {
+        let c = rc();
+        assert_eq!(c.get("save").as_deref(), Some(""));
+        for (v, shown) in [
+            ("100 1", "100 1"),
+            ("100 ", "100 0"),
+            ("+5 -0", "5 0"),
+            ("3600 1 300 100", "3600 1 300 100"),
+            (
+                "99999999999999999999 99999999999",
+                "9223372036854775807 1215752191",
+            ),
+            ("", ""),
+        ] {
+            assert_eq!(set(&c, &[("save", v)]), Ok(()), "{v:?}");
+            assert_eq!(c.get("save").as_deref(), Some(shown), "{v:?}");
+        }
+        for v in ["1", "0 1", "-1 1", "1 -1", "1x 1", "100  1", " 5 1", "+ 1"] {
+            assert_eq!(
+                set(&c, &[("save", v)]),
+                Err("ERR CONFIG SET failed (possibly related to argument 'save') - Invalid save parameters".into()),
+                "{v:?}"
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`server`]: the accept loop (`maxclients`), the per-connection task (pipelining in
 //!   bounded turns, backpressure, `client-output-buffer-limit`), the active expiry task
 //!   and the [`ServerState`] shared by all connections.
+//! - [`glob`]: the glob matcher behind every pattern (KEYS, SCAN MATCH, CONFIG GET).
 //! - [`config`]: limits and the settings `CONFIG GET/SET` expose.
 //! - [`fdlimit`]: the open files limit, fitted to `maxclients` plus a reserve.
 //! - [`alloc`]: an optional counting global allocator for `used_memory`.
@@ -31,6 +32,7 @@ pub mod cmd;
 pub mod config;
 pub mod db;
 pub mod fdlimit;
+pub mod glob;
 pub mod handoff;
 pub mod internal;
 pub mod migration;

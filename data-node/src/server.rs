@@ -22,7 +22,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +68,20 @@ pub struct ClientInfo {
     pub resp: AtomicU8,
     /// Reply bytes queued and not yet written to the socket.
     pub omem: AtomicUsize,
+    /// The socket's file descriptor (-1 until known).
+    pub fd: AtomicI32,
+    /// The last command: `TABLE` index << 8 | subcommand position + 1 (`u32::MAX`:
+    /// none yet), for `cmd=` (see [`crate::cmd::command_name`]).
+    pub last_cmd: AtomicU32,
+    /// When the last command arrived, ms since the epoch.
+    pub last_interaction: AtomicU64,
+    /// Unparsed input buffered, and the read buffer's capacity.
+    pub qbuf: AtomicUsize,
+    pub qbuf_cap: AtomicUsize,
+    /// Commands queued by `MULTI` (-1 outside a transaction).
+    pub multi: AtomicI64,
+    /// `READONLY` was sent.
+    pub readonly: AtomicBool,
 }
 
 impl ClientInfo {
@@ -80,10 +96,33 @@ impl ClientInfo {
             lib_ver: Mutex::new(None),
             resp: AtomicU8::new(2),
             omem: AtomicUsize::new(0),
+            fd: AtomicI32::new(-1),
+            last_cmd: AtomicU32::new(u32::MAX),
+            last_interaction: AtomicU64::new(crate::db::now_ms()),
+            qbuf: AtomicUsize::new(0),
+            qbuf_cap: AtomicUsize::new(0),
+            multi: AtomicI64::new(-1),
+            readonly: AtomicBool::new(false),
         }
     }
 
-    /// One `CLIENT LIST` line (without the trailing newline).
+    /// Records the command being run (`TABLE[idx]`, its subcommand position) at `now`.
+    pub fn record_command(&self, idx: usize, sub: Option<usize>, now: u64) {
+        let sub = sub.map_or(0, |n| (n + 1).min(0xff)) as u32;
+        self.last_cmd
+            .store((idx as u32) << 8 | sub, Ordering::Relaxed);
+        self.last_interaction.store(now, Ordering::Relaxed);
+    }
+
+    /// Records the connection's read buffer: bytes not parsed yet, and its capacity.
+    pub fn set_query_buffer(&self, len: usize, capacity: usize) {
+        self.qbuf.store(len, Ordering::Relaxed);
+        self.qbuf_cap.store(capacity, Ordering::Relaxed);
+    }
+
+    /// One `CLIENT LIST` line (without the trailing newline), in Redis 7's format
+    /// (then `lib-name` / `lib-ver`, as Redis 7.2 adds). `omem` is the reply bytes not
+    /// yet written; there is no reply list, so `obl`/`oll` are 0.
     pub fn describe(&self) -> String {
         let s = |m: &Mutex<Option<Bytes>>| {
             m.lock()
@@ -91,13 +130,41 @@ impl ClientInfo {
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default()
         };
+        let cmd = match self.last_cmd.load(Ordering::Relaxed) {
+            u32::MAX => "NULL",
+            v => crate::cmd::command_name(
+                (v >> 8) as usize,
+                (v & 0xff).checked_sub(1).map(|n| n as usize),
+            ),
+        };
+        let multi = self.multi.load(Ordering::Relaxed);
+        let mut flags = String::new();
+        if multi >= 0 {
+            flags.push('x');
+        }
+        if self.readonly.load(Ordering::Relaxed) {
+            flags.push('r');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let idle = crate::db::now_ms()
+            .saturating_sub(self.last_interaction.load(Ordering::Relaxed))
+            / 1000;
+        let (qbuf, cap) = (
+            self.qbuf.load(Ordering::Relaxed),
+            self.qbuf_cap.load(Ordering::Relaxed),
+        );
+        let omem = self.omem.load(Ordering::Relaxed);
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=NULL user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs={cap} rbp={cap} obl=0 oll=0 omem={omem} tot-mem={cap} events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
+            self.fd.load(Ordering::Relaxed),
             s(&self.name),
             self.created.elapsed().as_secs(),
+            cap.saturating_sub(qbuf),
             self.resp.load(Ordering::Relaxed),
             s(&self.lib_name),
             s(&self.lib_ver),
@@ -179,7 +246,7 @@ impl ServerState {
     }
 
     /// `used_memory`: bytes allocated through [`alloc::Counting`] if `main` installed
-    /// it as the global allocator, else the resident set size.
+    /// it as the global allocator (the data node does), else the resident set size.
     pub fn used_memory(&self) -> usize {
         match alloc::allocated() {
             0 => rss_bytes(),
@@ -202,11 +269,7 @@ pub static ALLOCATOR: std::sync::OnceLock<&'static str> = std::sync::OnceLock::n
 
 /// What `INFO memory` reports as `mem_allocator`.
 pub fn allocator_name() -> &'static str {
-    if alloc::allocated() > 0 {
-        "counting"
-    } else {
-        ALLOCATOR.get().copied().unwrap_or("libc")
-    }
+    ALLOCATOR.get().copied().unwrap_or("libc")
 }
 
 /// Serves RESP clients on `listener` until `shutdown` completes, then stops accepting,

@@ -21,6 +21,8 @@ use rand::{Rng, SeedableRng};
 use redis::Value;
 
 const COMMANDS_PER_SEED: usize = 3000;
+const MIN: &str = "-9223372036854775808";
+const MAX: &str = "9223372036854775807";
 const SEEDS: &[u64] = &[1, 2, 3, 42, 1337, 20240601, 5, 6, 77, 314159];
 const RESP3_SEEDS: &[u64] = &[7, 99, 2024, 8];
 
@@ -28,6 +30,8 @@ const RESP3_SEEDS: &[u64] = &[7, 99, 2024, 8];
 struct RedisServer {
     child: Child,
     port: u16,
+    /// Its working directory (the sequences may `CONFIG SET save`).
+    _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -36,6 +40,7 @@ impl RedisServer {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -46,6 +51,8 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "no",
+                "--dir",
+                &dir.path().display().to_string(),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -53,7 +60,11 @@ impl RedisServer {
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}): the differential test needs it installed (apt-get install redis-server)")
             });
-        let server = RedisServer { child, port };
+        let server = RedisServer {
+            child,
+            port,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(c) = redis::Client::open(server.url()) {
@@ -186,6 +197,153 @@ impl Gen {
             .to_string()
     }
 
+    /// `HRANDFIELD` / `ZRANDMEMBER` with counts at the edges of their ranges (`with`:
+    /// `WITHVALUES` / `WITHSCORES`). Huge negative counts without it are valid and ask
+    /// Redis for an endless reply, so they are not sent.
+    fn random_count(&mut self, cmd: &str, k: String, with: &str) -> Vec<(Vec<String>, Cmp)> {
+        let (args, cmp): (&[&str], Cmp) = match self.rng.random_range(0..10) {
+            0 => (&[MIN], Cmp::Exact),
+            1 => (&[MIN, with], Cmp::Exact),
+            2 => (&["-9223372036854770000", with], Cmp::Exact),
+            3 => (&["4611686018427387904", with], Cmp::Exact),
+            4 => (&["-4611686018427387904", with], Cmp::Exact),
+            5 => (&["x", with], Cmp::Exact),
+            6 => (&["1", with, "x"], Cmp::Exact),
+            7 => (&["x", "y"], Cmp::Exact),
+            8 => (&["-3", with], Cmp::Shape),
+            _ => (&["0", with], Cmp::Exact),
+        };
+        let mut v = vec![cmd.to_string(), k];
+        v.extend(args.iter().map(|a| a.to_string()));
+        vec![(v, cmp)]
+    }
+
+    /// `LMPOP` / `ZMPOP` over keys of one slot, sometimes malformed.
+    fn mpop(&mut self, cmd: &str, ends: [&str; 2]) -> Vec<String> {
+        let mut v = vec![cmd.to_string()];
+        let n = self.rng.random_range(1..=3);
+        // Never more than the keys given: the next words would be taken for keys, which
+        // a cluster answers with CROSSSLOT before the command can say "syntax error".
+        v.push(match self.rng.random_range(0..5) {
+            0 => "0".into(),
+            1 => "x".into(),
+            _ => self.rng.random_range(1..=n).to_string(),
+        });
+        for _ in 0..n {
+            v.push(self.tkey());
+        }
+        v.push(self.pick(&[ends[0], ends[1], "UP"]).into());
+        if self.chance(0.5) {
+            v.push("COUNT".into());
+            v.push(self.pick(&["1", "2", "10", "0", "-1", "x", MAX]).into());
+        }
+        v
+    }
+
+    /// `CONFIG SET` of one or two settings (valid, invalid, repeated, immutable or
+    /// unknown), or `CONFIG GET` of one.
+    fn config(&mut self) -> Vec<(Vec<String>, Cmp)> {
+        let names = [
+            "proto-max-bulk-len",
+            "client-query-buffer-limit",
+            "save",
+            "PROTO-MAX-BULK-LEN",
+            "io-threads",
+            "databases",
+            "nosuch",
+        ];
+        if self.chance(0.3) {
+            let name = self.pick(&[
+                "proto-max-bulk-len",
+                "save",
+                "client-query-buffer-limit",
+                "nosuch",
+            ]);
+            return vec![(vec!["CONFIG".into(), "GET".into(), name.into()], Cmp::Exact)];
+        }
+        let mut v = vec!["CONFIG".to_string(), "SET".into()];
+        for _ in 0..self.rng.random_range(1..=2) {
+            let name = self.pick(&names);
+            let value = if name.eq_ignore_ascii_case("save") {
+                self.pick(&[
+                    "",
+                    "3600 1",
+                    "3600 1 7200 100",
+                    "0 1",
+                    "1",
+                    "100  1",
+                    "+3600 -0",
+                ])
+            } else {
+                self.pick(&[
+                    "1mb",
+                    "512mb",
+                    "1gb",
+                    "100",
+                    "1x",
+                    "-1",
+                    "",
+                    "18446744073709551615",
+                    "9223372036854775807",
+                    "9223372036854775808",
+                ])
+            };
+            v.push(name.into());
+            v.push(value.into());
+        }
+        vec![(v, Cmp::Exact)]
+    }
+
+    /// A write to `k` that may or may not change it.
+    fn maybe_noop_write(&mut self, k: &str) -> Vec<String> {
+        let k = k.to_string();
+        let (m, other, other2) = (self.mem(), self.tkey(), self.tkey());
+        match self.rng.random_range(0..26) {
+            0 => vec!["SMOVE".into(), other, k, m],
+            1 => vec!["SMOVE".into(), k, other, m],
+            2 => vec!["SMOVE".into(), k.clone(), k, m],
+            3 => vec!["SREM".into(), k, m],
+            4 => vec!["SADD".into(), k, m],
+            5 => vec!["HDEL".into(), k, m],
+            6 => vec!["HSETNX".into(), k, m, "v".into()],
+            7 => vec!["DEL".into(), k],
+            8 => vec![
+                "EXPIRE".into(),
+                k,
+                "100".into(),
+                self.pick(&["XX", "NX", "GT"]).into(),
+            ],
+            9 => vec!["PERSIST".into(), k],
+            10 => vec!["LPUSHX".into(), k, m],
+            11 => vec!["LREM".into(), k, "1".into(), m],
+            12 => vec!["LINSERT".into(), k, "BEFORE".into(), m.clone(), m],
+            13 => vec!["ZREM".into(), k, m],
+            14 => vec![
+                "ZADD".into(),
+                k,
+                self.pick(&["NX", "XX"]).into(),
+                "1".into(),
+                m,
+            ],
+            15 => vec![self.pick(&["SETNX", "GETSET"]).into(), k, "v".into()],
+            16 => vec!["SET".into(), k, "v".into(), self.pick(&["NX", "XX"]).into()],
+            17 => vec![
+                self.pick(&["GETDEL", "GETEX", "SPOP", "LPOP", "INCR"])
+                    .into(),
+                k,
+            ],
+            18 => vec!["RPOPLPUSH".into(), k, other],
+            19 => vec!["ZREMRANGEBYSCORE".into(), k, "5".into(), "6".into()],
+            20 => vec!["SINTERSTORE".into(), k, other, other2],
+            21 => vec!["RENAMENX".into(), k, other],
+            22 => vec!["LTRIM".into(), k, "0".into(), "-1".into()],
+            23 if self.chance(0.5) => vec!["APPEND".into(), k, "".into()],
+            23 => vec!["SETRANGE".into(), k, "0".into(), "".into()],
+            24 => vec!["LMPOP".into(), "1".into(), k, "LEFT".into()],
+            _ => vec!["HSET".into(), k, m, "v".into()],
+        }
+    }
+
     /// One command (or a transaction block, as several) and how to compare it.
     fn next(&mut self) -> Vec<(Vec<String>, Cmp)> {
         use Cmp::*;
@@ -195,7 +353,7 @@ impl Gen {
         let k = self.key();
         match family {
             // strings
-            0..=22 => match self.rng.random_range(0..24) {
+            0..=22 => match self.rng.random_range(0..26) {
                 0 => one(vec!["GET".into(), k], Exact),
                 1 => {
                     let mut v = vec!["SET".into(), k, self.val()];
@@ -280,13 +438,33 @@ impl Gen {
                 20 => one(s(&["SET", "a"]), Exact),
                 21 => one(s(&["GET"]), Exact),
                 22 => one(vec!["SUBSTR".into(), k, self.int(), self.int()], Exact),
+                // Offsets and increments at the edges of their ranges.
+                23 => {
+                    let v = match self.rng.random_range(0..6) {
+                        0 => vec!["SETRANGE".into(), k, "536870912".into(), "x".into()],
+                        1 => vec!["SETRANGE".into(), k, MAX.into(), "x".into()],
+                        2 => vec!["SETRANGE".into(), k, "0".into(), "".into()],
+                        3 => vec!["GETRANGE".into(), k, MIN.into(), MAX.into()],
+                        4 => vec!["GETRANGE".into(), k, MAX.into(), MIN.into()],
+                        _ => vec!["GETRANGE".into(), k, "-1".into(), MIN.into()],
+                    };
+                    one(v, Exact)
+                }
+                24 => one(
+                    vec![
+                        self.pick(&["INCRBY", "DECRBY"]).into(),
+                        k,
+                        self.pick(&[MIN, MAX, "-9223372036854775807"]).into(),
+                    ],
+                    Exact,
+                ),
                 _ => one(
                     vec!["INCRBY".into(), k, "9223372036854775807".into()],
                     Exact,
                 ),
             },
             // keys
-            23..=40 => match self.rng.random_range(0..22) {
+            23..=40 => match self.rng.random_range(0..24) {
                 0 => one(vec!["DEL".into(), self.tkey(), self.tkey()], Exact),
                 1 => one(vec!["UNLINK".into(), self.tkey()], Exact),
                 2 => one(
@@ -357,12 +535,23 @@ impl Gen {
                 }
                 19 => one(s(&["DBSIZE"]), Exact),
                 20 => one(vec!["ECHO".into(), self.val()], Exact),
+                21 => {
+                    let v = vec![
+                        self.pick(&["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"])
+                            .into(),
+                        k,
+                        self.pick(&[MAX, MIN, "9223372036854775", "9223372036854775000"])
+                            .into(),
+                    ];
+                    one(v, Exact)
+                }
+                22 => self.config(),
                 _ => one(vec!["FOO".into(), self.val(), self.val()], Exact),
             },
             // hashes
             41..=55 => {
                 let f = self.mem();
-                match self.rng.random_range(0..17) {
+                match self.rng.random_range(0..19) {
                     0 => one(
                         vec!["HSET".into(), k, f, self.val(), self.mem(), self.val()],
                         Exact,
@@ -385,13 +574,18 @@ impl Gen {
                         Scan { pairs: true },
                     ),
                     15 => one(vec!["HRANDFIELD".into(), k, "100".into()], Sorted),
+                    16 => one(
+                        vec!["HRANDFIELD".into(), k, "100".into(), "WITHVALUES".into()],
+                        SortedPairs,
+                    ),
+                    17 => self.random_count("HRANDFIELD", k, "WITHVALUES"),
                     _ => one(vec!["HSET".into(), k, f], Exact),
                 }
             }
             // lists
             56..=70 => {
                 let m = self.mem();
-                match self.rng.random_range(0..18) {
+                match self.rng.random_range(0..20) {
                     0 => one(vec!["LPUSH".into(), k, m, self.mem()], Exact),
                     1 => one(vec!["RPUSH".into(), k, m, self.mem(), self.mem()], Exact),
                     2 => one(vec!["LPUSHX".into(), k, m], Exact),
@@ -440,13 +634,44 @@ impl Gen {
                     }
                     15 => one(vec!["LRANGE".into(), k, "0".into(), "-1".into()], Exact),
                     16 => one(vec!["LPOP".into(), k, "1".into(), "2".into()], Exact),
+                    17 => one(self.mpop("LMPOP", ["LEFT", "RIGHT"]), Exact),
+                    18 => {
+                        let v = match self.rng.random_range(0..7) {
+                            0 => vec!["LRANGE".into(), k, MIN.into(), MAX.into()],
+                            1 => vec!["LRANGE".into(), k, MAX.into(), MIN.into()],
+                            2 => vec!["LINDEX".into(), k, MIN.into()],
+                            3 => vec!["LSET".into(), k, MIN.into(), m],
+                            4 => vec![
+                                "LPOS".into(),
+                                k,
+                                m,
+                                "RANK".into(),
+                                "-9223372036854775807".into(),
+                            ],
+                            5 => vec![
+                                "LPOS".into(),
+                                k,
+                                m,
+                                "COUNT".into(),
+                                MAX.into(),
+                                "MAXLEN".into(),
+                                MAX.into(),
+                            ],
+                            _ => vec![
+                                self.pick(&["LPOP", "RPOP"]).into(),
+                                k,
+                                self.pick(&[MIN, MAX]).into(),
+                            ],
+                        };
+                        one(v, Exact)
+                    }
                     _ => one(vec!["LPUSH".into(), k], Exact),
                 }
             }
             // sets
             71..=84 => {
                 let m = self.mem();
-                match self.rng.random_range(0..20) {
+                match self.rng.random_range(0..22) {
                     0 | 1 => one(vec!["SADD".into(), k, m, self.mem(), self.mem()], Exact),
                     2 => one(vec!["SREM".into(), k, m, self.mem()], Exact),
                     3 => one(vec!["SISMEMBER".into(), k, m], Exact),
@@ -491,13 +716,22 @@ impl Gen {
                     }
                     16 => one(vec!["SPOP".into(), k, "-1".into()], Exact),
                     17 => one(vec!["SPOP".into(), "nosuchset".into()], Exact),
+                    18 => one(
+                        vec![
+                            self.pick(&["SRANDMEMBER", "SPOP"]).into(),
+                            k,
+                            self.pick(&[MIN, "x", "0"]).into(),
+                        ],
+                        Exact,
+                    ),
+                    19 => one(vec!["SPOP".into(), k, MAX.into()], Sorted),
                     _ => one(vec!["SCARD".into(), k], Exact),
                 }
             }
             // sorted sets
             85..=95 => {
                 let m = self.mem();
-                match self.rng.random_range(0..24) {
+                match self.rng.random_range(0..28) {
                     0..=2 => {
                         let mut v = vec!["ZADD".into(), k];
                         for _ in 0..self.rng.random_range(0..3) {
@@ -612,6 +846,22 @@ impl Gen {
                         vec!["ZSCAN".into(), k, "0".into(), "COUNT".into(), "2".into()],
                         Scan { pairs: true },
                     ),
+                    23 => one(
+                        vec!["ZRANDMEMBER".into(), k, "100".into(), "WITHSCORES".into()],
+                        SortedPairs,
+                    ),
+                    24 => self.random_count("ZRANDMEMBER", k, "WITHSCORES"),
+                    25 => one(self.mpop("ZMPOP", ["MIN", "MAX"]), Exact),
+                    // Redis 7.2's WITHSCORE: not in the version ember reports.
+                    26 => one(
+                        vec![
+                            self.pick(&["ZRANK", "ZREVRANK"]).into(),
+                            k,
+                            m,
+                            "WITHSCORE".into(),
+                        ],
+                        Exact,
+                    ),
                     _ => one(
                         vec![
                             "ZRANGE".into(),
@@ -625,7 +875,7 @@ impl Gen {
                 }
             }
             // transactions and connection commands
-            _ => match self.rng.random_range(0..8) {
+            _ => match self.rng.random_range(0..10) {
                 0 | 1 => {
                     let mut cmds = vec![(s(&["MULTI"]), Exact)];
                     for _ in 0..self.rng.random_range(0..4) {
@@ -661,6 +911,19 @@ impl Gen {
                     cmds
                 }
                 3 => one(s(&["EXEC"]), Exact),
+                8 | 9 => {
+                    // WATCH, then a write to the watched key that may change nothing
+                    // (Redis then touches no key and EXEC runs), then a transaction.
+                    let k = self.tkey();
+                    let write = self.maybe_noop_write(&k);
+                    vec![
+                        (vec!["WATCH".into(), k.clone()], Exact),
+                        (write, Exact),
+                        (s(&["MULTI"]), Exact),
+                        (vec!["GET".into(), k], Exact),
+                        (s(&["EXEC"]), Exact),
+                    ]
+                }
                 4 => one(s(&["DISCARD"]), Exact),
                 5 => one(vec!["PING".into(), self.val()], Exact),
                 6 => one(s(&["PING"]), Exact),
@@ -721,11 +984,17 @@ fn sorted_strings(vals: &[Value]) -> Vec<String> {
     v
 }
 
+/// Pairs as a sorted list: `[k, v, k, v]` (RESP2) or `[[k, v], [k, v]]` (RESP3 nested
+/// pairs) each keep their shape, so a flat reply where Redis nests does not compare equal.
 fn sorted_pairs(vals: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = vals
-        .chunks(2)
-        .map(|p| p.iter().map(show).collect::<Vec<_>>().join("="))
-        .collect();
+    let nested = !vals.is_empty() && vals.iter().all(|v| matches!(v, Value::Array(_)));
+    let mut v: Vec<String> = if nested {
+        vals.iter().map(show).collect()
+    } else {
+        vals.chunks(2)
+            .map(|p| p.iter().map(show).collect::<Vec<_>>().join("="))
+            .collect()
+    };
     v.sort();
     v
 }
@@ -783,7 +1052,10 @@ fn run(con: &mut redis::Connection, args: &[String], cmp: Cmp) -> String {
                 Value::Array(_) | Value::Set(_) => sorted_strings(&items(&v)).join(" "),
                 other => show(&other),
             },
-            Cmp::SortedPairs => sorted_pairs(&items(&v)).join(" "),
+            Cmp::SortedPairs => match v {
+                Value::Array(_) | Value::Map(_) => sorted_pairs(&items(&v)).join(" "),
+                other => show(&other),
+            },
             Cmp::Shape => match v {
                 Value::Nil => "nil".into(),
                 Value::Array(i) => format!("array of {}", i.len()),
@@ -901,4 +1173,382 @@ fn ember_matches_redis_with_resp3() {
         eprintln!("differential (RESP3): seed {seed}");
         run_seed(seed, &redis_url, &ember_url);
     }
+}
+
+/// A fixed sequence covering each edge case of issue 10 items 10-12 explicitly, on
+/// RESP2 and RESP3: limits and their errors, counts and offsets at the edges of their
+/// ranges, replies in pairs, no-op writes under WATCH.
+#[test]
+fn ember_matches_redis_on_edge_cases() {
+    use Cmp::*;
+    let redis = RedisServer::start();
+    let ember = common::start_in_thread();
+    let c = |s: &[&str], cmp: Cmp| (s.iter().map(|x| x.to_string()).collect::<Vec<_>>(), cmp);
+    let script = vec![
+        // CONFIG SET: bounds, wording, order of checks, all or nothing.
+        c(
+            &[
+                "CONFIG",
+                "SET",
+                "proto-max-bulk-len",
+                "18446744073709551615",
+            ],
+            Exact,
+        ),
+        c(&["CONFIG", "SET", "proto-max-bulk-len", "100"], Exact),
+        c(&["CONFIG", "SET", "proto-max-bulk-len", "1x"], Exact),
+        c(&["CONFIG", "SET", "proto-max-bulk-len", "-1"], Exact),
+        c(&["CONFIG", "SET", "proto-max-bulk-len", ""], Exact),
+        c(
+            &[
+                "CONFIG",
+                "SET",
+                "client-query-buffer-limit",
+                "9223372036854775808",
+            ],
+            Exact,
+        ),
+        c(&["CONFIG", "SET", "proto-max-bulk-len", MAX], Exact),
+        c(&["CONFIG", "GET", "proto-max-bulk-len"], Exact),
+        c(&["CONFIG", "SET", "proto-max-bulk-len", "512mb"], Exact),
+        c(&["CONFIG", "SET", "save", ""], Exact),
+        c(&["CONFIG", "GET", "save"], Exact),
+        c(&["CONFIG", "SET", "save", "3600 1 300 100"], Exact),
+        c(&["CONFIG", "GET", "save"], Exact),
+        c(&["CONFIG", "SET", "save", "0 1"], Exact),
+        c(&["CONFIG", "SET", "save", "100  1"], Exact),
+        c(&["CONFIG", "SET", "save", ""], Exact),
+        c(&["CONFIG", "GET", "save"], Exact),
+        c(
+            &[
+                "CONFIG",
+                "SET",
+                "proto-max-bulk-len",
+                "1mb",
+                "PROTO-MAX-BULK-LEN",
+                "2mb",
+            ],
+            Exact,
+        ),
+        c(&["CONFIG", "SET", "io-threads", "2"], Exact),
+        c(&["CONFIG", "SET", "databases", "2", "nosuch", "1"], Exact),
+        c(&["CONFIG", "SET", "nosuch", "1", "io-threads", "2"], Exact),
+        c(
+            &[
+                "CONFIG",
+                "SET",
+                "proto-max-bulk-len",
+                "2mb",
+                "client-query-buffer-limit",
+                "1",
+            ],
+            Exact,
+        ),
+        c(&["CONFIG", "GET", "proto-max-bulk-len"], Exact),
+        c(
+            &["CONFIG", "SET", "proto-max-bulk-len", "1mb", "save"],
+            Exact,
+        ),
+        c(&["CONFIG", "RESETSTAT", "x"], Exact),
+        // Counts, offsets and indexes at the edges.
+        c(&["HSET", "{t}h", "a", "1", "b", "2", "c", "3"], Exact),
+        c(
+            &["HRANDFIELD", "{t}h", "-9223372036854770000", "WITHVALUES"],
+            Exact,
+        ),
+        c(&["HRANDFIELD", "{t}h", MIN], Exact),
+        c(&["HRANDFIELD", "{t}h", "1", "WITHVALUES", "x"], Exact),
+        c(&["HRANDFIELD", "{t}h", "x", "y"], Exact),
+        c(
+            &[
+                "HRANDFIELD",
+                "{t}nohash",
+                "-9223372036854770000",
+                "WITHVALUES",
+            ],
+            Exact,
+        ),
+        c(&["SADD", "{t}s", "a", "b", "c"], Exact),
+        c(&["SRANDMEMBER", "{t}s", MIN], Exact),
+        c(&["SRANDMEMBER", "{t}noset", MIN], Exact),
+        c(&["SPOP", "{t}s", MIN], Exact),
+        c(&["ZADD", "{t}z", "1", "a", "2", "b", "3", "c"], Exact),
+        c(&["ZRANDMEMBER", "{t}z", MIN], Exact),
+        c(
+            &["ZRANDMEMBER", "{t}z", "-9223372036854770000", "WITHSCORES"],
+            Exact,
+        ),
+        c(&["ZRANDMEMBER", "{t}z", MAX, "WITHSCORES"], Exact),
+        c(
+            &[
+                "ZRANGE", "{t}z", "-inf", "+inf", "BYSCORE", "LIMIT", MAX, MAX,
+            ],
+            Exact,
+        ),
+        c(
+            &[
+                "ZRANGE", "{t}z", "-inf", "+inf", "BYSCORE", "LIMIT", "1", MIN,
+            ],
+            Exact,
+        ),
+        c(&["ZRANGE", "{t}z", MIN, MAX], Exact),
+        c(&["RPUSH", "{t}l", "a", "b", "c", "a"], Exact),
+        c(&["LRANGE", "{t}l", MIN, MAX], Exact),
+        c(&["LINDEX", "{t}l", MIN], Exact),
+        c(&["LSET", "{t}l", MIN, "x"], Exact),
+        c(
+            &["LPOS", "{t}l", "a", "RANK", "-9223372036854775807"],
+            Exact,
+        ),
+        c(&["LPOS", "{t}l", "a", "COUNT", MAX, "MAXLEN", MAX], Exact),
+        c(&["LPOP", "{t}l", MIN], Exact),
+        c(&["SET", "{t}str", "hello"], Exact),
+        c(&["GETRANGE", "{t}str", MIN, MAX], Exact),
+        c(&["SETRANGE", "{t}str", MAX, "x"], Exact),
+        c(&["SETRANGE", "{t}str", "536870912", "x"], Exact),
+        c(&["SET", "{t}n", MAX], Exact),
+        c(&["INCRBY", "{t}n", "1"], Exact),
+        c(&["DECRBY", "{t}n", MIN], Exact),
+        c(&["EXPIRE", "{t}str", MAX], Exact),
+        c(&["PEXPIRE", "{t}str", "9223372036854775000"], Exact),
+        c(&["SCAN", "0", "COUNT", MAX], Scan { pairs: false }),
+        c(
+            &["LMPOP", "2", "{t}nolist", "{t}l", "RIGHT", "COUNT", MAX],
+            Exact,
+        ),
+        c(&["LMPOP", "1", "{t}l", "LEFT"], Exact),
+        c(&["LMPOP", "0", "{t}l", "LEFT"], Exact),
+        c(&["LMPOP", "1", "{t}l", "LEFT", "COUNT", "0"], Exact),
+        c(&["ZMPOP", "1", "{t}z", "MAX", "COUNT", "2"], Exact),
+        c(&["ZMPOP", "1", "{t}nozset", "MIN"], Exact),
+        // Replies in pairs (RESP3: nested).
+        c(&["HRANDFIELD", "{t}h", "3", "WITHVALUES"], SortedPairs),
+        c(&["HRANDFIELD", "{t}h", "-2", "WITHVALUES"], Shape),
+        c(&["ZADD", "{t}z", "1", "a", "2", "b", "3", "c"], Exact),
+        c(&["ZRANDMEMBER", "{t}z", "3", "WITHSCORES"], SortedPairs),
+        c(&["ZRANDMEMBER", "{t}z", "-2", "WITHSCORES"], Shape),
+        // Redis 7.2's ZRANK WITHSCORE is not part of the version ember reports.
+        c(&["ZRANK", "{t}z", "a", "WITHSCORE"], Exact),
+        // A no-op SMOVE touches nothing: the WATCHing transaction runs.
+        c(&["SADD", "{t}src", "m"], Exact),
+        c(&["WATCH", "{t}dst"], Exact),
+        c(&["SMOVE", "{t}src", "{t}dst", "absent"], Exact),
+        c(&["MULTI"], Exact),
+        c(&["GET", "{t}dst"], Exact),
+        c(&["EXEC"], Exact),
+        c(&["WATCH", "{t}src"], Exact),
+        c(&["SMOVE", "{t}src", "{t}src", "m"], Exact),
+        c(&["MULTI"], Exact),
+        c(&["SCARD", "{t}src"], Exact),
+        c(&["EXEC"], Exact),
+        // A real move does abort it.
+        c(&["WATCH", "{t}dst"], Exact),
+        c(&["SMOVE", "{t}src", "{t}dst", "m"], Exact),
+        c(&["MULTI"], Exact),
+        c(&["SCARD", "{t}dst"], Exact),
+        c(&["EXEC"], Exact),
+    ];
+    for protocol in ["", "?protocol=resp3"] {
+        let mut r = redis::Client::open(format!("{}{protocol}", redis.url()))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let mut e = redis::Client::open(format!("redis://{ember}/{protocol}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        for con in [&mut r, &mut e] {
+            redis::cmd("FLUSHALL").query::<()>(con).unwrap();
+        }
+        for (args, cmp) in &script {
+            let want = run(&mut r, args, *cmp);
+            let got = run(&mut e, args, *cmp);
+            assert_eq!(got, want, "`{}` ({protocol:?})", args.join(" "));
+        }
+    }
+}
+
+/// The subcommands ember has that Redis 7.0 does not (Redis 7.2's).
+const NEWER_SUBCOMMANDS: &[&str] = &["client|setinfo", "cluster|myshardid"];
+
+fn query_value(con: &mut redis::Connection, args: &[&str]) -> Value {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query::<Value>(con).unwrap()
+}
+
+fn bulk_text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        other => show(other),
+    }
+}
+
+/// `COMMAND INFO` of every command ember has is Redis's, field by field (flags, key
+/// positions, ACL categories, tips, key specifications), and each of its subcommands is
+/// Redis's entry for that subcommand, in RESP2 and RESP3. Cluster clients route by these
+/// (redis-py's needs the subcommands to find the key of `MEMORY USAGE`).
+#[test]
+fn command_info_matches_redis() {
+    let redis = RedisServer::start();
+    let ember = common::start_in_thread();
+    for protocol in ["", "?protocol=resp3"] {
+        let mut r = redis::Client::open(format!("{}{protocol}", redis.url()))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let mut e = redis::Client::open(format!("redis://{ember}/{protocol}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let names: Vec<String> = items(&query_value(&mut e, &["COMMAND", "LIST"]))
+            .iter()
+            .map(bulk_text)
+            .collect();
+        let count = query_value(&mut e, &["COMMAND", "COUNT"]);
+        let top: Vec<&String> = names.iter().filter(|n| !n.contains('|')).collect();
+        assert_eq!(count, Value::Int(top.len() as i64));
+        assert!(top.len() > 130, "{} commands", top.len());
+        let all = items(&query_value(&mut e, &["COMMAND"]));
+        assert_eq!(all.len(), top.len(), "COMMAND lists every command");
+        for name in &names {
+            let mine = items(&query_value(&mut e, &["COMMAND", "INFO", name]));
+            let theirs = items(&query_value(&mut r, &["COMMAND", "INFO", name]));
+            let (Some(mine), Some(theirs)) = (mine.first(), theirs.first()) else {
+                panic!("COMMAND INFO {name}: no entry");
+            };
+            if *theirs == Value::Nil {
+                assert!(
+                    NEWER_SUBCOMMANDS.contains(&name.as_str()),
+                    "{name} unknown to Redis"
+                );
+                continue;
+            }
+            let (m, t) = (items(mine), items(theirs));
+            assert_eq!(m.len(), 10, "{name}: {}", show(mine));
+            for i in 0..9 {
+                assert_eq!(
+                    show(&m[i]),
+                    show(&t[i]),
+                    "COMMAND INFO {name}, field {i} ({protocol:?})"
+                );
+            }
+            // Subcommands: ember's are a subset of Redis's, each entry identical.
+            let theirs_subs = items(&t[9]);
+            for sub in items(&m[9]) {
+                let sname = bulk_text(&items(&sub)[0]);
+                match theirs_subs
+                    .iter()
+                    .find(|x| bulk_text(&items(x)[0]) == sname)
+                {
+                    Some(x) => assert_eq!(show(&sub), show(x), "{sname} ({protocol:?})"),
+                    None => assert!(NEWER_SUBCOMMANDS.contains(&sname.as_str()), "{sname}"),
+                }
+            }
+            assert_eq!(
+                items(&m[9]).is_empty(),
+                theirs_subs.is_empty(),
+                "{name}: container or not"
+            );
+            // The documented fields of COMMAND DOCS.
+            let docs = |con: &mut redis::Connection| {
+                let d = items(&query_value(con, &["COMMAND", "DOCS", name]));
+                let fields = d.get(1).map(items).unwrap_or_default();
+                fields
+                    .chunks(2)
+                    .filter(|p| {
+                        ["summary", "since", "group", "complexity"]
+                            .contains(&bulk_text(&p[0]).as_str())
+                    })
+                    .map(|p| format!("{}={}", bulk_text(&p[0]), bulk_text(&p[1])))
+                    .collect::<Vec<_>>()
+            };
+            let mine_docs = docs(&mut e);
+            assert_eq!(mine_docs.len(), 4, "COMMAND DOCS {name}");
+            assert_eq!(mine_docs, docs(&mut r), "COMMAND DOCS {name}");
+        }
+        assert_eq!(
+            query_value(&mut e, &["COMMAND", "INFO", "nosuch"]),
+            query_value(&mut r, &["COMMAND", "INFO", "nosuch"])
+        );
+        // Every name ember's filters list is one Redis lists too.
+        for filter in [
+            &["ACLCAT", "sortedset"][..],
+            &["PATTERN", "z*"],
+            &["ACLCAT", "connection"],
+        ] {
+            let mut args = vec!["COMMAND", "LIST", "FILTERBY"];
+            args.extend_from_slice(filter);
+            let theirs: Vec<String> = items(&query_value(&mut r, &args))
+                .iter()
+                .map(bulk_text)
+                .collect();
+            let mine: Vec<String> = items(&query_value(&mut e, &args))
+                .iter()
+                .map(bulk_text)
+                .collect();
+            assert!(!mine.is_empty(), "{filter:?}");
+            for n in &mine {
+                assert!(
+                    theirs.contains(n) || NEWER_SUBCOMMANDS.contains(&n.as_str()),
+                    "{n} ({filter:?})"
+                );
+            }
+        }
+        // COMMAND GETKEYS / GETKEYSANDFLAGS, from the key specifications.
+        for cmd in [
+            &["get", "a"][..],
+            &["get", "a", "b"],
+            &["get"],
+            &["ping"],
+            &["memory", "usage", "k"],
+            &["memory", "usage"],
+            &["memory", "nosuch", "k"],
+            &["sintercard", "2", "a", "b"],
+            &["sintercard", "5", "a", "b"],
+            &["sintercard", "0", "a"],
+            &["lmpop", "2", "a", "b", "LEFT"],
+            &["zmpop", "1", "z", "MIN", "COUNT", "2"],
+            &["mset", "a", "1", "b", "2"],
+            &["mset", "a", "1", "b"],
+            &["smove", "a", "b", "m"],
+            &["set", "k", "v", "GET"],
+            &["set", "k", "v", "EX", "1"],
+            &["nosuch", "a"],
+            &["config", "get", "x"],
+        ] {
+            for sub in ["GETKEYS", "GETKEYSANDFLAGS"] {
+                let mut args = vec!["COMMAND".to_string(), sub.to_string()];
+                args.extend(cmd.iter().map(|s| s.to_string()));
+                assert_eq!(
+                    run(&mut e, &args, Cmp::Exact),
+                    run(&mut r, &args, Cmp::Exact),
+                    "COMMAND {sub} {cmd:?} ({protocol:?})"
+                );
+            }
+        }
+    }
+}
+
+/// ember reports the Redis version it is checked against here.
+#[test]
+fn reports_the_version_of_redis_it_is_checked_against() {
+    let redis = RedisServer::start();
+    let ember = common::start_in_thread();
+    let version = |url: &str| {
+        let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let info: String = redis::cmd("INFO").arg("server").query(&mut con).unwrap();
+        let v = info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .expect("redis_version")
+            .trim()
+            .to_string();
+        let minor: Vec<&str> = v.split('.').take(2).collect();
+        minor.join(".")
+    };
+    assert_eq!(version(&format!("redis://{ember}/")), version(&redis.url()));
 }

@@ -20,7 +20,7 @@ fn args_for(name: &str, arity: i32) -> Vec<Bytes> {
     for i in 1..n.max(3) {
         v.push(Bytes::from(format!("{{t}}{i}")));
     }
-    if name == "sintercard" {
+    if ["sintercard", "lmpop", "zmpop"].contains(&name) {
         v[1] = Bytes::from_static(b"1");
     }
     if arity > 0 {

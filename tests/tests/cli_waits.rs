@@ -40,7 +40,13 @@ fn rebalance_keeps_waiting_through_control_plane_kills() {
         runs += 1;
         assert!(runs <= 5, "rebalance did not finish in 5 runs");
         let mut rebalance = Command::new(bin("emberctl"))
-            .args(["--control-plane", &c.cp_url(), "rebalance", "--parallel", "1"])
+            .args([
+                "--control-plane",
+                &c.cp_url(),
+                "rebalance",
+                "--parallel",
+                "1",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -63,10 +69,20 @@ fn rebalance_keeps_waiting_through_control_plane_kills() {
         if status.success() {
             break;
         }
-        assert_eq!(status.code(), Some(1), "rebalance gave up after {kills} kills: {err}");
-        assert!(err.contains("aborted"), "rebalance failed after {kills} kills: {err}");
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "rebalance gave up after {kills} kills: {err}"
+        );
+        assert!(
+            err.contains("aborted"),
+            "rebalance failed after {kills} kills: {err}"
+        );
     }
-    assert!(kills >= 2, "the kills did not strike while rebalance ran ({kills})");
+    assert!(
+        kills >= 2,
+        "the kills did not strike while rebalance ran ({kills})"
+    );
 
     let nodes = c.ctl_json(&["nodes"]).unwrap();
     let counts: Vec<u64> = nodes["nodes"]

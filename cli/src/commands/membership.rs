@@ -108,11 +108,18 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<(), CliError> {
 pub fn what_forget_drops(view: &ClusterView, query: &str) -> Option<Dropped> {
     let n = resolve_node(view.all_nodes(), query).ok()?;
     let slots = view.snapshot.topology.slots.ranges_of(&n.id);
+    // A node not heard from since the control plane started has no report: its status
+    // then says 0 keys, which is not a count.
+    let report = view
+        .observed
+        .get(&n.id)
+        .filter(|o| o.connected || o.millis_since_heartbeat > 0);
     Some(Dropped {
         node: n.label(),
         slot_count: slots.iter().map(|r| r.len()).sum(),
         slots,
-        key_count: view.observed.get(&n.id).map(|o| o.key_count),
+        key_count: report.map(|o| o.key_count),
+        key_count_age_ms: report.map(|o| o.millis_since_heartbeat),
     })
 }
 
@@ -136,10 +143,33 @@ mod tests {
         let view = sample();
         let d = what_forget_drops(&view, "n1").unwrap();
         assert_eq!((d.slot_count, d.key_count), (5461, Some(1234)));
+        assert_eq!(d.key_count_age_ms, Some(80));
         assert_eq!(ember_core::slots::format_ranges(&d.slots), "0-5460");
         assert!(d.node.starts_with("n1 ("));
         // Pending nodes own nothing; unknown names are left to the control plane.
         assert_eq!(what_forget_drops(&view, "n4").unwrap().slot_count, 0);
         assert!(what_forget_drops(&view, "nope").is_none());
+    }
+
+    #[test]
+    fn forget_preview_has_no_key_count_without_a_report() {
+        let mut view = sample();
+        let n1 = resolve_node(view.all_nodes(), "n1").unwrap().id;
+        // Not heard from since the control plane (re)started: its status says 0 keys.
+        let o = view.observed.get_mut(&n1).unwrap();
+        (o.connected, o.millis_since_heartbeat, o.key_count) = (false, 0, 0);
+        let d = what_forget_drops(&view, "n1").unwrap();
+        assert_eq!((d.key_count, d.key_count_age_ms), (None, None));
+        // Heard from before it went silent: the count, with its age.
+        let o = view.observed.get_mut(&n1).unwrap();
+        (o.millis_since_heartbeat, o.key_count) = (42_000, 7);
+        let d = what_forget_drops(&view, "n1").unwrap();
+        assert_eq!((d.key_count, d.key_count_age_ms), (Some(7), Some(42_000)));
+        assert!(
+            crate::output::render_dropped(&d, false)
+                .contains("7 keys (as last reported by the node 42s ago)"),
+            "{}",
+            crate::output::render_dropped(&d, false)
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Fuzzes the request path: arbitrary bytes, split into two reads at a point the input
 //! chooses, are parsed as RESP/inline commands and every parsed command is executed
-//! against an in-memory node that serves every slot. Any panic is a bug; a protocol
+//! against an in-memory node that serves every slot, with the parser's bulk limit at its
+//! default or at the largest value `CONFIG SET` accepts. Any panic is a bug; a protocol
 //! error must end parsing (the server closes the connection there).
 #![no_main]
 
@@ -18,8 +19,13 @@ fuzz_target!(|data: &[u8]| {
     let config = Config { proto_max_bulk_len: 1 << 20, ..Config::default() };
     let state = ServerState::new(Arc::new(Cluster::standalone()), config);
     let mut client = Client::new(state.clients.register("fuzz:1".into(), "fuzz:2".into()));
-    let limits = Limits { max_bulk_len: 1 << 20 };
-    let split = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));
+    // The parser also runs with the largest limit CONFIG SET accepts (i64::MAX), where a
+    // bulk header alone must not make it allocate what the header says.
+    let first = data.first().copied().unwrap_or(0);
+    let limits = Limits {
+        max_bulk_len: if first & 0x80 != 0 { i64::MAX as usize } else { 1 << 20 },
+    };
+    let split = usize::from(first & 0x7f) % (data.len() + 1);
     let mut parser = Parser::default();
     let mut buf = BytesMut::new();
     let mut args = Vec::new();

@@ -2,7 +2,6 @@
 //! HVALS, HGETALL, HINCRBY, HINCRBYFLOAT, HRANDFIELD, HSCAN.
 
 use bytes::Bytes;
-use rand::seq::IndexedRandom;
 
 use super::{
     arg_int, eq_ic, get_hash, get_hash_mut, glob_match, parse_cursor, parse_f64, parse_scan_opts,
@@ -43,6 +42,7 @@ pub fn hset(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 pub fn hsetnx(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     if let Some(h) = tri!(get_hash(t, &args[1], ctx.now)) {
         if h.contains_key(&args[2][..]) {
+            ctx.noop = true;
             return Reply::Integer(0);
         }
     }
@@ -79,12 +79,14 @@ pub fn hmget(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// `HDEL key field [field ...]`
 pub fn hdel(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let Some(h) = tri!(get_hash_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return Reply::Integer(0);
     };
     let n = args[2..]
         .iter()
         .filter(|f| h.remove(&f[..]).is_some())
         .count();
+    ctx.noop = n == 0;
     t.remove_if_empty(&args[1]);
     Reply::Integer(n as i64)
 }
@@ -193,16 +195,20 @@ pub fn hincrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 
 /// # Format
 /// `HRANDFIELD key [count [WITHVALUES]]`
+///
+/// The count is checked first (as in Redis, even for a missing key); a negative count
+/// repeats fields, at most [`MAX_RANDOM_REPEATS`](super::MAX_RANDOM_REPEATS) of them.
+/// With `WITHVALUES`, RESP3 gets `[field, value]` pairs, RESP2 a flat list.
 pub fn hrandfield(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
-    if args.len() > 4 || (args.len() == 4 && !eq_ic(&args[3], "withvalues")) {
-        return Reply::syntax();
-    }
+    let withvalues = args.len() == 4;
     let count = if args.len() >= 3 {
-        Some(tri!(arg_int(&args[2])))
+        Some(tri!(super::random_count(&args[2], withvalues)))
     } else {
         None
     };
-    let withvalues = args.len() == 4;
+    if args.len() > 4 || (withvalues && !eq_ic(&args[3], "withvalues")) {
+        return Reply::syntax();
+    }
     let h = tri!(get_hash(t, &args[1], ctx.now));
     let Some(h) = h else {
         return if count.is_some() {
@@ -212,31 +218,30 @@ pub fn hrandfield(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         };
     };
     let entries: Vec<(&[u8], &[u8])> = h.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-    let mut rng = rand::rng();
-    let pick = |(k, v): &(&[u8], &[u8]), out: &mut Vec<Reply>| {
-        out.push(Reply::bulk(k));
-        if withvalues {
-            out.push(Reply::bulk(v));
-        }
+    let Some(count) = count else {
+        return super::random_picks(&entries, 1)
+            .first()
+            .map_or(Reply::Null, |(k, _)| Reply::bulk(k));
     };
-    match count {
-        None => Reply::bulk(entries.choose(&mut rng).map(|e| e.0).unwrap_or(b"")),
-        Some(c) if c >= 0 => {
-            let mut out = Vec::new();
-            for e in entries.choose_multiple(&mut rng, c as usize) {
-                pick(e, &mut out);
-            }
-            Reply::Array(out)
-        }
-        Some(c) => {
-            let mut out = Vec::new();
-            for _ in 0..c.unsigned_abs().min(1 << 24) {
-                if let Some(e) = entries.choose(&mut rng) {
-                    pick(e, &mut out);
-                }
-            }
-            Reply::Array(out)
-        }
+    let picks = super::random_picks(&entries, count);
+    if !withvalues {
+        return Reply::Array(picks.into_iter().map(|(k, _)| Reply::bulk(k)).collect());
+    }
+    pairs_reply(
+        picks
+            .into_iter()
+            .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v))),
+        ctx.client.resp3,
+    )
+}
+
+/// A list of pairs as Redis replies them: nested `[a, b]` arrays in RESP3, one flat
+/// array in RESP2.
+pub fn pairs_reply(pairs: impl Iterator<Item = (Reply, Reply)>, resp3: bool) -> Reply {
+    if resp3 {
+        Reply::Array(pairs.map(|(a, b)| Reply::Array(vec![a, b])).collect())
+    } else {
+        Reply::Array(pairs.flat_map(|(a, b)| [a, b]).collect())
     }
 }
 

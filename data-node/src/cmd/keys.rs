@@ -16,6 +16,7 @@ pub fn del(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         .iter()
         .filter(|k| t.remove(k, ctx.now).is_some())
         .count();
+    ctx.noop = n == 0;
     Reply::Integer(n as i64)
 }
 
@@ -87,17 +88,14 @@ pub fn expire(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         }
     };
     let key = &args[1];
-    if !t.contains(key, ctx.now) {
-        return Reply::Integer(0);
-    }
     let cur = t.expire_at(key);
-    if nx && cur.is_some() || xx && cur.is_none() {
-        return Reply::Integer(0);
-    }
-    if gt && cur.is_none_or(|c| at <= c as i64) {
-        return Reply::Integer(0);
-    }
-    if lt && cur.is_some_and(|c| at >= c as i64) {
+    if !t.contains(key, ctx.now)
+        || nx && cur.is_some()
+        || xx && cur.is_none()
+        || gt && cur.is_none_or(|c| at <= c as i64)
+        || lt && cur.is_some_and(|c| at >= c as i64)
+    {
+        ctx.noop = true;
         return Reply::Integer(0);
     }
     if at <= ctx.now as i64 {
@@ -135,7 +133,9 @@ pub fn ttl(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// `PERSIST key`
 pub fn persist(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let key = &args[1];
-    Reply::Integer((t.contains(key, ctx.now) && t.persist(key)) as i64)
+    let done = t.contains(key, ctx.now) && t.persist(key);
+    ctx.noop = !done;
+    Reply::Integer(done as i64)
 }
 
 /// # Format
@@ -242,9 +242,11 @@ pub fn rename(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         return Reply::err("ERR no such key");
     }
     if src == dst {
+        ctx.noop = true;
         return if nx { Reply::Integer(0) } else { Reply::ok() };
     }
     if nx && t.contains(dst, ctx.now) {
+        ctx.noop = true;
         return Reply::Integer(0);
     }
     let ttl = t.expire_at(src);
@@ -291,9 +293,11 @@ pub fn copy(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         return Reply::err("ERR source and destination objects are the same");
     }
     let Some(v) = t.get(src, ctx.now).cloned() else {
+        ctx.noop = true;
         return Reply::Integer(0);
     };
     if t.contains(dst, ctx.now) && !replace {
+        ctx.noop = true;
         return Reply::Integer(0);
     }
     let ttl = t.expire_at(src);

@@ -1,5 +1,5 @@
 //! List commands: LPUSH, RPUSH, LPUSHX, RPUSHX, LPOP, RPOP, LLEN, LRANGE, LINDEX, LSET,
-//! LINSERT, LREM, LTRIM, LMOVE, RPOPLPUSH, LPOS.
+//! LINSERT, LREM, LTRIM, LMOVE, RPOPLPUSH, LPOS, LMPOP.
 
 use bytes::Bytes;
 
@@ -16,6 +16,7 @@ pub fn push(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let left = name[0].eq_ignore_ascii_case(&b'l');
     let x = name.len() == 6;
     let Some(l) = tri!(get_list_mut(t, &args[1], ctx.now, !x)) else {
+        ctx.noop = true;
         return Reply::Integer(0);
     };
     for e in &args[2..] {
@@ -53,12 +54,14 @@ pub fn pop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         None
     };
     let Some(l) = tri!(get_list_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return if count.is_some() {
             Reply::NullArray
         } else {
             Reply::Null
         };
     };
+    ctx.noop = count == Some(0);
     let mut pop1 = || if left { l.pop_front() } else { l.pop_back() };
     let r = match count {
         None => pop1().map_or(Reply::Null, |v| Reply::bulk(&v)),
@@ -142,6 +145,7 @@ pub fn linsert(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         return Reply::syntax();
     };
     let Some(l) = tri!(get_list_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return Reply::Integer(0);
     };
     match l.iter().position(|e| e[..] == args[3][..]) {
@@ -149,7 +153,10 @@ pub fn linsert(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
             l.insert(if after { p + 1 } else { p }, args[4][..].into());
             Reply::Integer(l.len() as i64)
         }
-        None => Reply::Integer(-1),
+        None => {
+            ctx.noop = true;
+            Reply::Integer(-1)
+        }
     }
 }
 
@@ -158,6 +165,7 @@ pub fn linsert(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 pub fn lrem(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let count = tri!(arg_int(&args[2]));
     let Some(l) = tri!(get_list_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return Reply::Integer(0);
     };
     let el = &args[3][..];
@@ -188,6 +196,7 @@ pub fn lrem(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         }
     }
     t.remove_if_empty(&args[1]);
+    ctx.noop = removed == 0;
     Reply::Integer(removed as i64)
 }
 
@@ -197,6 +206,7 @@ pub fn ltrim(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let start = tri!(arg_int(&args[2]));
     let stop = tri!(arg_int(&args[3]));
     let Some(l) = tri!(get_list_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return Reply::ok();
     };
     match norm_range(start, stop, l.len()) {
@@ -232,6 +242,7 @@ pub fn lmove(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     };
     let (src, dst) = (&args[1], &args[2]);
     if tri!(get_list(t, src, ctx.now)).is_none() {
+        ctx.noop = true;
         return Reply::Null;
     }
     tri!(get_list(t, dst, ctx.now));
@@ -322,4 +333,29 @@ pub fn lpos(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         Some(_) => Reply::Array(found.into_iter().map(Reply::Integer).collect()),
         None => found.first().map_or(Reply::Null, |&i| Reply::Integer(i)),
     }
+}
+
+/// # Format
+/// `LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]`
+///
+/// Pops from the first non-empty list: `[key, [element, ...]]`, or a null array when
+/// every list is empty.
+pub fn lmpop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let (keys, left, count) = tri!(super::zsets::parse_mpop(args, ["left", "right"]));
+    for key in keys {
+        let Some(l) = tri!(get_list_mut(t, key, ctx.now, false)) else {
+            continue;
+        };
+        let n = count.min(l.len());
+        let popped: Vec<Reply> = if left {
+            l.drain(..n).map(|v| Reply::bulk(&v)).collect()
+        } else {
+            let at = l.len() - n;
+            l.drain(at..).rev().map(|v| Reply::bulk(&v)).collect()
+        };
+        t.remove_if_empty(key);
+        return Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(popped)]);
+    }
+    ctx.noop = true;
+    Reply::NullArray
 }

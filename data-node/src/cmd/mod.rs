@@ -15,6 +15,7 @@ pub mod connection;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
+pub mod meta;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -48,6 +49,8 @@ pub mod flags {
     pub const NOQUEUE: u32 = 16;
     /// May allocate memory.
     pub const DENYOOM: u32 = 32;
+    /// Has subcommands (`CONFIG GET`, `CLIENT LIST` ...), listed in [`super::meta`].
+    pub const CONTAINER: u32 = 64;
 }
 
 /// The state of a transaction being queued.
@@ -115,6 +118,11 @@ pub struct Ctx<'a> {
     pub now: u64,
     /// The slot of a keyed command's keys (0 for keyless commands).
     pub slot: u16,
+    /// Set by a write command that changed nothing (`SMOVE` of an absent member, `DEL`
+    /// of missing keys ...): the slot's modification counter is then left alone, so a
+    /// `WATCH` on it still holds, as Redis touches no key there. Error replies never
+    /// count as changes either (every write command checks before it modifies).
+    pub noop: bool,
 }
 
 /// Executes one command and returns its reply.
@@ -127,11 +135,27 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
         return unknown_command(args);
     };
     let spec = &TABLE[idx];
-    if !arity_ok(spec.arity, args.len()) {
+    // A container's subcommand (`CONFIG GET`) has its own arity, and its name is what
+    // `CLIENT LIST` shows (`cmd=config|get`).
+    let sub = if args.len() >= 2 && spec.flags & flags::CONTAINER != 0 {
+        meta::subcommand_position(idx, &args[1])
+    } else {
+        None
+    };
+    let now = now_ms();
+    client.info.record_command(idx, sub, now);
+    let arity_error = if !arity_ok(spec.arity, args.len()) {
+        Some(spec.name)
+    } else {
+        sub.and_then(|n| meta::subcommand(idx, n))
+            .filter(|m| !arity_ok(m.arity, args.len()))
+            .map(|m| m.name)
+    };
+    if let Some(name) = arity_error {
         if let Some(ms) = client.multi.as_mut() {
             ms.dirty = true;
         }
-        return Reply::arity(spec.name);
+        return Reply::arity(name);
     }
     if client.multi.is_some() && spec.flags & flags::NOQUEUE == 0 {
         return queue(state, client, idx, args, asking);
@@ -139,8 +163,9 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
     let mut ctx = Ctx {
         state,
         client,
-        now: now_ms(),
+        now,
         slot: 0,
+        noop: false,
     };
     match spec.handler {
         Handler::Keyless(f) => f(&mut ctx, args),
@@ -171,7 +196,9 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
             }
             let r = f(&mut ctx, &mut table, args);
             if write {
-                state.db.bump_version(slot);
+                if changed(&ctx, &r) {
+                    state.db.bump_version(slot);
+                }
                 if table.is_tracking() {
                     mark_keys_dirty(spec, args, &mut table);
                 }
@@ -179,6 +206,11 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
             r
         }
     }
+}
+
+/// Whether a write command that replied `r` may have changed its keys.
+pub fn changed(ctx: &Ctx, r: &Reply) -> bool {
+    !ctx.noop && !r.is_error()
 }
 
 fn queue(
@@ -221,6 +253,11 @@ fn queue(
     }
     ms.write |= write;
     ms.queued.push((idx, args.to_vec()));
+    let queued = ms.queued.len() as i64;
+    client
+        .info
+        .multi
+        .store(queued, std::sync::atomic::Ordering::Relaxed);
     Reply::simple("QUEUED")
 }
 
@@ -264,16 +301,15 @@ fn key_positions(spec: &CommandSpec, args: &[Bytes]) -> Result<(usize, usize, us
             };
             (first, last.max(0) as usize, step)
         }
-        KeySpec::NumKeys { pos } => {
+        KeySpec::NumKeys { pos, too_many } => {
             let n = match parse_i64(&args[pos]) {
-                Some(n) if n > 0 => n as usize,
+                Some(n) if n > 0 => n as u64,
                 _ => return Err(Reply::err("ERR numkeys should be greater than 0")),
             };
-            if n > args.len() - pos - 1 {
-                return Err(Reply::err(
-                    "ERR Number of keys can't be greater than number of args",
-                ));
+            if n > (args.len() - pos - 1) as u64 {
+                return Err(Reply::err(too_many));
             }
+            let n = n as usize;
             (pos + 1, pos + n, 1)
         }
     };
@@ -285,6 +321,15 @@ fn arity_ok(arity: i32, n: usize) -> bool {
         n == arity as usize
     } else {
         n >= (-arity) as usize
+    }
+}
+
+/// The name `CLIENT LIST` shows for `TABLE[idx]` and its `sub`command position:
+/// `get`, `client|list`.
+pub fn command_name(idx: usize, sub: Option<usize>) -> &'static str {
+    match sub.and_then(|n| meta::subcommand(idx, n)) {
+        Some(m) => m.name,
+        None => TABLE[idx].name,
     }
 }
 
@@ -350,118 +395,8 @@ pub fn arg_float(b: &[u8]) -> Result<f64, Reply> {
     parse_f64(b).ok_or_else(Reply::not_float)
 }
 
-/// Redis's glob matching (`stringmatchlen`): `*`, `?`, `[...]` with ranges and `^`,
-/// and `\` escapes.
-pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
-    glob(pattern, s, nocase, 0)
-}
-
-fn glob(mut p: &[u8], mut s: &[u8], nocase: bool, depth: usize) -> bool {
-    if depth > 1000 {
-        return false;
-    }
-    let eq = |a: u8, b: u8| {
-        if nocase {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
-    };
-    while !p.is_empty() && !s.is_empty() {
-        match p[0] {
-            b'*' => {
-                while p.len() > 1 && p[1] == b'*' {
-                    p = &p[1..];
-                }
-                if p.len() == 1 {
-                    return true;
-                }
-                for i in 0..s.len() {
-                    if glob(&p[1..], &s[i..], nocase, depth + 1) {
-                        return true;
-                    }
-                }
-                return false;
-            }
-            b'?' => s = &s[1..],
-            b'[' => {
-                p = &p[1..];
-                let not = p.first() == Some(&b'^');
-                if not {
-                    p = &p[1..];
-                }
-                let mut matched = false;
-                loop {
-                    if p.is_empty() {
-                        break;
-                    }
-                    if p[0] == b'\\' && p.len() >= 2 {
-                        p = &p[1..];
-                        if eq(p[0], s[0]) {
-                            matched = true;
-                        }
-                    } else if p[0] == b']' {
-                        break;
-                    } else if p.len() >= 3 && p[1] == b'-' {
-                        let (mut lo, mut hi) = (p[0], p[2]);
-                        if lo > hi {
-                            std::mem::swap(&mut lo, &mut hi);
-                        }
-                        let c = s[0];
-                        let (c, lo, hi) = if nocase {
-                            (
-                                c.to_ascii_lowercase(),
-                                lo.to_ascii_lowercase(),
-                                hi.to_ascii_lowercase(),
-                            )
-                        } else {
-                            (c, lo, hi)
-                        };
-                        if c >= lo && c <= hi {
-                            matched = true;
-                        }
-                        p = &p[2..];
-                    } else if eq(p[0], s[0]) {
-                        matched = true;
-                    }
-                    p = &p[1..];
-                }
-                if not {
-                    matched = !matched;
-                }
-                if !matched {
-                    return false;
-                }
-                s = &s[1..];
-                if p.is_empty() {
-                    // Unterminated class: Redis treats the end of the pattern as `]`.
-                    return s.is_empty();
-                }
-            }
-            b'\\' if p.len() >= 2 => {
-                p = &p[1..];
-                if !eq(p[0], s[0]) {
-                    return false;
-                }
-                s = &s[1..];
-            }
-            c => {
-                if !eq(c, s[0]) {
-                    return false;
-                }
-                s = &s[1..];
-            }
-        }
-        p = &p[1..];
-        if s.is_empty() {
-            while p.first() == Some(&b'*') {
-                p = &p[1..];
-            }
-            break;
-        }
-    }
-    p.is_empty() && s.is_empty()
-}
+/// The glob matcher of every pattern-taking command (see [`crate::glob`]).
+pub use crate::glob::glob_match;
 
 /// Normalises a Redis-style index range (negative counts from the end) against `len`;
 /// `None` when empty.
@@ -519,12 +454,70 @@ pub fn parse_scan_opts(args: &[Bytes], start: usize, allow_type: bool) -> Result
     Ok(o)
 }
 
-/// Parses a `*SCAN` cursor (`ERR invalid cursor`).
+/// Parses a `*SCAN` cursor (`ERR invalid cursor`) as Redis does, with C's `strtoul`:
+/// an optional sign (`-1` is the largest cursor), digits that fit 64 bits, nothing else;
+/// the empty string is cursor 0.
 pub fn parse_cursor(b: &[u8]) -> Result<u64, Reply> {
-    std::str::from_utf8(b)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| Reply::err("ERR invalid cursor"))
+    let invalid = || Reply::err("ERR invalid cursor");
+    let (neg, digits) = match b.split_first() {
+        None => return Ok(0),
+        Some((b'-', d)) => (true, d),
+        Some((b'+', d)) => (false, d),
+        Some(_) => (false, b),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(invalid());
+    }
+    let v = digits
+        .iter()
+        .try_fold(0u64, |v, &d| {
+            v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .ok_or_else(invalid)?;
+    Ok(if neg { v.wrapping_neg() } else { v })
+}
+
+/// The most elements a negative count of `HRANDFIELD` / `SRANDMEMBER` / `ZRANDMEMBER`
+/// may ask for (ember's limit; Redis has none). A negative count repeats elements, so
+/// without it a one-element set could be made to build a reply of any size in memory.
+pub const MAX_RANDOM_REPEATS: i64 = 1 << 20;
+
+/// The `count` of `HRANDFIELD` / `SRANDMEMBER` / `ZRANDMEMBER` with Redis's range
+/// checks (`pairs`: `WITHVALUES` / `WITHSCORES`, whose reply is twice as long), then
+/// ember's [`MAX_RANDOM_REPEATS`].
+pub fn random_count(b: &[u8], pairs: bool) -> Result<i64, Reply> {
+    let n = arg_int(b)?;
+    if n == i64::MIN {
+        return Err(Reply::err(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
+    }
+    if pairs && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&n) {
+        return Err(Reply::err("ERR value is out of range"));
+    }
+    if n < -MAX_RANDOM_REPEATS {
+        return Err(Reply::error(format!(
+            "ERR value is out of range, value must between -{MAX_RANDOM_REPEATS} and 9223372036854775807"
+        )));
+    }
+    Ok(n)
+}
+
+/// `count` random picks from `items`: distinct ones (all of them, shuffled, when there
+/// are fewer) for `count >= 0`, independent picks with repeats for `count < 0`.
+pub fn random_picks<T>(items: &[T], count: i64) -> Vec<&T> {
+    use rand::seq::IndexedRandom;
+    let mut rng = rand::rng();
+    if count >= 0 {
+        let n = usize::try_from(count).unwrap_or(usize::MAX);
+        items.choose_multiple(&mut rng, n).collect()
+    } else if items.is_empty() {
+        Vec::new()
+    } else {
+        (0..count.unsigned_abs())
+            .filter_map(|_| items.choose(&mut rng))
+            .collect()
+    }
 }
 
 /// Runs `f` on the table of a key for code outside a keyed command (tests, tools).
@@ -535,20 +528,6 @@ pub fn with_key<R>(state: &ServerState, key: &[u8], f: impl FnOnce(&mut SlotTabl
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob() {
-        assert!(glob_match(b"*", b"abc", false));
-        assert!(glob_match(b"a*c", b"abbbc", false));
-        assert!(glob_match(b"h?llo", b"hello", false));
-        assert!(glob_match(b"h[ae]llo", b"hallo", false));
-        assert!(!glob_match(b"h[^e]llo", b"hello", false));
-        assert!(glob_match(b"h[a-b]llo", b"hbllo", false));
-        assert!(glob_match(b"h\\*llo", b"h*llo", false));
-        assert!(!glob_match(b"a*c", b"abcd", false));
-        assert!(glob_match(b"{t}k*", b"{t}k1", false));
-        assert!(glob_match(b"A*", b"abc", true));
-    }
 
     #[test]
     fn ranges() {

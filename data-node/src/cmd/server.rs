@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::table::flag_names;
-use super::{eq_ic, glob_match, lookup, unknown_subcommand, Ctx, KeySpec, TABLE};
+use super::meta::{self, Begin, Find, KeySpecMeta, Meta};
+use super::{eq_ic, glob_match, lookup, unknown_subcommand, Ctx, TABLE};
 use crate::cluster::RouteFlags;
 use crate::resp::Reply;
 
@@ -97,13 +97,26 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         ])
     } else if eq_ic(sub, "doctor") {
         Reply::Verbatim("txt", Bytes::from_static(b"Sam, I have no memory problems"))
+    } else if eq_ic(sub, "help") {
+        help(&[
+            "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DOCTOR",
+            "    Return memory problems reports.",
+            "STATS",
+            "    Return information about the memory usage of the server.",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value. Nested values are",
+            "    sampled up to <count> times (default: 5, 0 means sample all).",
+            "HELP",
+            "    Prints this help.",
+        ])
     } else {
         unknown_subcommand(sub, "MEMORY")
     }
 }
 
 /// # Format
-/// `INFO [section ...]` (server, clients, memory, stats, keyspace, cluster; `all`,
+/// `INFO [section ...]` (server, clients, memory, stats, cpu, cluster, keyspace; `all`,
 /// `everything`, `default`)
 pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let st = ctx.state;
@@ -139,11 +152,12 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     }
     if want("memory") {
         let used = st.used_memory();
+        let rss = crate::server::rss_bytes();
         let _ = write!(
             s,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_allocator:{}\r\n\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_allocator:{}\r\n\r\n",
             human(used),
-            crate::server::rss_bytes(),
+            human(rss),
             crate::server::allocator_name(),
         );
     }
@@ -158,6 +172,15 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             expired,
             st.stats.query_limit_disconnections.load(Ordering::Relaxed),
             st.stats.output_limit_disconnections.load(Ordering::Relaxed),
+        );
+    }
+    if want("cpu") {
+        let (sys, user) = cpu_times(libc::RUSAGE_SELF);
+        let (csys, cuser) = cpu_times(libc::RUSAGE_CHILDREN);
+        let (tsys, tuser) = cpu_times(libc::RUSAGE_THREAD);
+        let _ = write!(
+            s,
+            "# CPU\r\nused_cpu_sys:{sys}\r\nused_cpu_user:{user}\r\nused_cpu_sys_children:{csys}\r\nused_cpu_user_children:{cuser}\r\nused_cpu_sys_main_thread:{tsys}\r\nused_cpu_user_main_thread:{tuser}\r\n\r\n"
         );
     }
     if want("cluster") {
@@ -178,6 +201,19 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         s.truncate(s.len() - 2);
     }
     Reply::Verbatim("txt", Bytes::from(s))
+}
+
+/// `getrusage(who)`'s system and user CPU time, as Redis prints them (`%ld.%06ld`
+/// seconds). `RUSAGE_THREAD` is the thread running the command: the connection thread
+/// that runs this client's commands, ember's counterpart of Redis's main thread.
+fn cpu_times(who: libc::c_int) -> (String, String) {
+    // SAFETY: `getrusage` only writes the `rusage` it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return ("0.000000".into(), "0.000000".into());
+    }
+    let t = |tv: libc::timeval| format!("{}.{:06}", tv.tv_sec, tv.tv_usec);
+    (t(ru.ru_stime), t(ru.ru_utime))
 }
 
 fn human(n: usize) -> String {
@@ -209,7 +245,7 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
                 .iter()
                 .any(|p| glob_match(p, name.as_bytes(), true))
             {
-                let v = if *name == "cluster-require-full-coverage" {
+                let v = if name == "cluster-require-full-coverage" {
                     // Read-only: the control plane decides it, per topology.
                     let full = ctx
                         .state
@@ -227,17 +263,24 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         }
         Reply::Map(pairs)
     } else if eq_ic(sub, "set") {
-        if args.len() < 4 || !args.len().is_multiple_of(2) {
+        if args.len() < 4 {
             return Reply::arity("config|set");
         }
-        for pair in args[2..].chunks(2) {
-            let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
-            if let Err(e) = cfg.set(&name, &pair[1]) {
-                return Reply::error(format!("ERR {e}"));
-            }
+        if !args.len().is_multiple_of(2) {
+            return Reply::syntax();
         }
-        Reply::ok()
+        let pairs: Vec<(&[u8], &[u8])> = args[2..]
+            .chunks(2)
+            .map(|p| (&p[0][..], &p[1][..]))
+            .collect();
+        match cfg.set(&pairs) {
+            Ok(()) => Reply::ok(),
+            Err(e) => Reply::error(e.to_string()),
+        }
     } else if eq_ic(sub, "resetstat") {
+        if args.len() != 2 {
+            return Reply::arity("config|resetstat");
+        }
         ctx.state.stats.commands.store(0, Ordering::Relaxed);
         ctx.state.stats.connections.store(0, Ordering::Relaxed);
         let stats = &ctx.state.stats;
@@ -250,50 +293,196 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         }
         Reply::ok()
     } else if eq_ic(sub, "rewrite") {
+        if args.len() != 2 {
+            return Reply::arity("config|rewrite");
+        }
         Reply::err("ERR The server is running without a config file")
+    } else if eq_ic(sub, "help") {
+        if args.len() != 2 {
+            return Reply::arity("config|help");
+        }
+        help(&[
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+            "HELP",
+            "    Prints this help.",
+        ])
     } else {
         unknown_subcommand(sub, "CONFIG")
     }
 }
 
-fn command_info(idx: usize) -> Reply {
-    let c = &TABLE[idx];
-    let (first, last, step) = match c.keys {
-        KeySpec::Range { first, last, step } if step > 0 => {
-            (first as i64, last as i64, step as i64)
-        }
-        KeySpec::NumKeys { .. } => (1, 1, 1),
-        _ => (0, 0, 0),
-    };
+/// Space-separated words as a RESP3 set of status strings (`COMMAND INFO` flags).
+fn status_set(words: &'static str) -> Reply {
+    Reply::Set(
+        words
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(Reply::simple)
+            .collect(),
+    )
+}
+
+/// One `COMMAND INFO` entry in Redis 7's shape: name, arity, flags, first key, last key,
+/// step, ACL categories, tips, key specifications, subcommands.
+fn info_entry(m: &'static Meta, subs: Vec<Reply>) -> Reply {
+    let tips = Reply::Set(
+        m.tips
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(Reply::bulk_str)
+            .collect(),
+    );
+    let key_specs = Reply::Set(m.key_specs.iter().map(key_spec_reply).collect());
     Reply::Array(vec![
-        Reply::bulk_str(c.name),
-        Reply::Integer(c.arity as i64),
-        Reply::Set(flag_names(c.flags).into_iter().map(Reply::simple).collect()),
-        Reply::Integer(first),
-        Reply::Integer(last),
-        Reply::Integer(step),
-        Reply::Set(vec![]),
-        Reply::Set(vec![]),
-        Reply::Array(vec![]),
-        Reply::Array(vec![]),
+        Reply::bulk_str(m.name),
+        Reply::Integer(m.arity as i64),
+        status_set(m.flags),
+        Reply::Integer(m.keys.0),
+        Reply::Integer(m.keys.1),
+        Reply::Integer(m.keys.2),
+        status_set(m.acl),
+        tips,
+        key_specs,
+        // Redis 7.0 replies an empty set when there are none, else an array.
+        if subs.is_empty() {
+            Reply::Set(subs)
+        } else {
+            Reply::Array(subs)
+        },
     ])
 }
 
-fn command_docs(idx: usize) -> (Reply, Reply) {
-    let c = &TABLE[idx];
-    (
-        Reply::bulk_str(c.name),
-        Reply::Map(vec![
-            (Reply::bulk_str("summary"), Reply::bulk_str(c.name)),
-            (Reply::bulk_str("since"), Reply::bulk_str("1.0.0")),
-            (Reply::bulk_str("group"), Reply::bulk_str("generic")),
-        ]),
-    )
+fn key_spec_reply(k: &'static KeySpecMeta) -> Reply {
+    let s = Reply::bulk_str;
+    let int = Reply::Integer;
+    let (btype, bspec) = match k.begin {
+        Begin::Index(i) => ("index", vec![(s("index"), int(i))]),
+        Begin::Keyword { keyword, startfrom } => (
+            "keyword",
+            vec![(s("keyword"), s(keyword)), (s("startfrom"), int(startfrom))],
+        ),
+    };
+    let (ftype, fspec) = match k.find {
+        Find::Range {
+            lastkey,
+            keystep,
+            limit,
+        } => (
+            "range",
+            vec![
+                (s("lastkey"), int(lastkey)),
+                (s("keystep"), int(keystep)),
+                (s("limit"), int(limit)),
+            ],
+        ),
+        Find::Keynum {
+            keynumidx,
+            firstkey,
+            keystep,
+        } => (
+            "keynum",
+            vec![
+                (s("keynumidx"), int(keynumidx)),
+                (s("firstkey"), int(firstkey)),
+                (s("keystep"), int(keystep)),
+            ],
+        ),
+    };
+    let mut map = Vec::with_capacity(4);
+    if let Some(n) = k.notes {
+        map.push((s("notes"), s(n)));
+    }
+    map.push((s("flags"), status_set(k.flags)));
+    map.push((
+        s("begin_search"),
+        Reply::Map(vec![(s("type"), s(btype)), (s("spec"), Reply::Map(bspec))]),
+    ));
+    map.push((
+        s("find_keys"),
+        Reply::Map(vec![(s("type"), s(ftype)), (s("spec"), Reply::Map(fspec))]),
+    ));
+    Reply::Map(map)
+}
+
+/// The `COMMAND INFO` entry of `TABLE[idx]`, with its subcommands.
+fn command_info(idx: usize) -> Reply {
+    let subs = meta::subcommands(idx)
+        .map(|m| info_entry(m, Vec::new()))
+        .collect();
+    info_entry(meta::of_command(idx), subs)
+}
+
+/// `COMMAND INFO name`: a command (with its subcommands) or a `container|sub`.
+fn command_info_by_name(name: &[u8]) -> Reply {
+    if let Some(idx) = lookup(name) {
+        return command_info(idx);
+    }
+    match meta::lookup(name) {
+        Some(m) if m.name.contains('|') => info_entry(m, Vec::new()),
+        _ => Reply::Null,
+    }
+}
+
+fn doc_entry(name: &'static str, with_subs: Option<usize>) -> Option<(Reply, Reply)> {
+    let d = meta::doc(name)?;
+    let s = Reply::bulk_str;
+    let mut map = vec![
+        (s("summary"), s(d.summary)),
+        (s("since"), s(d.since)),
+        (s("group"), s(d.group)),
+        (s("complexity"), s(d.complexity)),
+    ];
+    if let Some(idx) = with_subs {
+        let subs: Vec<(Reply, Reply)> = meta::subcommands(idx)
+            .filter_map(|m| doc_entry(m.name, None))
+            .collect();
+        if !subs.is_empty() {
+            map.push((s("subcommands"), Reply::Map(subs)));
+        }
+    }
+    Some((s(name), Reply::Map(map)))
+}
+
+/// The command (`TABLE` index and metadata) that `COMMAND GETKEYS` is asked about:
+/// `args` starts with its name (then, for a container, the subcommand).
+fn getkeys_target(args: &[Bytes]) -> Option<&'static Meta> {
+    let idx = lookup(&args[0])?;
+    if args.len() >= 2 && meta::subcommands(idx).next().is_some() {
+        let n = meta::subcommand_position(idx, &args[1])?;
+        return meta::subcommand(idx, n);
+    }
+    Some(meta::of_command(idx))
 }
 
 /// # Format
 /// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO [name ...]`, `COMMAND DOCS [name ...]`,
-/// `COMMAND LIST`, `COMMAND GETKEYS cmd args...`
+/// The flags of a key whose spec says `variable_flags`, for these arguments (Redis's
+/// `getkeys_proc`): `SET` reads its key only with `GET`.
+fn actual_key_flags(m: &Meta, args: &[Bytes], flags: &'static str) -> &'static str {
+    if !flags.split(' ').any(|f| f == "variable_flags") {
+        return flags;
+    }
+    match m.name {
+        "set" if args[3..].iter().any(|a| eq_ic(a, "get")) => "RW access update",
+        "set" => "OW update",
+        _ => flags,
+    }
+}
+
+/// `COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]`,
+/// `COMMAND GETKEYS cmd args...`, `COMMAND GETKEYSANDFLAGS cmd args...`, `COMMAND HELP`
+///
+/// In Redis 7's shapes, from [`meta`]: key specifications, ACL categories, tips and
+/// the subcommands of containers. `DOCS` has the summary, since, group and complexity
+/// of each command, not its arguments.
 pub fn command(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     if args.len() == 1 {
         return Reply::Array((0..TABLE.len()).map(command_info).collect());
@@ -305,55 +494,128 @@ pub fn command(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         if args.len() == 2 {
             return Reply::Array((0..TABLE.len()).map(command_info).collect());
         }
-        Reply::Array(
-            args[2..]
-                .iter()
-                .map(|n| lookup(n).map(command_info).unwrap_or(Reply::NullArray))
-                .collect(),
-        )
+        Reply::Array(args[2..].iter().map(|n| command_info_by_name(n)).collect())
     } else if eq_ic(sub, "docs") {
         if args.len() == 2 {
-            return Reply::Map((0..TABLE.len()).map(command_docs).collect());
+            return Reply::Map(
+                TABLE
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| doc_entry(c.name, Some(i)))
+                    .collect(),
+            );
         }
         Reply::Map(
             args[2..]
                 .iter()
-                .filter_map(|n| lookup(n))
-                .map(command_docs)
+                .filter_map(|n| {
+                    let m = meta::lookup(n)?;
+                    doc_entry(m.name, lookup(m.name.as_bytes()))
+                })
                 .collect(),
         )
     } else if eq_ic(sub, "list") {
-        Reply::Array(TABLE.iter().map(|c| Reply::bulk_str(c.name)).collect())
-    } else if eq_ic(sub, "getkeys") {
-        if args.len() < 3 {
-            return Reply::arity("command|getkeys");
-        }
-        let Some(idx) = lookup(&args[2]) else {
+        command_list(args)
+    } else if eq_ic(sub, "getkeys") || eq_ic(sub, "getkeysandflags") {
+        let with_flags = eq_ic(sub, "getkeysandflags");
+        let cargs = &args[2..];
+        let Some(m) = getkeys_target(cargs) else {
             return Reply::err("ERR Invalid command specified");
         };
-        let spec = &TABLE[idx];
-        let cargs = &args[2..];
-        match spec.keys {
-            KeySpec::Range { first, last, step } if step > 0 => {
-                let last = if last < 0 {
-                    cargs.len() as i64 + last as i64
-                } else {
-                    last as i64
-                };
-                let mut keys = Vec::new();
-                let mut i = first as i64;
-                while i <= last && (i as usize) < cargs.len() {
-                    keys.push(Reply::Bulk(cargs[i as usize].clone()));
-                    i += step as i64;
-                }
-                if keys.is_empty() {
-                    return Reply::err("ERR The command has no key arguments");
-                }
-                Reply::Array(keys)
-            }
-            _ => Reply::err("ERR The command has no key arguments"),
+        if m.key_specs.is_empty() {
+            return Reply::err("ERR The command has no key arguments");
         }
+        let n = cargs.len() as i32;
+        if (m.arity > 0 && m.arity != n) || n < -m.arity {
+            return Reply::err("ERR Invalid number of arguments specified for command");
+        }
+        match m.key_positions(cargs) {
+            Some(keys) if !keys.is_empty() || m.has_flag("no_mandatory_keys") => Reply::Array(
+                keys.into_iter()
+                    .map(|(i, flags)| {
+                        let flags = actual_key_flags(m, cargs, flags);
+                        let key = Reply::Bulk(cargs[i].clone());
+                        if with_flags {
+                            Reply::Array(vec![key, status_set(flags)])
+                        } else {
+                            key
+                        }
+                    })
+                    .collect(),
+            ),
+            _ => Reply::err("ERR Invalid arguments specified for command"),
+        }
+    } else if eq_ic(sub, "help") {
+        help(&[
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all Redis commands.",
+            "COUNT",
+            "    Return the total number of commands in this Redis server.",
+            "LIST",
+            "    Return a list of all commands in this Redis server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full Redis command.",
+            "GETKEYSANDFLAGS <full-command>",
+            "    Return the keys and the access flags from a full Redis command.",
+            "HELP",
+            "    Prints this help.",
+        ])
     } else {
         unknown_subcommand(sub, "COMMAND")
     }
+}
+
+/// `COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]`: every
+/// command and subcommand name.
+fn command_list(args: &[Bytes]) -> Reply {
+    enum Filter<'a> {
+        All,
+        Module,
+        Acl(&'a [u8]),
+        Pattern(&'a [u8]),
+    }
+    let filter = match &args[2..] {
+        [] => Filter::All,
+        [by, kind, arg] if eq_ic(by, "filterby") => {
+            if eq_ic(kind, "module") {
+                Filter::Module
+            } else if eq_ic(kind, "aclcat") {
+                Filter::Acl(arg)
+            } else if eq_ic(kind, "pattern") {
+                Filter::Pattern(arg)
+            } else {
+                return Reply::syntax();
+            }
+        }
+        _ => return Reply::syntax(),
+    };
+    let names = (0..TABLE.len())
+        .flat_map(|i| std::iter::once(meta::of_command(i)).chain(meta::subcommands(i)))
+        .filter(|m| match filter {
+            Filter::All => true,
+            Filter::Module => false,
+            Filter::Acl(cat) => m.acl.split(' ').any(|c| {
+                c.trim_start_matches('@')
+                    .as_bytes()
+                    .eq_ignore_ascii_case(cat)
+            }),
+            Filter::Pattern(p) => glob_match(p, m.name.as_bytes(), true),
+        })
+        .map(|m| Reply::bulk_str(m.name))
+        .collect();
+    Reply::Array(names)
+}
+
+/// A `HELP` subcommand's reply: one status line each.
+fn help(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::simple(l)).collect())
 }

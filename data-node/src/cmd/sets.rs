@@ -6,8 +6,7 @@ use rand::seq::IndexedRandom;
 
 use super::lists::positive_count;
 use super::{
-    arg_int, eq_ic, get_set, get_set_mut, glob_match, parse_cursor, parse_scan_opts, scan_page,
-    Ctx, SetVal,
+    eq_ic, get_set, get_set_mut, glob_match, parse_cursor, parse_scan_opts, scan_page, Ctx, SetVal,
 };
 use crate::db::{SlotTable, Value};
 use crate::resp::Reply;
@@ -18,6 +17,7 @@ use crate::tri;
 pub fn sadd(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let s = tri!(get_set_mut(t, &args[1], ctx.now, true)).expect("created");
     let n = args[2..].iter().filter(|m| s.insert(m[..].into())).count();
+    ctx.noop = n == 0;
     Reply::Integer(n as i64)
 }
 
@@ -25,9 +25,11 @@ pub fn sadd(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// `SREM key member [member ...]`
 pub fn srem(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let Some(s) = tri!(get_set_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return Reply::Integer(0);
     };
     let n = args[2..].iter().filter(|m| s.remove(&m[..])).count();
+    ctx.noop = n == 0;
     t.remove_if_empty(&args[1]);
     Reply::Integer(n as i64)
 }
@@ -82,12 +84,14 @@ pub fn spop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         None
     };
     let Some(s) = tri!(get_set_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return if count.is_some() {
             Reply::Set(vec![])
         } else {
             Reply::Null
         };
     };
+    ctx.noop = count == Some(0);
     let mut rng = rand::rng();
     let all: Vec<_> = s.iter().cloned().collect();
     let picked: Vec<_> = all
@@ -105,13 +109,14 @@ pub fn spop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 }
 
 /// # Format
-/// `SRANDMEMBER key [count]`
+/// `SRANDMEMBER key [count]` (a negative count repeats members, at most
+/// [`MAX_RANDOM_REPEATS`](super::MAX_RANDOM_REPEATS) of them)
 pub fn srandmember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     if args.len() > 3 {
         return Reply::syntax();
     }
     let count = if args.len() == 3 {
-        Some(tri!(arg_int(&args[2])))
+        Some(tri!(super::random_count(&args[2], false)))
     } else {
         None
     };
@@ -123,17 +128,14 @@ pub fn srandmember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         };
     };
     let all: Vec<_> = s.iter().collect();
-    let mut rng = rand::rng();
     match count {
-        None => all.choose(&mut rng).map_or(Reply::Null, |m| Reply::bulk(m)),
-        Some(c) if c >= 0 => Reply::Array(
-            all.choose_multiple(&mut rng, c as usize)
-                .map(|m| Reply::bulk(m))
-                .collect(),
-        ),
+        None => super::random_picks(&all, 1)
+            .first()
+            .map_or(Reply::Null, |m| Reply::bulk(m)),
         Some(c) => Reply::Array(
-            (0..c.unsigned_abs().min(1 << 24))
-                .filter_map(|_| all.choose(&mut rng).map(|m| Reply::bulk(m)))
+            super::random_picks(&all, c)
+                .into_iter()
+                .map(|m| Reply::bulk(m))
                 .collect(),
         ),
     }
@@ -175,7 +177,8 @@ pub fn setop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let r = tri!(compute(t, keys, ctx.now, op));
     if store {
         let n = r.len();
-        t.remove(&args[1], ctx.now);
+        let existed = t.remove(&args[1], ctx.now).is_some();
+        ctx.noop = n == 0 && !existed;
         if n > 0 {
             t.set(&args[1], Value::Set(Box::new(r)));
         }
@@ -218,14 +221,16 @@ pub fn smove(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let (src, dst, m) = (&args[1], &args[2], &args[3][..]);
     let has = match tri!(get_set(t, src, ctx.now)) {
         Some(s) => s.contains(m),
-        None => return Reply::Integer(0),
+        None => {
+            ctx.noop = true;
+            return Reply::Integer(0);
+        }
     };
     tri!(get_set(t, dst, ctx.now));
-    if !has {
-        return Reply::Integer(0);
-    }
-    if src == dst {
-        return Reply::Integer(1);
+    if !has || src == dst {
+        // Nothing moves: no key is touched (a WATCH on either still holds).
+        ctx.noop = true;
+        return Reply::Integer(has as i64);
     }
     if let Some(s) = tri!(get_set_mut(t, src, ctx.now, false)) {
         s.remove(m);

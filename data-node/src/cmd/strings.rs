@@ -155,6 +155,7 @@ pub fn set(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     };
     let exists = t.contains(key, ctx.now);
     if (nx && exists) || (xx && !exists) {
+        ctx.noop = true;
         return old;
     }
     match exp {
@@ -176,6 +177,7 @@ pub fn set(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// `SETNX key value`
 pub fn setnx(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     if t.contains(&args[1], ctx.now) {
+        ctx.noop = true;
         return Reply::Integer(0);
     }
     t.set(&args[1], str_value(&args[2]));
@@ -222,6 +224,7 @@ pub fn mset(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         return Reply::arity(if nx { "msetnx" } else { "mset" });
     }
     if nx && args[1..].chunks(2).any(|p| t.contains(&p[0], ctx.now)) {
+        ctx.noop = true;
         return Reply::Integer(0);
     }
     for p in args[1..].chunks(2) {
@@ -250,7 +253,10 @@ pub fn getset(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 pub fn getdel(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let old = match tri!(get_str(t, &args[1], ctx.now)) {
         Some(v) => Reply::bulk(v),
-        None => return Reply::Null,
+        None => {
+            ctx.noop = true;
+            return Reply::Null;
+        }
     };
     t.remove(&args[1], ctx.now);
     old
@@ -264,7 +270,10 @@ pub fn getex(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let key = &args[1];
     let v = match tri!(get_str(t, key, ctx.now)) {
         Some(v) => Reply::bulk(v),
-        None => return Reply::Null,
+        None => {
+            ctx.noop = true;
+            return Reply::Null;
+        }
     };
     if let Expiry::Deferred(i) = exp {
         exp = match parse_expiry(&args[i], &args[i + 1], ctx.now, "getex") {
@@ -278,10 +287,8 @@ pub fn getex(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
             t.remove(key, ctx.now);
         }
         Expiry::At(at) => t.set_expire_at(key, at),
-        Expiry::Persist => {
-            t.persist(key);
-        }
-        _ => {}
+        Expiry::Persist => ctx.noop = !t.persist(key),
+        _ => ctx.noop = true,
     }
     v
 }
@@ -403,17 +410,24 @@ pub fn setrange(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let cur = tri!(get_str(t, key, ctx.now));
     let cur_len = cur.map_or(0, |c| c.len());
     if val.is_empty() {
+        ctx.noop = true;
         return Reply::Integer(cur_len as i64);
     }
     let off = off as usize;
-    if off.saturating_add(val.len()) > ctx.state.config.proto_max_bulk_len() {
-        return Reply::err(TOO_BIG);
+    let end = match off.checked_add(val.len()) {
+        Some(end) if end <= ctx.state.config.proto_max_bulk_len() => end,
+        _ => return Reply::err(TOO_BIG),
+    };
+    // `proto-max-bulk-len` may be set as high as i64::MAX: an impossible size is an
+    // error, never an abort.
+    let len = end.max(cur_len);
+    let mut v: Vec<u8> = Vec::new();
+    if v.try_reserve_exact(len).is_err() {
+        return Reply::error(format!("ERR out of memory allocating {len} bytes"));
     }
-    let mut v = cur.map(|c| c.to_vec()).unwrap_or_default();
-    if v.len() < off + val.len() {
-        v.resize(off + val.len(), 0);
-    }
-    v[off..off + val.len()].copy_from_slice(val);
+    v.extend_from_slice(cur.unwrap_or_default());
+    v.resize(len, 0);
+    v[off..end].copy_from_slice(val);
     let n = v.len();
     t.set_keep_ttl(key, Value::Str(v.into_boxed_slice()));
     Reply::Integer(n as i64)

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::flags::*;
 use super::{connection, hashes, keys, lists, server, sets, strings, transactions, zsets, Ctx};
 use crate::db::SlotTable;
+use crate::resp::reply::SYNTAX;
 use crate::resp::Reply;
 
 /// A command that runs on the locked table of its keys' slot.
@@ -31,8 +32,9 @@ pub enum KeySpec {
         last: i32,
         step: usize,
     },
-    /// `numkeys` at `pos`, followed by that many keys (`SINTERCARD`).
-    NumKeys { pos: usize },
+    /// `numkeys` at `pos`, followed by that many keys (`SINTERCARD`, `LMPOP`); a
+    /// `numkeys` larger than the arguments left is the error `too_many`.
+    NumKeys { pos: usize, too_many: &'static str },
 }
 
 /// One command.
@@ -68,6 +70,22 @@ macro_rules! keyed {
     };
 }
 
+/// A command whose keys are counted by a `numkeys` argument at position 1.
+macro_rules! numkeys {
+    ($name:expr, $arity:expr, $flags:expr, $too_many:expr, $h:path) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: KeySpec::NumKeys {
+                pos: 1,
+                too_many: $too_many,
+            },
+            handler: Handler::Keyed($h),
+        }
+    };
+}
+
 macro_rules! keyless {
     ($name:expr, $arity:expr, $flags:expr, $h:path) => {
         CommandSpec {
@@ -95,19 +113,19 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("hello", -1, FAST | NOQUEUE, connection::hello),
     keyless!("quit", -1, FAST | NOQUEUE, connection::quit),
     keyless!("select", 2, FAST, connection::select),
-    keyless!("client", -2, 0, connection::client),
+    keyless!("client", -2, CONTAINER, connection::client),
     keyless!("readonly", 1, FAST, connection::readonly),
     keyless!("readwrite", 1, FAST, connection::readwrite),
     keyless!("asking", 1, FAST, connection::asking),
-    keyless!("command", -1, 0, server::command),
-    keyless!("config", -2, ADMIN, server::config),
+    keyless!("command", -1, CONTAINER, server::command),
+    keyless!("config", -2, ADMIN | CONTAINER, server::config),
     keyless!("info", -1, 0, server::info),
     keyless!("dbsize", 1, RF, server::dbsize),
     keyless!("flushdb", -1, D, server::flushdb),
     keyless!("flushall", -1, D, server::flushdb),
     keyless!("time", 1, FAST, server::time),
-    keyless!("memory", -2, READONLY, server::memory),
-    keyless!("cluster", -2, 0, server::cluster),
+    keyless!("memory", -2, READONLY | CONTAINER, server::memory),
+    keyless!("cluster", -2, CONTAINER, server::cluster),
     keyless!("lastsave", 1, FAST, server::lastsave),
     // transactions
     keyless!("multi", 1, FAST | NOQUEUE, transactions::multi),
@@ -192,6 +210,7 @@ pub static TABLE: &[CommandSpec] = &[
     keyed!("lmove", 5, W, (1, 2, 1), lists::lmove),
     keyed!("rpoplpush", 3, W, (1, 2, 1), lists::lmove),
     keyed!("lpos", -3, R, (1, 1, 1), lists::lpos),
+    numkeys!("lmpop", -4, D, SYNTAX, lists::lmpop),
     // sets
     keyed!("sadd", -3, WF, (1, 1, 1), sets::sadd),
     keyed!("srem", -3, DF, (1, 1, 1), sets::srem),
@@ -209,13 +228,13 @@ pub static TABLE: &[CommandSpec] = &[
     keyed!("sdiffstore", -3, W, (1, -1, 1), sets::setop),
     keyed!("smove", 4, WF, (1, 2, 1), sets::smove),
     keyed!("sscan", -3, R, (1, 1, 1), sets::sscan),
-    CommandSpec {
-        name: "sintercard",
-        arity: -3,
-        flags: R,
-        keys: KeySpec::NumKeys { pos: 1 },
-        handler: Handler::Keyed(sets::sintercard),
-    },
+    numkeys!(
+        "sintercard",
+        -3,
+        R,
+        "ERR Number of keys can't be greater than number of args",
+        sets::sintercard
+    ),
     // sorted sets
     keyed!("zadd", -4, WF, (1, 1, 1), zsets::zadd),
     keyed!("zincrby", 4, WF, (1, 1, 1), zsets::zincrby),
@@ -239,6 +258,8 @@ pub static TABLE: &[CommandSpec] = &[
     keyed!("zpopmin", -2, DF, (1, 1, 1), zsets::zpop),
     keyed!("zpopmax", -2, DF, (1, 1, 1), zsets::zpop),
     keyed!("zscan", -3, R, (1, 1, 1), zsets::zscan),
+    numkeys!("zmpop", -4, D, SYNTAX, zsets::zmpop),
+    keyed!("zrandmember", -2, R, (1, 1, 1), zsets::zrandmember),
 ];
 
 /// Longest command name (lookup of anything longer fails without hashing).
@@ -263,27 +284,6 @@ pub fn lookup(name: &[u8]) -> Option<usize> {
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
     INDEX.get(&*lower).copied()
-}
-
-/// The flag names `COMMAND INFO` reports.
-pub fn flag_names(flags: u32) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if flags & WRITE != 0 {
-        v.push("write");
-    }
-    if flags & READONLY != 0 {
-        v.push("readonly");
-    }
-    if flags & DENYOOM != 0 {
-        v.push("denyoom");
-    }
-    if flags & ADMIN != 0 {
-        v.push("admin");
-    }
-    if flags & FAST != 0 {
-        v.push("fast");
-    }
-    v
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! aborts on a write to *any* key of the watched key's slot (a false abort Redis would
 //! not make, but never a missed one).
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 use super::{flags, Ctx, Handler, MultiState, TABLE};
@@ -24,6 +26,7 @@ pub fn multi(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
         return Reply::err("ERR MULTI calls can not be nested");
     }
     ctx.client.multi = Some(MultiState::default());
+    ctx.client.info.multi.store(0, Ordering::Relaxed);
     Reply::ok()
 }
 
@@ -33,6 +36,7 @@ pub fn discard(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     if ctx.client.multi.take().is_none() {
         return Reply::err("ERR DISCARD without MULTI");
     }
+    ctx.client.info.multi.store(-1, Ordering::Relaxed);
     ctx.client.watched.clear();
     Reply::ok()
 }
@@ -61,6 +65,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     let Some(ms) = ctx.client.multi.take() else {
         return Reply::err("ERR EXEC without MULTI");
     };
+    ctx.client.info.multi.store(-1, Ordering::Relaxed);
     let watched = std::mem::take(&mut ctx.client.watched);
     if ms.dirty {
         return Reply::err("EXECABORT Transaction discarded because of previous errors.");
@@ -82,6 +87,10 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
         // A migration's handoff holds the slot: put the transaction back and wait.
         ctx.client.held_on = ms.slot;
         ctx.client.watched = watched;
+        ctx.client
+            .info
+            .multi
+            .store(ms.queued.len() as i64, Ordering::Relaxed);
         ctx.client.multi = Some(ms);
         return Reply::Null;
     }
@@ -99,13 +108,17 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
                     replies.push(Reply::err("ERR no slot locked"));
                     continue;
                 };
-                replies.push(f(ctx, g, args));
+                ctx.noop = false;
+                let r = f(ctx, g, args);
                 if spec.flags & flags::WRITE != 0 {
-                    state.db.bump_version(ctx.slot);
+                    if crate::cmd::changed(ctx, &r) {
+                        state.db.bump_version(ctx.slot);
+                    }
                     if g.is_tracking() {
                         crate::cmd::mark_keys_dirty(spec, args, g);
                     }
                 }
+                replies.push(r);
             }
             Handler::Keyless(f) => {
                 drop(guard.take());

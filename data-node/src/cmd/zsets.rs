@@ -1,7 +1,7 @@
 //! Sorted set commands: ZADD, ZINCRBY, ZSCORE, ZMSCORE, ZCARD, ZCOUNT, ZLEXCOUNT, ZRANK,
 //! ZREVRANK, ZREM, ZRANGE (BYSCORE/BYLEX/REV/LIMIT/WITHSCORES) and the older
 //! ZRANGEBYSCORE / ZREVRANGE / ZREVRANGEBYSCORE / ZRANGEBYLEX / ZREVRANGEBYLEX forms,
-//! ZREMRANGEBYRANK/SCORE/LEX, ZPOPMIN, ZPOPMAX, ZSCAN.
+//! ZREMRANGEBYRANK/SCORE/LEX, ZPOPMIN, ZPOPMAX, ZMPOP, ZRANDMEMBER, ZSCAN.
 //!
 //! Scores are replied as doubles (`%.17g`, as Redis 7.0).
 
@@ -61,6 +61,7 @@ pub fn zadd(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     }
     let key = &args[1];
     if tri!(get_zset(t, key, ctx.now)).is_none() && xx {
+        ctx.noop = true;
         return if incr { Reply::Null } else { Reply::Integer(0) };
     }
     let z = tri!(get_zset_mut(t, key, ctx.now, true)).expect("created");
@@ -97,6 +98,7 @@ pub fn zadd(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         }
     }
     t.remove_if_empty(key);
+    ctx.noop = added + changed == 0;
     if incr {
         last.map_or(Reply::Null, Reply::Double)
     } else {
@@ -274,9 +276,11 @@ pub fn zrank(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// `ZREM key member [member ...]`
 pub fn zrem(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let Some(z) = tri!(get_zset_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return Reply::Integer(0);
     };
     let n = args[2..].iter().filter(|m| z.remove(m)).count();
+    ctx.noop = n == 0;
     t.remove_if_empty(&args[1]);
     Reply::Integer(n as i64)
 }
@@ -474,6 +478,7 @@ pub fn zremrange(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         Kind::Lex(min, max)
     };
     let Some(z) = tri!(get_zset_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return Reply::Integer(0);
     };
     let victims: Vec<Box<[u8]>> = select(z, &kind, false, None)
@@ -484,6 +489,7 @@ pub fn zremrange(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         z.remove(m);
     }
     t.remove_if_empty(&args[1]);
+    ctx.noop = victims.is_empty();
     Reply::Integer(victims.len() as i64)
 }
 
@@ -500,6 +506,7 @@ pub fn zpop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         None
     };
     let Some(z) = tri!(get_zset_mut(t, &args[1], ctx.now, false)) else {
+        ctx.noop = true;
         return Reply::Array(vec![]);
     };
     let n = count.unwrap_or(1);
@@ -515,6 +522,7 @@ pub fn zpop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         popped.push((m, s.0));
     }
     t.remove_if_empty(&args[1]);
+    ctx.noop = popped.is_empty();
     let nested = ctx.client.resp3 && count.is_some();
     let mut out = Vec::new();
     for (m, s) in popped {
@@ -546,4 +554,116 @@ pub fn zscan(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         }
     }
     Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(out)])
+}
+
+/// Parses `numkeys key [key ...] <where> [COUNT count]` (`LMPOP`, `ZMPOP`) from
+/// `args[1]`: the keys, whether `where` is the first of `ends` (`LEFT|RIGHT`,
+/// `MIN|MAX`), and the count (1 when absent). Errors as Redis's.
+pub fn parse_mpop<'a>(
+    args: &'a [Bytes],
+    ends: [&str; 2],
+) -> Result<(&'a [Bytes], bool, usize), Reply> {
+    let n = match crate::resp::parse::parse_i64(&args[1]) {
+        Some(n) if n > 0 => n as u64,
+        _ => return Err(Reply::err("ERR numkeys should be greater than 0")),
+    };
+    if n > (args.len() - 2) as u64 {
+        return Err(Reply::syntax());
+    }
+    let n = n as usize;
+    let keys = &args[2..2 + n];
+    let Some(end) = args.get(2 + n) else {
+        return Err(Reply::syntax());
+    };
+    let first = if eq_ic(end, ends[0]) {
+        true
+    } else if eq_ic(end, ends[1]) {
+        false
+    } else {
+        return Err(Reply::syntax());
+    };
+    let mut count = None;
+    let mut i = 3 + n;
+    while i < args.len() {
+        if eq_ic(&args[i], "count") && count.is_none() && i + 1 < args.len() {
+            match crate::resp::parse::parse_i64(&args[i + 1]) {
+                Some(c) if c > 0 => count = Some(usize::try_from(c).unwrap_or(usize::MAX)),
+                _ => return Err(Reply::err("ERR count should be greater than 0")),
+            }
+            i += 2;
+        } else {
+            return Err(Reply::syntax());
+        }
+    }
+    Ok((keys, first, count.unwrap_or(1)))
+}
+
+/// # Format
+/// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]`
+///
+/// Pops from the first non-empty sorted set: `[key, [[member, score], ...]]`, or a null
+/// array when every set is empty.
+pub fn zmpop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let (keys, min, count) = tri!(parse_mpop(args, ["min", "max"]));
+    for key in keys {
+        let Some(z) = tri!(get_zset_mut(t, key, ctx.now, false)) else {
+            continue;
+        };
+        let mut popped = Vec::new();
+        while popped.len() < count {
+            let first = if min {
+                z.tree.iter().next()
+            } else {
+                z.tree.iter().next_back()
+            };
+            let Some((s, m)) = first.cloned() else { break };
+            z.remove(&m);
+            popped.push(Reply::Array(vec![Reply::bulk(&m), Reply::Double(s.0)]));
+        }
+        t.remove_if_empty(key);
+        return Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(popped)]);
+    }
+    ctx.noop = true;
+    Reply::NullArray
+}
+
+/// # Format
+/// `ZRANDMEMBER key [count [WITHSCORES]]`
+///
+/// As `HRANDFIELD`: the count is checked first; a negative count repeats members, at
+/// most [`MAX_RANDOM_REPEATS`](super::MAX_RANDOM_REPEATS); with `WITHSCORES`, RESP3
+/// gets `[member, score]` pairs, RESP2 a flat list.
+pub fn zrandmember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
+    let withscores = args.len() == 4;
+    let count = if args.len() >= 3 {
+        Some(tri!(super::random_count(&args[2], withscores)))
+    } else {
+        None
+    };
+    if args.len() > 4 || (withscores && !eq_ic(&args[3], "withscores")) {
+        return Reply::syntax();
+    }
+    let Some(z) = tri!(get_zset(t, &args[1], ctx.now)) else {
+        return if count.is_some() {
+            Reply::Array(vec![])
+        } else {
+            Reply::Null
+        };
+    };
+    let items: Vec<(&[u8], f64)> = z.tree.iter().map(|(s, m)| (&m[..], s.0)).collect();
+    let Some(count) = count else {
+        return super::random_picks(&items, 1)
+            .first()
+            .map_or(Reply::Null, |(m, _)| Reply::bulk(m));
+    };
+    let picks = super::random_picks(&items, count);
+    if !withscores {
+        return Reply::Array(picks.into_iter().map(|(m, _)| Reply::bulk(m)).collect());
+    }
+    super::hashes::pairs_reply(
+        picks
+            .into_iter()
+            .map(|(m, s)| (Reply::bulk(m), Reply::Double(*s))),
+        ctx.client.resp3,
+    )
 }

@@ -71,7 +71,7 @@ impl ClassLimit {
 }
 
 /// A rejected `client-output-buffer-limit` value; `Display` is Redis's text.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum LimitsError {
     #[error("Wrong number of arguments in buffer limit configuration.")]
     WrongArity,
@@ -121,6 +121,18 @@ impl OutputLimits {
 
     /// `CONFIG SET client-output-buffer-limit value`: all of it or nothing.
     pub fn set(&self, value: &[u8]) -> Result<(), LimitsError> {
+        let next = self.parse(value)?;
+        self.store(next);
+        Ok(())
+    }
+
+    /// Installs limits from [`OutputLimits::parse`].
+    pub fn store(&self, limits: [ClassLimit; 3]) {
+        self.0.store(Arc::new(limits));
+    }
+
+    /// The limits `value` would set (the current ones, with its classes changed).
+    pub fn parse(&self, value: &[u8]) -> Result<[ClassLimit; 3], LimitsError> {
         let text = std::str::from_utf8(value).map_err(|_| LimitsError::InvalidValue)?;
         let words: Vec<&str> = text.split_ascii_whitespace().collect();
         if !words.len().is_multiple_of(4) {
@@ -140,8 +152,7 @@ impl OutputLimits {
             };
             next[class.index()] = limit;
         }
-        self.0.store(Arc::new(next));
-        Ok(())
+        Ok(next)
     }
 
     /// The value `CONFIG GET` shows: `normal 0 0 0 slave 268435456 67108864 60 ...`.
@@ -159,9 +170,7 @@ impl OutputLimits {
 }
 
 fn memory(word: &str) -> Result<u64, LimitsError> {
-    super::parse_memory(word.as_bytes())
-        .map(|v| v as u64)
-        .ok_or(LimitsError::InvalidValue)
+    super::parse_memory(word.as_bytes()).map_err(|_| LimitsError::InvalidValue)
 }
 
 #[cfg(test)]

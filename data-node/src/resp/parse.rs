@@ -16,6 +16,13 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::config::{PROTO_INLINE_MAX_SIZE, PROTO_MAX_MULTIBULK_LEN};
 
+/// A bulk this long (Redis's `PROTO_MBULK_BIG_ARG`) gets its buffer space reserved when
+/// its header arrives.
+const BIG_BULK: usize = 32 * 1024;
+/// The most a bulk header makes the parser reserve ahead of the data (the connection
+/// grows its buffer as usual past that).
+pub const BIG_BULK_RESERVE: usize = 64 * 1024 * 1024;
+
 /// Limits the parser enforces before allocating.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -159,11 +166,15 @@ impl Parser {
                     _ => return Err(perr("invalid bulk length")),
                 };
                 let start = cr + 2;
+                // No overflow: `len` is at most `i64::MAX` and `start` is small.
                 let end = start + len;
                 if buf.len() < end + 2 {
-                    // Big bulk: make room once, bounded by `max_bulk_len` checked above.
-                    if len >= 32 * 1024 {
-                        buf.reserve(end + 2 - buf.len());
+                    // Big bulk: make room for it at once rather than by doubling, but
+                    // only up to `BIG_BULK_RESERVE` (the limit may be set as high as
+                    // `i64::MAX`: a header alone must never make us allocate that).
+                    let missing = end + 2 - buf.len();
+                    if len >= BIG_BULK && buf.capacity() - buf.len() < missing {
+                        buf.reserve(missing.min(BIG_BULK_RESERVE));
                     }
                     self.remaining = Some(remaining);
                     return Ok(false);
@@ -303,12 +314,16 @@ mod tests {
     };
 
     fn parse_all(input: &[u8]) -> (Vec<Vec<Vec<u8>>>, Option<ProtocolError>) {
+        parse_all_with(input, &LIMITS)
+    }
+
+    fn parse_all_with(input: &[u8], limits: &Limits) -> (Vec<Vec<Vec<u8>>>, Option<ProtocolError>) {
         let mut buf = BytesMut::from(input);
         let mut p = Parser::default();
         let mut cmds = Vec::new();
         loop {
             let mut out = Vec::new();
-            match p.parse(&mut buf, &LIMITS, &mut out) {
+            match p.parse(&mut buf, limits, &mut out) {
                 Ok(true) => cmds.push(out.iter().map(|b| b.to_vec()).collect()),
                 Ok(false) => return (cmds, None),
                 Err(e) => return (cmds, Some(e)),
@@ -393,7 +408,61 @@ mod tests {
         assert_eq!(parse_all(b"*0\r\n*-1\r\n").0.len(), 0);
     }
 
+    /// The largest `proto-max-bulk-len` CONFIG SET accepts, and beyond.
+    const EXTREME: [Limits; 2] = [
+        Limits {
+            max_bulk_len: i64::MAX as usize,
+        },
+        Limits {
+            max_bulk_len: usize::MAX,
+        },
+    ];
+
+    #[test]
+    fn huge_bulk_headers_with_the_largest_limits() {
+        for limits in &EXTREME {
+            for len in [i64::MAX as u64, i64::MAX as u64 - 1, 1 << 62, 1 << 40] {
+                let input = format!("*1\r\n${len}\r\nabc");
+                let mut buf = BytesMut::from(input.as_bytes());
+                let before = buf.capacity();
+                let mut out = Vec::new();
+                assert_eq!(
+                    Parser::default().parse(&mut buf, limits, &mut out),
+                    Ok(false),
+                    "a bulk of {len} bytes is incomplete"
+                );
+                assert!(buf.capacity() <= before + 2 * BIG_BULK_RESERVE);
+            }
+            // Above i64::MAX is never a length, whatever the limit.
+            assert_eq!(
+                parse_all_with(b"*1\r\n$9223372036854775808\r\n", limits).1,
+                Some(perr("invalid bulk length"))
+            );
+            assert_eq!(
+                parse_all_with(b"*1\r\n$18446744073709551615\r\n", limits).1,
+                Some(perr("invalid bulk length"))
+            );
+            assert_eq!(
+                parse_all_with(b"*9223372036854775807\r\n", limits).1,
+                Some(perr("invalid multibulk length"))
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn extreme_limits_and_headers_never_panic(
+            limits in proptest::sample::select(&EXTREME[..]),
+            parts in proptest::collection::vec(prop_oneof![
+                Just(&b"*"[..]), Just(&b"$"[..]), Just(&b"\r\n"[..]), Just(&b"1"[..]),
+                Just(&b"9223372036854775807"[..]), Just(&b"9223372036854775806"[..]),
+                Just(&b"18446744073709551615"[..]), Just(&b"2147483647"[..]),
+                Just(&b"4611686018427387904"[..]), Just(&b"-1"[..]), Just(&b"abc"[..]),
+                Just(&b"0"[..])], 0..24)) {
+            let input: Vec<u8> = parts.concat();
+            let _ = parse_all_with(&input, &limits);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_all(&input);

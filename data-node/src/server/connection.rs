@@ -63,6 +63,8 @@ pub async fn run(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let info = state.clients.register(peer.to_string(), laddr);
+    info.fd
+        .store(std::os::fd::AsRawFd::as_raw_fd(&stream), Ordering::Relaxed);
     state.stats.connections.fetch_add(1, Ordering::Relaxed);
     let id = info.id;
     let mut conn = Conn {
@@ -332,7 +334,12 @@ impl Conn<'_> {
         } else if self.input.capacity() - self.input.len() < READ_ROOM {
             self.input.reserve(buffers::CHUNK);
         }
-        match self.stream.try_read_buf(&mut self.input) {
+        let read = self.stream.try_read_buf(&mut self.input);
+        // For CLIENT LIST: what is buffered and not parsed yet.
+        self.client
+            .info
+            .set_query_buffer(self.input.len(), self.input.capacity());
+        match read {
             Ok(0) => Ok(false),
             Ok(_) => {
                 self.more_input = true;

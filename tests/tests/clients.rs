@@ -1,0 +1,94 @@
+//! Other clients than the `redis` crate against a real ember cluster, and what a real
+//! data node (with its own global allocator) reports about itself.
+
+use std::process::Command;
+use std::time::Duration;
+
+use ember_tests::TestCluster;
+
+const T: Duration = Duration::from_secs(20);
+
+/// redis-py's cluster client routes `MEMORY USAGE key` by the subcommand's key
+/// specification in `COMMAND`'s reply (the container `memory` has no keys itself), so
+/// it needs Redis 7's reply shape, subcommands included.
+#[test]
+fn redis_py_cluster_client_runs_memory_usage() {
+    let python = "python3";
+    let probe = Command::new(python)
+        .args(["-c", "import redis.cluster"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} ({e}): this test needs Python 3"));
+    assert!(
+        probe.status.success(),
+        "this test needs redis-py (python3 -m pip install redis): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let c = TestCluster::start(3, Duration::from_secs(2));
+    c.ctl_ok(&["bootstrap", "n1", "n2", "n3"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let script = r#"
+import sys
+from redis.cluster import RedisCluster
+rc = RedisCluster(host="127.0.0.1", port=int(sys.argv[1]), socket_timeout=5)
+for key in ["user:1", "{t}x", "another key"]:
+    rc.set(key, "v" * 1000)
+    n = rc.memory_usage(key)
+    assert isinstance(n, int) and n >= 1000, (key, n)
+    print(key, n)
+assert rc.memory_usage("missing") is None
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &c.specs[0].port.to_string()])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        c.dump_logs();
+    }
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+}
+
+fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg(section).query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `used_memory` is what the allocator has handed out, not the resident set size
+/// (`used_memory_rss`): far below it on an idle node, and it follows the data.
+#[test]
+fn used_memory_is_the_allocators_figure() {
+    let c = TestCluster::start(1, Duration::from_secs(2));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let mut con = c.conn(0).unwrap();
+    let used = info_field(&mut con, "memory", "used_memory");
+    let rss = info_field(&mut con, "memory", "used_memory_rss");
+    assert!(used > 0 && used < rss / 2, "used_memory {used}, rss {rss}");
+    let big = vec![b'x'; 16 << 20];
+    redis::cmd("SET")
+        .arg("big")
+        .arg(&big)
+        .query::<()>(&mut con)
+        .unwrap();
+    let with = info_field(&mut con, "memory", "used_memory");
+    assert!(
+        with >= used + (16 << 20),
+        "used_memory {used} -> {with} after 16 MiB"
+    );
+    redis::cmd("DEL").arg("big").query::<()>(&mut con).unwrap();
+    let without = info_field(&mut con, "memory", "used_memory");
+    assert!(
+        without + (15 << 20) <= with,
+        "used_memory {with} -> {without} after DEL"
+    );
+}
