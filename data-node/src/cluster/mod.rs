@@ -392,11 +392,17 @@ mod tests {
         // Without full coverage an unassigned slot is "not served".
         let mut t = topology(7, me, other);
         t.require_full_coverage = false;
-        t.slots.set(1, None);
-        cluster.apply(t).unwrap();
+        t.slots.set(9001, None);
+        cluster.apply(t.clone()).unwrap();
         assert_eq!(
-            cluster.route(1, f).unwrap_err().to_string(),
+            cluster.route(9001, f).unwrap_err().to_string(),
             "CLUSTERDOWN Hash slot not served"
         );
+        // A newer map that takes this node's slots to nobody (or to an owner with an
+        // older epoch) is refused and changes nothing.
+        t.version = 8;
+        t.slots.set(1, None);
+        assert!(matches!(cluster.apply(t), Err(ApplyError::Refused { .. })));
+        assert_eq!(cluster.route(1, f), Ok(()));
     }
 }
