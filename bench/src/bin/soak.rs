@@ -1,0 +1,1507 @@
+//! Soak run of issue 10: the rebalance/drain fault loop, repeated and bounded, checking
+//! every acknowledged write.
+//!
+//! A control plane and 3 data nodes run on loopback (node timeout `--node-timeout-ms`,
+//! default 1000), bootstrapped and preloaded with ballast keys so that migrations last
+//! long enough to be struck. `--writers` threads write through the `redis` crate's
+//! cluster client, paced to `--keys-per-sec` in all: unique keys (`SET`, retried as a
+//! client would) and `INCR` counters, recording every acknowledgement and its time.
+//!
+//! Rounds alternate: join a fresh node, `emberctl rebalance` onto it, `emberctl drain` it
+//! and `forget` it; or drain one of the three and rebalance back. While rebalance or
+//! drain runs (`--parallel 1`), a seeded plan of faults strikes shortly after a chosen
+//! migration starts: kill -9 + restart or SIGSTOP/SIGCONT of the control plane,
+//! SIGSTOP/SIGCONT of the migration's source or target (shorter and longer than the node
+//! timeout), kill -9 + restart of its source or target. emberctl is rerun (bounded) until
+//! the round's goal is reached, as an operator would.
+//!
+//! Data nodes keep keys in memory only: a killed node restarts empty. Just before and
+//! just after each kill the slots the node owns or migrates are recorded; a write
+//! acknowledged before the kill and missing in those slots is reported as lost inside
+//! killed slots. Any other loss, a wrong value, a counter outside [acknowledged,
+//! acknowledged + unknown outcomes], a key on a node that does not own its slot, or a
+//! round whose goal is not reached breaks an invariant. After each round the cluster
+//! must settle: every node on the control plane's version with its slot map, every slot
+//! owned, keys only on their slot's owner, `cluster_state:ok` everywhere, and the
+//! ballast intact outside killed slots (then it is rewritten with a new generation).
+//!
+//! The seed fixes the plan (round kinds, drained nodes, fault kinds, roles, which
+//! migration, delays and pause lengths); where a fault lands also depends on timing, so
+//! two runs of one seed differ in detail.
+//!
+//! Usage: cargo run --release -p ember-bench --bin soak -- [--seed N] [--rounds N]
+//! [--keys-per-sec N] [--writers N] [--ballast N] [--value-len N] [--node-timeout-ms N]
+//! [--keep-logs]
+//!
+//! Prints a markdown summary on stdout (progress on stderr) and exits 1 if an invariant
+//! broke; the processes' logs and emberctl's outputs are then kept in
+//! target/soak-logs/seed-N (always with `--keep-logs`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use ember_bench::{command_line, connect, row, slot_ranges};
+use ember_tests::{bin, wait_until, TestCluster};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redis::cluster::{ClusterClient, ClusterConnection};
+use serde_json::Value;
+
+const SLOTS: usize = 16384;
+/// emberctl runs of one rebalance or drain before the round's goal counts as missed.
+const MAX_ATTEMPTS: usize = 8;
+/// An emberctl run longer than this is stopped (its migrations go on by themselves).
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(90);
+/// How long the cluster may take to settle after faults.
+const SETTLE: Duration = Duration::from_secs(60);
+/// A writer without an acknowledgement for this long records a stall.
+const STALL: Duration = Duration::from_millis(200);
+/// Tries of one unique-key SET before its outcome counts as unknown.
+const SET_TRIES: usize = 10;
+const COUNTERS_PER_WRITER: usize = 50;
+const KEY_VALUE_LEN: usize = 32;
+/// Assumed migration length until the first ones have finished.
+const DEFAULT_MIGRATION_MS: u64 = 300;
+
+#[derive(Clone)]
+struct Args {
+    seed: u64,
+    rounds: usize,
+    keys_per_sec: u64,
+    writers: usize,
+    ballast: usize,
+    value_len: usize,
+    node_timeout: Duration,
+    keep_logs: bool,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let mut a = Self {
+            seed: 1,
+            rounds: 6,
+            keys_per_sec: 1000,
+            writers: 4,
+            ballast: 100_000,
+            value_len: 1024,
+            node_timeout: Duration::from_millis(1000),
+            keep_logs: false,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            if flag == "--keep-logs" {
+                a.keep_logs = true;
+                continue;
+            }
+            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+            let n: u64 = value
+                .parse()
+                .with_context(|| format!("{flag} {value}: not a number"))?;
+            match flag.as_str() {
+                "--seed" => a.seed = n,
+                "--rounds" => a.rounds = n as usize,
+                "--keys-per-sec" => a.keys_per_sec = n.max(1),
+                "--writers" => a.writers = (n as usize).max(1),
+                "--ballast" => a.ballast = n as usize,
+                "--value-len" => a.value_len = n as usize,
+                "--node-timeout-ms" => a.node_timeout = Duration::from_millis(n.max(100)),
+                _ => bail!("unknown flag {flag} (see the doc comment of bench/src/bin/soak.rs)"),
+            }
+        }
+        Ok(a)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Slots and the control plane's view
+
+/// A set of slots.
+#[derive(Clone)]
+struct SlotSet(Vec<bool>);
+
+impl SlotSet {
+    fn empty() -> Self {
+        Self(vec![false; SLOTS])
+    }
+
+    fn all() -> Self {
+        Self(vec![true; SLOTS])
+    }
+
+    /// Adds emberctl's range strings (`"0-5460"`, `"7000"`).
+    fn add_ranges(&mut self, ranges: &Value) {
+        for r in ranges.as_array().into_iter().flatten() {
+            if let Some((lo, hi)) = r.as_str().and_then(parse_range) {
+                self.0[lo..=hi].iter_mut().for_each(|b| *b = true);
+            }
+        }
+    }
+
+    fn union(&mut self, other: &SlotSet) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= *b;
+        }
+    }
+
+    fn contains(&self, slot: u16) -> bool {
+        self.0[usize::from(slot)]
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().filter(|b| **b).count()
+    }
+}
+
+fn parse_range(s: &str) -> Option<(usize, usize)> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let (lo, hi): (usize, usize) = (lo.parse().ok()?, hi.parse().ok()?);
+    (lo <= hi && hi < SLOTS).then_some((lo, hi))
+}
+
+fn slot_of(key: &str) -> u16 {
+    ember_core::key_slot(key.as_bytes())
+}
+
+/// `emberctl status --json` (a `Cluster` document).
+fn status(c: &TestCluster) -> anyhow::Result<Value> {
+    c.ctl_json(&["--timeout", "3s", "status"])
+}
+
+/// Like [`status`], retried for up to `timeout` (the control plane may be restarting).
+fn status_within(c: &TestCluster, timeout: Duration) -> anyhow::Result<Value> {
+    let mut last = None;
+    wait_until("control plane status", timeout, || {
+        last = Some(status(c)?);
+        Ok(true)
+    })?;
+    last.context("no status")
+}
+
+fn members(status: &Value) -> &[Value] {
+    status["nodes"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn migrations(status: &Value) -> &[Value] {
+    status["migrations"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn member<'a>(status: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+    members(status).iter().find(|m| m[key] == value)
+}
+
+/// The slots node `id` owns or takes part in a migration of.
+fn slots_at_stake(status: &Value, id: &str) -> SlotSet {
+    let mut set = SlotSet::empty();
+    if let Some(m) = member(status, "id", id) {
+        set.add_ranges(&m["slots"]);
+    }
+    for m in migrations(status) {
+        if m["source_id"] == id || m["target_id"] == id {
+            set.add_ranges(&m["slots"]);
+        }
+    }
+    set
+}
+
+/// The control plane's slot map as each slot's owner's client port; checks that the runs
+/// cover every slot exactly once.
+fn owner_map(c: &TestCluster) -> anyhow::Result<Vec<Option<u16>>> {
+    let map = c.ctl_json(&["--timeout", "3s", "slots"])?;
+    let mut owner = vec![None; SLOTS];
+    let mut next = 0;
+    for run in map["slots"].as_array().context("slots")? {
+        let (start, end) = (run["start"].as_u64(), run["end"].as_u64());
+        let (Some(start), Some(end)) = (start, end) else {
+            bail!("slot run without bounds: {run}");
+        };
+        ensure!(
+            start == next && end >= start && (end as usize) < SLOTS,
+            "slot runs do not cover each slot once: {start}-{end} after {next}"
+        );
+        let port = run["client_addr"]
+            .as_str()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok());
+        owner[start as usize..=end as usize].fill(port);
+        next = end + 1;
+    }
+    ensure!(next as usize == SLOTS, "slot runs end at {next}");
+    Ok(owner)
+}
+
+// ---------------------------------------------------------------------------------------
+// Writers
+
+#[derive(Default)]
+struct Counter {
+    acked: u64,
+    /// INCRs that failed: applied or not, nobody knows.
+    unknown: u64,
+    first_ack: Option<Instant>,
+    /// INCR replies outside [acked, acked + unknown].
+    anomalies: u64,
+    first_anomaly: Option<Instant>,
+}
+
+/// Everything one writer thread saw.
+struct WriterLog {
+    id: usize,
+    /// Acknowledged unique keys: (index, time of the acknowledgement).
+    acked: Vec<(u32, Instant)>,
+    /// Unique keys whose every try failed.
+    uncertain: Vec<u32>,
+    counters: Vec<Counter>,
+    ops: u64,
+    errors: u64,
+    error_samples: Vec<String>,
+    reconnects: u64,
+    /// Intervals without any acknowledgement longer than [`STALL`].
+    stalls: Vec<(Instant, Instant)>,
+}
+
+fn unique_key(w: usize, i: u32) -> String {
+    format!("soak:{w}:{i}")
+}
+
+fn unique_value(w: usize, i: u32) -> String {
+    padded(format!("w{w}:{i}:"), KEY_VALUE_LEN)
+}
+
+fn counter_key(w: usize, c: usize) -> String {
+    format!("soakctr:{w}:{c}")
+}
+
+fn padded(mut s: String, len: usize) -> String {
+    while s.len() < len {
+        s.push('.');
+    }
+    s
+}
+
+struct Writer {
+    client: ClusterClient,
+    conn: Option<ClusterConnection>,
+    failures_in_row: u32,
+    last_ack: Instant,
+    log: WriterLog,
+}
+
+impl Writer {
+    fn new(id: usize, client: ClusterClient) -> Self {
+        Self {
+            client,
+            conn: None,
+            failures_in_row: 0,
+            last_ack: Instant::now(),
+            log: WriterLog {
+                id,
+                acked: vec![],
+                uncertain: vec![],
+                counters: (0..COUNTERS_PER_WRITER).map(|_| Counter::default()).collect(),
+                ops: 0,
+                errors: 0,
+                error_samples: vec![],
+                reconnects: 0,
+                stalls: vec![],
+            },
+        }
+    }
+
+    /// Writes paced to `per_sec` (one unique key and one INCR each) until `stop`.
+    fn run(mut self, per_sec: f64, seed: u64, stop: &AtomicBool) -> WriterLog {
+        let period = Duration::from_secs_f64(1.0 / per_sec);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut next = Instant::now();
+        let mut i = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if next > now {
+                sleep(next - now);
+            }
+            next = next.max(now) + period;
+            self.write_key(i, stop);
+            i += 1;
+            self.incr(rng.random_range(0..COUNTERS_PER_WRITER));
+        }
+        self.log
+    }
+
+    fn write_key(&mut self, i: u32, stop: &AtomicBool) {
+        let (key, value) = (unique_key(self.log.id, i), unique_value(self.log.id, i));
+        for _ in 0..SET_TRIES {
+            if self
+                .query::<()>(redis::cmd("SET").arg(&key).arg(&value))
+                .is_some()
+            {
+                self.log.acked.push((i, Instant::now()));
+                return;
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        self.log.uncertain.push(i);
+    }
+
+    fn incr(&mut self, c: usize) {
+        let key = counter_key(self.log.id, c);
+        let reply = self.query::<u64>(redis::cmd("INCR").arg(&key));
+        let ctr = &mut self.log.counters[c];
+        let Some(v) = reply else {
+            ctr.unknown += 1;
+            return;
+        };
+        let now = Instant::now();
+        ctr.acked += 1;
+        ctr.first_ack.get_or_insert(now);
+        if v < ctr.acked || v > ctr.acked + ctr.unknown {
+            ctr.anomalies += 1;
+            ctr.first_anomaly.get_or_insert(now);
+        }
+    }
+
+    /// Runs `cmd` once; `None` on an error (counted, with a short backoff; the
+    /// connection is rebuilt after 5 errors in a row).
+    fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Option<T> {
+        self.log.ops += 1;
+        let res = match self.connection() {
+            Ok(conn) => cmd.query::<T>(conn),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(v) => {
+                self.acknowledged();
+                Some(v)
+            }
+            Err(e) => {
+                self.failed(&e);
+                None
+            }
+        }
+    }
+
+    fn connection(&mut self) -> redis::RedisResult<&mut ClusterConnection> {
+        if self.conn.is_none() {
+            self.conn = Some(self.client.get_connection()?);
+            self.log.reconnects += 1;
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+
+    fn acknowledged(&mut self) {
+        let now = Instant::now();
+        if now - self.last_ack > STALL {
+            self.log.stalls.push((self.last_ack, now));
+        }
+        self.last_ack = now;
+        self.failures_in_row = 0;
+    }
+
+    fn failed(&mut self, e: &redis::RedisError) {
+        self.log.errors += 1;
+        if self.log.error_samples.len() < 5 {
+            self.log.error_samples.push(e.to_string());
+        }
+        self.failures_in_row += 1;
+        if self.failures_in_row >= 5 {
+            self.conn = None;
+        }
+        sleep(Duration::from_millis(25 * u64::from(self.failures_in_row.min(10))));
+    }
+}
+
+fn writer_client(c: &TestCluster) -> ClusterClient {
+    ClusterClient::builder(c.specs.iter().map(|s| s.url()).collect::<Vec<_>>())
+        .connection_timeout(Duration::from_secs(2))
+        // Longer than any pause, so the client never re-sends a command the node is
+        // still about to run (an INCR applied twice would look like a duplicate).
+        .response_timeout(Duration::from_secs(10))
+        .build()
+        .expect("cluster client")
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+enum FaultKind {
+    CpKill,
+    CpStop,
+    NodeStopShort,
+    NodeStopLong,
+    NodeKill,
+}
+
+const KINDS: [FaultKind; 5] = [
+    FaultKind::CpKill,
+    FaultKind::CpStop,
+    FaultKind::NodeStopShort,
+    FaultKind::NodeStopLong,
+    FaultKind::NodeKill,
+];
+
+impl FaultKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::CpKill => "kill -9 + restart control plane",
+            Self::CpStop => "SIGSTOP control plane (1-4 s)",
+            Self::NodeStopShort => "SIGSTOP source/target (< node timeout)",
+            Self::NodeStopLong => "SIGSTOP source/target (> node timeout)",
+            Self::NodeKill => "kill -9 + restart source/target",
+        }
+    }
+
+    /// How long the process stays killed or stopped, for `frac` in [0, 1).
+    fn pause(self, frac: f64, node_timeout: Duration) -> Duration {
+        let t = node_timeout.as_secs_f64();
+        Duration::from_secs_f64(match self {
+            Self::CpKill => frac * 2.0,
+            Self::CpStop => 1.0 + frac * 3.0,
+            Self::NodeStopShort => (0.2 + 0.6 * frac) * t,
+            Self::NodeStopLong => (1.5 + 1.5 * frac) * t,
+            Self::NodeKill => frac * 2.0 * t,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Source,
+    Target,
+}
+
+/// A fault of the plan: strikes `delay_frac` x the typical migration length after the
+/// `nth` migration of the phase started.
+#[derive(Clone, Debug)]
+struct PlannedFault {
+    kind: FaultKind,
+    role: Role,
+    nth: usize,
+    delay_frac: f64,
+    pause_frac: f64,
+}
+
+struct FaultRecord {
+    kind: FaultKind,
+    during_migration: bool,
+    start: Instant,
+    end: Instant,
+}
+
+/// A data node killed at `at`, with the slots whose keys died with it.
+struct Kill {
+    at: Instant,
+    slots: SlotSet,
+}
+
+/// Migrations seen in emberctl's `--json` events, across the runs of one phase.
+#[derive(Default)]
+struct Tracker {
+    /// (id, source id, target id, when seen).
+    started: Vec<(String, String, String, Instant)>,
+    finished: HashSet<String>,
+    committed: u64,
+    aborted: u64,
+    millis: Vec<u64>,
+    read: usize,
+}
+
+impl Tracker {
+    /// Reads the complete lines added to `path` since the last call.
+    fn poll(&mut self, path: &Path) {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let new = &text[self.read.min(text.len())..];
+        let Some(end) = new.rfind('\n') else {
+            return;
+        };
+        for line in new[..end].lines() {
+            self.event(line);
+        }
+        self.read += end + 1;
+    }
+
+    fn event(&mut self, line: &str) {
+        let Ok(ev) = serde_json::from_str::<Value>(line) else {
+            return;
+        };
+        let s = |k: &str| ev[k].as_str().unwrap_or_default().to_string();
+        match ev["event"].as_str() {
+            Some("started") => {
+                self.started
+                    .push((s("id"), s("source_id"), s("target_id"), Instant::now()))
+            }
+            Some("finished") => {
+                self.finished.insert(s("id"));
+                if ev["committed"] == true {
+                    self.committed += 1;
+                    self.millis.extend(ev["millis"].as_u64());
+                } else {
+                    self.aborted += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        !self.finished.contains(id)
+    }
+
+    /// The migration to strike for `f`: its `nth` if still running, else the latest
+    /// running one, else the latest; and whether it is running.
+    fn victim(&self, f: &PlannedFault) -> Option<(&str, &str, bool)> {
+        let nth = self.started.get(f.nth - 1).filter(|m| self.is_running(&m.0));
+        let running = self.started.iter().rev().find(|m| self.is_running(&m.0));
+        let m = nth.or(running).or(self.started.last())?;
+        Some((&m.1, &m.2, self.is_running(&m.0)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The soak
+
+enum Goal {
+    /// Every primary holds floor or ceil of 16384 / primaries slots.
+    Even,
+    /// The named node owns no slot.
+    Drained(String),
+}
+
+#[derive(Default)]
+struct Ballast {
+    generation: u64,
+    written_at: Option<Instant>,
+    checked: u64,
+    lost_inside: u64,
+    lost_outside: u64,
+    wrong: u64,
+}
+
+#[derive(Default)]
+struct OpStats {
+    runs: u64,
+    reruns: u64,
+    stopped: u64,
+    committed: u64,
+    aborted: u64,
+}
+
+struct Soak {
+    args: Args,
+    c: TestCluster,
+    plan_rng: StdRng,
+    pick_rng: StdRng,
+    round: usize,
+    kills: Vec<Kill>,
+    faults: Vec<FaultRecord>,
+    violations: Vec<String>,
+    ballast: Ballast,
+    ops: OpStats,
+    migration_ms: Vec<u64>,
+}
+
+impl Soak {
+    fn start(args: &Args) -> anyhow::Result<Self> {
+        let c = TestCluster::start(3, args.node_timeout);
+        c.ctl_ok(&["bootstrap", "n1", "n2", "n3"]);
+        c.wait_all_info("cluster_state", "ok", SETTLE);
+        let mut soak = Self {
+            args: args.clone(),
+            c,
+            plan_rng: StdRng::seed_from_u64(args.seed),
+            pick_rng: StdRng::seed_from_u64(args.seed ^ 0x5eed),
+            round: 0,
+            kills: vec![],
+            faults: vec![],
+            violations: vec![],
+            ballast: Ballast::default(),
+            ops: OpStats::default(),
+            migration_ms: vec![],
+        };
+        soak.load_ballast()?;
+        Ok(soak)
+    }
+
+    fn violation(&mut self, what: String) {
+        eprintln!("VIOLATION: {what}");
+        self.violations.push(what);
+    }
+
+    /// Whether a write to `slot` acknowledged at `at` may have died with a killed node.
+    fn killed_after(&self, slot: u16, at: Instant) -> bool {
+        self.kills
+            .iter()
+            .any(|k| k.at > at && k.slots.contains(slot))
+    }
+
+    fn killed_between(&self, slot: u16, from: Instant, to: Instant) -> bool {
+        self.kills
+            .iter()
+            .any(|k| k.at > from && k.at < to && k.slots.contains(slot))
+    }
+
+    // --- rounds -------------------------------------------------------------------------
+
+    fn round(&mut self) -> anyhow::Result<()> {
+        self.round += 1;
+        let t = Instant::now();
+        if self.round % 2 == 1 {
+            self.grow_round()?;
+        } else {
+            self.cycle_round()?;
+        }
+        self.check_invariants();
+        self.check_ballast()?;
+        self.load_ballast()?;
+        eprintln!(
+            "round {} done in {:.1} s ({} faults so far, {} violations)",
+            self.round,
+            t.elapsed().as_secs_f64(),
+            self.faults.len(),
+            self.violations.len()
+        );
+        Ok(())
+    }
+
+    /// Joins a fresh node, rebalances onto it, drains it and forgets it.
+    fn grow_round(&mut self) -> anyhow::Result<()> {
+        let i = self.c.add_node();
+        let name = self.c.specs[i].name.clone();
+        eprintln!("round {}: join {name}, rebalance, drain, forget", self.round);
+        let c = &self.c;
+        wait_until(&format!("{name} registered"), SETTLE, || {
+            Ok(c.ctl_json(&["pending"])?.to_string().contains(&name))
+        })?;
+        self.ctl_retry(&["join", &name])?;
+        self.phase(&["rebalance", "--parallel", "1"], Goal::Even)?;
+        self.phase(
+            &["drain", &name, "--parallel", "1"],
+            Goal::Drained(name.clone()),
+        )?;
+        self.wait_ready("before forget");
+        self.ctl_retry(&["forget", &name])?;
+        self.c.nodes[i].kill();
+        Ok(())
+    }
+
+    /// Drains one of the first three nodes and rebalances back.
+    fn cycle_round(&mut self) -> anyhow::Result<()> {
+        let name = self.c.specs[self.plan_rng.random_range(0..3)].name.clone();
+        eprintln!("round {}: drain {name}, rebalance back", self.round);
+        self.phase(
+            &["drain", &name, "--parallel", "1"],
+            Goal::Drained(name.clone()),
+        )?;
+        self.phase(&["rebalance", "--parallel", "1"], Goal::Even)
+    }
+
+    /// Runs an emberctl mutation until it succeeds (bounded: the control plane may be
+    /// restarting after a fault).
+    fn ctl_retry(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut last = String::new();
+        for _ in 0..20 {
+            let out = self.c.ctl(args);
+            if out.status.success() {
+                return Ok(());
+            }
+            last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            sleep(Duration::from_millis(500));
+        }
+        bail!("emberctl {} kept failing: {last}", args.join(" "))
+    }
+
+    fn goal_reached(&self, goal: &Goal) -> anyhow::Result<bool> {
+        let s = status_within(&self.c, Duration::from_secs(10))?;
+        let counts: Vec<u64> = members(&s)
+            .iter()
+            .filter(|m| m["role"] == "primary")
+            .map(|m| m["slot_count"].as_u64().unwrap_or(0))
+            .collect();
+        Ok(match goal {
+            Goal::Even => {
+                let n = counts.len().max(1) as u64;
+                let (lo, hi) = (SLOTS as u64 / n, (SLOTS as u64).div_ceil(n));
+                counts.iter().all(|c| (lo..=hi).contains(c))
+            }
+            Goal::Drained(name) => {
+                member(&s, "name", name).is_some_and(|m| m["slot_count"].as_u64() == Some(0))
+            }
+        })
+    }
+
+    /// Waits until no migration runs, every member is healthy and the cluster is `ok`;
+    /// a violation if that takes longer than [`SETTLE`].
+    fn wait_ready(&mut self, what: &str) {
+        let c = &self.c;
+        let res = wait_until("a settled cluster", SETTLE, || {
+            let s = status(c)?;
+            ensure!(migrations(&s).is_empty(), "migrations running");
+            for m in members(&s) {
+                ensure!(m["health"] == "ok", "{} is {}", m["name"], m["health"]);
+            }
+            ensure!(s["state"] == "ok", "cluster state {}", s["state"]);
+            Ok(true)
+        });
+        if let Err(e) = res {
+            self.violation(format!("round {}: {what}: {e:#}", self.round));
+        }
+    }
+
+    // --- phases -------------------------------------------------------------------------
+
+    /// Runs `emberctl CMD` until `goal` holds (at most [`MAX_ATTEMPTS`] runs) while the
+    /// phase's planned faults strike; faults still due when the goal is reached strike
+    /// then, on the idle cluster.
+    fn phase(&mut self, cmd: &[&str], goal: Goal) -> anyhow::Result<()> {
+        self.wait_ready(&format!("before {}", cmd[0]));
+        let moves = self.planned_moves(cmd).unwrap_or(3).max(1);
+        let mut plan = self.plan_faults(moves);
+        let mut tracker = Tracker::default();
+        let mut runs = 0;
+        while runs < MAX_ATTEMPTS && !self.goal_reached(&goal)? {
+            if runs > 0 {
+                self.ops.reruns += 1;
+                self.wait_ready(&format!("before rerunning {}", cmd[0]));
+            }
+            runs += 1;
+            self.ops.runs += 1;
+            self.run_ctl(cmd, runs, &mut tracker, &mut plan)?;
+        }
+        if !self.goal_reached(&goal)? {
+            self.violation(format!(
+                "round {}: {} did not reach its goal in {runs} runs",
+                self.round,
+                cmd.join(" ")
+            ));
+        }
+        for f in std::mem::take(&mut plan) {
+            self.strike(&f, &tracker);
+        }
+        self.ops.committed += tracker.committed;
+        self.ops.aborted += tracker.aborted;
+        self.migration_ms.extend(&tracker.millis);
+        Ok(())
+    }
+
+    /// How many migrations `emberctl CMD --dry-run` plans.
+    fn planned_moves(&self, cmd: &[&str]) -> anyhow::Result<usize> {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(cmd);
+        args.push("--dry-run");
+        let out = self.c.ctl(&args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let plan: Value = serde_json::from_str(text.lines().next().unwrap_or("{}"))?;
+        plan["move_count"]
+            .as_u64()
+            .map(|n| n as usize)
+            .context("no move_count in the plan")
+    }
+
+    fn plan_faults(&mut self, moves: usize) -> Vec<PlannedFault> {
+        let rng = &mut self.plan_rng;
+        let mut plan: Vec<PlannedFault> = (0..rng.random_range(1..=3))
+            .map(|_| PlannedFault {
+                kind: KINDS[rng.random_range(0..KINDS.len())],
+                role: if rng.random_bool(0.5) {
+                    Role::Source
+                } else {
+                    Role::Target
+                },
+                nth: rng.random_range(1..=moves),
+                delay_frac: rng.random_range(0.0..1.2),
+                pause_frac: rng.random_range(0.0..1.0),
+            })
+            .collect();
+        plan.sort_by(|a, b| (a.nth, a.delay_frac).partial_cmp(&(b.nth, b.delay_frac)).unwrap());
+        plan
+    }
+
+    /// The median length of the migrations committed so far.
+    fn typical_migration(&self) -> Duration {
+        let mut ms = self.migration_ms.clone();
+        ms.sort_unstable();
+        let median = ms.get(ms.len() / 2).copied();
+        Duration::from_millis(median.unwrap_or(DEFAULT_MIGRATION_MS).clamp(20, 5000))
+    }
+
+    /// One emberctl run (events to a file the tracker reads), striking the plan's faults
+    /// as they fall due.
+    fn run_ctl(
+        &mut self,
+        cmd: &[&str],
+        run: usize,
+        tracker: &mut Tracker,
+        plan: &mut Vec<PlannedFault>,
+    ) -> anyhow::Result<()> {
+        let base = format!("ctl-r{}-{}-{run}", self.round, cmd[0]);
+        let (out, err) = (self.log_path(&base, "jsonl"), self.log_path(&base, "err"));
+        let mut child = Command::new(bin("emberctl"))
+            .arg("--control-plane")
+            .arg(self.c.cp_url())
+            .arg("--json")
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(File::create(&out)?)
+            .stderr(File::create(&err)?)
+            .spawn()?;
+        tracker.read = 0;
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break Some(s);
+            }
+            if t0.elapsed() > ATTEMPT_LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.ops.stopped += 1;
+                break None;
+            }
+            tracker.poll(&out);
+            if self.due(plan.first(), tracker) {
+                let f = plan.remove(0);
+                self.strike(&f, tracker);
+            }
+            sleep(Duration::from_millis(10));
+        };
+        tracker.poll(&out);
+        if !status.is_some_and(|s| s.success()) {
+            let text = std::fs::read_to_string(&err).unwrap_or_default();
+            eprintln!(
+                "  emberctl {} exited {:?}: {}",
+                cmd.join(" "),
+                status.and_then(|s| s.code()),
+                text.lines().last().unwrap_or("(stopped: too long)")
+            );
+        }
+        Ok(())
+    }
+
+    fn log_path(&self, base: &str, ext: &str) -> PathBuf {
+        self.c.dir.path().join(format!("{base}.{ext}"))
+    }
+
+    fn due(&self, f: Option<&PlannedFault>, tracker: &Tracker) -> bool {
+        let Some(f) = f else { return false };
+        let delay = self.typical_migration().mul_f64(f.delay_frac);
+        tracker
+            .started
+            .get(f.nth - 1)
+            .is_some_and(|m| m.3.elapsed() >= delay)
+    }
+
+    // --- faults -------------------------------------------------------------------------
+
+    fn strike(&mut self, f: &PlannedFault, tracker: &Tracker) {
+        let pause = f.kind.pause(f.pause_frac, self.args.node_timeout);
+        let victim = tracker.victim(f);
+        let during = victim.is_some_and(|v| v.2);
+        let id = victim.map(|(source, target, _)| match f.role {
+            Role::Source => source.to_string(),
+            Role::Target => target.to_string(),
+        });
+        let start = Instant::now();
+        let what = match f.kind {
+            FaultKind::CpKill => {
+                self.c.cp.kill();
+                sleep(pause);
+                self.c.cp.start();
+                "control plane".to_string()
+            }
+            FaultKind::CpStop => {
+                self.c.cp.signal("STOP");
+                sleep(pause);
+                self.c.cp.signal("CONT");
+                "control plane".to_string()
+            }
+            FaultKind::NodeStopShort | FaultKind::NodeStopLong => {
+                let (i, _) = self.node_to_strike(id.as_deref());
+                self.c.nodes[i].signal("STOP");
+                sleep(pause);
+                self.c.nodes[i].signal("CONT");
+                self.c.specs[i].name.clone()
+            }
+            FaultKind::NodeKill => {
+                let (i, id) = self.node_to_strike(id.as_deref());
+                self.kill_node(i, &id, pause)
+            }
+        };
+        eprintln!(
+            "  fault: {} on {what} for {:.0} ms ({}, {:?} of migration {})",
+            f.kind.label(),
+            pause.as_secs_f64() * 1000.0,
+            if during { "during a migration" } else { "idle" },
+            f.role,
+            f.nth
+        );
+        self.faults.push(FaultRecord {
+            kind: f.kind,
+            during_migration: during,
+            start,
+            end: Instant::now(),
+        });
+    }
+
+    /// The running node with member id `id`, or a random running member; (index, id).
+    fn node_to_strike(&mut self, id: Option<&str>) -> (usize, String) {
+        let s = status_within(&self.c, Duration::from_secs(10)).unwrap_or(Value::Null);
+        let running = |name: &str| {
+            self.c
+                .specs
+                .iter()
+                .position(|sp| sp.name == name)
+                .filter(|&i| self.c.nodes[i].is_running())
+        };
+        let by_id = id
+            .and_then(|id| member(&s, "id", id))
+            .and_then(|m| Some((running(m["name"].as_str()?)?, m["id"].as_str()?)));
+        if let Some((i, id)) = by_id {
+            return (i, id.to_string());
+        }
+        let all: Vec<(usize, String)> = members(&s)
+            .iter()
+            .filter_map(|m| Some((running(m["name"].as_str()?)?, m["id"].as_str()?.into())))
+            .collect();
+        if all.is_empty() {
+            return (0, String::new());
+        }
+        all[self.pick_rng.random_range(0..all.len())].clone()
+    }
+
+    /// kill -9 of node `i` (member `id`), recording the slots at stake just before and
+    /// just after; restarted (empty) after `down`.
+    fn kill_node(&mut self, i: usize, id: &str, down: Duration) -> String {
+        let before = status(&self.c).map(|s| slots_at_stake(&s, id));
+        self.c.nodes[i].kill();
+        let at = Instant::now();
+        let after = status_within(&self.c, Duration::from_secs(5)).map(|s| slots_at_stake(&s, id));
+        let slots = match (before, after) {
+            (Ok(mut a), Ok(b)) => {
+                a.union(&b);
+                a
+            }
+            _ => SlotSet::all(),
+        };
+        let name = format!("{} ({} slots at stake)", self.c.specs[i].name, slots.len());
+        self.kills.push(Kill { at, slots });
+        sleep(down);
+        self.c.restart_node(i);
+        name
+    }
+
+    // --- checks -------------------------------------------------------------------------
+
+    fn check_invariants(&mut self) {
+        self.wait_ready("after the round");
+        let c = &self.c;
+        let res = wait_until("the round's invariants", Duration::from_secs(30), || {
+            invariants(c)
+        });
+        if let Err(e) = res {
+            self.violation(format!("round {}: {e:#}", self.round));
+        }
+    }
+
+    fn ballast_keys(&self) -> Vec<String> {
+        (0..self.args.ballast).map(|i| format!("ballast:{i}")).collect()
+    }
+
+    fn ballast_value(&self, i: usize) -> String {
+        let g = self.ballast.generation;
+        padded(format!("b{i}:g{g}:"), self.args.value_len)
+    }
+
+    /// Writes every ballast key with a new generation's value, straight to the owners.
+    fn load_ballast(&mut self) -> anyhow::Result<()> {
+        self.ballast.generation += 1;
+        let keys = self.ballast_keys();
+        let values: Vec<String> = (0..keys.len()).map(|i| self.ballast_value(i)).collect();
+        let mut last = None;
+        for _ in 0..3 {
+            match owner_map(&self.c).and_then(|owner| store(&owner, &keys, &values)) {
+                Ok(()) => {
+                    self.ballast.written_at = Some(Instant::now());
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+            sleep(Duration::from_secs(1));
+        }
+        Err(last.expect("an error")).context("loading the ballast")
+    }
+
+    /// Every ballast key has the current generation's value, unless a kill took it.
+    fn check_ballast(&mut self) -> anyhow::Result<()> {
+        let keys = self.ballast_keys();
+        let got = fetch(&owner_map(&self.c)?, &keys)?;
+        let written = self.ballast.written_at.expect("loaded");
+        let (mut inside, mut outside, mut wrong) = (0, 0, 0);
+        let mut examples = vec![];
+        for (i, v) in got.iter().enumerate() {
+            let slot = slot_of(&keys[i]);
+            match v {
+                Some(v) if *v == self.ballast_value(i) => {}
+                Some(v) => {
+                    wrong += 1;
+                    examples.push(format!("{} (slot {slot}) = {v:.40}", keys[i]));
+                }
+                None if self.killed_after(slot, written) => inside += 1,
+                None => {
+                    outside += 1;
+                    examples.push(format!("{} (slot {slot}) missing", keys[i]));
+                }
+            }
+        }
+        let b = &mut self.ballast;
+        b.checked += keys.len() as u64;
+        (b.lost_inside, b.lost_outside, b.wrong) =
+            (b.lost_inside + inside, b.lost_outside + outside, b.wrong + wrong);
+        eprintln!("  ballast: {inside} lost inside killed slots, {outside} outside, {wrong} wrong");
+        if outside + wrong > 0 {
+            examples.truncate(5);
+            self.violation(format!(
+                "round {}: ballast generation {}: {outside} lost outside killed slots, {wrong} \
+                 wrong, e.g. {examples:?}",
+                self.round, self.ballast.generation
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the writers' acknowledged keys and counters at the end.
+    fn check_writes(&mut self, logs: &[WriterLog]) -> anyhow::Result<WriteTally> {
+        let owner = owner_map(&self.c)?;
+        let mut t = WriteTally::default();
+        for log in logs {
+            self.check_keys(&owner, log, &mut t)?;
+            self.check_counters(&owner, log, &mut t)?;
+        }
+        if t.lost_outside + t.wrong + t.counters_bad > 0 {
+            t.examples.truncate(8);
+            self.violation(format!(
+                "writes: {} lost outside killed slots, {} wrong, {} counters off, e.g. {:?}",
+                t.lost_outside, t.wrong, t.counters_bad, t.examples
+            ));
+        }
+        Ok(t)
+    }
+
+    fn check_keys(
+        &self,
+        owner: &[Option<u16>],
+        log: &WriterLog,
+        t: &mut WriteTally,
+    ) -> anyhow::Result<()> {
+        let w = log.id;
+        let keys: Vec<String> = log.acked.iter().map(|(i, _)| unique_key(w, *i)).collect();
+        let got = fetch(owner, &keys)?;
+        for ((i, at), v) in log.acked.iter().zip(got) {
+            let key = unique_key(w, *i);
+            let slot = slot_of(&key);
+            t.acked += 1;
+            match v {
+                Some(v) if v == unique_value(w, *i) => {}
+                Some(v) => {
+                    t.wrong += 1;
+                    t.examples.push(format!("{key} (slot {slot}) = {v}"));
+                }
+                None if self.killed_after(slot, *at) => t.lost_inside += 1,
+                None => {
+                    t.lost_outside += 1;
+                    t.examples.push(format!(
+                        "{key} (slot {slot}) missing, acknowledged {:.1} s into the run",
+                        (*at - log_start(log)).as_secs_f64()
+                    ));
+                }
+            }
+        }
+        let keys: Vec<String> = log.uncertain.iter().map(|i| unique_key(w, *i)).collect();
+        for (i, v) in log.uncertain.iter().zip(fetch(owner, &keys)?) {
+            match v {
+                Some(v) if v == unique_value(w, *i) => t.unacked_present += 1,
+                Some(v) => {
+                    t.wrong += 1;
+                    t.examples.push(format!("{} = {v} (unacknowledged)", unique_key(w, *i)));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_counters(
+        &self,
+        owner: &[Option<u16>],
+        log: &WriterLog,
+        t: &mut WriteTally,
+    ) -> anyhow::Result<()> {
+        let keys: Vec<String> = (0..log.counters.len())
+            .map(|c| counter_key(log.id, c))
+            .collect();
+        let end = Instant::now();
+        for ((key, ctr), v) in keys.iter().zip(&log.counters).zip(fetch(owner, &keys)?) {
+            let Some(first) = ctr.first_ack else { continue };
+            let slot = slot_of(key);
+            let value: u64 = v.as_deref().map_or(Ok(0), str::parse)?;
+            t.incr_acked += ctr.acked;
+            t.incr_unknown += ctr.unknown;
+            let killed = self.killed_between(slot, first, end);
+            let anomaly_explained = ctr
+                .first_anomaly
+                .is_none_or(|a| self.killed_between(slot, first, a));
+            let over = value > ctr.acked + ctr.unknown;
+            let under = !killed && value < ctr.acked;
+            if killed {
+                t.counters_reset += 1;
+            }
+            if over || under || !anomaly_explained {
+                t.counters_bad += 1;
+                t.examples.push(format!(
+                    "{key} (slot {slot}) = {value}: {} acknowledged, {} unknown, {} replies out \
+                     of range{}",
+                    ctr.acked,
+                    ctr.unknown,
+                    ctr.anomalies,
+                    if killed { ", slot killed" } else { "" }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first acknowledgement of a writer (the origin for the times in examples).
+fn log_start(log: &WriterLog) -> Instant {
+    log.acked.first().map_or_else(Instant::now, |a| a.1)
+}
+
+#[derive(Default)]
+struct WriteTally {
+    acked: u64,
+    lost_inside: u64,
+    lost_outside: u64,
+    wrong: u64,
+    unacked_present: u64,
+    incr_acked: u64,
+    incr_unknown: u64,
+    counters_reset: u64,
+    counters_bad: u64,
+    examples: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Cluster-wide checks and key access
+
+/// The invariants of a settled cluster: every member on the control plane's version, in
+/// `cluster_state:ok` and routing every slot as the control plane's map does; every slot
+/// owned once; keys only on their slot's owner.
+fn invariants(c: &TestCluster) -> anyhow::Result<bool> {
+    let s = status(c)?;
+    let version = s["version"].as_u64().context("no version")?;
+    ensure!(
+        s["slots_assigned"].as_u64() == Some(SLOTS as u64),
+        "{} slots assigned",
+        s["slots_assigned"]
+    );
+    for m in members(&s) {
+        ensure!(
+            m["applied_version"].as_u64() == Some(version),
+            "{} applied version {} of {version}",
+            m["name"],
+            m["applied_version"]
+        );
+    }
+    let owner = owner_map(c)?;
+    ensure!(owner.iter().all(Option::is_some), "a slot has no owner");
+    for (i, spec) in c.specs.iter().enumerate() {
+        if !c.nodes[i].is_running() {
+            continue;
+        }
+        if member(&s, "name", &spec.name).is_some() {
+            let state = c.cluster_info(i)?.remove("cluster_state");
+            ensure!(
+                state.as_deref() == Some("ok"),
+                "{} has cluster_state {state:?}",
+                spec.name
+            );
+            routes_as(spec.port, &owner).with_context(|| spec.name.clone())?;
+        }
+        keys_only_in_owned(spec.port, &owner).with_context(|| spec.name.clone())?;
+    }
+    Ok(true)
+}
+
+/// The node at `port` routes every slot to `owner`'s port (by its `CLUSTER SLOTS`).
+fn routes_as(port: u16, owner: &[Option<u16>]) -> anyhow::Result<()> {
+    let mut seen = vec![None; SLOTS];
+    for (lo, hi, p) in slot_ranges(&mut connect(port)?)? {
+        seen[usize::from(lo)..=usize::from(hi)].fill(Some(p));
+    }
+    match (0..SLOTS).find(|&s| seen[s] != owner[s]) {
+        Some(s) => bail!(
+            "routes slot {s} to {:?}, the control plane's map to {:?}",
+            seen[s],
+            owner[s]
+        ),
+        None => Ok(()),
+    }
+}
+
+/// `CLUSTER COUNTKEYSINSLOT` on the node at `port` is 0 for every slot it does not own.
+fn keys_only_in_owned(port: u16, owner: &[Option<u16>]) -> anyhow::Result<()> {
+    let mut pipe = redis::pipe();
+    for slot in 0..SLOTS {
+        pipe.cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot);
+    }
+    let counts: Vec<u64> = pipe.query(&mut connect(port)?)?;
+    match (0..SLOTS).find(|&s| counts[s] > 0 && owner[s] != Some(port)) {
+        Some(s) => bail!(
+            "holds {} keys of slot {s}, owned by {:?}",
+            counts[s],
+            owner[s]
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Indices of `keys` by owner port, then by slot.
+fn by_owner(
+    owner: &[Option<u16>],
+    keys: &[String],
+) -> anyhow::Result<BTreeMap<u16, BTreeMap<u16, Vec<usize>>>> {
+    let mut out: BTreeMap<u16, BTreeMap<u16, Vec<usize>>> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let slot = slot_of(k);
+        let port = owner[usize::from(slot)].with_context(|| format!("slot {slot} has no owner"))?;
+        out.entry(port).or_default().entry(slot).or_default().push(i);
+    }
+    Ok(out)
+}
+
+/// SETs `keys[i]` to `values[i]` on their slots' owners, pipelined.
+fn store(owner: &[Option<u16>], keys: &[String], values: &[String]) -> anyhow::Result<()> {
+    for (port, slots) in by_owner(owner, keys)? {
+        let mut conn = connect(port)?;
+        let idx: Vec<usize> = slots.into_values().flatten().collect();
+        for chunk in idx.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for &i in chunk {
+                pipe.cmd("SET").arg(&keys[i]).arg(&values[i]).ignore();
+            }
+            pipe.exec(&mut conn)?;
+        }
+    }
+    Ok(())
+}
+
+/// GETs `keys` from their slots' owners (one MGET per slot, pipelined per node).
+fn fetch(owner: &[Option<u16>], keys: &[String]) -> anyhow::Result<Vec<Option<String>>> {
+    let mut out = vec![None; keys.len()];
+    for (port, slots) in by_owner(owner, keys)? {
+        let mut conn = connect(port)?;
+        let slots: Vec<Vec<usize>> = slots.into_values().collect();
+        for chunk in slots.chunks(256) {
+            let mut pipe = redis::pipe();
+            for idx in chunk {
+                let ks: Vec<&str> = idx.iter().map(|&i| keys[i].as_str()).collect();
+                pipe.cmd("MGET").arg(ks);
+            }
+            let replies: Vec<Vec<Option<String>>> = pipe.query(&mut conn)?;
+            for (idx, values) in chunk.iter().zip(replies) {
+                for (&i, v) in idx.iter().zip(values) {
+                    out[i] = v;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Main and the report
+
+fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse()?;
+    let t0 = Instant::now();
+    let mut soak = Soak::start(&args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(&soak.c, &args, &stop);
+    let run = (0..args.rounds).try_for_each(|_| soak.round());
+    stop.store(true, Ordering::Relaxed);
+    let logs: Vec<WriterLog> = writers
+        .into_iter()
+        .map(|h| h.join().expect("writer thread"))
+        .collect();
+    if let Err(e) = run {
+        soak.violation(format!("round {}: the run stopped: {e:#}", soak.round));
+    }
+    let tally = soak.check_writes(&logs).unwrap_or_else(|e| {
+        soak.violation(format!("checking the writes failed: {e:#}"));
+        WriteTally::default()
+    });
+    report(&soak, &logs, &tally, t0.elapsed());
+    let failed = !soak.violations.is_empty();
+    if failed || args.keep_logs {
+        keep_logs(&soak);
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn spawn_writers(
+    c: &TestCluster,
+    args: &Args,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<WriterLog>> {
+    let per_sec = args.keys_per_sec as f64 / args.writers as f64;
+    (0..args.writers)
+        .map(|w| {
+            let (client, stop) = (writer_client(c), stop.clone());
+            let seed = args.seed.wrapping_mul(1000).wrapping_add(w as u64);
+            std::thread::spawn(move || Writer::new(w, client).run(per_sec, seed, &stop))
+        })
+        .collect()
+}
+
+/// The longest stall overall, and per fault kind whose window (from the strike to
+/// recovery plus 2 node timeouts + 1 s) it overlaps (`None`: no fault).
+fn stalls(soak: &Soak, logs: &[WriterLog]) -> (Duration, BTreeMap<Option<FaultKind>, Duration>) {
+    let grace = soak.args.node_timeout * 2 + Duration::from_secs(1);
+    let mut max = Duration::ZERO;
+    let mut by_kind: BTreeMap<Option<FaultKind>, Duration> = BTreeMap::new();
+    for &(a, b) in logs.iter().flat_map(|l| &l.stalls) {
+        max = max.max(b - a);
+        let kinds: Vec<Option<FaultKind>> = soak
+            .faults
+            .iter()
+            .filter(|f| a < f.end + grace && b > f.start)
+            .map(|f| Some(f.kind))
+            .collect();
+        let kinds = if kinds.is_empty() { vec![None] } else { kinds };
+        for k in kinds {
+            let e = by_kind.entry(k).or_default();
+            *e = (*e).max(b - a);
+        }
+    }
+    (max, by_kind)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn report(soak: &Soak, logs: &[WriterLog], t: &WriteTally, took: Duration) {
+    let a = &soak.args;
+    let (ops, errors) = logs
+        .iter()
+        .fold((0, 0), |(o, e), l| (o + l.ops, e + l.errors));
+    let (max_stall, by_kind) = stalls(soak, logs);
+    let b = &soak.ballast;
+    let during = soak.faults.iter().filter(|f| f.during_migration).count();
+    let at_stake: usize = soak.kills.iter().map(|k| k.slots.len()).sum();
+    println!("\n## Soak: rebalance/drain under faults (seed {})\n", a.seed);
+    println!("`{}`\n", command_line("soak"));
+    println!(
+        "{} writers at {} unique keys/s in all (each followed by an INCR), ballast {} keys x \
+         {} B rewritten every round, node timeout {} ms, wall time {:.0} s.\n",
+        a.writers,
+        a.keys_per_sec,
+        a.ballast,
+        a.value_len,
+        a.node_timeout.as_millis(),
+        took.as_secs_f64()
+    );
+    println!("| rounds | faults (during a migration) | data-node kills (slots at stake) | acknowledged writes: SET / INCR / ballast SET | lost outside killed slots | lost inside killed slots: SET / ballast | wrong or duplicated | client errors / requests | max write stall | emberctl runs (reruns) | migrations committed / aborted | invariant violations |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "{}",
+        row(&[
+            soak.round.to_string(),
+            format!("{} ({during})", soak.faults.len()),
+            format!("{} ({at_stake})", soak.kills.len()),
+            format!("{} / {} / {}", t.acked, t.incr_acked, b.checked),
+            (t.lost_outside + b.lost_outside).to_string(),
+            format!("{} / {}", t.lost_inside, b.lost_inside),
+            (t.wrong + b.wrong + t.counters_bad).to_string(),
+            format!("{errors} / {ops}"),
+            secs(max_stall),
+            format!("{} ({})", soak.ops.runs, soak.ops.reruns),
+            format!("{} / {}", soak.ops.committed, soak.ops.aborted),
+            soak.violations.len().to_string(),
+        ])
+    );
+    fault_table(soak, &by_kind);
+    println!(
+        "\nCounters: {} INCRs acknowledged, {} with unknown outcome (client errors), {} \
+         counters reset by a kill of their slot, {} out of range. Unique keys whose every \
+         try failed but that were stored anyway: {}. emberctl runs stopped after {} s: {}.",
+        t.incr_acked,
+        t.incr_unknown,
+        t.counters_reset,
+        t.counters_bad,
+        t.unacked_present,
+        ATTEMPT_LIMIT.as_secs(),
+        soak.ops.stopped
+    );
+    let samples: Vec<&String> = logs.iter().flat_map(|l| &l.error_samples).take(4).collect();
+    if !samples.is_empty() {
+        println!("\nClient error samples: {samples:?}");
+    }
+    for v in &soak.violations {
+        println!("\nVIOLATION: {v}");
+    }
+}
+
+fn fault_table(soak: &Soak, by_kind: &BTreeMap<Option<FaultKind>, Duration>) {
+    println!("\n| fault | struck | during a migration | max write stall around it |");
+    println!("|---|---|---|---|");
+    for kind in KINDS {
+        let of_kind: Vec<&FaultRecord> = soak.faults.iter().filter(|f| f.kind == kind).collect();
+        let during = of_kind.iter().filter(|f| f.during_migration).count();
+        println!(
+            "{}",
+            row(&[
+                kind.label().into(),
+                of_kind.len().to_string(),
+                during.to_string(),
+                by_kind.get(&Some(kind)).map_or("-".into(), |d| secs(*d)),
+            ])
+        );
+    }
+    println!(
+        "{}",
+        row(&[
+            "(no fault)".into(),
+            "".into(),
+            "".into(),
+            by_kind.get(&None).map_or("-".into(), |d| secs(*d)),
+        ])
+    );
+}
+
+/// Copies the processes' logs and emberctl's outputs to target/soak-logs/seed-N.
+fn keep_logs(soak: &Soak) {
+    let dest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/soak-logs")
+        .join(format!("seed-{}", soak.args.seed));
+    let _ = std::fs::remove_dir_all(&dest);
+    if let Err(e) = std::fs::create_dir_all(&dest) {
+        eprintln!("cannot keep the logs in {}: {e}", dest.display());
+        return;
+    }
+    for entry in std::fs::read_dir(soak.c.dir.path()).into_iter().flatten().flatten() {
+        if entry.path().is_file() {
+            let _ = std::fs::copy(entry.path(), dest.join(entry.file_name()));
+        }
+    }
+    eprintln!("logs kept in {}", dest.display());
+}
