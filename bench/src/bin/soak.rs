@@ -39,10 +39,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -260,7 +261,8 @@ struct WriterLog {
     counters: Vec<Counter>,
     ops: u64,
     errors: u64,
-    error_samples: Vec<String>,
+    /// Errors by message (its first 60 characters).
+    error_kinds: BTreeMap<String, u64>,
     reconnects: u64,
     /// Intervals without any acknowledgement longer than [`STALL`].
     stalls: Vec<(Instant, Instant)>,
@@ -304,10 +306,12 @@ impl Writer {
                 id,
                 acked: vec![],
                 uncertain: vec![],
-                counters: (0..COUNTERS_PER_WRITER).map(|_| Counter::default()).collect(),
+                counters: (0..COUNTERS_PER_WRITER)
+                    .map(|_| Counter::default())
+                    .collect(),
                 ops: 0,
                 errors: 0,
-                error_samples: vec![],
+                error_kinds: BTreeMap::new(),
                 reconnects: 0,
                 stalls: vec![],
             },
@@ -406,14 +410,15 @@ impl Writer {
 
     fn failed(&mut self, e: &redis::RedisError) {
         self.log.errors += 1;
-        if self.log.error_samples.len() < 5 {
-            self.log.error_samples.push(e.to_string());
-        }
+        let kind: String = e.to_string().chars().take(60).collect();
+        *self.log.error_kinds.entry(kind).or_default() += 1;
         self.failures_in_row += 1;
         if self.failures_in_row >= 5 {
             self.conn = None;
         }
-        sleep(Duration::from_millis(25 * u64::from(self.failures_in_row.min(10))));
+        sleep(Duration::from_millis(
+            25 * u64::from(self.failures_in_row.min(10)),
+        ));
     }
 }
 
@@ -490,6 +495,8 @@ struct PlannedFault {
 
 struct FaultRecord {
     kind: FaultKind,
+    /// The data node struck (`None`: the control plane).
+    node: Option<String>,
     during_migration: bool,
     start: Instant,
     end: Instant,
@@ -557,7 +564,10 @@ impl Tracker {
     /// The migration to strike for `f`: its `nth` if still running, else the latest
     /// running one, else the latest; and whether it is running.
     fn victim(&self, f: &PlannedFault) -> Option<(&str, &str, bool)> {
-        let nth = self.started.get(f.nth - 1).filter(|m| self.is_running(&m.0));
+        let nth = self
+            .started
+            .get(f.nth - 1)
+            .filter(|m| self.is_running(&m.0));
         let running = self.started.iter().rev().find(|m| self.is_running(&m.0));
         let m = nth.or(running).or(self.started.last())?;
         Some((&m.1, &m.2, self.is_running(&m.0)))
@@ -595,6 +605,8 @@ struct OpStats {
 
 struct Soak {
     args: Args,
+    /// The start of the run (times in the output count from it).
+    t0: Instant,
     c: TestCluster,
     plan_rng: StdRng,
     pick_rng: StdRng,
@@ -608,12 +620,13 @@ struct Soak {
 }
 
 impl Soak {
-    fn start(args: &Args) -> anyhow::Result<Self> {
+    fn start(args: &Args, t0: Instant) -> anyhow::Result<Self> {
         let c = TestCluster::start(3, args.node_timeout);
         c.ctl_ok(&["bootstrap", "n1", "n2", "n3"]);
         c.wait_all_info("cluster_state", "ok", SETTLE);
         let mut soak = Self {
             args: args.clone(),
+            t0,
             c,
             plan_rng: StdRng::seed_from_u64(args.seed),
             pick_rng: StdRng::seed_from_u64(args.seed ^ 0x5eed),
@@ -627,6 +640,11 @@ impl Soak {
         };
         soak.load_ballast()?;
         Ok(soak)
+    }
+
+    /// Seconds since the start of the run, for progress lines.
+    fn now(&self) -> String {
+        format!("[{:6.1} s]", self.t0.elapsed().as_secs_f64())
     }
 
     fn violation(&mut self, what: String) {
@@ -661,7 +679,8 @@ impl Soak {
         self.check_ballast()?;
         self.load_ballast()?;
         eprintln!(
-            "round {} done in {:.1} s ({} faults so far, {} violations)",
+            "{} round {} done in {:.1} s ({} faults so far, {} violations)",
+            self.now(),
             self.round,
             t.elapsed().as_secs_f64(),
             self.faults.len(),
@@ -674,7 +693,11 @@ impl Soak {
     fn grow_round(&mut self) -> anyhow::Result<()> {
         let i = self.c.add_node();
         let name = self.c.specs[i].name.clone();
-        eprintln!("round {}: join {name}, rebalance, drain, forget", self.round);
+        eprintln!(
+            "{} round {}: join {name}, rebalance, drain, forget",
+            self.now(),
+            self.round
+        );
         let c = &self.c;
         wait_until(&format!("{name} registered"), SETTLE, || {
             Ok(c.ctl_json(&["pending"])?.to_string().contains(&name))
@@ -694,7 +717,11 @@ impl Soak {
     /// Drains one of the first three nodes and rebalances back.
     fn cycle_round(&mut self) -> anyhow::Result<()> {
         let name = self.c.specs[self.plan_rng.random_range(0..3)].name.clone();
-        eprintln!("round {}: drain {name}, rebalance back", self.round);
+        eprintln!(
+            "{} round {}: drain {name}, rebalance back",
+            self.now(),
+            self.round
+        );
         self.phase(
             &["drain", &name, "--parallel", "1"],
             Goal::Drained(name.clone()),
@@ -806,7 +833,7 @@ impl Soak {
 
     fn plan_faults(&mut self, moves: usize) -> Vec<PlannedFault> {
         let rng = &mut self.plan_rng;
-        let mut plan: Vec<PlannedFault> = (0..rng.random_range(1..=3))
+        let mut plan: Vec<PlannedFault> = (0..rng.random_range(2..=4))
             .map(|_| PlannedFault {
                 kind: KINDS[rng.random_range(0..KINDS.len())],
                 role: if rng.random_bool(0.5) {
@@ -819,7 +846,11 @@ impl Soak {
                 pause_frac: rng.random_range(0.0..1.0),
             })
             .collect();
-        plan.sort_by(|a, b| (a.nth, a.delay_frac).partial_cmp(&(b.nth, b.delay_frac)).unwrap());
+        plan.sort_by(|a, b| {
+            (a.nth, a.delay_frac)
+                .partial_cmp(&(b.nth, b.delay_frac))
+                .unwrap()
+        });
         plan
     }
 
@@ -907,33 +938,36 @@ impl Soak {
             Role::Target => target.to_string(),
         });
         let start = Instant::now();
-        let what = match f.kind {
+        let (node, what) = match f.kind {
             FaultKind::CpKill => {
                 self.c.cp.kill();
                 sleep(pause);
                 self.c.cp.start();
-                "control plane".to_string()
+                (None, "control plane".to_string())
             }
             FaultKind::CpStop => {
                 self.c.cp.signal("STOP");
                 sleep(pause);
                 self.c.cp.signal("CONT");
-                "control plane".to_string()
+                (None, "control plane".to_string())
             }
             FaultKind::NodeStopShort | FaultKind::NodeStopLong => {
                 let (i, _) = self.node_to_strike(id.as_deref());
                 self.c.nodes[i].signal("STOP");
                 sleep(pause);
                 self.c.nodes[i].signal("CONT");
-                self.c.specs[i].name.clone()
+                let name = self.c.specs[i].name.clone();
+                (Some(name.clone()), name)
             }
             FaultKind::NodeKill => {
                 let (i, id) = self.node_to_strike(id.as_deref());
-                self.kill_node(i, &id, pause)
+                let what = self.kill_node(i, &id, pause);
+                (Some(self.c.specs[i].name.clone()), what)
             }
         };
         eprintln!(
-            "  fault: {} on {what} for {:.0} ms ({}, {:?} of migration {})",
+            "{}   fault: {} on {what} for {:.0} ms ({}, {:?} of migration {})",
+            self.now(),
             f.kind.label(),
             pause.as_secs_f64() * 1000.0,
             if during { "during a migration" } else { "idle" },
@@ -942,6 +976,7 @@ impl Soak {
         );
         self.faults.push(FaultRecord {
             kind: f.kind,
+            node,
             during_migration: during,
             start,
             end: Instant::now(),
@@ -1009,7 +1044,9 @@ impl Soak {
     }
 
     fn ballast_keys(&self) -> Vec<String> {
-        (0..self.args.ballast).map(|i| format!("ballast:{i}")).collect()
+        (0..self.args.ballast)
+            .map(|i| format!("ballast:{i}"))
+            .collect()
     }
 
     fn ballast_value(&self, i: usize) -> String {
@@ -1060,8 +1097,11 @@ impl Soak {
         }
         let b = &mut self.ballast;
         b.checked += keys.len() as u64;
-        (b.lost_inside, b.lost_outside, b.wrong) =
-            (b.lost_inside + inside, b.lost_outside + outside, b.wrong + wrong);
+        (b.lost_inside, b.lost_outside, b.wrong) = (
+            b.lost_inside + inside,
+            b.lost_outside + outside,
+            b.wrong + wrong,
+        );
         eprintln!("  ballast: {inside} lost inside killed slots, {outside} outside, {wrong} wrong");
         if outside + wrong > 0 {
             examples.truncate(5);
@@ -1127,7 +1167,8 @@ impl Soak {
                 Some(v) if v == unique_value(w, *i) => t.unacked_present += 1,
                 Some(v) => {
                     t.wrong += 1;
-                    t.examples.push(format!("{} = {v} (unacknowledged)", unique_key(w, *i)));
+                    t.examples
+                        .push(format!("{} = {v} (unacknowledged)", unique_key(w, *i)));
                 }
                 None => {}
             }
@@ -1279,7 +1320,11 @@ fn by_owner(
     for (i, k) in keys.iter().enumerate() {
         let slot = slot_of(k);
         let port = owner[usize::from(slot)].with_context(|| format!("slot {slot} has no owner"))?;
-        out.entry(port).or_default().entry(slot).or_default().push(i);
+        out.entry(port)
+            .or_default()
+            .entry(slot)
+            .or_default()
+            .push(i);
     }
     Ok(out)
 }
@@ -1324,16 +1369,124 @@ fn fetch(owner: &[Option<u16>], keys: &[String]) -> anyhow::Result<Vec<Option<St
 }
 
 // ---------------------------------------------------------------------------------------
+// Health changes, as `emberctl watch` reports them
+
+/// `emberctl watch --json` in the background: every "node X failed" and when it arrived.
+struct Watcher {
+    child: std::process::Child,
+    failures: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Watcher {
+    fn start(c: &TestCluster) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin("emberctl"))
+            .arg("--control-plane")
+            .arg(c.cp_url())
+            .args(["--json", "watch"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(c.dir.path().join("watch.err"))?)
+            .spawn()?;
+        let stdout = child.stdout.take().context("watch has no stdout")?;
+        let failures = Arc::new(Mutex::new(vec![]));
+        let sink = failures.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(ev) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                let changes = ev["changes"].as_array().into_iter().flatten();
+                for change in changes.filter_map(Value::as_str) {
+                    let name = change.strip_prefix("node ");
+                    if let Some(name) = name.and_then(|c| c.strip_suffix(" failed")) {
+                        sink.lock()
+                            .unwrap()
+                            .push((Instant::now(), name.to_string()));
+                    }
+                }
+            }
+        });
+        Ok(Self { child, failures })
+    }
+
+    fn stop(mut self) -> Vec<(Instant, String)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::take(&mut *self.failures.lock().unwrap())
+    }
+}
+
+/// Nodes the control plane marked failed, by cause.
+#[derive(Default)]
+struct FailureTally {
+    /// During a kill or a stop longer than the node timeout of that node.
+    expected: u64,
+    /// During a stop of that node shorter than the node timeout.
+    short_stop: u64,
+    /// Otherwise, during (or just after) a kill or stop of the control plane.
+    after_cp_fault: u64,
+    unexplained: u64,
+    examples: Vec<String>,
+}
+
+impl FailureTally {
+    fn total(&self) -> u64 {
+        self.expected + self.short_stop + self.after_cp_fault + self.unexplained
+    }
+}
+
+/// Attributes each failure to a fault whose window (strike to recovery + node timeout
+/// + 1 s) holds it.
+fn classify_failures(soak: &Soak, failures: &[(Instant, String)]) -> FailureTally {
+    let slack = soak.args.node_timeout + Duration::from_secs(1);
+    let mut t = FailureTally::default();
+    for (at, name) in failures {
+        let near = |f: &&FaultRecord| f.start <= *at && *at <= f.end + slack;
+        let on_node = |kinds: &[FaultKind]| {
+            soak.faults
+                .iter()
+                .filter(near)
+                .any(|f| kinds.contains(&f.kind) && f.node.as_deref() == Some(name))
+        };
+        let counter = if on_node(&[FaultKind::NodeKill, FaultKind::NodeStopLong]) {
+            &mut t.expected
+        } else if on_node(&[FaultKind::NodeStopShort]) {
+            &mut t.short_stop
+        } else if soak.faults.iter().filter(near).any(|f| f.node.is_none()) {
+            &mut t.after_cp_fault
+        } else {
+            &mut t.unexplained
+        };
+        *counter += 1;
+        if t.examples.len() < 6 && !on_node(&[FaultKind::NodeKill, FaultKind::NodeStopLong]) {
+            let s = (*at - soak.t0).as_secs_f64();
+            t.examples.push(format!("{name} at {s:.1} s"));
+        }
+    }
+    t
+}
+
+// ---------------------------------------------------------------------------------------
 // Main and the report
 
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse()?;
     let t0 = Instant::now();
-    let mut soak = Soak::start(&args)?;
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!(
+        "soak seed {}: started at unix time {:.3} (times below count from here)",
+        args.seed,
+        unix.as_secs_f64()
+    );
+    let mut soak = Soak::start(&args, t0)?;
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(&soak.c, &args, &stop);
+    let watcher = Watcher::start(&soak.c)?;
     let run = (0..args.rounds).try_for_each(|_| soak.round());
     stop.store(true, Ordering::Relaxed);
+    let failures = classify_failures(&soak, &watcher.stop());
     let logs: Vec<WriterLog> = writers
         .into_iter()
         .map(|h| h.join().expect("writer thread"))
@@ -1345,7 +1498,7 @@ fn main() -> anyhow::Result<ExitCode> {
         soak.violation(format!("checking the writes failed: {e:#}"));
         WriteTally::default()
     });
-    report(&soak, &logs, &tally, t0.elapsed());
+    report(&soak, &logs, &tally, &failures, t0.elapsed());
     let failed = !soak.violations.is_empty();
     if failed || args.keep_logs {
         keep_logs(&soak);
@@ -1395,11 +1548,46 @@ fn stalls(soak: &Soak, logs: &[WriterLog]) -> (Duration, BTreeMap<Option<FaultKi
     (max, by_kind)
 }
 
+/// The three longest stalls, with the faults around them.
+fn longest_stalls(soak: &Soak, logs: &[WriterLog]) {
+    let grace = soak.args.node_timeout * 2 + Duration::from_secs(1);
+    let mut all: Vec<(Instant, Instant)> = logs.iter().flat_map(|l| l.stalls.clone()).collect();
+    all.sort_by_key(|(a, b)| std::cmp::Reverse(*b - *a));
+    for (a, b) in all.into_iter().take(3) {
+        let around: Vec<String> = soak
+            .faults
+            .iter()
+            .filter(|f| a < f.end + grace && b > f.start)
+            .map(|f| {
+                let on = f.node.as_deref().unwrap_or("control plane");
+                let at = (f.start - soak.t0).as_secs_f64();
+                format!("{} on {on} at {at:.1} s", f.kind.label())
+            })
+            .collect();
+        println!(
+            "\nStall of {} from {:.1} s: {}.",
+            secs(b - a),
+            (a - soak.t0).as_secs_f64(),
+            if around.is_empty() {
+                "no fault around it".to_string()
+            } else {
+                around.join("; ")
+            }
+        );
+    }
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn report(soak: &Soak, logs: &[WriterLog], t: &WriteTally, took: Duration) {
+fn report(
+    soak: &Soak,
+    logs: &[WriterLog],
+    t: &WriteTally,
+    failures: &FailureTally,
+    took: Duration,
+) {
     let a = &soak.args;
     let (ops, errors) = logs
         .iter()
@@ -1408,7 +1596,10 @@ fn report(soak: &Soak, logs: &[WriterLog], t: &WriteTally, took: Duration) {
     let b = &soak.ballast;
     let during = soak.faults.iter().filter(|f| f.during_migration).count();
     let at_stake: usize = soak.kills.iter().map(|k| k.slots.len()).sum();
-    println!("\n## Soak: rebalance/drain under faults (seed {})\n", a.seed);
+    println!(
+        "\n## Soak: rebalance/drain under faults (seed {})\n",
+        a.seed
+    );
     println!("`{}`\n", command_line("soak"));
     println!(
         "{} writers at {} unique keys/s in all (each followed by an INCR), ballast {} keys x \
@@ -1420,8 +1611,8 @@ fn report(soak: &Soak, logs: &[WriterLog], t: &WriteTally, took: Duration) {
         a.node_timeout.as_millis(),
         took.as_secs_f64()
     );
-    println!("| rounds | faults (during a migration) | data-node kills (slots at stake) | acknowledged writes: SET / INCR / ballast SET | lost outside killed slots | lost inside killed slots: SET / ballast | wrong or duplicated | client errors / requests | max write stall | emberctl runs (reruns) | migrations committed / aborted | invariant violations |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| rounds | faults (during a migration) | data-node kills (slots at stake) | acknowledged writes: SET / INCR / ballast SET | lost outside killed slots | lost inside killed slots: SET / ballast | wrong or duplicated | client errors / requests | max write stall | emberctl runs (reruns) | migrations committed / aborted | nodes marked failed (not by a fault of theirs) | invariant violations |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
         "{}",
         row(&[
@@ -1436,6 +1627,11 @@ fn report(soak: &Soak, logs: &[WriterLog], t: &WriteTally, took: Duration) {
             secs(max_stall),
             format!("{} ({})", soak.ops.runs, soak.ops.reruns),
             format!("{} / {}", soak.ops.committed, soak.ops.aborted),
+            format!(
+                "{} ({})",
+                failures.total(),
+                failures.total() - failures.expected
+            ),
             soak.violations.len().to_string(),
         ])
     );
@@ -1452,10 +1648,32 @@ fn report(soak: &Soak, logs: &[WriterLog], t: &WriteTally, took: Duration) {
         ATTEMPT_LIMIT.as_secs(),
         soak.ops.stopped
     );
-    let samples: Vec<&String> = logs.iter().flat_map(|l| &l.error_samples).take(4).collect();
-    if !samples.is_empty() {
-        println!("\nClient error samples: {samples:?}");
+    println!(
+        "\nNodes marked failed by the control plane (as `emberctl watch` saw it): {} in all; {} \
+         during a kill or long stop of that node, {} during a short stop (< node timeout) of \
+         it, {} during or just after a kill or stop of the control plane, {} unexplained{}.",
+        failures.total(),
+        failures.expected,
+        failures.short_stop,
+        failures.after_cp_fault,
+        failures.unexplained,
+        if failures.examples.is_empty() {
+            String::new()
+        } else {
+            format!(" (e.g. {})", failures.examples.join(", "))
+        }
+    );
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    for (k, n) in logs.iter().flat_map(|l| &l.error_kinds) {
+        *kinds.entry(k).or_default() += n;
     }
+    let mut kinds: Vec<(&str, u64)> = kinds.into_iter().collect();
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} x `{k}`")).collect();
+    if !kinds.is_empty() {
+        println!("\nClient errors: {}.", kinds.join(", "));
+    }
+    longest_stalls(soak, logs);
     for v in &soak.violations {
         println!("\nVIOLATION: {v}");
     }
@@ -1498,7 +1716,11 @@ fn keep_logs(soak: &Soak) {
         eprintln!("cannot keep the logs in {}: {e}", dest.display());
         return;
     }
-    for entry in std::fs::read_dir(soak.c.dir.path()).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(soak.c.dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if entry.path().is_file() {
             let _ = std::fs::copy(entry.path(), dest.join(entry.file_name()));
         }
