@@ -37,37 +37,37 @@
 //! broke; the processes' logs and emberctl's outputs are then kept in
 //! target/soak-logs/seed-N (always with `--keep-logs`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use ember_bench::{command_line, connect, row, slot_ranges};
+use ember_bench::soak::cluster::{
+    fetch, invariants, member, members, migrations, owner_map, slot_of, slots_at_stake,
+    status, status_within, store, SlotSet, SLOTS,
+};
+use ember_bench::soak::faults::{FaultKind, FaultRecord, Kill, PlannedFault, Role, Tracker, KINDS};
+use ember_bench::soak::watch::{classify_failures, FailureTally, Watcher};
+use ember_bench::soak::writer::{
+    counter_key, padded, spawn_writers, unique_key, unique_value, WriterLog,
+};
+use ember_bench::{command_line, row};
 use ember_tests::{bin, wait_until, TestCluster};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redis::cluster::{ClusterClient, ClusterConnection};
 use serde_json::Value;
 
-const SLOTS: usize = 16384;
 /// emberctl runs of one rebalance or drain before the round's goal counts as missed.
 const MAX_ATTEMPTS: usize = 8;
 /// An emberctl run longer than this is stopped (its migrations go on by themselves).
 const ATTEMPT_LIMIT: Duration = Duration::from_secs(90);
 /// How long the cluster may take to settle after faults.
 const SETTLE: Duration = Duration::from_secs(60);
-/// A writer without an acknowledgement for this long records a stall.
-const STALL: Duration = Duration::from_millis(200);
-/// Tries of one unique-key SET before its outcome counts as unknown.
-const SET_TRIES: usize = 10;
-const COUNTERS_PER_WRITER: usize = 50;
-const KEY_VALUE_LEN: usize = 32;
 /// Assumed migration length until the first ones have finished.
 const DEFAULT_MIGRATION_MS: u64 = 300;
 
@@ -120,462 +120,6 @@ impl Args {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Slots and the control plane's view
-
-/// A set of slots.
-#[derive(Clone)]
-struct SlotSet(Vec<bool>);
-
-impl SlotSet {
-    fn empty() -> Self {
-        Self(vec![false; SLOTS])
-    }
-
-    fn all() -> Self {
-        Self(vec![true; SLOTS])
-    }
-
-    /// Adds emberctl's range strings (`"0-5460"`, `"7000"`).
-    fn add_ranges(&mut self, ranges: &Value) {
-        for r in ranges.as_array().into_iter().flatten() {
-            if let Some((lo, hi)) = r.as_str().and_then(parse_range) {
-                self.0[lo..=hi].iter_mut().for_each(|b| *b = true);
-            }
-        }
-    }
-
-    fn union(&mut self, other: &SlotSet) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a |= *b;
-        }
-    }
-
-    fn contains(&self, slot: u16) -> bool {
-        self.0[usize::from(slot)]
-    }
-
-    fn len(&self) -> usize {
-        self.0.iter().filter(|b| **b).count()
-    }
-}
-
-fn parse_range(s: &str) -> Option<(usize, usize)> {
-    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
-    let (lo, hi): (usize, usize) = (lo.parse().ok()?, hi.parse().ok()?);
-    (lo <= hi && hi < SLOTS).then_some((lo, hi))
-}
-
-fn slot_of(key: &str) -> u16 {
-    ember_core::key_slot(key.as_bytes())
-}
-
-/// `emberctl status --json` (a `Cluster` document).
-fn status(c: &TestCluster) -> anyhow::Result<Value> {
-    c.ctl_json(&["--timeout", "3s", "status"])
-}
-
-/// Like [`status`], retried for up to `timeout` (the control plane may be restarting).
-fn status_within(c: &TestCluster, timeout: Duration) -> anyhow::Result<Value> {
-    let mut last = None;
-    wait_until("control plane status", timeout, || {
-        last = Some(status(c)?);
-        Ok(true)
-    })?;
-    last.context("no status")
-}
-
-fn members(status: &Value) -> &[Value] {
-    status["nodes"].as_array().map_or(&[], Vec::as_slice)
-}
-
-fn migrations(status: &Value) -> &[Value] {
-    status["migrations"].as_array().map_or(&[], Vec::as_slice)
-}
-
-fn member<'a>(status: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
-    members(status).iter().find(|m| m[key] == value)
-}
-
-/// The slots node `id` owns or takes part in a migration of.
-fn slots_at_stake(status: &Value, id: &str) -> SlotSet {
-    let mut set = SlotSet::empty();
-    if let Some(m) = member(status, "id", id) {
-        set.add_ranges(&m["slots"]);
-    }
-    for m in migrations(status) {
-        if m["source_id"] == id || m["target_id"] == id {
-            set.add_ranges(&m["slots"]);
-        }
-    }
-    set
-}
-
-/// The control plane's slot map as each slot's owner's client port; checks that the runs
-/// cover every slot exactly once.
-fn owner_map(c: &TestCluster) -> anyhow::Result<Vec<Option<u16>>> {
-    let map = c.ctl_json(&["--timeout", "3s", "slots"])?;
-    let mut owner = vec![None; SLOTS];
-    let mut next = 0;
-    for run in map["slots"].as_array().context("slots")? {
-        let (start, end) = (run["start"].as_u64(), run["end"].as_u64());
-        let (Some(start), Some(end)) = (start, end) else {
-            bail!("slot run without bounds: {run}");
-        };
-        ensure!(
-            start == next && end >= start && (end as usize) < SLOTS,
-            "slot runs do not cover each slot once: {start}-{end} after {next}"
-        );
-        let port = run["client_addr"]
-            .as_str()
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok());
-        owner[start as usize..=end as usize].fill(port);
-        next = end + 1;
-    }
-    ensure!(next as usize == SLOTS, "slot runs end at {next}");
-    Ok(owner)
-}
-
-// ---------------------------------------------------------------------------------------
-// Writers
-
-#[derive(Default)]
-struct Counter {
-    acked: u64,
-    /// INCRs that failed: applied or not, nobody knows.
-    unknown: u64,
-    first_ack: Option<Instant>,
-    /// INCR replies outside [acked, acked + unknown].
-    anomalies: u64,
-    first_anomaly: Option<Instant>,
-}
-
-/// Everything one writer thread saw.
-struct WriterLog {
-    id: usize,
-    /// Acknowledged unique keys: (index, time of the acknowledgement).
-    acked: Vec<(u32, Instant)>,
-    /// Unique keys whose every try failed.
-    uncertain: Vec<u32>,
-    counters: Vec<Counter>,
-    ops: u64,
-    errors: u64,
-    /// Errors by message (its first 60 characters).
-    error_kinds: BTreeMap<String, u64>,
-    reconnects: u64,
-    /// Intervals without any acknowledgement longer than [`STALL`].
-    stalls: Vec<(Instant, Instant)>,
-}
-
-fn unique_key(w: usize, i: u32) -> String {
-    format!("soak:{w}:{i}")
-}
-
-fn unique_value(w: usize, i: u32) -> String {
-    padded(format!("w{w}:{i}:"), KEY_VALUE_LEN)
-}
-
-fn counter_key(w: usize, c: usize) -> String {
-    format!("soakctr:{w}:{c}")
-}
-
-fn padded(mut s: String, len: usize) -> String {
-    while s.len() < len {
-        s.push('.');
-    }
-    s
-}
-
-struct Writer {
-    client: ClusterClient,
-    conn: Option<ClusterConnection>,
-    failures_in_row: u32,
-    last_ack: Instant,
-    log: WriterLog,
-}
-
-impl Writer {
-    fn new(id: usize, client: ClusterClient) -> Self {
-        Self {
-            client,
-            conn: None,
-            failures_in_row: 0,
-            last_ack: Instant::now(),
-            log: WriterLog {
-                id,
-                acked: vec![],
-                uncertain: vec![],
-                counters: (0..COUNTERS_PER_WRITER)
-                    .map(|_| Counter::default())
-                    .collect(),
-                ops: 0,
-                errors: 0,
-                error_kinds: BTreeMap::new(),
-                reconnects: 0,
-                stalls: vec![],
-            },
-        }
-    }
-
-    /// Writes paced to `per_sec` (one unique key and one INCR each) until `stop`.
-    fn run(mut self, per_sec: f64, seed: u64, stop: &AtomicBool) -> WriterLog {
-        let period = Duration::from_secs_f64(1.0 / per_sec);
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut next = Instant::now();
-        let mut i = 0u32;
-        while !stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if next > now {
-                sleep(next - now);
-            }
-            next = next.max(now) + period;
-            self.write_key(i, stop);
-            i += 1;
-            self.incr(rng.random_range(0..COUNTERS_PER_WRITER));
-        }
-        self.log
-    }
-
-    fn write_key(&mut self, i: u32, stop: &AtomicBool) {
-        let (key, value) = (unique_key(self.log.id, i), unique_value(self.log.id, i));
-        for _ in 0..SET_TRIES {
-            if self
-                .query::<()>(redis::cmd("SET").arg(&key).arg(&value))
-                .is_some()
-            {
-                self.log.acked.push((i, Instant::now()));
-                return;
-            }
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-        }
-        self.log.uncertain.push(i);
-    }
-
-    fn incr(&mut self, c: usize) {
-        let key = counter_key(self.log.id, c);
-        let reply = self.query::<u64>(redis::cmd("INCR").arg(&key));
-        let ctr = &mut self.log.counters[c];
-        let Some(v) = reply else {
-            ctr.unknown += 1;
-            return;
-        };
-        let now = Instant::now();
-        ctr.acked += 1;
-        ctr.first_ack.get_or_insert(now);
-        if v < ctr.acked || v > ctr.acked + ctr.unknown {
-            ctr.anomalies += 1;
-            ctr.first_anomaly.get_or_insert(now);
-        }
-    }
-
-    /// Runs `cmd` once; `None` on an error (counted, with a short backoff; the
-    /// connection is rebuilt after 5 errors in a row).
-    fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Option<T> {
-        self.log.ops += 1;
-        let res = match self.connection() {
-            Ok(conn) => cmd.query::<T>(conn),
-            Err(e) => Err(e),
-        };
-        match res {
-            Ok(v) => {
-                self.acknowledged();
-                Some(v)
-            }
-            Err(e) => {
-                self.failed(&e);
-                None
-            }
-        }
-    }
-
-    fn connection(&mut self) -> redis::RedisResult<&mut ClusterConnection> {
-        if self.conn.is_none() {
-            self.conn = Some(self.client.get_connection()?);
-            self.log.reconnects += 1;
-        }
-        Ok(self.conn.as_mut().expect("just set"))
-    }
-
-    fn acknowledged(&mut self) {
-        let now = Instant::now();
-        if now - self.last_ack > STALL {
-            self.log.stalls.push((self.last_ack, now));
-        }
-        self.last_ack = now;
-        self.failures_in_row = 0;
-    }
-
-    fn failed(&mut self, e: &redis::RedisError) {
-        self.log.errors += 1;
-        let kind: String = e.to_string().chars().take(60).collect();
-        *self.log.error_kinds.entry(kind).or_default() += 1;
-        self.failures_in_row += 1;
-        if self.failures_in_row >= 5 {
-            self.conn = None;
-        }
-        sleep(Duration::from_millis(
-            25 * u64::from(self.failures_in_row.min(10)),
-        ));
-    }
-}
-
-fn writer_client(c: &TestCluster) -> ClusterClient {
-    ClusterClient::builder(c.specs.iter().map(|s| s.url()).collect::<Vec<_>>())
-        .connection_timeout(Duration::from_secs(2))
-        // Longer than any pause, so the client never re-sends a command the node is
-        // still about to run (an INCR applied twice would look like a duplicate).
-        .response_timeout(Duration::from_secs(10))
-        .build()
-        .expect("cluster client")
-}
-
-// ---------------------------------------------------------------------------------------
-// Faults
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-enum FaultKind {
-    CpKill,
-    CpStop,
-    NodeStopShort,
-    NodeStopLong,
-    NodeKill,
-}
-
-const KINDS: [FaultKind; 5] = [
-    FaultKind::CpKill,
-    FaultKind::CpStop,
-    FaultKind::NodeStopShort,
-    FaultKind::NodeStopLong,
-    FaultKind::NodeKill,
-];
-
-impl FaultKind {
-    fn label(self) -> &'static str {
-        match self {
-            Self::CpKill => "kill -9 + restart control plane",
-            Self::CpStop => "SIGSTOP control plane (1-4 s)",
-            Self::NodeStopShort => "SIGSTOP source/target (< node timeout)",
-            Self::NodeStopLong => "SIGSTOP source/target (> node timeout)",
-            Self::NodeKill => "kill -9 + restart source/target",
-        }
-    }
-
-    /// How long the process stays killed or stopped, for `frac` in [0, 1).
-    fn pause(self, frac: f64, node_timeout: Duration) -> Duration {
-        let t = node_timeout.as_secs_f64();
-        Duration::from_secs_f64(match self {
-            Self::CpKill => frac * 2.0,
-            Self::CpStop => 1.0 + frac * 3.0,
-            Self::NodeStopShort => (0.2 + 0.6 * frac) * t,
-            Self::NodeStopLong => (1.5 + 1.5 * frac) * t,
-            Self::NodeKill => frac * 2.0 * t,
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Role {
-    Source,
-    Target,
-}
-
-/// A fault of the plan: strikes `delay_frac` x the typical migration length after the
-/// `nth` migration of the phase started.
-#[derive(Clone, Debug)]
-struct PlannedFault {
-    kind: FaultKind,
-    role: Role,
-    nth: usize,
-    delay_frac: f64,
-    pause_frac: f64,
-}
-
-struct FaultRecord {
-    kind: FaultKind,
-    /// The data node struck (`None`: the control plane).
-    node: Option<String>,
-    during_migration: bool,
-    start: Instant,
-    end: Instant,
-}
-
-/// A data node killed at `at`, with the slots whose keys died with it.
-struct Kill {
-    at: Instant,
-    slots: SlotSet,
-}
-
-/// Migrations seen in emberctl's `--json` events, across the runs of one phase.
-#[derive(Default)]
-struct Tracker {
-    /// (id, source id, target id, when seen).
-    started: Vec<(String, String, String, Instant)>,
-    finished: HashSet<String>,
-    committed: u64,
-    aborted: u64,
-    millis: Vec<u64>,
-    read: usize,
-}
-
-impl Tracker {
-    /// Reads the complete lines added to `path` since the last call.
-    fn poll(&mut self, path: &Path) {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let new = &text[self.read.min(text.len())..];
-        let Some(end) = new.rfind('\n') else {
-            return;
-        };
-        for line in new[..end].lines() {
-            self.event(line);
-        }
-        self.read += end + 1;
-    }
-
-    fn event(&mut self, line: &str) {
-        let Ok(ev) = serde_json::from_str::<Value>(line) else {
-            return;
-        };
-        let s = |k: &str| ev[k].as_str().unwrap_or_default().to_string();
-        match ev["event"].as_str() {
-            Some("started") => {
-                self.started
-                    .push((s("id"), s("source_id"), s("target_id"), Instant::now()))
-            }
-            Some("finished") => {
-                self.finished.insert(s("id"));
-                if ev["committed"] == true {
-                    self.committed += 1;
-                    self.millis.extend(ev["millis"].as_u64());
-                } else {
-                    self.aborted += 1;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn is_running(&self, id: &str) -> bool {
-        !self.finished.contains(id)
-    }
-
-    /// The migration to strike for `f`: its `nth` if still running, else the latest
-    /// running one, else the latest; and whether it is running.
-    fn victim(&self, f: &PlannedFault) -> Option<(&str, &str, bool)> {
-        let nth = self
-            .started
-            .get(f.nth - 1)
-            .filter(|m| self.is_running(&m.0));
-        let running = self.started.iter().rev().find(|m| self.is_running(&m.0));
-        let m = nth.or(running).or(self.started.last())?;
-        Some((&m.1, &m.2, self.is_running(&m.0)))
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The soak
 
 enum Goal {
     /// Every primary holds floor or ceil of 16384 / primaries slots.
@@ -698,11 +242,7 @@ impl Soak {
             self.now(),
             self.round
         );
-        let c = &self.c;
-        wait_until(&format!("{name} registered"), SETTLE, || {
-            Ok(c.ctl_json(&["pending"])?.to_string().contains(&name))
-        })?;
-        self.ctl_retry(&["join", &name])?;
+        self.join_fresh(i)?;
         self.phase(&["rebalance", "--parallel", "1"], Goal::Even)?;
         self.phase(
             &["drain", &name, "--parallel", "1"],
@@ -712,6 +252,52 @@ impl Soak {
         self.ctl_retry(&["forget", &name])?;
         self.c.nodes[i].kill();
         Ok(())
+    }
+
+    /// Waits for fresh node `i` to register, and joins it. A registration that is not
+    /// pending within 10 s or vanishes before the join is a violation (with the control
+    /// plane's word on it); the node is then restarted to register again, as an operator
+    /// would.
+    fn join_fresh(&mut self, i: usize) -> anyhow::Result<()> {
+        let name = self.c.specs[i].name.clone();
+        for attempt in 1..=3 {
+            let c = &self.c;
+            let pending = wait_until("pending", Duration::from_secs(10), || {
+                Ok(c.ctl_json(&["pending"])?.to_string().contains(&name))
+            });
+            if pending.is_ok() && self.ctl_retry(&["join", &name]).is_ok() {
+                return Ok(());
+            }
+            let why = self.cp_log_line(&["expired pending", &format!("{name} (")]);
+            self.violation(format!(
+                "round {}: fresh node {name} could not be joined (try {attempt}): {}",
+                self.round,
+                why.unwrap_or_else(|| "not pending within 10 s".into())
+            ));
+            self.c.nodes[i].kill();
+            self.c.nodes[i].start();
+        }
+        bail!("{name} could not be joined")
+    }
+
+    /// The last line of the control plane's log containing every one of `words`, without
+    /// colours.
+    fn cp_log_line(&self, words: &[&str]) -> Option<String> {
+        let tail = self.c.cp.log_tail(2000);
+        let line = tail
+            .lines()
+            .rev()
+            .find(|l| words.iter().all(|w| l.contains(w)))?;
+        let mut out = String::new();
+        let mut chars = line.chars();
+        while let Some(ch) = chars.next() {
+            if ch == '\x1b' {
+                chars.by_ref().find(|&c| c == 'm');
+            } else {
+                out.push(ch);
+            }
+        }
+        Some(out)
     }
 
     /// Drains one of the first three nodes and rebalances back.
@@ -1236,238 +822,6 @@ struct WriteTally {
     examples: Vec<String>,
 }
 
-// ---------------------------------------------------------------------------------------
-// Cluster-wide checks and key access
-
-/// The invariants of a settled cluster: every member on the control plane's version, in
-/// `cluster_state:ok` and routing every slot as the control plane's map does; every slot
-/// owned once; keys only on their slot's owner.
-fn invariants(c: &TestCluster) -> anyhow::Result<bool> {
-    let s = status(c)?;
-    let version = s["version"].as_u64().context("no version")?;
-    ensure!(
-        s["slots_assigned"].as_u64() == Some(SLOTS as u64),
-        "{} slots assigned",
-        s["slots_assigned"]
-    );
-    for m in members(&s) {
-        ensure!(
-            m["applied_version"].as_u64() == Some(version),
-            "{} applied version {} of {version}",
-            m["name"],
-            m["applied_version"]
-        );
-    }
-    let owner = owner_map(c)?;
-    ensure!(owner.iter().all(Option::is_some), "a slot has no owner");
-    for (i, spec) in c.specs.iter().enumerate() {
-        if !c.nodes[i].is_running() {
-            continue;
-        }
-        if member(&s, "name", &spec.name).is_some() {
-            let state = c.cluster_info(i)?.remove("cluster_state");
-            ensure!(
-                state.as_deref() == Some("ok"),
-                "{} has cluster_state {state:?}",
-                spec.name
-            );
-            routes_as(spec.port, &owner).with_context(|| spec.name.clone())?;
-        }
-        keys_only_in_owned(spec.port, &owner).with_context(|| spec.name.clone())?;
-    }
-    Ok(true)
-}
-
-/// The node at `port` routes every slot to `owner`'s port (by its `CLUSTER SLOTS`).
-fn routes_as(port: u16, owner: &[Option<u16>]) -> anyhow::Result<()> {
-    let mut seen = vec![None; SLOTS];
-    for (lo, hi, p) in slot_ranges(&mut connect(port)?)? {
-        seen[usize::from(lo)..=usize::from(hi)].fill(Some(p));
-    }
-    match (0..SLOTS).find(|&s| seen[s] != owner[s]) {
-        Some(s) => bail!(
-            "routes slot {s} to {:?}, the control plane's map to {:?}",
-            seen[s],
-            owner[s]
-        ),
-        None => Ok(()),
-    }
-}
-
-/// `CLUSTER COUNTKEYSINSLOT` on the node at `port` is 0 for every slot it does not own.
-fn keys_only_in_owned(port: u16, owner: &[Option<u16>]) -> anyhow::Result<()> {
-    let mut pipe = redis::pipe();
-    for slot in 0..SLOTS {
-        pipe.cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot);
-    }
-    let counts: Vec<u64> = pipe.query(&mut connect(port)?)?;
-    match (0..SLOTS).find(|&s| counts[s] > 0 && owner[s] != Some(port)) {
-        Some(s) => bail!(
-            "holds {} keys of slot {s}, owned by {:?}",
-            counts[s],
-            owner[s]
-        ),
-        None => Ok(()),
-    }
-}
-
-/// Indices of `keys` by owner port, then by slot.
-fn by_owner(
-    owner: &[Option<u16>],
-    keys: &[String],
-) -> anyhow::Result<BTreeMap<u16, BTreeMap<u16, Vec<usize>>>> {
-    let mut out: BTreeMap<u16, BTreeMap<u16, Vec<usize>>> = BTreeMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        let slot = slot_of(k);
-        let port = owner[usize::from(slot)].with_context(|| format!("slot {slot} has no owner"))?;
-        out.entry(port)
-            .or_default()
-            .entry(slot)
-            .or_default()
-            .push(i);
-    }
-    Ok(out)
-}
-
-/// SETs `keys[i]` to `values[i]` on their slots' owners, pipelined.
-fn store(owner: &[Option<u16>], keys: &[String], values: &[String]) -> anyhow::Result<()> {
-    for (port, slots) in by_owner(owner, keys)? {
-        let mut conn = connect(port)?;
-        let idx: Vec<usize> = slots.into_values().flatten().collect();
-        for chunk in idx.chunks(1000) {
-            let mut pipe = redis::pipe();
-            for &i in chunk {
-                pipe.cmd("SET").arg(&keys[i]).arg(&values[i]).ignore();
-            }
-            pipe.exec(&mut conn)?;
-        }
-    }
-    Ok(())
-}
-
-/// GETs `keys` from their slots' owners (one MGET per slot, pipelined per node).
-fn fetch(owner: &[Option<u16>], keys: &[String]) -> anyhow::Result<Vec<Option<String>>> {
-    let mut out = vec![None; keys.len()];
-    for (port, slots) in by_owner(owner, keys)? {
-        let mut conn = connect(port)?;
-        let slots: Vec<Vec<usize>> = slots.into_values().collect();
-        for chunk in slots.chunks(256) {
-            let mut pipe = redis::pipe();
-            for idx in chunk {
-                let ks: Vec<&str> = idx.iter().map(|&i| keys[i].as_str()).collect();
-                pipe.cmd("MGET").arg(ks);
-            }
-            let replies: Vec<Vec<Option<String>>> = pipe.query(&mut conn)?;
-            for (idx, values) in chunk.iter().zip(replies) {
-                for (&i, v) in idx.iter().zip(values) {
-                    out[i] = v;
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-// ---------------------------------------------------------------------------------------
-// Health changes, as `emberctl watch` reports them
-
-/// `emberctl watch --json` in the background: every "node X failed" and when it arrived.
-struct Watcher {
-    child: std::process::Child,
-    failures: Arc<Mutex<Vec<(Instant, String)>>>,
-}
-
-impl Watcher {
-    fn start(c: &TestCluster) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin("emberctl"))
-            .arg("--control-plane")
-            .arg(c.cp_url())
-            .args(["--json", "watch"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(c.dir.path().join("watch.err"))?)
-            .spawn()?;
-        let stdout = child.stdout.take().context("watch has no stdout")?;
-        let failures = Arc::new(Mutex::new(vec![]));
-        let sink = failures.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(ev) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                let changes = ev["changes"].as_array().into_iter().flatten();
-                for change in changes.filter_map(Value::as_str) {
-                    let name = change.strip_prefix("node ");
-                    if let Some(name) = name.and_then(|c| c.strip_suffix(" failed")) {
-                        sink.lock()
-                            .unwrap()
-                            .push((Instant::now(), name.to_string()));
-                    }
-                }
-            }
-        });
-        Ok(Self { child, failures })
-    }
-
-    fn stop(mut self) -> Vec<(Instant, String)> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::mem::take(&mut *self.failures.lock().unwrap())
-    }
-}
-
-/// Nodes the control plane marked failed, by cause.
-#[derive(Default)]
-struct FailureTally {
-    /// During a kill or a stop longer than the node timeout of that node.
-    expected: u64,
-    /// During a stop of that node shorter than the node timeout.
-    short_stop: u64,
-    /// Otherwise, during (or just after) a kill or stop of the control plane.
-    after_cp_fault: u64,
-    unexplained: u64,
-    examples: Vec<String>,
-}
-
-impl FailureTally {
-    fn total(&self) -> u64 {
-        self.expected + self.short_stop + self.after_cp_fault + self.unexplained
-    }
-}
-
-/// Attributes each failure to a fault whose window (strike to recovery + node timeout
-/// + 1 s) holds it.
-fn classify_failures(soak: &Soak, failures: &[(Instant, String)]) -> FailureTally {
-    let slack = soak.args.node_timeout + Duration::from_secs(1);
-    let mut t = FailureTally::default();
-    for (at, name) in failures {
-        let near = |f: &&FaultRecord| f.start <= *at && *at <= f.end + slack;
-        let on_node = |kinds: &[FaultKind]| {
-            soak.faults
-                .iter()
-                .filter(near)
-                .any(|f| kinds.contains(&f.kind) && f.node.as_deref() == Some(name))
-        };
-        let counter = if on_node(&[FaultKind::NodeKill, FaultKind::NodeStopLong]) {
-            &mut t.expected
-        } else if on_node(&[FaultKind::NodeStopShort]) {
-            &mut t.short_stop
-        } else if soak.faults.iter().filter(near).any(|f| f.node.is_none()) {
-            &mut t.after_cp_fault
-        } else {
-            &mut t.unexplained
-        };
-        *counter += 1;
-        if t.examples.len() < 6 && !on_node(&[FaultKind::NodeKill, FaultKind::NodeStopLong]) {
-            let s = (*at - soak.t0).as_secs_f64();
-            t.examples.push(format!("{name} at {s:.1} s"));
-        }
-    }
-    t
-}
-
-// ---------------------------------------------------------------------------------------
-// Main and the report
 
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse()?;
@@ -1482,11 +836,12 @@ fn main() -> anyhow::Result<ExitCode> {
     );
     let mut soak = Soak::start(&args, t0)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(&soak.c, &args, &stop);
+    let per_sec = args.keys_per_sec as f64 / args.writers as f64;
+    let writers = spawn_writers(&soak.c, args.writers, per_sec, args.seed, &stop);
     let watcher = Watcher::start(&soak.c)?;
     let run = (0..args.rounds).try_for_each(|_| soak.round());
     stop.store(true, Ordering::Relaxed);
-    let failures = classify_failures(&soak, &watcher.stop());
+    let failures = classify_failures(&soak.faults, &watcher.stop(), args.node_timeout, t0);
     let logs: Vec<WriterLog> = writers
         .into_iter()
         .map(|h| h.join().expect("writer thread"))
@@ -1510,20 +865,6 @@ fn main() -> anyhow::Result<ExitCode> {
     })
 }
 
-fn spawn_writers(
-    c: &TestCluster,
-    args: &Args,
-    stop: &Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<WriterLog>> {
-    let per_sec = args.keys_per_sec as f64 / args.writers as f64;
-    (0..args.writers)
-        .map(|w| {
-            let (client, stop) = (writer_client(c), stop.clone());
-            let seed = args.seed.wrapping_mul(1000).wrapping_add(w as u64);
-            std::thread::spawn(move || Writer::new(w, client).run(per_sec, seed, &stop))
-        })
-        .collect()
-}
 
 /// The longest stall overall, and per fault kind whose window (from the strike to
 /// recovery plus 2 node timeouts + 1 s) it overlaps (`None`: no fault).
