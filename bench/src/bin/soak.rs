@@ -48,13 +48,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use ember_bench::soak::cluster::{
-    fetch, invariants, member, members, migrations, owner_map, slot_of, slots_at_stake,
-    status, status_within, store, SlotSet, SLOTS,
+    fetch, invariants, member, members, migrations, owner_map, slot_of, slots_at_stake, status,
+    status_within, store, SlotSet, SLOTS,
 };
 use ember_bench::soak::faults::{FaultKind, FaultRecord, Kill, PlannedFault, Role, Tracker, KINDS};
 use ember_bench::soak::watch::{classify_failures, FailureTally, Watcher};
 use ember_bench::soak::writer::{
-    counter_key, padded, spawn_writers, unique_key, unique_value, WriterLog,
+    counter_key, padded, spawn_writers, unique_key, unique_value, WriterLog, STALL,
 };
 use ember_bench::{command_line, row};
 use ember_tests::{bin, wait_until, TestCluster};
@@ -119,7 +119,6 @@ impl Args {
         Ok(a)
     }
 }
-
 
 enum Goal {
     /// Every primary holds floor or ceil of 16384 / primaries slots.
@@ -822,9 +821,10 @@ struct WriteTally {
     examples: Vec<String>,
 }
 
-
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse()?;
+    // Builds the binaries first (not part of the run's time).
+    bin("emberctl");
     let t0 = Instant::now();
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -839,8 +839,10 @@ fn main() -> anyhow::Result<ExitCode> {
     let per_sec = args.keys_per_sec as f64 / args.writers as f64;
     let writers = spawn_writers(&soak.c, args.writers, per_sec, args.seed, &stop);
     let watcher = Watcher::start(&soak.c)?;
+    let writing = Instant::now();
     let run = (0..args.rounds).try_for_each(|_| soak.round());
     stop.store(true, Ordering::Relaxed);
+    let writing = writing.elapsed();
     let failures = classify_failures(&soak.faults, &watcher.stop(), args.node_timeout, t0);
     let logs: Vec<WriterLog> = writers
         .into_iter()
@@ -853,7 +855,7 @@ fn main() -> anyhow::Result<ExitCode> {
         soak.violation(format!("checking the writes failed: {e:#}"));
         WriteTally::default()
     });
-    report(&soak, &logs, &tally, &failures, t0.elapsed());
+    report(&soak, &logs, &tally, &failures, writing);
     let failed = !soak.violations.is_empty();
     if failed || args.keep_logs {
         keep_logs(&soak);
@@ -864,7 +866,6 @@ fn main() -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
-
 
 /// The longest stall overall, and per fault kind whose window (from the strike to
 /// recovery plus 2 node timeouts + 1 s) it overlaps (`None`: no fault).
@@ -918,6 +919,16 @@ fn longest_stalls(soak: &Soak, logs: &[WriterLog]) {
     }
 }
 
+/// The share of the writers' time spent in stalls.
+fn stalled_share(logs: &[WriterLog], writing: Duration) -> f64 {
+    let stalled: Duration = logs
+        .iter()
+        .flat_map(|l| &l.stalls)
+        .map(|(a, b)| *b - *a)
+        .sum();
+    stalled.as_secs_f64() / (writing.as_secs_f64() * logs.len().max(1) as f64)
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -927,7 +938,7 @@ fn report(
     logs: &[WriterLog],
     t: &WriteTally,
     failures: &FailureTally,
-    took: Duration,
+    writing: Duration,
 ) {
     let a = &soak.args;
     let (ops, errors) = logs
@@ -943,14 +954,20 @@ fn report(
     );
     println!("`{}`\n", command_line("soak"));
     println!(
-        "{} writers at {} unique keys/s in all (each followed by an INCR), ballast {} keys x \
-         {} B rewritten every round, node timeout {} ms, wall time {:.0} s.\n",
+        "{} writers paced to {} unique keys/s in all (each followed by an INCR), ballast {} \
+         keys x {} B rewritten every round, node timeout {} ms. Wall time {:.0} s (setup \
+         included), writers ran {:.0} s: {:.0} acknowledged SETs/s, each writer stalled \
+         (> {} ms without an acknowledgement) {:.0} % of the time.\n",
         a.writers,
         a.keys_per_sec,
         a.ballast,
         a.value_len,
         a.node_timeout.as_millis(),
-        took.as_secs_f64()
+        soak.t0.elapsed().as_secs_f64(),
+        writing.as_secs_f64(),
+        t.acked as f64 / writing.as_secs_f64(),
+        STALL.as_millis(),
+        stalled_share(logs, writing) * 100.0
     );
     println!("| rounds | faults (during a migration) | data-node kills (slots at stake) | acknowledged writes: SET / INCR / ballast SET | lost outside killed slots | lost inside killed slots: SET / ballast | wrong or duplicated | client errors / requests | max write stall | emberctl runs (reruns) | migrations committed / aborted | nodes marked failed (not by a fault of theirs) | invariant violations |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -992,11 +1009,13 @@ fn report(
     println!(
         "\nNodes marked failed by the control plane (as `emberctl watch` saw it): {} in all; {} \
          during a kill or long stop of that node, {} during a short stop (< node timeout) of \
-         it, {} during or just after a kill or stop of the control plane, {} unexplained{}.",
+         it, {} during or just after a SIGSTOP of the control plane, {} just after a restart \
+         of the control plane, {} unexplained{}.",
         failures.total(),
         failures.expected,
         failures.short_stop,
-        failures.after_cp_fault,
+        failures.after_cp_stop,
+        failures.after_cp_kill,
         failures.unexplained,
         if failures.examples.is_empty() {
             String::new()

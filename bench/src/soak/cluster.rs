@@ -12,7 +12,6 @@ use crate::{connect, slot_ranges};
 
 pub const SLOTS: usize = 16384;
 
-
 /// A set of slots.
 #[derive(Clone)]
 pub struct SlotSet(pub Vec<bool>);
@@ -47,6 +46,10 @@ impl SlotSet {
 
     pub fn len(&self) -> usize {
         self.0.iter().filter(|b| **b).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -126,7 +129,6 @@ pub fn owner_map(c: &TestCluster) -> anyhow::Result<Vec<Option<u16>>> {
     ensure!(next as usize == SLOTS, "slot runs end at {next}");
     Ok(owner)
 }
-
 
 /// The invariants of a settled cluster: every member on the control plane's version, in
 /// `cluster_state:ok` and routing every slot as the control plane's map does; every slot
@@ -256,4 +258,3 @@ pub fn fetch(owner: &[Option<u16>], keys: &[String]) -> anyhow::Result<Vec<Optio
     }
     Ok(out)
 }
-

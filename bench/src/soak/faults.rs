@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use super::cluster::SlotSet;
 
-
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum FaultKind {
     CpKill,
@@ -147,4 +146,3 @@ impl Tracker {
         Some((&m.1, &m.2, self.is_running(&m.0)))
     }
 }
-

@@ -65,15 +65,17 @@ pub struct FailureTally {
     pub expected: u64,
     /// During a stop of that node shorter than the node timeout.
     pub short_stop: u64,
-    /// Otherwise, during (or just after) a kill or stop of the control plane.
-    pub after_cp_fault: u64,
+    /// Otherwise, during (or just after) a stop of the control plane.
+    pub after_cp_stop: u64,
+    /// Otherwise, during (or just after) a kill and restart of the control plane.
+    pub after_cp_kill: u64,
     pub unexplained: u64,
     pub examples: Vec<String>,
 }
 
 impl FailureTally {
     pub fn total(&self) -> u64 {
-        self.expected + self.short_stop + self.after_cp_fault + self.unexplained
+        self.expected + self.short_stop + self.after_cp_stop + self.after_cp_kill + self.unexplained
     }
 }
 
@@ -99,8 +101,18 @@ pub fn classify_failures(
             &mut t.expected
         } else if on_node(&[FaultKind::NodeStopShort]) {
             &mut t.short_stop
-        } else if faults.iter().filter(near).any(|f| f.node.is_none()) {
-            &mut t.after_cp_fault
+        } else if faults
+            .iter()
+            .filter(near)
+            .any(|f| f.kind == FaultKind::CpStop)
+        {
+            &mut t.after_cp_stop
+        } else if faults
+            .iter()
+            .filter(near)
+            .any(|f| f.kind == FaultKind::CpKill)
+        {
+            &mut t.after_cp_kill
         } else {
             &mut t.unexplained
         };
@@ -112,4 +124,3 @@ pub fn classify_failures(
     }
     t
 }
-

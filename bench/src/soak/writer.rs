@@ -19,7 +19,6 @@ const SET_TRIES: usize = 10;
 pub const COUNTERS_PER_WRITER: usize = 50;
 const KEY_VALUE_LEN: usize = 32;
 
-
 #[derive(Default)]
 pub struct Counter {
     pub acked: u64,
@@ -212,7 +211,6 @@ fn writer_client(c: &TestCluster) -> ClusterClient {
         .build()
         .expect("cluster client")
 }
-
 
 /// Starts `n` writers at `per_sec` each, until `stop`; each returns its log.
 pub fn spawn_writers(
