@@ -872,27 +872,51 @@ fn main() -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The longest stall overall, and per fault kind whose window (from the strike to
-/// recovery plus 2 node timeouts + 1 s) it overlaps (`None`: no fault).
+/// The longest stall overall, per fault kind the longest that began during a fault of
+/// that kind, and (`None`) the longest far from every fault (its window from the strike
+/// to recovery plus 2 node timeouts + 1 s).
 fn stalls(soak: &Soak, logs: &[WriterLog]) -> (Duration, BTreeMap<Option<FaultKind>, Duration>) {
     let grace = soak.args.node_timeout * 2 + Duration::from_secs(1);
     let mut max = Duration::ZERO;
     let mut by_kind: BTreeMap<Option<FaultKind>, Duration> = BTreeMap::new();
+    let mut note = |k: Option<FaultKind>, d: Duration| {
+        let e = by_kind.entry(k).or_default();
+        *e = (*e).max(d);
+    };
     for &(a, b) in logs.iter().flat_map(|l| &l.stalls) {
         max = max.max(b - a);
-        let kinds: Vec<Option<FaultKind>> = soak
-            .faults
-            .iter()
-            .filter(|f| a < f.end + grace && b > f.start)
-            .map(|f| Some(f.kind))
-            .collect();
-        let kinds = if kinds.is_empty() { vec![None] } else { kinds };
-        for k in kinds {
-            let e = by_kind.entry(k).or_default();
-            *e = (*e).max(b - a);
+        // The last acknowledgement came just before the fault struck, or while it lasted.
+        let began_in = |f: &&FaultRecord| f.start <= a + STALL && a <= f.end;
+        for f in soak.faults.iter().filter(began_in) {
+            note(Some(f.kind), b - a);
+        }
+        if !soak.faults.iter().any(|f| a < f.end + grace && b > f.start) {
+            note(None, b - a);
         }
     }
     (max, by_kind)
+}
+
+/// Client errors by message, with when each was first seen.
+fn client_errors(soak: &Soak, logs: &[WriterLog]) {
+    let mut kinds: BTreeMap<&str, (u64, Instant)> = BTreeMap::new();
+    for (k, (n, first)) in logs.iter().flat_map(|l| &l.error_kinds) {
+        let e = kinds.entry(k).or_insert((0, *first));
+        e.0 += n;
+        e.1 = e.1.min(*first);
+    }
+    let mut kinds: Vec<(&str, (u64, Instant))> = kinds.into_iter().collect();
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1 .0));
+    let kinds: Vec<String> = kinds
+        .iter()
+        .map(|(k, (n, first))| {
+            let at = (*first - soak.t0).as_secs_f64();
+            format!("{n} x `{k}` (first at {at:.1} s)")
+        })
+        .collect();
+    if !kinds.is_empty() {
+        println!("\nClient errors: {}.", kinds.join(", "));
+    }
 }
 
 /// The three longest stalls, with the faults around them.
@@ -1028,16 +1052,7 @@ fn report(
             format!(" (e.g. {})", failures.examples.join(", "))
         }
     );
-    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
-    for (k, n) in logs.iter().flat_map(|l| &l.error_kinds) {
-        *kinds.entry(k).or_default() += n;
-    }
-    let mut kinds: Vec<(&str, u64)> = kinds.into_iter().collect();
-    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
-    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} x `{k}`")).collect();
-    if !kinds.is_empty() {
-        println!("\nClient errors: {}.", kinds.join(", "));
-    }
+    client_errors(soak, logs);
     longest_stalls(soak, logs);
     for v in &soak.violations {
         println!("\nVIOLATION: {v}");
@@ -1045,7 +1060,9 @@ fn report(
 }
 
 fn fault_table(soak: &Soak, by_kind: &BTreeMap<Option<FaultKind>, Duration>) {
-    println!("\n| fault | struck | during a migration | max write stall around it |");
+    println!(
+        "\n| fault | struck | during a migration | longest write stall that began during it |"
+    );
     println!("|---|---|---|---|");
     for kind in KINDS {
         let of_kind: Vec<&FaultRecord> = soak.faults.iter().filter(|f| f.kind == kind).collect();
@@ -1063,7 +1080,7 @@ fn fault_table(soak: &Soak, by_kind: &BTreeMap<Option<FaultKind>, Duration>) {
     println!(
         "{}",
         row(&[
-            "(no fault)".into(),
+            "(far from every fault)".into(),
             "".into(),
             "".into(),
             by_kind.get(&None).map_or("-".into(), |d| secs(*d)),

@@ -40,8 +40,8 @@ pub struct WriterLog {
     pub counters: Vec<Counter>,
     pub ops: u64,
     pub errors: u64,
-    /// Errors by message (its first 60 characters).
-    pub error_kinds: BTreeMap<String, u64>,
+    /// Errors by message (its first 60 characters): how many, and when first seen.
+    pub error_kinds: BTreeMap<String, (u64, Instant)>,
     pub reconnects: u64,
     /// Intervals without any acknowledgement longer than [`STALL`].
     pub stalls: Vec<(Instant, Instant)>,
@@ -191,7 +191,8 @@ impl Writer {
     fn failed(&mut self, e: &redis::RedisError) {
         self.log.errors += 1;
         let kind: String = e.to_string().chars().take(60).collect();
-        *self.log.error_kinds.entry(kind).or_default() += 1;
+        let now = Instant::now();
+        self.log.error_kinds.entry(kind).or_insert((0, now)).0 += 1;
         self.failures_in_row += 1;
         if self.failures_in_row >= 5 {
             self.conn = None;
