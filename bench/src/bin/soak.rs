@@ -875,11 +875,15 @@ fn main() -> anyhow::Result<ExitCode> {
 /// The longest stall overall, per fault kind the longest that began during a fault of
 /// that kind, and (`None`) the longest far from every fault (its window from the strike
 /// to recovery plus 2 node timeouts + 1 s).
-fn stalls(soak: &Soak, logs: &[WriterLog]) -> (Duration, BTreeMap<Option<FaultKind>, Duration>) {
+/// Stalls keyed by fault kind (`None`: far from every fault) and whether the fault hit a
+/// running migration.
+type StallsByKind = BTreeMap<(Option<FaultKind>, bool), Duration>;
+
+fn stalls(soak: &Soak, logs: &[WriterLog]) -> (Duration, StallsByKind) {
     let grace = soak.args.node_timeout * 2 + Duration::from_secs(1);
     let mut max = Duration::ZERO;
-    let mut by_kind: BTreeMap<Option<FaultKind>, Duration> = BTreeMap::new();
-    let mut note = |k: Option<FaultKind>, d: Duration| {
+    let mut by_kind = StallsByKind::new();
+    let mut note = |k: (Option<FaultKind>, bool), d: Duration| {
         let e = by_kind.entry(k).or_default();
         *e = (*e).max(d);
     };
@@ -888,10 +892,10 @@ fn stalls(soak: &Soak, logs: &[WriterLog]) -> (Duration, BTreeMap<Option<FaultKi
         // The last acknowledgement came just before the fault struck, or while it lasted.
         let began_in = |f: &&FaultRecord| f.start <= a + STALL && a <= f.end;
         for f in soak.faults.iter().filter(began_in) {
-            note(Some(f.kind), b - a);
+            note((Some(f.kind), f.during_migration), b - a);
         }
         if !soak.faults.iter().any(|f| a < f.end + grace && b > f.start) {
-            note(None, b - a);
+            note((None, false), b - a);
         }
     }
     (max, by_kind)
@@ -1059,11 +1063,13 @@ fn report(
     }
 }
 
-fn fault_table(soak: &Soak, by_kind: &BTreeMap<Option<FaultKind>, Duration>) {
+fn fault_table(soak: &Soak, by_kind: &StallsByKind) {
     println!(
-        "\n| fault | struck | during a migration | longest write stall that began during it |"
+        "\n| fault | struck | during a migration | longest write stall that began during it: \
+         idle / during a migration |"
     );
     println!("|---|---|---|---|");
+    let stall = |k, during| by_kind.get(&(k, during)).map_or("-".into(), |d| secs(*d));
     for kind in KINDS {
         let of_kind: Vec<&FaultRecord> = soak.faults.iter().filter(|f| f.kind == kind).collect();
         let during = of_kind.iter().filter(|f| f.during_migration).count();
@@ -1073,7 +1079,7 @@ fn fault_table(soak: &Soak, by_kind: &BTreeMap<Option<FaultKind>, Duration>) {
                 kind.label().into(),
                 of_kind.len().to_string(),
                 during.to_string(),
-                by_kind.get(&Some(kind)).map_or("-".into(), |d| secs(*d)),
+                format!("{} / {}", stall(Some(kind), false), stall(Some(kind), true)),
             ])
         );
     }
@@ -1083,7 +1089,7 @@ fn fault_table(soak: &Soak, by_kind: &BTreeMap<Option<FaultKind>, Duration>) {
             "(far from every fault)".into(),
             "".into(),
             "".into(),
-            by_kind.get(&None).map_or("-".into(), |d| secs(*d)),
+            stall(None, false),
         ])
     );
 }

@@ -209,6 +209,12 @@ fn writer_client(c: &TestCluster) -> ClusterClient {
         // Longer than any pause, so the client never re-sends a command the node is
         // still about to run (an INCR applied twice would look like a duplicate).
         .response_timeout(Duration::from_secs(10))
+        // Retry waits of 10-100 ms: the crate's default (at least 1.28 s after each
+        // CLUSTERDOWN, growing) would measure the client's backoff rather than ember.
+        .retries(32)
+        .min_retry_wait(10)
+        .max_retry_wait(100)
+        .retry_wait_formula(10, 2)
         .build()
         .expect("cluster client")
 }
