@@ -687,11 +687,9 @@ impl Soak {
         }
         let b = &mut self.ballast;
         b.checked += keys.len() as u64;
-        (b.lost_inside, b.lost_outside, b.wrong) = (
-            b.lost_inside + inside,
-            b.lost_outside + outside,
-            b.wrong + wrong,
-        );
+        b.lost_inside += inside;
+        b.lost_outside += outside;
+        b.wrong += wrong;
         eprintln!("  ballast: {inside} lost inside killed slots, {outside} outside, {wrong} wrong");
         if outside + wrong > 0 {
             examples.truncate(5);
@@ -746,7 +744,7 @@ impl Soak {
                     t.lost_outside += 1;
                     t.examples.push(format!(
                         "{key} (slot {slot}) missing, acknowledged {:.1} s into the run",
-                        (*at - log_start(log)).as_secs_f64()
+                        (*at - self.t0).as_secs_f64()
                     ));
                 }
             }
@@ -805,11 +803,6 @@ impl Soak {
         }
         Ok(())
     }
-}
-
-/// The first acknowledgement of a writer (the origin for the times in examples).
-fn log_start(log: &WriterLog) -> Instant {
-    log.acked.first().map_or_else(Instant::now, |a| a.1)
 }
 
 #[derive(Default)]
