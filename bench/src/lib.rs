@@ -1,5 +1,7 @@
 //! Shared helpers of the benchmarks: percentiles and process memory.
 
+pub mod soak;
+
 use std::time::{Duration, Instant};
 
 /// The `p`-th percentile (0-100) of `samples` (sorted in place).

@@ -27,8 +27,20 @@ pub fn tick(node_timeout: Duration) -> Duration {
 pub async fn run(authority: Arc<Authority>, node_timeout: Duration, migration_timeout: Duration) {
     let mut interval = tokio::time::interval(tick(node_timeout));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = tokio::time::Instant::now();
+    let mut grace_until = last_tick;
     loop {
         interval.tick().await;
+        // A tick far later than due means this process was paused (SIGSTOP, a stalled VM):
+        // the nodes' heartbeats queued meanwhile have not been read yet, so judge nobody
+        // failed until the sessions have caught up.
+        let now = tokio::time::Instant::now();
+        if now - last_tick > (tick(node_timeout) * 4).max(node_timeout / 2) {
+            tracing::warn!(gap = ?(now - last_tick), "the heartbeater was paused; not judging failures for a moment");
+            grace_until = now + node_timeout / 2;
+        }
+        last_tick = now;
+        let judging = now >= grace_until;
         let state = authority.current().state;
         let observed = authority.observed();
         let changes: Vec<(NodeId, bool)> = state
@@ -40,7 +52,8 @@ pub async fn run(authority: Arc<Authority>, node_timeout: Duration, migration_ti
                     .get(&node.id)
                     .map_or(authority.started(), |o| o.last_seen);
                 let alive = last_seen.elapsed() <= node_timeout;
-                (alive == node.failed).then_some((node.id, !alive))
+                // After a pause only recoveries are recorded.
+                (alive == node.failed && (alive || judging)).then_some((node.id, !alive))
             })
             .collect();
         if !changes.is_empty() {

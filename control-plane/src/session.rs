@@ -89,7 +89,10 @@ impl pb::session_server::Session for SessionService {
             return Err(e.into());
         }
         let cluster_id = self.authority.current().state.topology.cluster_id;
-        let (state, _) = self
+        // Ordering: observed before registered, so the heartbeater never sees a new
+        // pending entry without a sighting (and expires it at once).
+        self.authority.session_opened(id, hello.applied_version);
+        let registered = self
             .authority
             .submit(Op::Register {
                 id,
@@ -97,7 +100,14 @@ impl pb::session_server::Session for SessionService {
                 client_addr: hello.client_addr.clone(),
                 internal_addr: hello.internal_addr.clone(),
             })
-            .await?;
+            .await;
+        let (state, _) = match registered {
+            Ok(r) => r,
+            Err(e) => {
+                self.authority.session_closed(id);
+                return Err(e.into());
+            }
+        };
         let welcome = pb::Welcome {
             cluster_id: cluster_id.to_string(),
             member: state.topology.nodes.contains_key(&id),
@@ -108,8 +118,10 @@ impl pb::session_server::Session for SessionService {
             msg: Some(control_message::Msg::Welcome(welcome)),
         }))
         .await
-        .map_err(|_| Status::cancelled("node went away"))?;
-        self.authority.session_opened(id, hello.applied_version);
+        .map_err(|_| {
+            self.authority.session_closed(id);
+            Status::cancelled("node went away")
+        })?;
         tracing::info!(node = %id, addr = %hello.client_addr, applied = hello.applied_version, "session opened");
         let authority = self.authority.clone();
         tokio::spawn(async move {
