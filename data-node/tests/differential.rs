@@ -275,16 +275,17 @@ impl Gen {
                     "+3600 -0",
                 ])
             } else {
+                // Nothing above 512 MB is accepted: the sequences also send
+                // `SETRANGE key 536870912 x`, which a larger limit would let build a
+                // 512 MB string (the largest valid value is in the edge-case test).
                 self.pick(&[
                     "1mb",
                     "512mb",
-                    "1gb",
                     "100",
                     "1x",
                     "-1",
                     "",
                     "18446744073709551615",
-                    "9223372036854775807",
                     "9223372036854775808",
                 ])
             };
@@ -307,11 +308,12 @@ impl Gen {
             5 => vec!["HDEL".into(), k, m],
             6 => vec!["HSETNX".into(), k, m, "v".into()],
             7 => vec!["DEL".into(), k],
+            // Not GT/LT: two deadlines set within one millisecond tie on one server only.
             8 => vec![
                 "EXPIRE".into(),
                 k,
                 "100".into(),
-                self.pick(&["XX", "NX", "GT"]).into(),
+                self.pick(&["XX", "NX"]).into(),
             ],
             9 => vec!["PERSIST".into(), k],
             10 => vec!["LPUSHX".into(), k, m],
