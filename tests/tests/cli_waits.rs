@@ -84,7 +84,13 @@ fn rebalance_keeps_waiting_through_control_plane_kills() {
         "the kills did not strike while rebalance ran ({kills})"
     );
 
-    let nodes = c.ctl_json(&["nodes"]).unwrap();
+    // The last kill may have struck just before rebalance finished: the control plane
+    // was restarted and may still be opening its port.
+    let mut nodes = serde_json::Value::Null;
+    c.wait("the control plane answers", T, |c| {
+        nodes = c.ctl_json(&["nodes"])?;
+        Ok(true)
+    });
     let counts: Vec<u64> = nodes["nodes"]
         .as_array()
         .unwrap()
