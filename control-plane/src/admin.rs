@@ -8,12 +8,12 @@ use ember_proto::{convert, pb};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::authority::Authority;
+use crate::authority::{Authority, AuthorityError};
+use crate::restore;
 use crate::scheduler;
-use crate::state::{ClusterState, Op};
+use crate::state::Op;
 use crate::store;
 use ember_core::topology::resolve_node;
-use std::collections::BTreeSet;
 use std::path::Path;
 use uuid::Uuid;
 
@@ -193,30 +193,12 @@ impl pb::admin_server::Admin for AdminService {
         let json = req.into_inner().json;
         let current = self.authority.current().state;
         let reports = self.authority.reports();
-        let backup = if !json.is_empty() {
+        let backup = if json.is_empty() {
+            restore::base_without_backup(&current, &reports)
+                .map_err(|e| Status::from(AuthorityError::State(e)))?
+        } else {
             store::decode(&json, Path::new("the imported document"))
                 .map_err(|e| Status::invalid_argument(format!("{e:#}")))?
-        } else if current.topology.is_bootstrapped() {
-            (*current).clone()
-        } else {
-            // A control plane that lost its state: rebuild the topology from the nodes of
-            // the one cluster that reports to it.
-            let clusters: BTreeSet<Uuid> = reports.iter().filter_map(|r| r.cluster_id).collect();
-            match clusters.into_iter().collect::<Vec<_>>().as_slice() {
-                [one] => ClusterState::new(*one),
-                [] => {
-                    return Err(Status::failed_precondition(
-                        "nothing to import: this control plane has no cluster and no node of                          one has reported to it; give a backup file, or bootstrap a new cluster",
-                    ))
-                }
-                many => {
-                    return Err(Status::failed_precondition(format!(
-                        "nodes of {} clusters report to this control plane ({}); give the                          backup file of the one to restore",
-                        many.len(),
-                        many.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
-                    )))
-                }
-            }
         };
         self.change(Op::Restore {
             backup: Box::new(backup),

@@ -10,7 +10,7 @@
 //! thus accept the result as an explicit restore ([`ember_core::lineage`]), and no node
 //! is asked to give up a slot it holds the latest copy of: a restore never drops a key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ember_core::lineage::History;
 use ember_core::{NodeId, NodeInfo, Role, SlotSet, SLOT_COUNT};
@@ -34,6 +34,36 @@ pub struct NodeReport {
     pub config_epoch: u64,
     /// The slots the node owns in its applied topology.
     pub owned: SlotSet,
+}
+
+/// What `emberctl import-state` without a file restores: the current state (re-adopted
+/// after an alarm), or, on a control plane that lost its state, the one cluster whose
+/// nodes report to it, rebuilt from their reports.
+pub fn base_without_backup(
+    current: &ClusterState,
+    reports: &[NodeReport],
+) -> Result<ClusterState, StateError> {
+    if current.topology.is_bootstrapped() {
+        return Ok(current.clone());
+    }
+    let clusters: BTreeSet<Uuid> = reports.iter().filter_map(|r| r.cluster_id).collect();
+    match clusters.into_iter().collect::<Vec<_>>().as_slice() {
+        [one] => Ok(ClusterState::new(*one)),
+        [] => Err(StateError::Conflict(
+            "nothing to import: this control plane has no cluster and no node of one has \
+             reported to it; give a backup file, or bootstrap a new cluster"
+                .into(),
+        )),
+        many => Err(StateError::Conflict(format!(
+            "nodes of {} clusters report to this control plane ({}); give the backup file \
+             of the one to restore",
+            many.len(),
+            many.iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 /// The state after restoring `backup` onto `current`, given what the nodes reported.
@@ -217,6 +247,28 @@ mod tests {
             config_epoch: epoch,
             owned: set,
         }
+    }
+
+    #[test]
+    fn without_a_backup_the_base_is_the_current_state_or_the_one_reporting_cluster() {
+        let empty = ClusterState::new(Uuid::from_u128(99));
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert!(matches!(
+            base_without_backup(&empty, &[]),
+            Err(StateError::Conflict(_))
+        ));
+        let n1 = node(1, 1);
+        let one = [report(&n1, a, 7, 1, &[(0, 10)])];
+        let base = base_without_backup(&empty, &one).unwrap();
+        assert_eq!(base.topology.cluster_id, a);
+        let two = [one[0].clone(), report(&node(2, 1), b, 3, 1, &[])];
+        let Err(StateError::Conflict(msg)) = base_without_backup(&empty, &two) else {
+            panic!("two clusters must be refused");
+        };
+        assert!(
+            msg.contains(&a.to_string()) && msg.contains(&b.to_string()),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -187,6 +187,45 @@ fn control_plane_down_clients_unaffected() {
     assert_eq!(errors.load(Ordering::Relaxed), 0, "clients saw errors");
 }
 
+/// A control plane stopped (SIGSTOP: a VM pause, a long GC-like stall) for longer than the
+/// node timeout must not mark the nodes failed when it wakes: it did not hear them because
+/// it was not listening, not because they were gone.
+#[test]
+fn control_plane_paused_longer_than_node_timeout_fails_nobody() {
+    let timeout = Duration::from_secs(1);
+    let c = TestCluster::start(3, timeout);
+    c.ctl_ok(&["bootstrap", "n1", "n2", "n3"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let version = c.ctl_json(&["status"]).unwrap()["version"]
+        .as_u64()
+        .unwrap();
+    c.cp.pause();
+    let until = Instant::now() + 3 * timeout;
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.cp.resume();
+    // Watch for two node timeouts after the wake-up: every node stays healthy and the
+    // control plane commits nothing.
+    let watch_until = Instant::now() + 2 * timeout;
+    while Instant::now() < watch_until {
+        let Ok(nodes) = c.ctl_json(&["nodes"]) else {
+            continue;
+        };
+        for n in nodes["nodes"].as_array().unwrap() {
+            assert_eq!(n["health"], "ok", "marked failed after the pause: {n}");
+        }
+        let now = c.ctl_json(&["status"]).unwrap()["version"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(
+            now, version,
+            "the control plane changed the topology on waking"
+        );
+    }
+    c.wait_all_info("cluster_state", "ok", T);
+}
+
 #[test]
 fn node_killed_then_restarted() {
     let timeout = Duration::from_secs(2);

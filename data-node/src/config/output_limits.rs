@@ -119,13 +119,6 @@ impl OutputLimits {
         self.0.load()[class.index()]
     }
 
-    /// `CONFIG SET client-output-buffer-limit value`: all of it or nothing.
-    pub fn set(&self, value: &[u8]) -> Result<(), LimitsError> {
-        let next = self.parse(value)?;
-        self.store(next);
-        Ok(())
-    }
-
     /// Installs limits from [`OutputLimits::parse`].
     pub fn store(&self, limits: [ClassLimit; 3]) {
         self.0.store(Arc::new(limits));
@@ -185,10 +178,16 @@ mod tests {
         );
     }
 
+    /// What `CONFIG SET client-output-buffer-limit` does with the value.
+    fn set(l: &OutputLimits, value: &[u8]) -> Result<(), LimitsError> {
+        l.store(l.parse(value)?);
+        Ok(())
+    }
+
     #[test]
     fn units_classes_and_all_or_nothing() {
         let l = OutputLimits::default();
-        l.set(b"Normal 1mb 512k 10 replica 1gb 1g 5").unwrap();
+        set(&l, b"Normal 1mb 512k 10 replica 1gb 1g 5").unwrap();
         assert_eq!(
             l.get(ClientClass::Normal),
             ClassLimit {
@@ -201,11 +200,11 @@ mod tests {
         assert_eq!(l.get(ClientClass::Replica).soft, 1_000_000_000);
         let before = l.describe();
         assert_eq!(
-            l.set(b"normal 0 0 0 pubsub 1 1"),
+            set(&l, b"normal 0 0 0 pubsub 1 1"),
             Err(LimitsError::WrongArity)
         );
         assert_eq!(
-            l.set(b"normal 0 0 0 master 1 1 1"),
+            set(&l, b"normal 0 0 0 master 1 1 1"),
             Err(LimitsError::InvalidClass)
         );
         for bad in [
@@ -215,13 +214,13 @@ mod tests {
             "normal 1.5mb 0 0",
         ] {
             assert_eq!(
-                l.set(bad.as_bytes()),
+                set(&l, bad.as_bytes()),
                 Err(LimitsError::InvalidValue),
                 "{bad}"
             );
         }
         assert_eq!(l.describe(), before);
-        assert_eq!(l.set(b""), Ok(()));
+        assert_eq!(set(&l, b""), Ok(()));
         assert_eq!(l.describe(), before);
     }
 }

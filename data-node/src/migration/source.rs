@@ -18,7 +18,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ember_core::{NodeId, SlotSet};
+use ember_core::SlotSet;
+use ember_proto::convert::parse_id;
 use ember_proto::pb::{self, abort_handoff_reply::Outcome, internal_client::InternalClient};
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -63,10 +64,8 @@ impl pb::internal_server::Internal for InternalService {
     async fn pull(&self, req: Request<pb::PullRequest>) -> Result<Response<ChunkStream>, Status> {
         let req = req.into_inner();
         let m = &self.migrations;
-        let id: Uuid = req
-            .migration_id
-            .parse()
-            .map_err(|_| Status::invalid_argument("bad migration id"))?;
+        let id = parse_id("migration id", &req.migration_id)?;
+        let target = parse_id("target id", &req.target_id)?;
         // The target may have applied the migration's snapshot before this node did.
         let deadline = Instant::now() + Duration::from_secs(5);
         let slots = loop {
@@ -96,10 +95,6 @@ impl pb::internal_server::Internal for InternalService {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        let target: NodeId = req
-            .target_id
-            .parse()
-            .map_err(|_| Status::invalid_argument("bad target id"))?;
         let (tx, rx) = mpsc::channel(4);
         let migrations = m.clone();
         let stream_slots = slots.clone();
@@ -150,14 +145,8 @@ impl pb::internal_server::Internal for InternalService {
     ) -> Result<Response<pb::AbortHandoffReply>, Status> {
         let req = req.into_inner();
         let m = &self.migrations;
-        let id: Uuid = req
-            .migration_id
-            .parse()
-            .map_err(|_| Status::invalid_argument("bad migration id"))?;
-        let source: NodeId = req
-            .source_id
-            .parse()
-            .map_err(|_| Status::invalid_argument("bad source id"))?;
+        let id = parse_id("migration id", &req.migration_id)?;
+        let source = parse_id("source id", &req.source_id)?;
         let mine = m.state.cluster.applied().map(|a| a.topology.cluster_id);
         if mine.is_none_or(|c| c.to_string() != req.cluster_id) {
             return Err(Status::failed_precondition(
