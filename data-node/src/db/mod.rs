@@ -17,6 +17,7 @@
 //! when locked and applies the difference when dropped, so no code path can forget it.
 
 mod entries;
+pub mod positions;
 pub mod value;
 
 use std::collections::HashMap;
