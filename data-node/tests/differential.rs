@@ -1554,3 +1554,267 @@ fn reports_the_version_of_redis_it_is_checked_against() {
     };
     assert_eq!(version(&format!("redis://{ember}/")), version(&redis.url()));
 }
+
+/// Big sorted sets (thousands of members, past every compact-encoding threshold of
+/// Redis, with many tied scores): seeded ranks, rank/score/lex ranges with LIMIT in both
+/// directions, counts, pops and removals by range must match redis-server exactly;
+/// ZRANDMEMBER is checked for size, distinctness and membership, and a ZSCAN with
+/// removals between its calls must return every member present throughout.
+#[test]
+fn ember_matches_redis_on_big_sorted_sets() {
+    let redis = RedisServer::start();
+    let ember = common::start_in_thread();
+    let mut r = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut e = redis::Client::open(format!("redis://{ember}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    for seed in seeds(&[11, 12]) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for con in [&mut r, &mut e] {
+            redis::cmd("FLUSHALL").query::<()>(con).unwrap();
+        }
+        let n = rng.random_range(2000..5000);
+        // `{z}big`: scores with ties; `{z}lex`: one score, so lex ranges are defined.
+        for start in (0..n).step_by(500) {
+            let mut big = s(&["ZADD", "{z}big"]);
+            let mut lex = s(&["ZADD", "{z}lex"]);
+            for i in start..(start + 500).min(n) {
+                big.push(rng.random_range(-50..50).to_string());
+                big.push(format!("m{i}"));
+                lex.extend(["0".into(), format!("m{i:05}")]);
+            }
+            for con in [&mut r, &mut e] {
+                run(con, &big, Cmp::Exact);
+                run(con, &lex, Cmp::Exact);
+            }
+        }
+        let mut history = Vec::new();
+        for step in 0..1500 {
+            let m = format!("m{}", rng.random_range(0..n + 200));
+            let lm = |rng: &mut StdRng| {
+                let b = ["[", "("][rng.random_range(0..2)];
+                format!("{b}m{:05}", rng.random_range(0..n + 10))
+            };
+            let score = |rng: &mut StdRng| {
+                let v = rng.random_range(-60..60).to_string();
+                match rng.random_range(0..6) {
+                    0 => "-inf".into(),
+                    1 => "+inf".into(),
+                    2 => format!("({v}"),
+                    _ => v,
+                }
+            };
+            let rank =
+                |rng: &mut StdRng| rng.random_range(-(n as i64) - 5..n as i64 + 5).to_string();
+            let args: Vec<String> = match rng.random_range(0..16) {
+                0 => vec![
+                    "ZADD".into(),
+                    "{z}big".into(),
+                    rng.random_range(-60..60).to_string(),
+                    m,
+                ],
+                1 => vec![
+                    "ZINCRBY".into(),
+                    "{z}big".into(),
+                    rng.random_range(-5..5).to_string(),
+                    m,
+                ],
+                2 => vec!["ZREM".into(), "{z}big".into(), m],
+                3 => vec![
+                    ["ZRANK", "ZREVRANK"][rng.random_range(0..2)].into(),
+                    "{z}big".into(),
+                    m,
+                ],
+                4 => {
+                    let a = rng.random_range(-(n as i64)..n as i64);
+                    let b = a + rng.random_range(0..20);
+                    let mut v = vec![
+                        ["ZRANGE", "ZREVRANGE"][rng.random_range(0..2)].into(),
+                        "{z}big".into(),
+                        a.to_string(),
+                        b.to_string(),
+                    ];
+                    if rng.random_bool(0.5) {
+                        v.push("WITHSCORES".into());
+                    }
+                    v
+                }
+                5 => vec![
+                    "ZRANGE".into(),
+                    "{z}big".into(),
+                    rank(&mut rng),
+                    rank(&mut rng),
+                ],
+                6 => {
+                    let (a, b) = (score(&mut rng), score(&mut rng));
+                    let mut v = vec!["ZRANGE".into(), "{z}big".into(), a, b, "BYSCORE".into()];
+                    if rng.random_bool(0.5) {
+                        v.push("REV".into());
+                    }
+                    v.extend([
+                        "LIMIT".into(),
+                        rng.random_range(-1..40).to_string(),
+                        rng.random_range(-1..15).to_string(),
+                    ]);
+                    v
+                }
+                7 => vec![
+                    "ZCOUNT".into(),
+                    "{z}big".into(),
+                    score(&mut rng),
+                    score(&mut rng),
+                ],
+                8 => {
+                    let (a, b) = (lm(&mut rng), lm(&mut rng));
+                    let mut v = vec![
+                        ["ZRANGEBYLEX", "ZREVRANGEBYLEX"][rng.random_range(0..2)].into(),
+                        "{z}lex".into(),
+                        a,
+                        b,
+                    ];
+                    v.extend([
+                        "LIMIT".into(),
+                        rng.random_range(0..30).to_string(),
+                        rng.random_range(-1..10).to_string(),
+                    ]);
+                    v
+                }
+                9 => vec![
+                    "ZLEXCOUNT".into(),
+                    "{z}lex".into(),
+                    lm(&mut rng),
+                    ["+", "-"][rng.random_range(0..2)].into(),
+                ],
+                10 => vec![
+                    "ZLEXCOUNT".into(),
+                    "{z}lex".into(),
+                    lm(&mut rng),
+                    lm(&mut rng),
+                ],
+                11 => {
+                    let a = rng.random_range(-(n as i64)..n as i64);
+                    vec![
+                        "ZREMRANGEBYRANK".into(),
+                        "{z}big".into(),
+                        a.to_string(),
+                        (a + rng.random_range(0..3)).to_string(),
+                    ]
+                }
+                12 => vec![
+                    ["ZPOPMIN", "ZPOPMAX"][rng.random_range(0..2)].into(),
+                    "{z}big".into(),
+                    rng.random_range(1..4).to_string(),
+                ],
+                13 => vec![
+                    "ZREMRANGEBYSCORE".into(),
+                    "{z}big".into(),
+                    format!("({}", rng.random_range(-60..60)),
+                    score(&mut rng),
+                ],
+                14 => vec![
+                    "ZREMRANGEBYLEX".into(),
+                    "{z}lex".into(),
+                    lm(&mut rng),
+                    lm(&mut rng),
+                ],
+                _ => vec!["ZSCORE".into(), "{z}big".into(), m],
+            };
+            let want = run(&mut r, &args, Cmp::Exact);
+            let got = run(&mut e, &args, Cmp::Exact);
+            history.push(format!("{} -> {want}", args.join(" ")));
+            assert_eq!(
+                got,
+                want,
+                "seed {seed}, step {step}: `{}`\nrecent:\n  {}",
+                args.join(" "),
+                history[history.len().saturating_sub(20)..].join("\n  ")
+            );
+        }
+        for key in ["{z}big", "{z}lex"] {
+            let all = s(&["ZRANGE", key, "0", "-1", "WITHSCORES"]);
+            assert_eq!(
+                run(&mut e, &all, Cmp::Exact),
+                run(&mut r, &all, Cmp::Exact),
+                "{key}"
+            );
+        }
+
+        // ZRANDMEMBER: sizes and distinctness as Redis's, members of the set.
+        let members: std::collections::BTreeSet<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg("{z}big")
+            .arg(0)
+            .arg(-1)
+            .query(&mut e)
+            .unwrap();
+        for count in [5i64, -5, 50, -3000, 100_000] {
+            let got: Vec<Vec<u8>> = redis::cmd("ZRANDMEMBER")
+                .arg("{z}big")
+                .arg(count)
+                .query(&mut e)
+                .unwrap();
+            let want: Vec<Vec<u8>> = redis::cmd("ZRANDMEMBER")
+                .arg("{z}big")
+                .arg(count)
+                .query(&mut r)
+                .unwrap();
+            assert_eq!(got.len(), want.len(), "ZRANDMEMBER {count}");
+            assert!(
+                got.iter().all(|m| members.contains(m)),
+                "ZRANDMEMBER {count}: a stranger"
+            );
+            if count > 0 {
+                let distinct: std::collections::BTreeSet<_> = got.iter().collect();
+                assert_eq!(distinct.len(), got.len(), "ZRANDMEMBER {count}: repeats");
+            }
+        }
+
+        // ZSCAN with removals between calls: every member present throughout comes back.
+        let mut cursor = "0".to_string();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut removed = std::collections::BTreeSet::new();
+        let all: Vec<Vec<u8>> = members.iter().cloned().collect();
+        loop {
+            let (next, page): (String, Vec<Vec<u8>>) = redis::cmd("ZSCAN")
+                .arg("{z}big")
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(20)
+                .query(&mut e)
+                .unwrap();
+            seen.extend(page.into_iter().step_by(2));
+            for _ in 0..3 {
+                let victim = &all[rng.random_range(0..all.len())];
+                let _: i64 = redis::cmd("ZREM")
+                    .arg("{z}big")
+                    .arg(victim)
+                    .query(&mut e)
+                    .unwrap();
+                removed.insert(victim.clone());
+            }
+            let _: i64 = redis::cmd("ZADD")
+                .arg("{z}big")
+                .arg(1)
+                .arg(format!("new{}", rng.random::<u32>()))
+                .query(&mut e)
+                .unwrap();
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        let missed: Vec<_> = all
+            .iter()
+            .filter(|m| !removed.contains(*m) && !seen.contains(*m))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "ZSCAN missed {} members present throughout",
+            missed.len()
+        );
+    }
+}

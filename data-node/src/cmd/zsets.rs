@@ -5,14 +5,17 @@
 //!
 //! Scores are replied as doubles (`%.17g`, as Redis 7.0).
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use super::lists::positive_count;
 use super::{
     arg_int, eq_ic, get_zset, get_zset_mut, glob_match, norm_range, parse_cursor, parse_f64,
-    parse_scan_opts, scan_page, Ctx,
+    parse_scan_opts, Ctx,
 };
-use crate::db::{SlotTable, ZSet};
+use crate::db::positions::{self, SMALL};
+use crate::db::{Key, SlotTable, ZSet};
 use crate::resp::reply::fmt_double;
 use crate::resp::Reply;
 use crate::tri;
@@ -172,6 +175,27 @@ fn score_range(min: &[u8], max: &[u8]) -> Result<(ScoreBound, ScoreBound), Reply
     }
 }
 
+impl ScoreBound {
+    const ANY_MIN: ScoreBound = ScoreBound {
+        v: f64::NEG_INFINITY,
+        excl: false,
+    };
+    const ANY_MAX: ScoreBound = ScoreBound {
+        v: f64::INFINITY,
+        excl: false,
+    };
+}
+
+/// The lowest (or, `max`, the highest) member and its score.
+fn end(z: &ZSet, max: bool) -> Option<(Key, f64)> {
+    let (m, s) = if max {
+        z.iter().next_back()
+    } else {
+        z.iter().next()
+    }?;
+    Some((m.into(), s))
+}
+
 fn in_score(s: f64, min: ScoreBound, max: ScoreBound) -> bool {
     (if min.excl { s > min.v } else { s >= min.v })
         && (if max.excl { s < max.v } else { s <= max.v })
@@ -237,8 +261,8 @@ fn lex_outside(z: &ZSet, min: &LexBound, max: &LexBound) -> bool {
     if cmp == Greater || (cmp == Equal && (a.2 || b.2)) {
         return true;
     }
-    match (z.tree.first(), z.tree.last()) {
-        (Some((_, first)), Some((_, last))) => !gte_min(last, min) || !lte_max(first, max),
+    match (z.iter().next(), z.iter().next_back()) {
+        (Some((first, _)), Some((last, _))) => !gte_min(last, min) || !lte_max(first, max),
         _ => true,
     }
 }
@@ -248,7 +272,7 @@ fn lex_outside(z: &ZSet, min: &LexBound, max: &LexBound) -> bool {
 pub fn zcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let (min, max) = tri!(score_range(&args[2], &args[3]));
     let z = tri!(get_zset(t, &args[1], ctx.now));
-    Reply::Integer(z.map_or(0, |z| select(z, &Kind::Score(min, max), false, None).len()) as i64)
+    Reply::Integer(z.map_or(0, |z| ranks(z, &Kind::Score(min, max), false).len()) as i64)
 }
 
 /// # Format
@@ -256,7 +280,7 @@ pub fn zcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 pub fn zlexcount(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let (min, max) = tri!(lex_range(&args[2], &args[3]));
     let z = tri!(get_zset(t, &args[1], ctx.now));
-    Reply::Integer(z.map_or(0, |z| select(z, &Kind::Lex(min, max), false, None).len()) as i64)
+    Reply::Integer(z.map_or(0, |z| ranks(z, &Kind::Lex(min, max), false).len()) as i64)
 }
 
 /// # Format
@@ -291,69 +315,75 @@ enum Kind {
     Lex(LexBound, LexBound),
 }
 
+/// The ascending ranks `kind` selects, in O(log n) (`rev`: a rank range counts from the
+/// end, as `ZREVRANGE`'s).
+fn ranks(z: &ZSet, kind: &Kind, rev: bool) -> Range<usize> {
+    let len = z.len();
+    match kind {
+        Kind::Rank(start, stop) => match norm_range(*start, *stop, len) {
+            Some((s, e)) if rev => len - 1 - e..len - s,
+            Some((s, e)) => s..e + 1,
+            None => 0..0,
+        },
+        Kind::Score(min, max) => {
+            let lo = z.count_while(|s, _| !in_score(s, *min, ScoreBound::ANY_MAX));
+            let hi = z.count_while(|s, _| in_score(s, ScoreBound::ANY_MIN, *max));
+            lo..hi.max(lo)
+        }
+        Kind::Lex(min, max) if lex_outside(z, min, max) => 0..0,
+        // Small sets are walked member by member, as Redis walks its compact encoding:
+        // with mixed scores (where lex ranges are unspecified) both then agree exactly.
+        Kind::Lex(min, max) if len <= SMALL && rev => {
+            let end = len - z.iter().rev().take_while(|(m, _)| !lte_max(m, max)).count();
+            let n = z
+                .range(0..end)
+                .rev()
+                .take_while(|(m, _)| gte_min(m, min))
+                .count();
+            end - n..end
+        }
+        Kind::Lex(min, max) if len <= SMALL => {
+            let start = z.iter().take_while(|(m, _)| !gte_min(m, min)).count();
+            let n = z
+                .range(start..len)
+                .take_while(|(m, _)| lte_max(m, max))
+                .count();
+            start..start + n
+        }
+        Kind::Lex(min, max) => {
+            let lo = z.count_while(|_, m| !gte_min(m, min));
+            let hi = z.count_while(|_, m| lte_max(m, max));
+            lo..hi.max(lo)
+        }
+    }
+}
+
 /// Members (with scores) selected by `kind`, in the requested direction, after
-/// `LIMIT offset count`.
+/// `LIMIT offset count`: O(log n + m).
 fn select<'a>(
     z: &'a ZSet,
     kind: &Kind,
     rev: bool,
     limit: Option<(i64, i64)>,
 ) -> Vec<(&'a [u8], f64)> {
-    use crate::db::value::Score;
-    use std::ops::Bound;
-    // Score ranges start from the ordered index (O(log n)) instead of scanning.
-    let (lo, hi) = match kind {
-        Kind::Score(min, max) => {
-            let lo = if min.v == f64::NEG_INFINITY || min.v.is_nan() {
-                Bound::Unbounded
-            } else {
-                Bound::Included((Score(min.v), crate::db::Key::default()))
-            };
-            let hi = if max.v == f64::INFINITY || max.v < min.v {
-                Bound::Unbounded
-            } else {
-                Bound::Excluded((Score(max.v.next_up()), crate::db::Key::default()))
-            };
-            (lo, hi)
-        }
-        _ => (Bound::Unbounded, Bound::Unbounded),
+    let Range { start, end } = ranks(z, kind, rev);
+    let (offset, count) = match limit {
+        Some((off, _)) if off < 0 => return Vec::new(),
+        Some((off, count)) => (
+            usize::try_from(off).unwrap_or(usize::MAX),
+            usize::try_from(count).unwrap_or(usize::MAX),
+        ),
+        None => (0, usize::MAX),
     };
-    let range = z.tree.range((lo, hi));
-    let iter: Box<dyn Iterator<Item = &(Score, crate::db::Key)>> = if rev {
-        Box::new(range.rev())
+    let n = end - start;
+    if offset >= n {
+        return Vec::new();
+    }
+    let take = count.min(n - offset);
+    if rev {
+        z.range(end - offset - take..end - offset).rev().collect()
     } else {
-        Box::new(range)
-    };
-    let items = iter.map(|(s, m)| (&m[..], s.0));
-    let selected: Vec<(&[u8], f64)> = match kind {
-        Kind::Rank(start, stop) => match norm_range(*start, *stop, z.len()) {
-            Some((s, e)) => items.skip(s).take(e - s + 1).collect(),
-            None => Vec::new(),
-        },
-        Kind::Score(min, max) => items.filter(|(_, s)| in_score(*s, *min, *max)).collect(),
-        // Like Redis (which assumes equal scores): from the first member past the near
-        // bound, as long as members stay within the far bound.
-        Kind::Lex(min, max) if lex_outside(z, min, max) => Vec::new(),
-        Kind::Lex(min, max) if rev => items
-            .skip_while(|(m, _)| !lte_max(m, max))
-            .take_while(|(m, _)| gte_min(m, min))
-            .collect(),
-        Kind::Lex(min, max) => items
-            .skip_while(|(m, _)| !gte_min(m, min))
-            .take_while(|(m, _)| lte_max(m, max))
-            .collect(),
-    };
-    match limit {
-        Some((off, _)) if off < 0 => Vec::new(),
-        Some((off, count)) => {
-            let it = selected.into_iter().skip(off as usize);
-            if count < 0 {
-                it.collect()
-            } else {
-                it.take(count as usize).collect()
-            }
-        }
-        None => selected,
+        z.range(start + offset..start + offset + take).collect()
     }
 }
 
@@ -512,14 +542,9 @@ pub fn zpop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let n = count.unwrap_or(1);
     let mut popped = Vec::new();
     for _ in 0..n {
-        let first = if max {
-            z.tree.iter().next_back()
-        } else {
-            z.tree.iter().next()
-        };
-        let Some((s, m)) = first.cloned() else { break };
+        let Some((m, s)) = end(z, max) else { break };
         z.remove(&m);
-        popped.push((m, s.0));
+        popped.push((m, s));
     }
     t.remove_if_empty(&args[1]);
     ctx.noop = popped.is_empty();
@@ -542,12 +567,12 @@ pub fn zscan(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let cursor = tri!(parse_cursor(&args[2]));
     let o = tri!(parse_scan_opts(args, 3, false));
     let z = tri!(get_zset(t, &args[1], ctx.now));
-    let items: Vec<(&[u8], f64)> = z
-        .map(|z| z.tree.iter().map(|(s, m)| (&m[..], s.0)).collect())
-        .unwrap_or_default();
-    let (next, page) = scan_page(&items, cursor, o.count);
+    let Some(z) = z else {
+        return Reply::Array(vec![Reply::bulk_str("0"), Reply::Array(vec![])]);
+    };
+    let (next, page) = positions::scan(z.len(), cursor, o.count);
     let mut out = Vec::new();
-    for (m, s) in page {
+    for (m, s) in page.map(|i| z.at(i)) {
         if o.pattern.as_ref().is_none_or(|p| glob_match(p, m, false)) {
             out.push(Reply::bulk(m));
             out.push(Reply::bulk(fmt_double(s).as_bytes()));
@@ -611,14 +636,9 @@ pub fn zmpop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         };
         let mut popped = Vec::new();
         while popped.len() < count {
-            let first = if min {
-                z.tree.iter().next()
-            } else {
-                z.tree.iter().next_back()
-            };
-            let Some((s, m)) = first.cloned() else { break };
+            let Some((m, s)) = end(z, !min) else { break };
             z.remove(&m);
-            popped.push(Reply::Array(vec![Reply::bulk(&m), Reply::Double(s.0)]));
+            popped.push(Reply::Array(vec![Reply::bulk(&m), Reply::Double(s)]));
         }
         t.remove_if_empty(key);
         return Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(popped)]);
@@ -650,20 +670,20 @@ pub fn zrandmember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
             Reply::Null
         };
     };
-    let items: Vec<(&[u8], f64)> = z.tree.iter().map(|(s, m)| (&m[..], s.0)).collect();
     let Some(count) = count else {
-        return super::random_picks(&items, 1)
-            .first()
-            .map_or(Reply::Null, |(m, _)| Reply::bulk(m));
+        return positions::one(z.len()).map_or(Reply::Null, |i| Reply::bulk(z.at(i).0));
     };
-    let picks = super::random_picks(&items, count);
+    let picks: Vec<(&[u8], f64)> = positions::random(z.len(), count)
+        .into_iter()
+        .map(|i| z.at(i))
+        .collect();
     if !withscores {
         return Reply::Array(picks.into_iter().map(|(m, _)| Reply::bulk(m)).collect());
     }
     super::hashes::pairs_reply(
         picks
             .into_iter()
-            .map(|(m, s)| (Reply::bulk(m), Reply::Double(*s))),
+            .map(|(m, s)| (Reply::bulk(m), Reply::Double(s))),
         ctx.client.resp3,
     )
 }

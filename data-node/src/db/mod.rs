@@ -19,6 +19,7 @@
 mod entries;
 pub mod positions;
 pub mod value;
+pub mod zset;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};

@@ -1,10 +1,11 @@
-//! The value types stored in the keyspace, and the sorted set.
+//! The value types stored in the keyspace.
 //!
 //! Everything is owned and exactly sized (`Box<[u8]>`); the collections are boxed so
 //! that [`Value`] stays small (24 bytes) for the common case of string keys.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
+pub use super::zset::ZSet;
 use super::{Hasher, Key, Map};
 
 /// A stored value.
@@ -47,88 +48,7 @@ impl Value {
             Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>() + 64,
             Value::List(l) => l.iter().map(|v| v.len() + 32).sum::<usize>() + 64,
             Value::Set(s) => s.iter().map(|v| v.len() + 32).sum::<usize>() + 64,
-            Value::ZSet(z) => z.dict.keys().map(|v| 2 * v.len() + 80).sum::<usize>() + 96,
+            Value::ZSet(z) => z.iter().map(|(m, _)| m.len() + 48).sum::<usize>() + 96,
         }
-    }
-}
-
-/// A score with a total order (NaN is never stored; `-0.0 == 0.0` as in Redis).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Score(pub f64);
-
-impl Eq for Score {}
-
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0
-            .partial_cmp(&other.0)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    }
-}
-
-/// A sorted set: members ordered by (score, member bytes), plus member -> score.
-///
-/// Rank queries walk the ordered index (O(rank)); Redis's skiplist is O(log n).
-#[derive(Debug, Clone, Default)]
-pub struct ZSet {
-    pub dict: Map<Key, f64>,
-    pub tree: BTreeSet<(Score, Key)>,
-}
-
-impl ZSet {
-    pub fn len(&self) -> usize {
-        self.dict.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.dict.is_empty()
-    }
-
-    pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.dict.get(member).copied()
-    }
-
-    /// Inserts or updates; returns whether the member is new.
-    pub fn insert(&mut self, member: &[u8], score: f64) -> bool {
-        match self.dict.get_mut(member) {
-            Some(old) => {
-                if *old != score || old.is_sign_negative() != score.is_sign_negative() {
-                    let m: Key = member.into();
-                    self.tree.remove(&(Score(*old), m.clone()));
-                    *old = score;
-                    self.tree.insert((Score(score), m));
-                }
-                false
-            }
-            None => {
-                let m: Key = member.into();
-                self.dict.insert(m.clone(), score);
-                self.tree.insert((Score(score), m));
-                true
-            }
-        }
-    }
-
-    pub fn remove(&mut self, member: &[u8]) -> bool {
-        match self.dict.remove(member) {
-            Some(s) => {
-                self.tree.remove(&(Score(s), member.into()));
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// 0-based rank of `member` in ascending order.
-    pub fn rank(&self, member: &[u8]) -> Option<usize> {
-        let s = self.score(member)?;
-        let key = (Score(s), Key::from(member));
-        Some(self.tree.range(..&key).count())
     }
 }

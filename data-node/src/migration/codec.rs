@@ -79,9 +79,11 @@ pub fn encode_piece(
         Value::ZSet(z) => {
             let mut members = Vec::new();
             let mut scores = Vec::new();
-            for (score, m) in z.tree.iter().skip(index * PART_ITEMS).take(PART_ITEMS) {
+            // By dense position: a part is O(PART_ITEMS), however far into the set.
+            let from = (index * PART_ITEMS).min(z.len());
+            for (m, score) in (from..(from + PART_ITEMS).min(z.len())).map(|i| z.at(i)) {
                 members.push(bytes(m));
-                scores.push(score.0);
+                scores.push(score);
             }
             key_part::Value::Zset(pb::ScoredItems { members, scores })
         }
