@@ -3,18 +3,25 @@
 //! (one key of each type with `n` elements, plus `n` string keys), and the memory each
 //! type takes at the largest size. See `bench/src/complexity/` for what is measured.
 //!
-//! `cargo run --release -p ember-bench --bin complexity [-- FLAGS]`
+//! ```text
+//! cargo build --release -p ember-data-node -p ember-control-plane -p emberctl -p ember-bench
+//! target/release/complexity [FLAGS]
+//! ```
+//!
+//! (It runs the data node, control plane and emberctl found next to itself and never
+//! runs cargo: the ember-tests harness would rebuild them with another feature set.)
 //!
 //! - `--sizes 10,1000,100000,1000000` the collection sizes
 //! - `--secs 1` time per cell and server
 //! - `--conns 10` concurrent connections per cell, each a request/response loop
 //! - `--seed 1` seeds the element picks (the same on both servers)
 //! - `--only TEXT` only the commands whose name contains TEXT
+//! - `--memory-n N` elements per type for the memory table (default: the largest size;
+//!   0 skips it)
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ember_bench::command_line;
 use ember_bench::complexity::{report, run, Config};
 
 fn parse() -> anyhow::Result<Config> {
@@ -24,7 +31,9 @@ fn parse() -> anyhow::Result<Config> {
         conns: 10,
         seed: 1,
         only: None,
+        memory_n: None,
     };
+    let mut memory_n = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -44,9 +53,15 @@ fn parse() -> anyhow::Result<Config> {
             "--conns" => cfg.conns = value.parse::<usize>().with_context(bad)?.max(1),
             "--seed" => cfg.seed = value.parse().with_context(bad)?,
             "--only" => cfg.only = Some(value),
+            "--memory-n" => memory_n = Some(value.parse::<usize>().with_context(bad)?),
             _ => bail!("unknown flag {flag} (see the doc comment of bench/src/bin/complexity.rs)"),
         }
     }
+    cfg.memory_n = match memory_n {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => cfg.sizes.iter().max().copied(),
+    };
     Ok(cfg)
 }
 
@@ -61,7 +76,10 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_default();
     let header = format!(
         "`{}` (date: {date}; ember {}, redis-server {}; {} connections per cell, each a request/response loop, {:.1} s per cell and server, the servers alternating; run time {:.0} s)",
-        command_line("complexity"),
+        std::iter::once("target/release/complexity".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
         results.versions.0,
         results.versions.1,
         cfg.conns,

@@ -116,8 +116,15 @@ fn pipeline(
     Ok(())
 }
 
-/// Loads `kind` with `n` elements (into an empty server) and checks its size.
+/// Loads `kind` with `n` elements (the collection must not exist; the string keys are
+/// added to whatever keys there are) and checks its size.
 pub fn load(c: &mut Conn, kind: Kind, n: usize) -> anyhow::Result<()> {
+    let before = size(c, kind)?;
+    ensure!(
+        kind == Kind::Strings || before == 0,
+        "{} exists already",
+        kind.name()
+    );
     let chunks =
         (0..n.div_ceil(PER_COMMAND)).map(|k| k * PER_COMMAND..((k + 1) * PER_COMMAND).min(n));
     let head = |name: &str| vec![name.as_bytes().to_vec(), kind.key().as_bytes().to_vec()];
@@ -176,7 +183,7 @@ pub fn load(c: &mut Conn, kind: Kind, n: usize) -> anyhow::Result<()> {
             PER_COMMAND,
         )?,
     }
-    let want = if kind == Kind::Strings { n + 4 } else { n };
+    let want = before + n;
     let got = size(c, kind)?;
     ensure!(
         got == want,

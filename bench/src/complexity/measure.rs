@@ -22,6 +22,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The mean rate of runs of equal length; the first error if any failed.
+    pub fn mean(runs: &[Outcome]) -> Outcome {
+        let mut sum = 0.0;
+        for o in runs {
+            match o {
+                Outcome::Rps(r) => sum += r,
+                Outcome::Error(_) => return o.clone(),
+            }
+        }
+        Outcome::Rps(sum / runs.len().max(1) as f64)
+    }
+
     pub fn rps(&self) -> Option<f64> {
         match self {
             Outcome::Rps(r) => Some(*r),

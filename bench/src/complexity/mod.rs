@@ -1,8 +1,9 @@
 //! The complexity benchmark (`bin/complexity.rs`): for each collection size `n`, fresh
 //! servers (redis-server and one ember data node, [`servers`]) are loaded with one key of
-//! each type holding `n` elements and `n` string keys ([`data`]), their memory growth
-//! recorded per type, then every command of [`cases`] is run for a fixed time on each
-//! server in turn ([`measure`]); [`report`] prints the ember / redis ratios.
+//! each type holding `n` elements and `n` string keys ([`data`]), then every command of
+//! [`cases`] is run for a fixed time on each server in turn ([`measure`]); [`report`]
+//! prints the ember / redis ratios. Memory is measured apart: for each type, fresh
+//! servers loaded with that type alone.
 //!
 //! A ratio that falls as `n` grows means ember's cost grows faster with `n` than
 //! Redis's: a complexity defect, whatever the ratio at small `n`.
@@ -32,6 +33,8 @@ pub struct Config {
     pub seed: u64,
     /// Only the cases whose name contains this (any case).
     pub only: Option<String>,
+    /// Elements per type for the memory measurement (none: skip it).
+    pub memory_n: Option<usize>,
 }
 
 /// Memory growth of one server while one kind was loaded.
@@ -55,17 +58,24 @@ pub struct SizeRun {
     pub n: usize,
     /// Per case (in [`Results::cases`] order): (ember, redis).
     pub cells: Vec<(Outcome, Outcome)>,
-    /// Per kind: (ember, redis) growth while it was loaded.
-    pub memory: Vec<(Kind, Growth, Growth)>,
     /// Scan cursors used: (ember, redis).
     pub cursors: (Cursors, Cursors),
     /// Anything worth a footnote (repaired collections).
     pub notes: Vec<String>,
 }
 
+/// Memory growth of each server while loading one type with `n` elements into it,
+/// freshly started.
+pub struct MemoryRun {
+    pub n: usize,
+    /// Per kind: (ember, redis).
+    pub growth: Vec<(Kind, Growth, Growth)>,
+}
+
 pub struct Results {
     pub cases: Vec<Case>,
     pub sizes: Vec<SizeRun>,
+    pub memory: Option<MemoryRun>,
     pub versions: (String, String),
 }
 
@@ -84,13 +94,46 @@ pub fn run(cfg: &Config) -> anyhow::Result<Results> {
     let mut results = Results {
         cases,
         sizes: vec![],
+        memory: None,
         versions: Default::default(),
     };
+    if let Some(n) = cfg.memory_n {
+        results.memory = Some(memory(n)?);
+    }
     for &n in &cfg.sizes {
         let run = run_size(cfg, &results.cases, n, &mut results.versions)?;
         results.sizes.push(run);
     }
     Ok(results)
+}
+
+/// For each kind, fresh servers, loaded with `n` elements of it alone.
+fn memory(n: usize) -> anyhow::Result<MemoryRun> {
+    let mut growth = vec![];
+    for kind in Kind::ALL {
+        let servers = Servers::start()?;
+        let t0 = std::time::Instant::now();
+        let mut g = [Growth::default(); 2];
+        for (i, sys) in BOTH.iter().enumerate() {
+            let server = servers.get(*sys);
+            let mut c = Conn::connect(server.port)?;
+            let before = server.memory()?;
+            data::load(&mut c, kind, n)
+                .map_err(|e| e.context(format!("loading {} on {}", kind.name(), sys.name())))?;
+            // Let Redis finish an incremental rehash (it holds both tables meanwhile).
+            std::thread::sleep(Duration::from_millis(500));
+            g[i] = Growth::between(before, server.memory()?);
+        }
+        eprintln!(
+            "memory, {n} x {}: ember {:?}, redis {:?} ({:.1} s)",
+            kind.name(),
+            g[0],
+            g[1],
+            t0.elapsed().as_secs_f64()
+        );
+        growth.push((kind, g[0], g[1]));
+    }
+    Ok(MemoryRun { n, growth })
 }
 
 fn run_size(
@@ -103,29 +146,15 @@ fn run_size(
     *versions = (servers.ember.version()?, servers.redis.version()?);
     let t0 = std::time::Instant::now();
 
-    // Load, one kind at a time on both servers, recording memory growth per kind.
     let mut conns = [
         Conn::connect(servers.ember.port)?,
         Conn::connect(servers.redis.port)?,
     ];
-    let mut prev = [servers.ember.memory()?, servers.redis.memory()?];
-    let mut memory = vec![];
     for kind in Kind::ALL {
         for (i, sys) in BOTH.iter().enumerate() {
             data::load(&mut conns[i], kind, n)
                 .map_err(|e| e.context(format!("loading {} on {}", kind.name(), sys.name())))?;
         }
-        if n >= 100_000 {
-            // Let Redis finish an incremental rehash (it holds both tables meanwhile).
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let now = [servers.ember.memory()?, servers.redis.memory()?];
-        memory.push((
-            kind,
-            Growth::between(prev[0], now[0]),
-            Growth::between(prev[1], now[1]),
-        ));
-        prev = now;
     }
     let mut cursors: Vec<Cursors> = vec![];
     for c in &mut conns {
@@ -156,13 +185,25 @@ fn run_size(
     let mut cells = vec![];
     let mut notes = vec![];
     for (ci, case) in cases.iter().enumerate() {
-        // Alternate which server goes first.
-        let order = if ci % 2 == 0 { [0, 1] } else { [1, 0] };
-        let mut out: [Option<Outcome>; 2] = [None, None];
-        let seed = cfg.seed ^ ((n as u64) << 20) ^ ci as u64;
-        for i in order {
+        // Two halves per server in the order A B B A, A alternating from case to case,
+        // so that a drift in the machine's speed during the cell hits both alike.
+        let order = if ci % 2 == 0 {
+            [0, 1, 1, 0]
+        } else {
+            [1, 0, 0, 1]
+        };
+        let mut halves: [Vec<Outcome>; 2] = [vec![], vec![]];
+        for (k, i) in order.into_iter().enumerate() {
+            let seed = cfg.seed ^ ((n as u64) << 20) ^ ((ci as u64) << 2) ^ (k as u64 / 2);
             let server = servers.get(BOTH[i]);
-            let o = measure::cell(server.port, case, &envs[i], cfg.conns, cfg.duration, seed);
+            let o = measure::cell(
+                server.port,
+                case,
+                &envs[i],
+                cfg.conns,
+                cfg.duration / 2,
+                seed,
+            );
             if let Some(kind) = case.mutates {
                 let size = data::size(&mut conns[i], kind)?;
                 let want = if kind == Kind::Strings { n + 4 } else { n };
@@ -177,11 +218,9 @@ fn run_size(
                     data::load(&mut conns[i], kind, n)?;
                 }
             }
-            out[i] = Some(o);
+            halves[i].push(o);
         }
-        let [Some(e), Some(r)] = out else {
-            unreachable!("both servers measured")
-        };
+        let [e, r] = halves.map(|h| Outcome::mean(&h));
         eprintln!(
             "n={n} {:<50} ember {:>10}  redis {:>10}  {}",
             case.name,
@@ -195,7 +234,6 @@ fn run_size(
     Ok(SizeRun {
         n,
         cells,
-        memory,
         cursors: (envs[0].cursors.clone(), envs[1].cursors.clone()),
         notes,
     })

@@ -3,7 +3,7 @@
 //! growth per collection type.
 
 use super::measure::Outcome;
-use super::{Growth, Results};
+use super::{MemoryRun, Results};
 use crate::row;
 
 /// `10`, `1k`, `100k`, `1M`.
@@ -112,59 +112,8 @@ pub fn print(results: &Results, header: &str) {
         println!("{}", row(&cells));
     }
 
-    if let Some(big) = sizes.iter().max_by_key(|s| s.n) {
-        println!(
-            "\nMemory growth while loading each type at n={} (fresh servers, types loaded in this order; `used_memory` is the bytes allocated as each server counts them):\n",
-            size_label(big.n)
-        );
-        println!(
-            "{}",
-            row(&[
-                "type".into(),
-                "redis used_memory".into(),
-                "ember used_memory".into(),
-                "ember / redis".into(),
-                "redis RSS".into(),
-                "ember RSS".into(),
-                "ember / redis".into(),
-                "bytes per element (RSS) redis / ember".into(),
-            ])
-        );
-        println!("{}", row(&vec!["---".to_string(); 8]));
-        let mut total = (Growth::default(), Growth::default());
-        for (kind, e, r) in &big.memory {
-            total.0.used += e.used;
-            total.0.rss += e.rss;
-            total.1.used += r.used;
-            total.1.rss += r.rss;
-            println!(
-                "{}",
-                row(&[
-                    kind.name().into(),
-                    mib(r.used),
-                    mib(e.used),
-                    ratio_i(e.used, r.used),
-                    mib(r.rss),
-                    mib(e.rss),
-                    ratio_i(e.rss, r.rss),
-                    format!("{} / {}", r.rss / big.n as i64, e.rss / big.n as i64),
-                ])
-            );
-        }
-        let (e, r) = total;
-        println!(
-            "{}",
-            row(&[
-                "all".into(),
-                mib(r.used),
-                mib(e.used),
-                ratio_i(e.used, r.used),
-                mib(r.rss),
-                mib(e.rss),
-                ratio_i(e.rss, r.rss),
-                String::new(),
-            ])
-        );
+    if let Some(m) = &results.memory {
+        print_memory(m);
     }
 
     println!("\nScan cursors used (from the middle of a scan; 0 when one call returns the whole collection):\n");
@@ -223,5 +172,44 @@ pub fn print(results: &Results, header: &str) {
         for e in errors {
             println!("- {e}");
         }
+    }
+}
+
+fn print_memory(m: &MemoryRun) {
+    println!(
+        "\nMemory: growth of each server while loading one type with n={} elements into it, freshly started (`used_memory`: the bytes allocated, as each server counts them; RSS: VmRSS):\n",
+        size_label(m.n)
+    );
+    println!(
+        "{}",
+        row(&[
+            "type".into(),
+            "redis used_memory".into(),
+            "ember used_memory".into(),
+            "ember / redis".into(),
+            "redis RSS".into(),
+            "ember RSS".into(),
+            "ember / redis".into(),
+            "bytes per element, used_memory (redis / ember)".into(),
+            "bytes per element, RSS (redis / ember)".into(),
+        ])
+    );
+    println!("{}", row(&vec!["---".to_string(); 9]));
+    let per = |b: i64| b / m.n as i64;
+    for (kind, e, r) in &m.growth {
+        println!(
+            "{}",
+            row(&[
+                kind.name().into(),
+                mib(r.used),
+                mib(e.used),
+                ratio_i(e.used, r.used),
+                mib(r.rss),
+                mib(e.rss),
+                ratio_i(e.rss, r.rss),
+                format!("{} / {}", per(r.used), per(e.used)),
+                format!("{} / {}", per(r.rss), per(e.rss)),
+            ])
+        );
     }
 }

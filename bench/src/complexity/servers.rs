@@ -53,6 +53,23 @@ fn spawn(cmd: &mut Command, log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("start {:?}", cmd.get_program()))
 }
 
+/// A binary of the workspace next to this one (target/release), built beforehand: this
+/// benchmark does not run cargo itself (another feature set would rebuild them).
+fn bin(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .context("executable without a directory")?
+        .join(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: cargo build --release -p ember-data-node -p ember-control-plane -p emberctl -p ember-bench",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 impl Servers {
     pub fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
@@ -84,7 +101,7 @@ impl Servers {
 
         let cp_url = format!("http://127.0.0.1:{}", ember_tests::free_port());
         let cp = spawn(
-            Command::new(ember_tests::bin("ember-control-plane"))
+            Command::new(bin("ember-control-plane")?)
                 .args(["--listen", cp_url.trim_start_matches("http://")])
                 .arg("--data-dir")
                 .arg(d.join("cp")),
@@ -92,7 +109,7 @@ impl Servers {
         )?;
         s.procs.push(cp);
         let node = spawn(
-            Command::new(ember_tests::bin("ember-data-node"))
+            Command::new(bin("ember-data-node")?)
                 .args(["--port", &s.ember.port.to_string()])
                 .args(["--internal-port", &ember_tests::free_port().to_string()])
                 .args(["--control-plane", &cp_url, "--name", "n1"])
@@ -103,7 +120,7 @@ impl Servers {
         s.ember.pid = node.id();
         s.procs.push(node);
 
-        let out = Command::new(ember_tests::bin("emberctl"))
+        let out = Command::new(bin("emberctl")?)
             .args([
                 "--control-plane",
                 &cp_url,
