@@ -203,20 +203,21 @@ pub fn size(c: &mut Conn, kind: Kind) -> anyhow::Result<usize> {
 }
 
 /// A cursor from the middle of a scan: scanning from 0 (`prefix` is e.g. `HSCAN h` or
-/// `SCAN`, COUNT 100 to get there quickly), the first cursor returned once at least half
-/// of `total` items were seen. `"0"` if the scan ends before (a small collection that
-/// Redis returns whole).
+/// `SCAN`) in about 64 calls (a slow scan of 1M elements must not take minutes), the
+/// first cursor returned once at least half of `total` items were seen; `"0"` if the
+/// scan ends before (a small collection that Redis returns whole).
 pub fn mid_cursor(
     c: &mut Conn,
     prefix: &[&str],
     per_item: usize,
     total: usize,
 ) -> anyhow::Result<String> {
+    let count = (total / 64).max(10).to_string();
     let mut cursor = "0".to_string();
     let mut seen = 0;
-    for _ in 0..total / 50 + 100 {
+    for _ in 0..1000 {
         let mut cmd: Vec<&str> = prefix.to_vec();
-        cmd.extend([cursor.as_str(), "COUNT", "100"]);
+        cmd.extend([cursor.as_str(), "COUNT", count.as_str()]);
         let reply = c.call(&cmd)?.array_of(2)?;
         let [next, items] = <[Reply; 2]>::try_from(reply).expect("two elements");
         let next = String::from_utf8(next.bulk()?)?;
