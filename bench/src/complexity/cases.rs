@@ -256,7 +256,7 @@ pub fn all() -> Vec<Case> {
                 "0",
                 "10",
             ])?;
-            ensure!(!r.clone().array()?.is_empty(), "empty range");
+            ensure!(!r.array()?.is_empty(), "empty range");
             Ok(())
         }),
         case(
@@ -280,7 +280,7 @@ pub fn all() -> Vec<Case> {
         case("zset", "ZRANGEBYSCORE z n/2 n/2+9", |c, _, e| {
             let (a, b) = (e.mid(), e.mid() + 9);
             let r = c.call(&["ZRANGEBYSCORE", ZSET, &a.to_string(), &b.to_string()])?;
-            ensure!(!r.clone().array()?.is_empty(), "empty range");
+            ensure!(!r.array()?.is_empty(), "empty range");
             Ok(())
         }),
         case("zset", "ZCOUNT z n/4 3n/4", |c, _, e| {

@@ -207,6 +207,13 @@ fn run_size(
             if let Some(kind) = case.mutates {
                 let size = data::size(&mut conns[i], kind)?;
                 let want = if kind == Kind::Strings { n + 4 } else { n };
+                // SET only overwrites: a changed DBSIZE is a bug, not a drift to repair.
+                anyhow::ensure!(
+                    size == want || kind != Kind::Strings,
+                    "{}: DBSIZE is {size} on {}, not {want}",
+                    case.name,
+                    BOTH[i].name()
+                );
                 if size != want {
                     notes.push(format!(
                         "n={n}, {}: {} {} had {size} elements after the cell, reloaded",
