@@ -69,17 +69,24 @@ fn main() -> anyhow::Result<()> {
     let cfg = parse()?;
     let began = std::time::Instant::now();
     let results = run(&cfg)?;
-    let date = std::process::Command::new("date")
-        .args(["-u", "+%F"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let date = |args: &[&str]| {
+        std::process::Command::new("date")
+            .arg("-u")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    // A stale data node binary would measure old code: say when it was built.
+    let node = ember_bench::complexity::servers::bin("ember-data-node")?;
+    let built = date(&["-r", &node.display().to_string(), "+%F %T UTC"]);
     let header = format!(
-        "`{}` (date: {date}; ember {}, redis-server {}; {} connections per cell, each a request/response loop, {:.1} s per cell and server, the servers alternating; run time {:.0} s)",
+        "`{}` (date: {}; ember {} (ember-data-node built {built}), redis-server {}; {} connections per cell, each a request/response loop, {:.1} s per cell and server, the servers alternating; run time {:.0} s)",
         std::iter::once("target/release/complexity".to_string())
             .chain(std::env::args().skip(1))
             .collect::<Vec<_>>()
             .join(" "),
+        date(&["+%F"]),
         results.versions.0,
         results.versions.1,
         cfg.conns,

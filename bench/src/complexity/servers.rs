@@ -55,7 +55,7 @@ fn spawn(cmd: &mut Command, log: &Path) -> anyhow::Result<Child> {
 
 /// A binary of the workspace next to this one (target/release), built beforehand: this
 /// benchmark does not run cargo itself (another feature set would rebuild them).
-fn bin(name: &str) -> anyhow::Result<std::path::PathBuf> {
+pub fn bin(name: &str) -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe
         .parent()
