@@ -1,5 +1,7 @@
-//! Shared helpers of the benchmarks: percentiles and process memory.
+//! Shared helpers of the benchmarks: percentiles and process memory; the building blocks
+//! of the soak and complexity benchmarks.
 
+pub mod complexity;
 pub mod soak;
 
 use std::time::{Duration, Instant};
