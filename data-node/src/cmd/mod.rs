@@ -505,6 +505,7 @@ pub fn random_count(b: &[u8], pairs: bool) -> Result<i64, Reply> {
 
 /// `count` random picks from `items`: distinct ones (all of them, shuffled, when there
 /// are fewer) for `count >= 0`, independent picks with repeats for `count < 0`.
+/// (`ZRANDMEMBER`'s; sets and hashes pick positions, see [`crate::db::positions::random`].)
 pub fn random_picks<T>(items: &[T], count: i64) -> Vec<&T> {
     use rand::seq::IndexedRandom;
     let mut rng = rand::rng();
@@ -574,11 +575,11 @@ macro_rules! accessors {
 }
 
 /// A hash value.
-pub type HashVal = crate::db::Map<crate::db::Key, Box<[u8]>>;
+pub type HashVal = crate::db::DenseMap<Box<[u8]>>;
 /// A list value.
 pub type ListVal = std::collections::VecDeque<Box<[u8]>>;
 /// A set value.
-pub type SetVal = std::collections::HashSet<crate::db::Key, crate::db::Hasher>;
+pub type SetVal = crate::db::DenseSet;
 
 accessors!(get_hash, get_hash_mut, Hash, HashVal);
 accessors!(get_list, get_list_mut, List, ListVal);
@@ -608,6 +609,10 @@ macro_rules! tri {
 /// Builds a `*SCAN` reply page over `items` (already in a stable order): returns the
 /// next cursor (0 when done) and the items of this page. Small collections (≤ 128) are
 /// returned whole, as Redis does for its compact encodings.
+///
+/// Only `ZSCAN` still uses it (sets and hashes page by dense positions, see
+/// [`crate::db::positions::scan`]); an offset cursor misses elements when others are
+/// deleted between calls.
 pub fn scan_page<T: Clone>(items: &[T], cursor: u64, count: usize) -> (u64, Vec<T>) {
     if items.len() <= 128 {
         return (

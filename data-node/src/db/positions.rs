@@ -82,7 +82,10 @@ mod tests {
         let (next, p) = scan(100, 0, 10);
         assert_eq!((next, p.len()), (0, 100));
         let (next, p) = scan(1000, 0, 10);
-        assert_eq!((next, p.collect::<Vec<_>>()), (990, (990..1000).rev().collect()));
+        assert_eq!(
+            (next, p.collect::<Vec<_>>()),
+            (990, (990..1000).rev().collect())
+        );
         let (next, p) = scan(1000, 5, 10);
         assert_eq!((next, p.len()), (0, 5));
         // A stale cursor beyond the length is clamped.

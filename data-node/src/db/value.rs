@@ -1,19 +1,22 @@
 //! The value types stored in the keyspace, and the sorted set.
 //!
 //! Everything is owned and exactly sized (`Box<[u8]>`); the collections are boxed so
-//! that [`Value`] stays small (24 bytes) for the common case of string keys.
+//! that [`Value`] stays small (24 bytes) for the common case of string keys. Hashes and
+//! sets keep their elements at dense positions ([`super::dense`]) for O(1) random picks
+//! and `SCAN` cursors.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
-use super::{Hasher, Key, Map};
+use super::dense::{DenseMap, DenseSet};
+use super::{Key, Map};
 
 /// A stored value.
 #[derive(Debug, Clone)]
 pub enum Value {
     Str(Box<[u8]>),
-    Hash(Box<Map<Key, Box<[u8]>>>),
+    Hash(Box<DenseMap<Box<[u8]>>>),
     List(Box<VecDeque<Box<[u8]>>>),
-    Set(Box<HashSet<Key, Hasher>>),
+    Set(Box<DenseSet>),
     ZSet(Box<ZSet>),
 }
 
@@ -39,14 +42,19 @@ impl Value {
         }
     }
 
-    /// An estimate of the bytes this value uses (for `MEMORY USAGE`).
+    /// An estimate of the bytes this value uses (for `MEMORY USAGE`): hashes and sets
+    /// count their tables' allocations and their elements' bytes.
     pub fn mem_usage(&self) -> usize {
         const OVERHEAD: usize = 16;
         match self {
             Value::Str(s) => s.len() + OVERHEAD,
-            Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>() + 64,
+            Value::Hash(h) => {
+                size_of::<DenseMap<Box<[u8]>>>()
+                    + h.heap_bytes()
+                    + h.values().map(|v| v.len()).sum::<usize>()
+            }
             Value::List(l) => l.iter().map(|v| v.len() + 32).sum::<usize>() + 64,
-            Value::Set(s) => s.iter().map(|v| v.len() + 32).sum::<usize>() + 64,
+            Value::Set(s) => size_of::<DenseSet>() + s.heap_bytes(),
             Value::ZSet(z) => z.dict.keys().map(|v| 2 * v.len() + 80).sum::<usize>() + 96,
         }
     }
