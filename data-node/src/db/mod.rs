@@ -581,4 +581,57 @@ mod tests {
         assert_eq!(db.dbsize(), 0);
         assert_eq!(db.expiry_stats(), (0, 2));
     }
+
+    #[test]
+    fn the_bitmap_follows_every_way_a_table_fills_or_empties() {
+        let db = Db::new();
+        let v = || Value::Str(b"1"[..].into());
+        let slots = |db: &Db| db.nonempty_slots().collect::<Vec<_>>();
+        assert_eq!(db.next_nonempty(0), None);
+        assert_eq!(db.random_nonempty(), None);
+        for s in [0u16, 63, 64, 700, 16383] {
+            db.with_slot(s, |t| t.set(b"k", v()));
+        }
+        assert_eq!(slots(&db), [0, 63, 64, 700, 16383]);
+        assert_eq!(db.next_nonempty(65), Some(700));
+        assert_eq!(db.next_nonempty(16384), None);
+        for _ in 0..200 {
+            let s = db.random_nonempty().unwrap();
+            assert!([0, 63, 64, 700, 16383].contains(&s), "{s}");
+        }
+        db.with_slot(63, |t| {
+            t.remove(b"k", 0);
+        });
+        let taken = db.take_slot(64);
+        assert_eq!(slots(&db), [0, 700, 16383]);
+        db.install_slot(5, taken);
+        assert_eq!(slots(&db), [0, 5, 700, 16383]);
+        db.drop_slot(0);
+        db.with_slot(700, |t| {
+            t.set(b"e", v());
+            t.set_expire_at(b"e", 1);
+            t.remove(b"k", 0);
+        });
+        assert_eq!(slots(&db), [5, 700, 16383]);
+        db.active_expire_cycle(700, 1);
+        assert_eq!(slots(&db), [5, 16383]);
+        db.flush();
+        assert!(slots(&db).is_empty());
+        assert_eq!(db.dbsize(), 0);
+    }
+
+    #[test]
+    fn random_slots_are_uniform_over_the_non_empty_ones() {
+        let db = Db::new();
+        let filled = [3u16, 4, 1000, 9000];
+        for &s in &filled {
+            db.with_slot(s, |t| t.set(b"k", Value::Str(b"1"[..].into())));
+        }
+        let mut hits = [0usize; 4];
+        for _ in 0..4000 {
+            let s = db.random_nonempty().unwrap();
+            hits[filled.iter().position(|&f| f == s).unwrap()] += 1;
+        }
+        assert!(hits.iter().all(|&h| (800..1200).contains(&h)), "{hits:?}");
+    }
 }
