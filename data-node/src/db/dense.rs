@@ -37,9 +37,56 @@ use super::hash;
 /// Capacity below which neither half of a [`Dense`] is shrunk.
 const SHRINK_ABOVE: usize = 16;
 
+/// Collections with at most this many elements index their positions as `u16`.
+const SMALL_INDEX: usize = 1 << 16;
+
 /// Something stored in a [`Dense`]: it carries its key.
 pub trait Keyed {
     fn key(&self) -> &[u8];
+}
+
+/// A position as the index stores it.
+trait Pos: Copy + Eq {
+    /// `i` as a position (the caller checked that it fits).
+    fn at(i: usize) -> Self;
+    fn get(self) -> usize;
+}
+
+impl Pos for u16 {
+    fn at(i: usize) -> u16 {
+        i as u16
+    }
+    fn get(self) -> usize {
+        usize::from(self)
+    }
+}
+
+impl Pos for u32 {
+    fn at(i: usize) -> u32 {
+        i as u32
+    }
+    fn get(self) -> usize {
+        self as usize
+    }
+}
+
+/// The positions hashed by key: 2-byte positions (3 bytes a bucket with the control
+/// byte) up to [`SMALL_INDEX`] elements, 4-byte ones beyond. A slot table of a 1M-key
+/// node (~61 keys) thus spends 3 bytes per bucket where a pointer took 8.
+#[derive(Clone)]
+enum Index {
+    Small(HashTable<u16>),
+    Large(HashTable<u32>),
+}
+
+/// Runs `$body` with `$t` bound to the index's table, whatever its position type.
+macro_rules! on_index {
+    ($index:expr, $t:ident => $body:expr) => {
+        match $index {
+            Index::Small($t) => $body,
+            Index::Large($t) => $body,
+        }
+    };
 }
 
 /// Elements at dense positions, indexed by key. At most one element per key.
@@ -48,15 +95,16 @@ pub struct Dense<T> {
     /// The elements; position `i` is `items[i]`.
     items: Vec<T>,
     /// The position of every element, hashed by the element's key: exactly one entry
-    /// per position `0..items.len()`.
-    index: HashTable<u32>,
+    /// per position `0..items.len()`; `Small` exactly while `items.len()` is at most
+    /// [`SMALL_INDEX`] (or was, before a shrink turns it back).
+    index: Index,
 }
 
 impl<T> Default for Dense<T> {
     fn default() -> Self {
         Dense {
             items: Vec::new(),
-            index: HashTable::new(),
+            index: Index::Small(HashTable::new()),
         }
     }
 }
@@ -72,10 +120,10 @@ impl<T: Keyed> Dense<T> {
 
     /// The position of `key`.
     pub fn position(&self, key: &[u8]) -> Option<usize> {
-        let items = &self.items;
-        self.index
-            .find(hash(key), |&i| items[i as usize].key() == key)
-            .map(|&i| i as usize)
+        let (items, h) = (&self.items, hash(key));
+        on_index!(&self.index, t => t
+            .find(h, |&i| items[Pos::get(i)].key() == key)
+            .map(|&i| Pos::get(i)))
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&T> {
@@ -102,7 +150,11 @@ impl<T: Keyed> Dense<T> {
 
     /// Appends `item`, whose key the caller knows is absent.
     pub fn push_unique(&mut self, item: T) {
-        let pos = u32::try_from(self.items.len()).expect("a collection of 2^32 elements");
+        let pos = self.items.len();
+        assert!(pos < u32::MAX as usize, "a collection of 2^32 elements");
+        if pos == SMALL_INDEX && matches!(self.index, Index::Small(_)) {
+            self.index = Index::Large(self.rebuild_index(pos * 2));
+        }
         if self.items.len() == self.items.capacity() {
             let more = (self.items.capacity() / 4).max(4);
             self.items.reserve_exact(more);
@@ -110,34 +162,46 @@ impl<T: Keyed> Dense<T> {
         let h = hash(item.key());
         self.items.push(item);
         let items = &self.items;
-        self.index
-            .insert_unique(h, pos, |&i| hash(items[i as usize].key()));
+        on_index!(&mut self.index, t => {
+            t.insert_unique(h, Pos::at(pos), |&i| hash(items[Pos::get(i)].key()));
+        })
+    }
+
+    /// A new index of every position, with room for `capacity`.
+    fn rebuild_index<P: Pos>(&self, capacity: usize) -> HashTable<P> {
+        let items = &self.items;
+        let mut t = HashTable::with_capacity(capacity.max(items.len()));
+        for (i, item) in items.iter().enumerate() {
+            t.insert_unique(hash(item.key()), P::at(i), |&j: &P| {
+                hash(items[j.get()].key())
+            });
+        }
+        t
     }
 
     /// Removes the element of `key`; the last element takes its position.
     pub fn remove(&mut self, key: &[u8]) -> Option<T> {
-        let items = &self.items;
-        let found = self
-            .index
-            .find_entry(hash(key), |&i| items[i as usize].key() == key);
-        let pos = match found {
-            Ok(entry) => entry.remove().0 as usize,
-            Err(_) => return None,
-        };
+        let (items, h) = (&self.items, hash(key));
+        let pos = on_index!(&mut self.index, t => {
+            match t.find_entry(h, |&i| items[Pos::get(i)].key() == key) {
+                Ok(entry) => Pos::get(entry.remove().0),
+                Err(_) => return None,
+            }
+        });
         Some(self.fill_hole(pos))
     }
 
     /// Removes the element at position `i` (< len); the last element takes its place.
     pub fn swap_remove_index(&mut self, i: usize) -> T {
-        let items = &self.items;
-        let h = hash(items[i].key());
-        let want = i as u32;
-        match self.index.find_entry(h, |&j| j == want) {
-            Ok(entry) => {
-                entry.remove();
+        let h = hash(self.items[i].key());
+        on_index!(&mut self.index, t => {
+            match t.find_entry(h, |&j| Pos::get(j) == i) {
+                Ok(entry) => {
+                    entry.remove();
+                }
+                Err(_) => unreachable!("every position is indexed"),
             }
-            Err(_) => unreachable!("every position is indexed"),
-        }
+        });
         self.fill_hole(i)
     }
 
@@ -148,27 +212,37 @@ impl<T: Keyed> Dense<T> {
         let item = self.items.swap_remove(pos);
         if pos != last {
             let h = hash(self.items[pos].key());
-            let from = last as u32;
-            let moved = self
-                .index
-                .find_mut(h, |&j| j == from)
-                .expect("the last position is indexed");
-            *moved = pos as u32;
+            on_index!(&mut self.index, t => {
+                let moved = t
+                    .find_mut(h, |&j| Pos::get(j) == last)
+                    .expect("the last position is indexed");
+                *moved = Pos::at(pos);
+            });
         }
         self.shrink_if_sparse();
         item
     }
 
-    /// Shrinks either half to twice the length once it is less than a quarter full.
+    fn index_capacity(&self) -> usize {
+        on_index!(&self.index, t => t.capacity())
+    }
+
+    /// Shrinks either half to twice the length once it is less than a quarter full (the
+    /// index turns back to 2-byte positions when they fit again).
     fn shrink_if_sparse(&mut self) {
         let len = self.items.len();
         if self.items.capacity() > SHRINK_ABOVE && len * 4 < self.items.capacity() {
             self.items.shrink_to(len * 2);
         }
-        if self.index.capacity() > SHRINK_ABOVE && len * 4 < self.index.capacity() {
-            let items = &self.items;
-            self.index
-                .shrink_to(len * 2, |&i| hash(items[i as usize].key()));
+        if self.index_capacity() > SHRINK_ABOVE && len * 4 < self.index_capacity() {
+            if matches!(self.index, Index::Large(_)) && len * 2 <= SMALL_INDEX {
+                self.index = Index::Small(self.rebuild_index(len * 2));
+            } else {
+                let items = &self.items;
+                on_index!(&mut self.index, t => {
+                    t.shrink_to(len * 2, |&i| hash(items[Pos::get(i)].key()));
+                })
+            }
         }
     }
 
@@ -189,14 +263,12 @@ impl<T: Keyed> Dense<T> {
 
     /// Takes every element out, in position order, leaving this empty.
     pub fn take_all(&mut self) -> Vec<T> {
-        let items = std::mem::take(&mut self.items);
-        self.index = HashTable::new();
-        items
+        std::mem::take(self).items
     }
 
     /// Bytes of the two tables (not what the elements point to).
     pub fn table_bytes(&self) -> usize {
-        self.items.capacity() * size_of::<T>() + self.index.allocation_size()
+        self.items.capacity() * size_of::<T>() + on_index!(&self.index, t => t.allocation_size())
     }
 }
 
@@ -491,10 +563,17 @@ mod tests {
 
     /// Every position is indexed exactly once and every key finds its own position.
     fn consistency_check<T: Keyed>(d: &Dense<T>) {
-        assert_eq!(d.index.len(), d.items.len());
+        let positions: Vec<usize> =
+            on_index!(&d.index, t => t.iter().map(|&i| Pos::get(i)).collect());
+        assert_eq!(positions.len(), d.items.len());
+        assert_eq!(
+            matches!(d.index, Index::Small(_)),
+            d.items.len() <= SMALL_INDEX || d.index_capacity() < 2 * SMALL_INDEX,
+            "small index exactly while positions fit (or until a shrink)"
+        );
         let mut seen = vec![false; d.items.len()];
-        for &i in d.index.iter() {
-            assert!(!std::mem::replace(&mut seen[i as usize], true), "{i} twice");
+        for i in positions {
+            assert!(!std::mem::replace(&mut seen[i], true), "{i} twice");
         }
         for (i, item) in d.items.iter().enumerate() {
             assert_eq!(d.position(item.key()), Some(i));
@@ -547,15 +626,37 @@ mod tests {
             m.dense.items.capacity()
         );
         assert!(
-            m.dense.index.capacity() <= 4 * 100,
+            m.dense.index_capacity() <= 4 * 100,
             "{}",
-            m.dense.index.capacity()
+            m.dense.index_capacity()
         );
         assert!(m.dense.table_bytes() * 20 < big);
         consistency_check(&m.dense);
         for i in 9_900..10_000u32 {
             assert_eq!(m.get(&i.to_be_bytes()), Some(&i));
         }
+    }
+
+    #[test]
+    fn positions_widen_past_65536_elements_and_narrow_after_shrinking() {
+        let mut s = DenseSet::default();
+        let key = |i: u32| i.to_le_bytes();
+        for i in 0..SMALL_INDEX as u32 {
+            s.insert(&key(i));
+        }
+        assert!(matches!(s.map.dense.index, Index::Small(_)));
+        for i in SMALL_INDEX as u32..100_000 {
+            s.insert(&key(i));
+        }
+        assert!(matches!(s.map.dense.index, Index::Large(_)));
+        consistency_check(&s.map.dense);
+        assert!((0..100_000).all(|i| s.contains(&key(i))));
+        for i in 0..90_000 {
+            assert!(s.remove(&key(i)));
+        }
+        assert!(matches!(s.map.dense.index, Index::Small(_)));
+        consistency_check(&s.map.dense);
+        assert!((90_000..100_000).all(|i| s.contains(&key(i))));
     }
 
     #[test]
