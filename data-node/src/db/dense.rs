@@ -14,15 +14,17 @@
 //!   (`db/entries.rs`).
 //! - [`DenseMap`] (hash values) and [`DenseSet`] (set values) hold [`Member`]s.
 //!
-//! Memory. A position is 4 bytes, so a bucket of the index costs 5 (with its control
-//! byte) instead of the 17 of a `HashSet<Box<[u8]>>` or the 33 of a
-//! `HashMap<Box<[u8]>, Box<[u8]>>`; the `Vec` adds one element per member, and a member
-//! is a thin pointer ([`Member`], 8 bytes, its length stored in its allocation), not a
-//! 16-byte `Box<[u8]>`. The `Vec` grows by a quarter (at least 4), so it is at least 80%
-//! full after growing; both halves shrink (to twice the length) once the length falls
-//! below a quarter of their capacity, as Redis shrinks its dictionaries.
+//! Memory. A position is 2 bytes up to 65536 elements and 4 beyond, so a bucket of the
+//! index costs 3 or 5 bytes (with its control byte) instead of the 17 of a
+//! `HashSet<Box<[u8]>>` or the 33 of a `HashMap<Box<[u8]>, Box<[u8]>>`; the `Vec` adds
+//! one element per member, and a member is a thin pointer ([`Member`], 8 bytes, its
+//! length stored in its allocation), not a 16-byte `Box<[u8]>`. The `Vec` grows by a
+//! quarter (at least 4), so it is at least 80% full after growing; both halves shrink
+//! (to twice the length) once the length falls below a quarter of their capacity, as
+//! Redis shrinks its dictionaries. Growth and shrinking cost O(len) once per O(len)
+//! changes; removals move one element.
 //!
-//! Positions are `u32`: a collection holds fewer than 2^32 elements (it would take well
+//! Positions fit `u32`: a collection holds fewer than 2^32 elements (it would take well
 //! over 64 GB).
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
