@@ -140,3 +140,27 @@ impl ZSet {
         Some(self.tree.range(..&key).count())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_usage_of_sets_and_hashes_counts_tables_and_elements() {
+        let mut s = DenseSet::default();
+        let mut h = DenseMap::default();
+        for i in 0..1000 {
+            s.insert(format!("member:{i:04}").as_bytes());
+            h.insert(format!("f:{i:04}").as_bytes(), vec![b'v'; 20].into());
+        }
+        // Members: 4 + 11 bytes each, their 8-byte slots, 3-byte index buckets.
+        let set = Value::Set(Box::new(s)).mem_usage();
+        assert!((15_000 + 8_000 + 3_000..40_000).contains(&set), "{set}");
+        // Fields 4 + 6, values 20, 24-byte slots, index buckets.
+        let hash = Value::Hash(Box::new(h)).mem_usage();
+        assert!(
+            (10_000 + 20_000 + 24_000 + 3_000..80_000).contains(&hash),
+            "{hash}"
+        );
+    }
+}
