@@ -9,6 +9,8 @@
 //!
 //! `redis-server` must be installed (CI installs it): without it the test fails.
 
+#[path = "differential/big.rs"]
+mod big;
 mod common;
 
 use std::net::TcpListener;

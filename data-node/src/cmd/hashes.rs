@@ -5,9 +5,9 @@ use bytes::Bytes;
 
 use super::{
     arg_int, eq_ic, get_hash, get_hash_mut, glob_match, parse_cursor, parse_f64, parse_scan_opts,
-    scan_page, Ctx,
+    Ctx,
 };
-use crate::db::SlotTable;
+use crate::db::{positions, SlotTable};
 use crate::resp::parse::parse_i64;
 use crate::resp::reply::fmt_human_double;
 use crate::resp::Reply;
@@ -26,7 +26,7 @@ pub fn hset(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         if let Some(v) = h.get_mut(&p[0][..]) {
             *v = p[1][..].into();
         } else {
-            h.insert(p[0][..].into(), p[1][..].into());
+            h.insert(&p[0], p[1][..].into());
             added += 1;
         }
     }
@@ -47,7 +47,7 @@ pub fn hsetnx(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         }
     }
     let h = tri!(get_hash_mut(t, &args[1], ctx.now, true)).expect("created");
-    h.insert(args[2][..].into(), args[3][..].into());
+    h.insert(&args[2], args[3][..].into());
     Reply::Integer(1)
 }
 
@@ -124,7 +124,7 @@ pub fn hgetall(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         };
     };
     if eq_ic(name, "hkeys") {
-        Reply::Array(h.keys().map(|k| Reply::bulk(k)).collect())
+        Reply::Array(h.keys().map(Reply::bulk).collect())
     } else if eq_ic(name, "hvals") {
         Reply::Array(h.values().map(|v| Reply::bulk(v)).collect())
     } else {
@@ -152,10 +152,7 @@ pub fn hincrby(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         t.remove_if_empty(&args[1]);
         return Reply::err("ERR increment or decrement would overflow");
     };
-    h.insert(
-        args[2][..].into(),
-        itoa::Buffer::new().format(new).as_bytes().into(),
-    );
+    h.insert(&args[2], itoa::Buffer::new().format(new).as_bytes().into());
     Reply::Integer(new)
 }
 
@@ -172,7 +169,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         if let Some(s) =
             super::strings::exact_float_add(cur_raw.as_deref().unwrap_or(b"0"), &args[3])
         {
-            h.insert(args[2][..].into(), s.as_bytes().into());
+            h.insert(&args[2], s.as_bytes().into());
             return Reply::bulk(s.as_bytes());
         }
     }
@@ -189,7 +186,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         return Reply::err("ERR increment would produce NaN or Infinity");
     }
     let s = fmt_human_double(new);
-    h.insert(args[2][..].into(), s.as_bytes().into());
+    h.insert(&args[2], s.as_bytes().into());
     Reply::bulk(s.as_bytes())
 }
 
@@ -199,6 +196,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// The count is checked first (as in Redis, even for a missing key); a negative count
 /// repeats fields, at most [`MAX_RANDOM_REPEATS`](super::MAX_RANDOM_REPEATS) of them.
 /// With `WITHVALUES`, RESP3 gets `[field, value]` pairs, RESP2 a flat list.
+/// O(1), or O(|count|): random positions ([`positions::random`]).
 pub fn hrandfield(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let withvalues = args.len() == 4;
     let count = if args.len() >= 3 {
@@ -217,20 +215,19 @@ pub fn hrandfield(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
             Reply::Null
         };
     };
-    let entries: Vec<(&[u8], &[u8])> = h.iter().map(|(k, v)| (&k[..], &v[..])).collect();
     let Some(count) = count else {
-        return super::random_picks(&entries, 1)
-            .first()
+        return positions::one(h.len())
+            .and_then(|i| h.get_index(i))
             .map_or(Reply::Null, |(k, _)| Reply::bulk(k));
     };
-    let picks = super::random_picks(&entries, count);
+    let picks = positions::random(h.len(), count)
+        .into_iter()
+        .filter_map(|i| h.get_index(i));
     if !withvalues {
-        return Reply::Array(picks.into_iter().map(|(k, _)| Reply::bulk(k)).collect());
+        return Reply::Array(picks.map(|(k, _)| Reply::bulk(k)).collect());
     }
     pairs_reply(
-        picks
-            .into_iter()
-            .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v))),
+        picks.map(|(k, v)| (Reply::bulk(k), Reply::bulk(v))),
         ctx.client.resp3,
     )
 }
@@ -247,19 +244,22 @@ pub fn pairs_reply(pairs: impl Iterator<Item = (Reply, Reply)>, resp3: bool) -> 
 
 /// # Format
 /// `HSCAN key cursor [MATCH pattern] [COUNT count]`
+///
+/// The cursor is a position ([`positions::scan`]): every field present for the whole
+/// scan is returned, whatever is added or removed between calls.
 pub fn hscan(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let cursor = tri!(parse_cursor(&args[2]));
     let o = tri!(parse_scan_opts(args, 3, false));
-    let h = tri!(get_hash(t, &args[1], ctx.now));
-    let entries: Vec<(&[u8], &[u8])> = h
-        .map(|h| h.iter().map(|(k, v)| (&k[..], &v[..])).collect())
-        .unwrap_or_default();
-    let (next, page) = scan_page(&entries, cursor, o.count);
+    let mut next = 0;
     let mut out = Vec::new();
-    for (k, v) in page {
-        if o.pattern.as_ref().is_none_or(|p| glob_match(p, k, false)) {
-            out.push(Reply::bulk(k));
-            out.push(Reply::bulk(v));
+    if let Some(h) = tri!(get_hash(t, &args[1], ctx.now)) {
+        let (n, page) = positions::scan(h.len(), cursor, o.count);
+        next = n;
+        for (k, v) in page.filter_map(|i| h.get_index(i)) {
+            if o.pattern.as_ref().is_none_or(|p| glob_match(p, k, false)) {
+                out.push(Reply::bulk(k));
+                out.push(Reply::bulk(v));
+            }
         }
     }
     Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(out)])

@@ -2,10 +2,9 @@
 //! family, PERSIST, KEYS, SCAN, RANDOMKEY, RENAME, RENAMENX, COPY.
 
 use bytes::Bytes;
-use rand::Rng;
 
 use super::{arg_int, eq_ic, glob_match, parse_cursor, parse_scan_opts, Ctx};
-use crate::db::{SlotTable, SLOTS};
+use crate::db::{positions, SlotTable, SLOTS};
 use crate::resp::Reply;
 use crate::tri;
 
@@ -144,11 +143,8 @@ pub fn keys(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let pat = &args[1];
     let all = &pat[..] == b"*";
     let mut out = Vec::new();
-    for slot in 0..SLOTS as u16 {
+    for slot in ctx.state.db.nonempty_slots() {
         let mut t = ctx.state.db.lock(slot);
-        if t.is_empty() {
-            continue;
-        }
         // Like Redis, expired keys met on the way are deleted.
         t.remove_expired(ctx.now);
         for k in t.keys() {
@@ -163,28 +159,35 @@ pub fn keys(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 /// # Format
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
 ///
-/// The cursor is `position << 14 | slot`: slots are walked in order, and within a slot
-/// the position counts entries in the table's iteration order. Keys present for the
-/// whole scan are returned unless their slot's table is resized meanwhile.
+/// The cursor is `position << 14 | slot`. Slots are walked in increasing order, empty
+/// ones skipped through the node's bitmap of non-empty tables without locking them.
+/// Within a slot's table the position is a [`positions`] cursor over the table's dense
+/// positions (0: the slot is not started; `p`: positions `0..p` remain), so every key
+/// present for the whole scan is returned at least once however the tables grow or
+/// shrink between calls, and a call resumes in O(1). A call visits `COUNT` keys (fewer
+/// at the end), across slots if needed; `MATCH` and `TYPE` filter what was visited.
 pub fn scan(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let cursor = tri!(parse_cursor(&args[1]));
     let o = tri!(parse_scan_opts(args, 2, true));
-    let mut slot = (cursor & (SLOTS as u64 - 1)) as usize;
-    let mut pos = (cursor >> 14) as usize;
+    let db = &ctx.state.db;
+    let mut from = (cursor & (SLOTS as u64 - 1)) as usize;
+    let mut pos = cursor >> 14;
+    let mut budget = o.count;
     let mut out = Vec::new();
-    let mut visited = 0usize;
     let mut next = 0u64;
-    while slot < SLOTS {
-        let mut t = ctx.state.db.lock(slot as u16);
+    while let Some(slot) = db.next_nonempty(from) {
+        if usize::from(slot) != from {
+            // The cursor's slot is empty now: the next one starts at its beginning.
+            pos = 0;
+        }
+        let mut t = db.lock(slot);
         if pos == 0 {
             // Like Redis, expired keys met on the way are deleted.
             t.remove_expired(ctx.now);
         }
-        let len = t.len();
-        let mut i = 0;
-        for (k, v) in t.iter().skip(pos) {
-            i += 1;
-            visited += 1;
+        let (rest, page) = positions::page(t.len(), pos, budget);
+        budget -= page.len();
+        for (k, v) in page.filter_map(|i| t.get_index(i)) {
             let ok = !t.is_expired(k, ctx.now)
                 && o.pattern.as_ref().is_none_or(|p| glob_match(p, k, false))
                 && o.type_name
@@ -193,41 +196,56 @@ pub fn scan(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             if ok {
                 out.push(Reply::bulk(k));
             }
-            if visited >= o.count {
-                break;
-            }
         }
         drop(t);
-        if pos + i < len {
-            next = (((pos + i) as u64) << 14) | slot as u64;
+        if rest != 0 {
+            next = rest << 14 | u64::from(slot);
             break;
         }
+        from = usize::from(slot) + 1;
         pos = 0;
-        slot += 1;
-        if visited >= o.count {
-            if slot < SLOTS {
-                next = slot as u64;
-            }
+        if budget == 0 {
+            // Slot `s` not started is cursor `s` (never 0: `from` > 0 here).
+            next = db.next_nonempty(from).map_or(0, u64::from);
             break;
         }
     }
     Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(out)])
 }
 
+/// Random picks `RANDOMKEY` makes before it looks for a live key slot by slot.
+const RANDOM_TRIES: usize = 100;
+
 /// # Format
 /// `RANDOMKEY`
+///
+/// A slot picked uniformly among the non-empty ones (from the bitmap, O(1)), then a
+/// random position in its table: O(1) with few keys or many. Keys are not equally likely
+/// (a key of a sparse slot is picked more often), which Redis does not promise either.
+/// Like Redis, an expired key picked is deleted and another one picked; after
+/// [`RANDOM_TRIES`] of them (a node full of expired keys) the slots are walked in order,
+/// their expired keys deleted, until one holds a live key.
 pub fn randomkey(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
-    if ctx.state.db.dbsize() == 0 {
-        return Reply::Null;
+    let db = &ctx.state.db;
+    for _ in 0..RANDOM_TRIES {
+        let Some(slot) = db.random_nonempty() else {
+            return Reply::Null;
+        };
+        let mut t = db.lock(slot);
+        let Some((k, _)) = positions::one(t.len()).and_then(|i| t.get_index(i)) else {
+            continue;
+        };
+        if !t.is_expired(k, ctx.now) {
+            return Reply::bulk(k);
+        }
+        let k = k.to_vec();
+        t.remove(&k, ctx.now);
     }
-    let mut rng = rand::rng();
-    let start = rng.random_range(0..SLOTS);
-    for i in 0..SLOTS {
-        let slot = ((start + i) % SLOTS) as u16;
-        let t = ctx.state.db.lock(slot);
-        let live: Vec<_> = t.keys().filter(|k| !t.is_expired(k, ctx.now)).collect();
-        if !live.is_empty() {
-            return Reply::bulk(live[rng.random_range(0..live.len())]);
+    for slot in db.nonempty_slots() {
+        let mut t = db.lock(slot);
+        t.remove_expired(ctx.now);
+        if let Some((k, _)) = positions::one(t.len()).and_then(|i| t.get_index(i)) {
+            return Reply::bulk(k);
         }
     }
     Reply::Null

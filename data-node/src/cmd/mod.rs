@@ -503,23 +503,6 @@ pub fn random_count(b: &[u8], pairs: bool) -> Result<i64, Reply> {
     Ok(n)
 }
 
-/// `count` random picks from `items`: distinct ones (all of them, shuffled, when there
-/// are fewer) for `count >= 0`, independent picks with repeats for `count < 0`.
-pub fn random_picks<T>(items: &[T], count: i64) -> Vec<&T> {
-    use rand::seq::IndexedRandom;
-    let mut rng = rand::rng();
-    if count >= 0 {
-        let n = usize::try_from(count).unwrap_or(usize::MAX);
-        items.choose_multiple(&mut rng, n).collect()
-    } else if items.is_empty() {
-        Vec::new()
-    } else {
-        (0..count.unsigned_abs())
-            .filter_map(|_| items.choose(&mut rng))
-            .collect()
-    }
-}
-
 /// Runs `f` on the table of a key for code outside a keyed command (tests, tools).
 pub fn with_key<R>(state: &ServerState, key: &[u8], f: impl FnOnce(&mut SlotTable) -> R) -> R {
     state.db.with_slot(ember_core::key_slot(key), f)
@@ -574,11 +557,11 @@ macro_rules! accessors {
 }
 
 /// A hash value.
-pub type HashVal = crate::db::Map<crate::db::Key, Box<[u8]>>;
+pub type HashVal = crate::db::DenseMap<Box<[u8]>>;
 /// A list value.
 pub type ListVal = std::collections::VecDeque<Box<[u8]>>;
 /// A set value.
-pub type SetVal = std::collections::HashSet<crate::db::Key, crate::db::Hasher>;
+pub type SetVal = crate::db::DenseSet;
 
 accessors!(get_hash, get_hash_mut, Hash, HashVal);
 accessors!(get_list, get_list_mut, List, ListVal);
@@ -603,26 +586,6 @@ macro_rules! tri {
             Err(r) => return r,
         }
     };
-}
-
-/// Builds a `*SCAN` reply page over `items` (already in a stable order): returns the
-/// next cursor (0 when done) and the items of this page. Small collections (≤ 128) are
-/// returned whole, as Redis does for its compact encodings.
-pub fn scan_page<T: Clone>(items: &[T], cursor: u64, count: usize) -> (u64, Vec<T>) {
-    if items.len() <= 128 {
-        return (
-            0,
-            if cursor == 0 {
-                items.to_vec()
-            } else {
-                Vec::new()
-            },
-        );
-    }
-    let start = (cursor as usize).min(items.len());
-    let end = (start + count).min(items.len());
-    let next = if end >= items.len() { 0 } else { end as u64 };
-    (next, items[start..end].to_vec())
 }
 
 /// An integer argument already validated by the key extractor.

@@ -2,13 +2,10 @@
 //! SINTER, SUNION, SDIFF (and their STORE forms), SMOVE, SSCAN, SINTERCARD.
 
 use bytes::Bytes;
-use rand::seq::IndexedRandom;
 
 use super::lists::positive_count;
-use super::{
-    eq_ic, get_set, get_set_mut, glob_match, parse_cursor, parse_scan_opts, scan_page, Ctx, SetVal,
-};
-use crate::db::{SlotTable, Value};
+use super::{eq_ic, get_set, get_set_mut, glob_match, parse_cursor, parse_scan_opts, Ctx, SetVal};
+use crate::db::{positions, SlotTable, Value};
 use crate::resp::Reply;
 use crate::tri;
 
@@ -16,7 +13,7 @@ use crate::tri;
 /// `SADD key member [member ...]`
 pub fn sadd(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let s = tri!(get_set_mut(t, &args[1], ctx.now, true)).expect("created");
-    let n = args[2..].iter().filter(|m| s.insert(m[..].into())).count();
+    let n = args[2..].iter().filter(|m| s.insert(m)).count();
     ctx.noop = n == 0;
     Reply::Integer(n as i64)
 }
@@ -28,7 +25,7 @@ pub fn srem(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         ctx.noop = true;
         return Reply::Integer(0);
     };
-    let n = args[2..].iter().filter(|m| s.remove(&m[..])).count();
+    let n = args[2..].iter().filter(|m| s.remove(m)).count();
     ctx.noop = n == 0;
     t.remove_if_empty(&args[1]);
     Reply::Integer(n as i64)
@@ -54,7 +51,7 @@ pub fn smismember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 }
 
 fn members(s: &SetVal) -> Reply {
-    Reply::Set(s.iter().map(|m| Reply::bulk(m)).collect())
+    Reply::Set(s.iter().map(Reply::bulk).collect())
 }
 
 /// # Format
@@ -74,6 +71,10 @@ pub fn scard(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 
 /// # Format
 /// `SPOP key [count]`
+///
+/// O(1), or O(count): each pop removes a random position (its place is taken by the
+/// last member), so the members popped are a uniformly random subset. A count of at
+/// least the set's size pops the whole set.
 pub fn spop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     if args.len() > 3 {
         return Reply::syntax();
@@ -92,15 +93,17 @@ pub fn spop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         };
     };
     ctx.noop = count == Some(0);
-    let mut rng = rand::rng();
-    let all: Vec<_> = s.iter().cloned().collect();
-    let picked: Vec<_> = all
-        .choose_multiple(&mut rng, count.unwrap_or(1))
-        .cloned()
-        .collect();
-    for m in &picked {
-        s.remove(m);
-    }
+    let n = count.unwrap_or(1).min(s.len());
+    let picked = if n == s.len() {
+        s.take_all()
+    } else {
+        (0..n)
+            .map(|_| {
+                let i = positions::one(s.len()).expect("a member is left");
+                s.swap_remove_index(i)
+            })
+            .collect()
+    };
     t.remove_if_empty(&args[1]);
     match count {
         None => picked.first().map_or(Reply::Null, |m| Reply::bulk(m)),
@@ -111,6 +114,8 @@ pub fn spop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
 /// # Format
 /// `SRANDMEMBER key [count]` (a negative count repeats members, at most
 /// [`MAX_RANDOM_REPEATS`](super::MAX_RANDOM_REPEATS) of them)
+///
+/// O(1), or O(|count|): random positions ([`positions::random`]).
 pub fn srandmember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     if args.len() > 3 {
         return Reply::syntax();
@@ -127,15 +132,15 @@ pub fn srandmember(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
             Reply::Null
         };
     };
-    let all: Vec<_> = s.iter().collect();
     match count {
-        None => super::random_picks(&all, 1)
-            .first()
-            .map_or(Reply::Null, |m| Reply::bulk(m)),
+        None => positions::one(s.len())
+            .and_then(|i| s.get_index(i))
+            .map_or(Reply::Null, Reply::bulk),
         Some(c) => Reply::Array(
-            super::random_picks(&all, c)
+            positions::random(s.len(), c)
                 .into_iter()
-                .map(|m| Reply::bulk(m))
+                .filter_map(|i| s.get_index(i))
+                .map(Reply::bulk)
                 .collect(),
         ),
     }
@@ -155,7 +160,11 @@ fn compute(t: &mut SlotTable, keys: &[Bytes], now: u64, op: u8) -> Result<SetVal
                 Some(s) => acc.retain(|m| s.contains(m)),
                 None => acc.clear(),
             },
-            b'u' => acc.extend(s.into_iter().flatten()),
+            b'u' => {
+                if let Some(s) = s {
+                    acc.extend(s.iter());
+                }
+            }
             _ => {
                 if let Some(s) = s {
                     acc.retain(|m| !s.contains(m));
@@ -238,22 +247,28 @@ pub fn smove(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     t.remove_if_empty(src);
     tri!(get_set_mut(t, dst, ctx.now, true))
         .expect("created")
-        .insert(m.into());
+        .insert(m);
     Reply::Integer(1)
 }
 
 /// # Format
 /// `SSCAN key cursor [MATCH pattern] [COUNT count]`
+///
+/// The cursor is a position ([`positions::scan`]): every member present for the whole
+/// scan is returned, whatever is added or removed between calls.
 pub fn sscan(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let cursor = tri!(parse_cursor(&args[2]));
     let o = tri!(parse_scan_opts(args, 3, false));
-    let s = tri!(get_set(t, &args[1], ctx.now));
-    let items: Vec<&Box<[u8]>> = s.map(|s| s.iter().collect()).unwrap_or_default();
-    let (next, page) = scan_page(&items, cursor, o.count);
-    let out = page
-        .into_iter()
-        .filter(|m| o.pattern.as_ref().is_none_or(|p| glob_match(p, m, false)))
-        .map(|m| Reply::bulk(m))
-        .collect();
+    let mut next = 0;
+    let mut out = Vec::new();
+    if let Some(s) = tri!(get_set(t, &args[1], ctx.now)) {
+        let (n, page) = positions::scan(s.len(), cursor, o.count);
+        next = n;
+        for m in page.filter_map(|i| s.get_index(i)) {
+            if o.pattern.as_ref().is_none_or(|p| glob_match(p, m, false)) {
+                out.push(Reply::bulk(m));
+            }
+        }
+    }
     Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(out)])
 }

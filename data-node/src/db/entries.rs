@@ -2,22 +2,25 @@
 //!
 //! A `HashMap<Key, Value>` bucket is 40 bytes (a 16-byte key slice, a 24-byte value),
 //! and hashbrown keeps between 44% and 87% of buckets full: a slot table of ~61 keys
-//! (1M keys over 16384 slots) sits in 128 buckets, 86 bytes per key. Here a bucket is
-//! one 8-byte pointer to an [`Entry`]: a single allocation holding the value, the key's
-//! length and the key's bytes. The same table costs 19 bytes per key in buckets plus the
-//! entry (28 bytes and the key), and a lookup reads the key to compare from the entry it
-//! already fetched instead of chasing a separate key allocation.
+//! (1M keys over 16384 slots) sits in 128 buckets, 86 bytes per key. Here each key and
+//! its value are one allocation, an [`Entry`]: the value, the key's length and the key's
+//! bytes, behind an 8-byte pointer, so a lookup reads the key to compare from the entry
+//! it fetches anyway instead of chasing a separate key allocation.
 //!
-//! The API is the subset of `HashMap` the keyspace uses.
+//! The entries sit at dense positions in a [`Dense`] (a `Vec` of the pointers plus a
+//! hash index of 4-byte positions), so that `SCAN` resumes at a position with Redis's
+//! guarantee and `RANDOMKEY` picks a random position (see [`super::positions`]). The
+//! same ~61-key table costs about 8 bytes per key in the `Vec` and 6.5 in the index
+//! (128 buckets of 2-byte positions), where a table of 8-byte pointers took 19.
+//!
+//! The API is the subset of `HashMap` the keyspace uses, plus positions.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::mem::{align_of, size_of, ManuallyDrop};
 use std::ptr::NonNull;
-use std::sync::LazyLock;
 
-use hashbrown::HashTable;
-
-use super::{Hasher, Value};
+use super::dense::{Dense, Keyed};
+use super::Value;
 
 /// Where the key's length (a `u32`) sits in an entry, right after the value.
 const LEN_AT: usize = size_of::<Value>();
@@ -100,66 +103,63 @@ impl Drop for Entry {
     }
 }
 
-/// One process-wide, randomly seeded hasher (the tables do not each need a seed).
-static HASHER: LazyLock<Hasher> = LazyLock::new(Hasher::default);
-
-fn hash(key: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    HASHER.hash_one(key)
+impl Keyed for Entry {
+    fn key(&self) -> &[u8] {
+        Entry::key(self)
+    }
 }
 
 #[derive(Default)]
 pub struct Entries {
-    table: HashTable<Entry>,
+    dense: Dense<Entry>,
 }
 
 impl Entries {
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.dense.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.dense.is_empty()
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&Value> {
-        self.table
-            .find(hash(key), |e| e.key() == key)
-            .map(Entry::value)
+        self.dense.get(key).map(Entry::value)
     }
 
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
-        self.table
-            .find_mut(hash(key), |e| e.key() == key)
-            .map(Entry::value_mut)
+        self.dense.get_mut(key).map(Entry::value_mut)
     }
 
     /// Inserts or replaces; returns the previous value.
     pub fn insert(&mut self, key: &[u8], value: Value) -> Option<Value> {
-        let h = hash(key);
-        match self.table.find_mut(h, |e| e.key() == key) {
+        match self.dense.get_mut(key) {
             Some(e) => Some(std::mem::replace(e.value_mut(), value)),
             None => {
-                self.table
-                    .insert_unique(h, Entry::new(key, value), |e| hash(e.key()));
+                self.dense.push_unique(Entry::new(key, value));
                 None
             }
         }
     }
 
+    /// Removes `key`; the last entry takes its position.
     pub fn remove(&mut self, key: &[u8]) -> Option<Value> {
-        match self.table.find_entry(hash(key), |e| e.key() == key) {
-            Ok(occupied) => Some(occupied.remove().0.into_value()),
-            Err(_) => None,
-        }
+        self.dense.remove(key).map(Entry::into_value)
     }
 
+    /// The entry at position `i` (`0..len`).
+    pub fn get_index(&self, i: usize) -> Option<(&[u8], &Value)> {
+        self.dense.get_index(i).map(|e| (e.key(), e.value()))
+    }
+
+    /// The keys in position order.
     pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.table.iter().map(Entry::key)
+        self.dense.as_slice().iter().map(Entry::key)
     }
 
+    /// The entries in position order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
-        self.table.iter().map(|e| (e.key(), e.value()))
+        self.dense.as_slice().iter().map(|e| (e.key(), e.value()))
     }
 }
 
@@ -170,7 +170,8 @@ mod tests {
     use std::collections::HashMap;
 
     proptest! {
-        /// Behaves exactly like a HashMap under random inserts and removes.
+        /// Behaves exactly like a HashMap under random inserts and removes, and every
+        /// position holds one of its entries.
         #[test]
         fn behaves_like_a_hashmap(ops in proptest::collection::vec((any::<bool>(), 0u8..40, any::<u8>()), 0..400)) {
             let mut ours = Entries::default();
@@ -192,6 +193,11 @@ mod tests {
                 }
             }
             prop_assert_eq!(ours.keys().count(), model.len());
+            for i in 0..ours.len() {
+                let (k, v) = ours.get_index(i).unwrap();
+                prop_assert!(ours.get(k).is_some_and(|w| std::ptr::eq(v, w)));
+            }
+            prop_assert!(ours.get_index(ours.len()).is_none());
         }
     }
 }

@@ -15,7 +15,10 @@
 //!
 //! The total key count is kept in an atomic: [`SlotGuard`] records the table's length
 //! when locked and applies the difference when dropped, so no code path can forget it.
+//! The same drop keeps a bitmap of the non-empty slots, which `SCAN`, `KEYS`,
+//! `RANDOMKEY` and `FLUSHALL` read instead of locking 16384 tables.
 
+pub mod dense;
 mod entries;
 pub mod positions;
 pub mod value;
@@ -24,11 +27,13 @@ pub mod zset;
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 
+pub use dense::{DenseMap, DenseSet, Member};
 pub use value::{Value, ZSet};
 
 /// Number of hash slots.
@@ -41,6 +46,16 @@ pub type Map<K, V> = HashMap<K, V, Hasher>;
 /// A key or a string value: an owned, exactly sized allocation (never a slice of a
 /// connection's read buffer).
 pub type Key = Box<[u8]>;
+
+/// One process-wide, randomly seeded hasher for the dense tables (slot tables, sets,
+/// hashes): they do not each need a seed.
+static HASHER: LazyLock<Hasher> = LazyLock::new(Hasher::default);
+
+/// The hash of a key, member or field in the dense tables.
+pub(crate) fn hash(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    HASHER.hash_one(key)
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -166,9 +181,16 @@ impl SlotTable {
         self.map.keys()
     }
 
-    /// Iterates over all entries with their deadline.
+    /// Iterates over all entries (possibly including expired ones not yet removed), in
+    /// position order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
         self.map.iter()
+    }
+
+    /// The entry at position `i` (`0..len`, live or not). Positions are dense and a
+    /// removal moves the last entry into the hole (see [`positions`]).
+    pub fn get_index(&self, i: usize) -> Option<(&[u8], &Value)> {
+        self.map.get_index(i)
     }
 
     /// Whether `key` is expired at `now` (without removing it).
@@ -246,10 +268,12 @@ impl SlotTable {
     }
 }
 
-/// A locked slot table. Dropping it releases the lock and updates the key count.
+/// A locked slot table. Dropping it updates the key count and the bitmap of non-empty
+/// slots, then releases the lock.
 pub struct SlotGuard<'a> {
     guard: MutexGuard<'a, SlotTable>,
     db: &'a Db,
+    slot: u16,
     len_before: usize,
 }
 
@@ -273,6 +297,17 @@ impl Drop for SlotGuard<'_> {
             self.db
                 .keys
                 .fetch_add(after as i64 - self.len_before as i64, Ordering::Relaxed);
+            // Ordering: under the slot's lock (the guard is released after this body),
+            // so the bit always follows the table's last change.
+            let (word, bit) = (
+                &self.db.nonempty[self.slot as usize / 64],
+                1u64 << (self.slot % 64),
+            );
+            if self.len_before == 0 {
+                word.fetch_or(bit, Ordering::Release);
+            } else if after == 0 {
+                word.fetch_and(!bit, Ordering::Release);
+            }
         }
     }
 }
@@ -282,6 +317,9 @@ pub struct Db {
     slots: Box<[Mutex<SlotTable>]>,
     /// Sum of all tables' lengths (maintained by [`SlotGuard`]).
     keys: AtomicI64,
+    /// Bit `s % 64` of word `s / 64` is set exactly when the table of slot `s` holds a
+    /// key (maintained by [`SlotGuard`], under the slot's lock). Read without locking.
+    nonempty: Box<[AtomicU64]>,
     /// Per-slot modification counter, bumped after every write to the slot: `WATCH`
     /// remembers it and `EXEC` compares. A write to any key of the slot aborts a
     /// transaction watching another key of the same slot (a documented false abort).
@@ -303,6 +341,7 @@ impl Db {
                 .map(|_| Mutex::new(SlotTable::default()))
                 .collect(),
             keys: AtomicI64::new(0),
+            nonempty: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(),
             versions: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             released: tokio::sync::Notify::new(),
         }
@@ -316,6 +355,7 @@ impl Db {
         SlotGuard {
             guard,
             db: self,
+            slot,
             len_before,
         }
     }
@@ -329,6 +369,66 @@ impl Db {
     /// Total number of keys (`DBSIZE`).
     pub fn dbsize(&self) -> usize {
         self.keys.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// The first slot at or after `from` whose table holds a key, without locking any
+    /// (a table filled or emptied meanwhile may or may not be seen).
+    pub fn next_nonempty(&self, from: usize) -> Option<u16> {
+        if from >= SLOTS {
+            return None;
+        }
+        let mut w = from / 64;
+        let mut bits = self.nonempty[w].load(Ordering::Acquire) & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some((w * 64 + bits.trailing_zeros() as usize) as u16);
+            }
+            w += 1;
+            if w == self.nonempty.len() {
+                return None;
+            }
+            bits = self.nonempty[w].load(Ordering::Acquire);
+        }
+    }
+
+    /// A slot picked uniformly among those whose table holds a key (`None`: all empty).
+    /// Reads the 256 words of the bitmap twice: O(1) whatever the number of keys.
+    pub fn random_nonempty(&self) -> Option<u16> {
+        use rand::Rng;
+        // A table emptied between the two passes can make the pick miss: retry.
+        for _ in 0..4 {
+            let total: u32 = self
+                .nonempty
+                .iter()
+                .map(|w| w.load(Ordering::Acquire).count_ones())
+                .sum();
+            if total == 0 {
+                return None;
+            }
+            let mut k = rand::rng().random_range(0..total);
+            for (i, w) in self.nonempty.iter().enumerate() {
+                let mut bits = w.load(Ordering::Acquire);
+                let ones = bits.count_ones();
+                if k < ones {
+                    for _ in 0..k {
+                        bits &= bits - 1;
+                    }
+                    return Some((i * 64 + bits.trailing_zeros() as usize) as u16);
+                }
+                k -= ones;
+            }
+        }
+        self.next_nonempty(0)
+    }
+
+    /// The slots whose table holds a key, in order (see [`Db::next_nonempty`]).
+    pub fn nonempty_slots(&self) -> impl Iterator<Item = u16> + '_ {
+        let mut from = 0;
+        std::iter::from_fn(move || {
+            let s = self.next_nonempty(from)?;
+            from = s as usize + 1;
+            Some(s)
+        })
     }
 
     /// Number of keys in `slot` (`CLUSTER COUNTKEYSINSLOT`).
@@ -395,9 +495,10 @@ impl Db {
         n
     }
 
-    /// Removes every key (`FLUSHALL`).
+    /// Removes every key (`FLUSHALL`). Empty slots are skipped without locking them: a
+    /// write racing with the flush may stay, as if it came just after.
     pub fn flush(&self) {
-        for slot in 0..SLOTS as u16 {
+        for slot in self.nonempty_slots() {
             let mut g = self.lock(slot);
             if !g.is_empty() {
                 g.clear();
@@ -480,5 +581,58 @@ mod tests {
         db.active_expire_cycle(0, SLOTS);
         assert_eq!(db.dbsize(), 0);
         assert_eq!(db.expiry_stats(), (0, 2));
+    }
+
+    #[test]
+    fn the_bitmap_follows_every_way_a_table_fills_or_empties() {
+        let db = Db::new();
+        let v = || Value::Str(b"1"[..].into());
+        let slots = |db: &Db| db.nonempty_slots().collect::<Vec<_>>();
+        assert_eq!(db.next_nonempty(0), None);
+        assert_eq!(db.random_nonempty(), None);
+        for s in [0u16, 63, 64, 700, 16383] {
+            db.with_slot(s, |t| t.set(b"k", v()));
+        }
+        assert_eq!(slots(&db), [0, 63, 64, 700, 16383]);
+        assert_eq!(db.next_nonempty(65), Some(700));
+        assert_eq!(db.next_nonempty(16384), None);
+        for _ in 0..200 {
+            let s = db.random_nonempty().unwrap();
+            assert!([0, 63, 64, 700, 16383].contains(&s), "{s}");
+        }
+        db.with_slot(63, |t| {
+            t.remove(b"k", 0);
+        });
+        let taken = db.take_slot(64);
+        assert_eq!(slots(&db), [0, 700, 16383]);
+        db.install_slot(5, taken);
+        assert_eq!(slots(&db), [0, 5, 700, 16383]);
+        db.drop_slot(0);
+        db.with_slot(700, |t| {
+            t.set(b"e", v());
+            t.set_expire_at(b"e", 1);
+            t.remove(b"k", 0);
+        });
+        assert_eq!(slots(&db), [5, 700, 16383]);
+        db.active_expire_cycle(700, 1);
+        assert_eq!(slots(&db), [5, 16383]);
+        db.flush();
+        assert!(slots(&db).is_empty());
+        assert_eq!(db.dbsize(), 0);
+    }
+
+    #[test]
+    fn random_slots_are_uniform_over_the_non_empty_ones() {
+        let db = Db::new();
+        let filled = [3u16, 4, 1000, 9000];
+        for &s in &filled {
+            db.with_slot(s, |t| t.set(b"k", Value::Str(b"1"[..].into())));
+        }
+        let mut hits = [0usize; 4];
+        for _ in 0..4000 {
+            let s = db.random_nonempty().unwrap();
+            hits[filled.iter().position(|&f| f == s).unwrap()] += 1;
+        }
+        assert!(hits.iter().all(|&h| (800..1200).contains(&h)), "{hits:?}");
     }
 }

@@ -28,16 +28,22 @@ pub const SMALL: usize = 128;
 
 /// The positions a `SCAN`-family call visits, highest first, and the cursor to return.
 pub fn scan(len: usize, cursor: u64, count: usize) -> (u64, std::iter::Rev<Range<usize>>) {
+    let take = if cursor == 0 && len <= SMALL {
+        len
+    } else {
+        count
+    };
+    page(len, cursor, take)
+}
+
+/// As [`scan`], without returning small collections whole: exactly `count` positions
+/// (at least 1) unless fewer remain. The keyspace `SCAN` pages a slot's table with it.
+pub fn page(len: usize, cursor: u64, count: usize) -> (u64, std::iter::Rev<Range<usize>>) {
     let end = match cursor {
         0 => len,
         c => usize::try_from(c).unwrap_or(usize::MAX).min(len),
     };
-    let take = if cursor == 0 && len <= SMALL {
-        len
-    } else {
-        count.max(1)
-    };
-    let start = end.saturating_sub(take);
+    let start = end.saturating_sub(count.max(1));
     (start as u64, (start..end).rev())
 }
 
@@ -91,6 +97,10 @@ mod tests {
         // A stale cursor beyond the length is clamped.
         let (next, p) = scan(50, 990, 10);
         assert_eq!((next, p.len()), (40, 10));
+        // `page` pages small collections too.
+        let (next, p) = page(100, 0, 10);
+        assert_eq!((next, p.len()), (90, 10));
+        assert_eq!(page(5, 0, 0).0, 4, "at least one position");
     }
 
     #[test]

@@ -36,9 +36,10 @@ pub fn piece_count(value: &Value) -> usize {
     n.div_ceil(per).max(1)
 }
 
-/// Piece `index` of `value` (see [`piece_count`]). Collections are cut by iteration
-/// order; if the value changes between pieces the key is also marked dirty and sent
-/// again whole, so a torn sequence never survives.
+/// Piece `index` of `value` (see [`piece_count`]). Hashes and sets are cut by dense
+/// positions and lists by index (piece `i` holds elements `i * PART_ITEMS ..`), so each
+/// piece costs its own size whatever its index. If the value changes between pieces the
+/// key is also marked dirty and sent again whole, so a torn sequence never survives.
 pub fn encode_piece(
     key: &[u8],
     value: &Value,
@@ -54,26 +55,19 @@ pub fn encode_piece(
         }
         Value::Hash(h) => {
             let mut items = Vec::new();
-            for (f, v) in h.iter().skip(index * PART_ITEMS).take(PART_ITEMS) {
+            for (f, v) in piece(h.len(), index).filter_map(|i| h.get_index(i)) {
                 items.push(bytes(f));
                 items.push(bytes(v));
             }
             key_part::Value::Hash(pb::Pairs { items })
         }
         Value::List(l) => key_part::Value::List(pb::Items {
-            items: l
-                .iter()
-                .skip(index * PART_ITEMS)
-                .take(PART_ITEMS)
-                .map(|v| bytes(v))
-                .collect(),
+            items: l.range(piece(l.len(), index)).map(|v| bytes(v)).collect(),
         }),
         Value::Set(s) => key_part::Value::Set(pb::Items {
-            items: s
-                .iter()
-                .skip(index * PART_ITEMS)
-                .take(PART_ITEMS)
-                .map(|v| bytes(v))
+            items: piece(s.len(), index)
+                .filter_map(|i| s.get_index(i))
+                .map(bytes)
                 .collect(),
         }),
         Value::ZSet(z) => {
@@ -95,6 +89,12 @@ pub fn encode_piece(
         expire_at_ms: expire_at.unwrap_or(0),
         value: Some(payload),
     }
+}
+
+/// The positions of piece `index` of a collection of `len` elements.
+fn piece(len: usize, index: usize) -> std::ops::Range<usize> {
+    let start = index.saturating_mul(PART_ITEMS).min(len);
+    start..(start + PART_ITEMS).min(len)
 }
 
 /// The part saying `key` no longer exists.
@@ -174,11 +174,11 @@ fn append(
         (Value::Hash(h), key_part::Value::Hash(p)) => {
             let mut it = p.items.into_iter();
             while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                h.insert(boxed(f), boxed(v));
+                h.insert(&f, boxed(v));
             }
         }
         (Value::List(l), key_part::Value::List(i)) => l.extend(i.items.into_iter().map(boxed)),
-        (Value::Set(s), key_part::Value::Set(i)) => s.extend(i.items.into_iter().map(boxed)),
+        (Value::Set(s), key_part::Value::Set(i)) => s.extend(i.items.iter().map(Vec::as_slice)),
         (Value::ZSet(z), key_part::Value::Zset(p)) => {
             if p.members.len() != p.scores.len() {
                 return Err(CodecError::BadZset);
@@ -238,6 +238,31 @@ mod tests {
             .collect();
         match round_trip(Value::List(Box::new(list.clone()))) {
             Value::List(got) => assert_eq!(*got, list, "list order is kept"),
+            other => panic!("{other:?}"),
+        }
+        let n = PART_ITEMS * 3 + 11;
+        let mut set = crate::db::DenseSet::default();
+        let mut hash = crate::db::DenseMap::default();
+        for i in 0..n {
+            set.insert(format!("m{i}").as_bytes());
+            hash.insert(
+                format!("f{i}").as_bytes(),
+                i.to_string().into_bytes().into(),
+            );
+        }
+        assert_eq!(piece_count(&Value::Set(Box::new(set.clone()))), 4);
+        match round_trip(Value::Set(Box::new(set.clone()))) {
+            Value::Set(got) => {
+                assert_eq!(got.len(), n);
+                assert!(set.iter().all(|m| got.contains(m)));
+            }
+            other => panic!("{other:?}"),
+        }
+        match round_trip(Value::Hash(Box::new(hash.clone()))) {
+            Value::Hash(got) => {
+                assert_eq!(got.len(), n);
+                assert!(hash.iter().all(|(f, v)| got.get(f) == Some(v)));
+            }
             other => panic!("{other:?}"),
         }
     }
