@@ -965,6 +965,11 @@ fn show(v: &Value) -> String {
     }
 }
 
+/// A connection to `url` (a test setup step: panics on failure).
+fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
+
 fn query(con: &mut redis::Connection, args: &[String]) -> Result<Value, String> {
     let mut c = redis::cmd(&args[0]);
     for a in &args[1..] {
@@ -1093,14 +1098,8 @@ fn approx_equal(a: &str, b: &str, tol: i64) -> bool {
 }
 
 fn run_seed(seed: u64, redis_url: &str, ember_url: &str) {
-    let mut r = redis::Client::open(redis_url)
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let mut e = redis::Client::open(ember_url)
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut r = connect(redis_url);
+    let mut e = connect(ember_url);
     for con in [&mut r, &mut e] {
         redis::cmd("FLUSHALL").query::<()>(con).unwrap();
     }
@@ -1353,14 +1352,8 @@ fn ember_matches_redis_on_edge_cases() {
         c(&["EXEC"], Exact),
     ];
     for protocol in ["", "?protocol=resp3"] {
-        let mut r = redis::Client::open(format!("{}{protocol}", redis.url()))
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        let mut e = redis::Client::open(format!("redis://{ember}/{protocol}"))
-            .unwrap()
-            .get_connection()
-            .unwrap();
+        let mut r = connect(&format!("{}{protocol}", redis.url()));
+        let mut e = connect(&format!("redis://{ember}/{protocol}"));
         for con in [&mut r, &mut e] {
             redis::cmd("FLUSHALL").query::<()>(con).unwrap();
         }
@@ -1400,14 +1393,8 @@ fn command_info_matches_redis() {
     let redis = RedisServer::start();
     let ember = common::start_in_thread();
     for protocol in ["", "?protocol=resp3"] {
-        let mut r = redis::Client::open(format!("{}{protocol}", redis.url()))
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        let mut e = redis::Client::open(format!("redis://{ember}/{protocol}"))
-            .unwrap()
-            .get_connection()
-            .unwrap();
+        let mut r = connect(&format!("{}{protocol}", redis.url()));
+        let mut e = connect(&format!("redis://{ember}/{protocol}"));
         let names: Vec<String> = items(&query_value(&mut e, &["COMMAND", "LIST"]))
             .iter()
             .map(bulk_text)
@@ -1543,7 +1530,7 @@ fn reports_the_version_of_redis_it_is_checked_against() {
     let redis = RedisServer::start();
     let ember = common::start_in_thread();
     let version = |url: &str| {
-        let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let mut con = connect(url);
         let info: String = redis::cmd("INFO").arg("server").query(&mut con).unwrap();
         let v = info
             .lines()
@@ -1566,14 +1553,8 @@ fn reports_the_version_of_redis_it_is_checked_against() {
 fn ember_matches_redis_on_big_sorted_sets() {
     let redis = RedisServer::start();
     let ember = common::start_in_thread();
-    let mut r = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let mut e = redis::Client::open(format!("redis://{ember}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut r = connect(&redis.url());
+    let mut e = connect(&format!("redis://{ember}/"));
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
     for seed in seeds(&[11, 12]) {
         let mut rng = StdRng::seed_from_u64(seed);

@@ -266,14 +266,12 @@ enum Fault {
     CutLink,
 }
 
-/// One migration of half the slots, with a fault at a seeded random moment.
-/// Returns whether the migration was aborted (the fault struck while it ran).
-fn migration_with_fault(seed: u64, fault: Fault) -> bool {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut c = TestCluster::start(0, Duration::from_secs(1));
-    // n1 (the source) announces its internal address through a proxy we can cut.
-    let proxy_port = Arc::new(Mutex::new(None::<Proxy>));
-    let p = proxy_port.clone();
+/// Two nodes, n1 bootstrapped and n2 joined, where n1 announces its internal address
+/// through a proxy (in the returned cell) that a test can slow down or cut.
+fn proxied_pair(node_timeout: Duration) -> (TestCluster, Arc<Mutex<Option<Proxy>>>) {
+    let mut c = TestCluster::start(0, node_timeout);
+    let proxy = Arc::new(Mutex::new(None::<Proxy>));
+    let p = proxy.clone();
     c.add_node_with(move |internal| {
         let proxy = Proxy::start(format!("127.0.0.1:{internal}"));
         let addr = proxy.addr();
@@ -292,17 +290,44 @@ fn migration_with_fault(seed: u64, fault: Fault) -> bool {
     c.wait("n1 ok", T, |c| {
         Ok(c.cluster_info(0)?["cluster_state"] == "ok")
     });
-    // Big enough that the migration lasts a while in a debug build.
-    let (n, len) = (30_000, 2048);
-    load(&c, 0, "f", n, len);
+    (c, proxy)
+}
 
+/// `emberctl assign n2 8192-16383` on a thread of its own; joining it gives its output.
+fn assign_upper_half_in_background(
+    c: &TestCluster,
+) -> std::thread::JoinHandle<std::process::Output> {
     let url = c.cp_url();
-    let mover = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         std::process::Command::new(ember_tests::bin("emberctl"))
             .args(["--control-plane", &url, "assign", "n2", "8192-16383"])
             .output()
             .unwrap()
-    });
+    })
+}
+
+/// The last entry of `emberctl migrations`' finished list.
+fn last_finished_migration(c: &TestCluster) -> serde_json::Value {
+    let finished = c.ctl_json(&["migrations"]).unwrap();
+    finished["finished"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone()
+}
+
+/// One migration of half the slots, with a fault at a seeded random moment.
+/// Returns whether the migration was aborted (the fault struck while it ran).
+fn migration_with_fault(seed: u64, fault: Fault) -> bool {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // n1 (the source) announces its internal address through a proxy we can cut.
+    let (mut c, proxy_port) = proxied_pair(Duration::from_secs(1));
+    // Big enough that the migration lasts a while in a debug build.
+    let (n, len) = (30_000, 2048);
+    load(&c, 0, "f", n, len);
+
+    let mover = assign_upper_half_in_background(&c);
     // Wait until the migration is recorded, then strike at a random moment.
     c.wait("migration started", T, |c| {
         Ok(c.ctl_json(&["status"])?["migrations"]
@@ -496,29 +521,9 @@ fn control_plane_outage_at_the_handoff_bounds_the_hold() {
     // A liveness bound with margin for a debug build on shared cores; the hold itself is
     // bounded at 1 s.
     const BOUND: Duration = Duration::from_secs(2);
-    let mut c = TestCluster::start(0, Duration::from_secs(20));
     // n1 (the source) announces its internal address through a proxy that slows the
     // stream down, so that the migration still streams when the control plane stops.
-    let proxy = Arc::new(Mutex::new(None::<Proxy>));
-    let p = proxy.clone();
-    c.add_node_with(move |internal| {
-        let proxy = Proxy::start(format!("127.0.0.1:{internal}"));
-        let addr = proxy.addr();
-        *p.lock().unwrap() = Some(proxy);
-        Some(addr)
-    });
-    c.add_node();
-    c.wait("nodes registered", T, |c| {
-        Ok(c.ctl_json(&["pending"])?["pending"]
-            .as_array()
-            .map_or(0, Vec::len)
-            == 2)
-    });
-    c.ctl_ok(&["bootstrap", "n1"]);
-    c.ctl_ok(&["join", "n2"]);
-    c.wait("n1 ok", T, |c| {
-        Ok(c.cluster_info(0)?["cluster_state"] == "ok")
-    });
+    let (c, proxy) = proxied_pair(Duration::from_secs(20));
     let (n, len) = (30_000, 2048);
     load(&c, 0, "o", n, len);
     // About 30 MB move: some 6 s at this rate.
@@ -568,13 +573,7 @@ fn control_plane_outage_at_the_handoff_bounds_the_hold() {
         }));
     }
 
-    let url = c.cp_url();
-    let mover = std::thread::spawn(move || {
-        std::process::Command::new(ember_tests::bin("emberctl"))
-            .args(["--control-plane", &url, "assign", "n2", "8192-16383"])
-            .output()
-            .unwrap()
-    });
+    let mover = assign_upper_half_in_background(&c);
     // Stop the control plane once a good part of the slots has streamed.
     c.wait("the migration streaming", T, |c| {
         let m = c.ctl_json(&["migrations"])?;
@@ -624,13 +623,7 @@ fn control_plane_outage_at_the_handoff_bounds_the_hold() {
             .as_array()
             .is_some_and(Vec::is_empty))
     });
-    let finished = c.ctl_json(&["migrations"]).unwrap();
-    let last = finished["finished"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_finished_migration(&c);
     assert_eq!(
         last["committed"], false,
         "the migration must end aborted: {last}"
@@ -677,13 +670,7 @@ fn control_plane_outage_at_the_handoff_bounds_the_hold() {
     c.ctl_ok(&["assign", "n2", "8192-16383"]);
     c.wait_all_info("cluster_state", "ok", T);
     assert_consistent(&c);
-    let finished = c.ctl_json(&["migrations"]).unwrap();
-    let last = finished["finished"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_finished_migration(&c);
     assert_eq!(last["committed"], true, "the second move commits: {last}");
     assert_eq!(
         check_all(&c, "o", n, len),

@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::Connection;
 
-use super::{seeds, RedisServer};
+use super::{connect, seeds, RedisServer};
 
 const BIG_SEEDS: &[u64] = &[11, 12, 13];
 const STEPS_PER_SEED: usize = 120;
@@ -105,11 +105,10 @@ fn scan_page(con: &mut Connection, args: &[String]) -> (String, Vec<String>) {
 
 impl Run {
     fn new(seed: u64, redis_url: &str, ember_url: &str) -> Run {
-        let con = |u: &str| redis::Client::open(u).unwrap().get_connection().unwrap();
         Run {
             rng: StdRng::seed_from_u64(seed),
-            r: con(redis_url),
-            e: con(ember_url),
+            r: connect(redis_url),
+            e: connect(ember_url),
             set: Pool::default(),
             hash: HashMap::new(),
             fields: Pool::default(),
