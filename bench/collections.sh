@@ -21,22 +21,8 @@ if [ -z "${EMBER_BIN:-}" ]; then
   EMBER_BIN=${CARGO_TARGET_DIR:-target}/release
 fi
 
-TMP=$(mktemp -d /tmp/ember-bench-coll.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
-rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
-used() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '$1=="used_memory" {print $2}'; }
-mib() { awk -v a="$1" 'BEGIN { printf "%.1f MiB", a / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+source bench/lib.sh
+bench_setup coll
 
 # start_redis / start_ember: set PORT and PID.
 start_redis() {

@@ -19,18 +19,9 @@ ROUNDS=${ROUNDS:-3}
 cargo build --release -q -p ember-data-node -p ember-control-plane -p emberctl
 BIN=${CARGO_TARGET_DIR:-target}/release
 
-TMP=$(mktemp -d /tmp/ember-bench-resp.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
+source bench/lib.sh
+bench_setup resp
 
-free_port() {
-  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
 RP=$(free_port); CP=$(free_port); EP=$(free_port); EIP=$(free_port)
 
 redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
@@ -49,11 +40,6 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 redis-cli -p "$EP" cluster info | grep -q 'cluster_state:ok' || { echo "ember not ok" >&2; exit 1; }
-
-rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
-used() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '$1=="used_memory" {print $2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-mib() { awk -v a="$1" 'BEGIN { printf "%.1f MiB", a / 1048576 }'; }
 
 # ---- memory ----
 R_RSS0=$(rss "$RPID"); E_RSS0=$(rss "$EPID"); R_USED0=$(used "$RP"); E_USED0=$(used "$EP")
