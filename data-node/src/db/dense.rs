@@ -145,6 +145,12 @@ impl<T: Keyed> Dense<T> {
         self.items.get(i)
     }
 
+    /// The element at position `i`, mutably. The caller must not change its key (the
+    /// index would no longer find it); what else it holds is the caller's.
+    pub fn get_index_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.items.get_mut(i)
+    }
+
     /// The elements in position order.
     pub fn as_slice(&self) -> &[T] {
         &self.items

@@ -12,25 +12,16 @@
 //!   ([`super::positions`]: removal is swap-remove, an update keeps the member's
 //!   position).
 //!
-//! A node costs 40 bytes plus the member's allocation, and the table 5 bytes per bucket:
-//! less than the former `HashMap` + `BTreeSet` pair, which held every member twice.
+//! The positions and the member table are a [`Dense`] (as sets' and hashes'). A node
+//! costs 40 bytes plus the member's allocation, and the table 3-5 bytes per bucket: less
+//! than the former `HashMap` + `BTreeSet` pair, which held every member twice.
 
 use std::cmp::Ordering;
-use std::hash::BuildHasher;
-use std::sync::LazyLock;
 
-use hashbrown::HashTable;
-
-use super::{Hasher, Key};
+use super::dense::{Dense, Keyed};
+use super::{hash, Key};
 
 const NIL: u32 = u32::MAX;
-
-/// One process-wide, randomly seeded hasher (as the keyspace's).
-static HASHER: LazyLock<Hasher> = LazyLock::new(Hasher::default);
-
-fn hash(member: &[u8]) -> u64 {
-    HASHER.hash_one(member)
-}
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -44,6 +35,12 @@ struct Node {
     prio: u32,
 }
 
+impl Keyed for Node {
+    fn key(&self) -> &[u8] {
+        &self.member
+    }
+}
+
 /// Compares scores as Redis does: numerically, `-0.0 == 0.0` (NaN is never stored).
 fn cmp_score(a: f64, b: f64) -> Ordering {
     a.partial_cmp(&b).unwrap_or(Ordering::Equal)
@@ -54,20 +51,25 @@ fn cmp_key(score: f64, member: &[u8], node: &Node) -> Ordering {
 }
 
 /// A sorted set. See the module documentation.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ZSet {
-    nodes: Vec<Node>,
+    /// The nodes at their positions, found by member.
+    nodes: Dense<Node>,
     root: u32,
-    index: HashTable<u32>,
 }
 
 impl Default for ZSet {
     fn default() -> Self {
         ZSet {
-            nodes: Vec::new(),
+            nodes: Dense::default(),
             root: NIL,
-            index: HashTable::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for ZSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -81,18 +83,17 @@ impl ZSet {
     }
 
     fn position(&self, member: &[u8]) -> Option<u32> {
-        let nodes = &self.nodes;
-        self.index
-            .find(hash(member), |&p| &*nodes[p as usize].member == member)
-            .copied()
+        self.nodes.position(member).map(|p| p as u32)
     }
 
     fn node(&self, x: u32) -> &Node {
-        &self.nodes[x as usize]
+        &self.nodes.as_slice()[x as usize]
     }
 
     fn node_mut(&mut self, x: u32) -> &mut Node {
-        &mut self.nodes[x as usize]
+        self.nodes
+            .get_index_mut(x as usize)
+            .expect("a linked node exists")
     }
 
     fn size(&self, x: u32) -> usize {
@@ -129,44 +130,29 @@ impl ZSet {
             }
             return false;
         }
-        let h = hash(member);
-        let p = u32::try_from(self.nodes.len()).expect("a sorted set of 4 billion members");
-        self.nodes.push(Node {
+        let p = self.nodes.len() as u32;
+        self.nodes.push_unique(Node {
             member: member.into(),
             score,
             left: NIL,
             right: NIL,
             size: 1,
-            prio: (h >> 32) as u32,
+            prio: (hash(member) >> 32) as u32,
         });
-        let nodes = &self.nodes;
-        self.index
-            .insert_unique(h, p, |&q| hash(&nodes[q as usize].member));
         self.link(p);
         true
     }
 
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        let nodes = &self.nodes;
-        let Ok(entry) = self
-            .index
-            .find_entry(hash(member), |&p| &*nodes[p as usize].member == member)
-        else {
+        let Some(p) = self.position(member) else {
             return false;
         };
-        let (p, _) = entry.remove();
         self.unlink(p);
-        self.swap_remove(p);
-        self.shrink();
-        true
-    }
-
-    /// Removes the node at position `p`, already out of the tree and the table, moving
-    /// the last node into its place.
-    fn swap_remove(&mut self, p: u32) {
+        // The last node moves into `p` (the table follows it, and gives memory back
+        // when the set has shrunk); whoever points at it, its parent or the root, must
+        // point at `p`.
         let last = (self.nodes.len() - 1) as u32;
         if p != last {
-            // Whoever points at `last` (its parent, or the root) must point at `p`.
             match self.parent(last) {
                 None => self.root = p,
                 Some(parent) => {
@@ -178,24 +164,9 @@ impl ZSet {
                     }
                 }
             }
-            let nodes = &self.nodes;
-            let moved = &nodes[last as usize].member;
-            if let Some(slot) = self.index.find_mut(hash(moved), |&q| q == last) {
-                *slot = p;
-            }
         }
-        self.nodes.swap_remove(p as usize);
-    }
-
-    /// Gives memory back when the set has fallen well below its capacity.
-    fn shrink(&mut self) {
-        let len = self.nodes.len();
-        if self.nodes.capacity() > 64 && len < self.nodes.capacity() / 4 {
-            self.nodes.shrink_to(len * 2);
-            let nodes = &self.nodes;
-            self.index
-                .shrink_to(len * 2, |&q| hash(&nodes[q as usize].member));
-        }
+        self.nodes.swap_remove_index(p as usize);
+        true
     }
 
     /// The parent of the linked node `x` (`None` for the root).
@@ -399,7 +370,7 @@ impl ZSet {
     /// The member at dense position `i` (for `ZSCAN`, `ZRANDMEMBER`, snapshots): positions
     /// are `0..len`, in no particular order.
     pub fn at(&self, i: usize) -> (&[u8], f64) {
-        let n = &self.nodes[i];
+        let n = &self.nodes.as_slice()[i];
         (&n.member, n.score)
     }
 
@@ -428,8 +399,7 @@ impl ZSet {
             let (a, b) = (self.node(w[0]), self.node(w[1]));
             assert_eq!(cmp_key(a.score, &a.member, b), Ordering::Less, "order");
         }
-        assert_eq!(self.index.len(), self.len());
-        for (i, n) in self.nodes.iter().enumerate() {
+        for (i, n) in self.nodes.as_slice().iter().enumerate() {
             assert_eq!(self.position(&n.member), Some(i as u32));
         }
     }
@@ -584,7 +554,8 @@ mod tests {
             assert!(z.remove(format!("member:{i}").as_bytes()));
         }
         z.check();
-        assert!(z.nodes.capacity() < 10_000, "{}", z.nodes.capacity());
+        let bytes = z.nodes.table_bytes();
+        assert!(bytes < 10_000 * size_of::<Node>(), "{bytes}");
     }
 
     #[test]
