@@ -5,11 +5,12 @@
 //! The binaries are built once per test process (`cargo build --bins`, same profile and
 //! target dir as the tests), so `cargo test` alone is enough.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -54,13 +55,21 @@ pub fn bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A free TCP port on 127.0.0.1 (the listener is closed before use).
+/// A free TCP port on 127.0.0.1 (the listener is closed before use), never one this
+/// process handed out before: the kernel may give a just-closed ephemeral port again, and
+/// two processes told the same port fail at start ("Address already in use").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Polls `f` every 20 ms until it returns `Ok(true)` or `timeout` passes; the error names
