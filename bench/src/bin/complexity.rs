@@ -12,7 +12,9 @@
 //! runs cargo: the ember-tests harness would rebuild them with another feature set.)
 //!
 //! - `--sizes 10,1000,100000,1000000` the collection sizes
-//! - `--secs 1` time per cell and server
+//! - `--secs 0.6` time per round and server
+//! - `--rounds 3` rounds per cell, each A B B A; the round with the median ratio is
+//!   reported
 //! - `--conns 10` concurrent connections per cell, each a request/response loop
 //! - `--seed 1` seeds the element picks (the same on both servers)
 //! - `--only TEXT` only the commands whose name contains TEXT
@@ -27,8 +29,9 @@ use ember_bench::complexity::{report, run, Config};
 fn parse() -> anyhow::Result<Config> {
     let mut cfg = Config {
         sizes: vec![10, 1000, 100_000, 1_000_000],
-        duration: Duration::from_secs(1),
+        duration: Duration::from_millis(600),
         conns: 10,
+        rounds: 3,
         seed: 1,
         only: None,
         memory_n: None,
@@ -51,6 +54,7 @@ fn parse() -> anyhow::Result<Config> {
             }
             "--secs" => cfg.duration = Duration::from_secs_f64(value.parse().with_context(bad)?),
             "--conns" => cfg.conns = value.parse::<usize>().with_context(bad)?.max(1),
+            "--rounds" => cfg.rounds = value.parse::<usize>().with_context(bad)?.max(1),
             "--seed" => cfg.seed = value.parse().with_context(bad)?,
             "--only" => cfg.only = Some(value),
             "--memory-n" => memory_n = Some(value.parse::<usize>().with_context(bad)?),
@@ -81,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     let node = ember_bench::complexity::servers::bin("ember-data-node")?;
     let built = date(&["-r", &node.display().to_string(), "+%F %T UTC"]);
     let header = format!(
-        "`{}` (date: {}; ember {} (ember-data-node built {built}), redis-server {}; {} connections per cell, each a request/response loop, {:.1} s per cell and server, the servers alternating; run time {:.0} s)",
+        "`{}` (date: {}; ember {} (ember-data-node built {built}), redis-server {}; {} connections per cell, each a request/response loop, {} rounds per cell of {:.1} s per server, the servers alternating, the median round reported; run time {:.0} s)",
         std::iter::once("target/release/complexity".to_string())
             .chain(std::env::args().skip(1))
             .collect::<Vec<_>>()
@@ -90,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         results.versions.0,
         results.versions.1,
         cfg.conns,
+        cfg.rounds,
         cfg.duration.as_secs_f64(),
         began.elapsed().as_secs_f64(),
     );

@@ -103,3 +103,15 @@ pub fn cell(
     let secs = ended.duration_since(began).as_secs_f64();
     Outcome::Rps(ops.into_inner() as f64 / secs)
 }
+
+/// The (ember, redis) round whose ratio is the median; the first round with an error if
+/// any failed.
+pub fn median_round(mut rounds: Vec<(Outcome, Outcome)>) -> (Outcome, Outcome) {
+    let ratio = |(e, r): &(Outcome, Outcome)| Some(e.rps()? / r.rps()?);
+    if let Some(failed) = rounds.iter().position(|round| ratio(round).is_none()) {
+        return rounds.swap_remove(failed);
+    }
+    rounds.sort_by(|a, b| ratio(a).partial_cmp(&ratio(b)).expect("rates are finite"));
+    let mid = rounds.len() / 2;
+    rounds.swap_remove(mid)
+}

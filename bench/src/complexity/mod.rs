@@ -30,6 +30,8 @@ pub struct Config {
     pub duration: Duration,
     /// Concurrent connections per cell.
     pub conns: usize,
+    /// Rounds per cell (the median round's ratio is reported).
+    pub rounds: usize,
     pub seed: u64,
     /// Only the cases whose name contains this (any case).
     pub only: Option<String>,
@@ -185,49 +187,60 @@ fn run_size(
     let mut cells = vec![];
     let mut notes = vec![];
     for (ci, case) in cases.iter().enumerate() {
-        // Two halves per server in the order A B B A, A alternating from case to case,
-        // so that a drift in the machine's speed during the cell hits both alike.
-        let order = if ci % 2 == 0 {
-            [0, 1, 1, 0]
-        } else {
-            [1, 0, 0, 1]
-        };
-        let mut halves: [Vec<Outcome>; 2] = [vec![], vec![]];
-        for (k, i) in order.into_iter().enumerate() {
-            let seed = cfg.seed ^ ((n as u64) << 20) ^ ((ci as u64) << 2) ^ (k as u64 / 2);
-            let server = servers.get(BOTH[i]);
-            let o = measure::cell(
-                server.port,
-                case,
-                &envs[i],
-                cfg.conns,
-                cfg.duration / 2,
-                seed,
-            );
-            if let Some(kind) = case.mutates {
-                let size = data::size(&mut conns[i], kind)?;
-                let want = if kind == Kind::Strings { n + 4 } else { n };
-                // SET only overwrites: a changed DBSIZE is a bug, not a drift to repair.
-                anyhow::ensure!(
-                    size == want || kind != Kind::Strings,
-                    "{}: DBSIZE is {size} on {}, not {want}",
-                    case.name,
-                    BOTH[i].name()
+        // Each round: two halves per server in the order A B B A, A alternating from
+        // round to round, so that a drift in the machine's speed during the round hits
+        // both alike. The cell is the round with the median ratio, so that one burst of
+        // the shared machine's noise does not decide it.
+        let mut rounds: Vec<(Outcome, Outcome)> = vec![];
+        for round in 0..cfg.rounds {
+            let order = if (ci + round) % 2 == 0 {
+                [0, 1, 1, 0]
+            } else {
+                [1, 0, 0, 1]
+            };
+            let mut halves: [Vec<Outcome>; 2] = [vec![], vec![]];
+            for (k, i) in order.into_iter().enumerate() {
+                let seed = cfg.seed
+                    ^ ((n as u64) << 20)
+                    ^ ((ci as u64) << 2)
+                    ^ ((round as u64) << 40)
+                    ^ (k as u64 / 2);
+                let server = servers.get(BOTH[i]);
+                let o = measure::cell(
+                    server.port,
+                    case,
+                    &envs[i],
+                    cfg.conns,
+                    cfg.duration / 2,
+                    seed,
                 );
-                if size != want {
-                    notes.push(format!(
-                        "n={n}, {}: {} {} had {size} elements after the cell, reloaded",
+                if let Some(kind) = case.mutates {
+                    let size = data::size(&mut conns[i], kind)?;
+                    let want = if kind == Kind::Strings { n + 4 } else { n };
+                    // SET only overwrites: a changed DBSIZE is a bug, not a drift to repair.
+                    anyhow::ensure!(
+                        size == want || kind != Kind::Strings,
+                        "{}: DBSIZE is {size} on {}, not {want}",
                         case.name,
-                        BOTH[i].name(),
-                        kind.name()
-                    ));
-                    conns[i].call(&["DEL", kind.key()])?.ok()?;
-                    data::load(&mut conns[i], kind, n)?;
+                        BOTH[i].name()
+                    );
+                    if size != want {
+                        notes.push(format!(
+                            "n={n}, {}: {} {} had {size} elements after the cell, reloaded",
+                            case.name,
+                            BOTH[i].name(),
+                            kind.name()
+                        ));
+                        conns[i].call(&["DEL", kind.key()])?.ok()?;
+                        data::load(&mut conns[i], kind, n)?;
+                    }
                 }
+                halves[i].push(o);
             }
-            halves[i].push(o);
+            let [e, r] = halves.map(|h| Outcome::mean(&h));
+            rounds.push((e, r));
         }
-        let [e, r] = halves.map(|h| Outcome::mean(&h));
+        let (e, r) = measure::median_round(rounds);
         eprintln!(
             "n={n} {:<50} ember {:>10}  redis {:>10}  {}",
             case.name,

@@ -182,6 +182,11 @@ pub fn fmt_double(d: f64) -> String {
             "0".into()
         };
     }
+    // Integral scores (the common case) print as their digits: `%.17g` uses fixed
+    // notation for them up to 17 digits.
+    if d.fract() == 0.0 && d.abs() < 1e17 {
+        return itoa::Buffer::new().format(d as i64).to_string();
+    }
     let e = format!("{:.16e}", d);
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
@@ -228,6 +233,9 @@ mod tests {
         assert_eq!(fmt_double(1.1), "1.1000000000000001");
         assert_eq!(fmt_double(-2.5), "-2.5");
         assert_eq!(fmt_double(1e20), "1e+20");
+        assert_eq!(fmt_double(-42.0), "-42");
+        assert_eq!(fmt_double(99999999999999999.0), "1e+17");
+        assert_eq!(fmt_double(9007199254740993.0), "9007199254740992");
         assert_eq!(fmt_double(1.5e-7), "1.4999999999999999e-07");
         assert_eq!(fmt_double(0.0001), "0.0001");
         assert_eq!(fmt_double(123456789012345678.0), "1.2345678901234568e+17");
