@@ -7,13 +7,16 @@
 //!   enforces the protocol limits; [`resp::reply`] is the [`Reply`] type and its
 //!   RESP2/RESP3 encoder.
 //! - [`db`]: the keyspace, organised by hash slot: 16384 tables, each behind its own
-//!   mutex, so that counting, listing and dropping a slot never scans the whole keyspace.
+//!   mutex, so that counting, listing and dropping a slot never scans the whole keyspace;
+//!   [`db::observe`] hands every change, as effects, to whoever follows the keyspace.
 //! - [`cmd`]: the command table (name, arity, flags, key positions) and the commands,
 //!   one file per family. Every keyed command is routed through
 //!   [`cluster::Cluster::route`] before it runs.
 //! - [`server`]: the accept loop (`maxclients`), the per-connection task (pipelining in
-//!   bounded turns, backpressure, `client-output-buffer-limit`), the active expiry task
-//!   and the [`ServerState`] shared by all connections.
+//!   bounded turns, backpressure, `client-output-buffer-limit`) and the active expiry
+//!   task.
+//! - [`state`]: the [`ServerState`] every part shares (keyspace, cluster view, settings,
+//!   clients, counters).
 //! - [`glob`]: the glob matcher behind every pattern (KEYS, SCAN MATCH, CONFIG GET).
 //! - [`config`]: limits and the settings `CONFIG GET/SET` expose.
 //! - [`fdlimit`]: the open files limit, fitted to `maxclients` plus a reserve.
@@ -38,8 +41,10 @@ pub mod internal;
 pub mod migration;
 pub mod resp;
 pub mod server;
+pub mod state;
 
 pub use config::Config;
 pub use db::Db;
 pub use resp::Reply;
-pub use server::{serve, ServerState};
+pub use server::serve;
+pub use state::ServerState;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use ember_core::{flags, registration};
+use ember_data_node::cluster::applier::Applier;
 use ember_data_node::cluster::identity::Identity;
 use ember_data_node::cluster::session::{self, SessionConfig};
 use ember_data_node::cluster::Cluster;
@@ -136,7 +137,7 @@ async fn health_check(port: u16) -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let _ = ember_data_node::server::ALLOCATOR.set("mimalloc");
+    let _ = ember_data_node::state::ALLOCATOR.set("mimalloc");
     if args.health_check {
         return health_check(args.port)
             .await
@@ -211,7 +212,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client_addr,
         internal_addr,
     };
-    let session = tokio::spawn(session::run(cluster, identity, config, migrations));
+    let applier = Applier::new(cluster, vec![migrations.clone()]);
+    let session = tokio::spawn(session::run(applier, identity, config, migrations));
     // No background task may die silently: the session and the node-to-node server run
     // for the life of the process, so either one ending stops it with a message.
     let shutdown = async move {

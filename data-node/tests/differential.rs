@@ -12,6 +12,8 @@
 #[path = "differential/big.rs"]
 mod big;
 mod common;
+#[path = "differential/effects.rs"]
+mod effects;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -1097,7 +1099,15 @@ fn approx_equal(a: &str, b: &str, tol: i64) -> bool {
     }
 }
 
-fn run_seed(seed: u64, redis_url: &str, ember_url: &str) {
+/// Runs one seed's sequence on both servers. With `follower` (ember's state and a
+/// keyspace subscribed to its effects), the keyspace rebuilt from the effects is checked
+/// against ember's at the end.
+fn run_seed(
+    seed: u64,
+    redis_url: &str,
+    ember_url: &str,
+    follower: Option<(&ember_data_node::ServerState, &effects::Follower)>,
+) {
     let mut r = connect(redis_url);
     let mut e = connect(ember_url);
     for con in [&mut r, &mut e] {
@@ -1143,6 +1153,9 @@ fn run_seed(seed: u64, redis_url: &str, ember_url: &str) {
     let want = run(&mut r, &["KEYS".into(), "*".into()], Cmp::Sorted);
     let got = run(&mut e, &["KEYS".into(), "*".into()], Cmp::Sorted);
     assert_eq!(want, got, "seed {seed}: final keyspaces differ");
+    if let Some((server, follower)) = follower {
+        effects::assert_follows(server, follower, &format!("seed {seed}"));
+    }
 }
 
 /// The fixed seeds, or those in `EMBER_DIFF_SEEDS` (comma separated, e.g. to reproduce
@@ -1157,12 +1170,16 @@ fn seeds(fixed: &[u64]) -> Vec<u64> {
 #[test]
 fn ember_matches_redis_on_random_command_sequences() {
     let redis = RedisServer::start();
-    let ember = common::start_in_thread();
+    let (ember, state) = common::start_in_thread_with_state();
+    let follower = effects::Follower::new();
+    state.db.observers.subscribe(follower.clone());
     let ember_url = format!("redis://{ember}/");
     for seed in seeds(SEEDS) {
         eprintln!("differential: seed {seed}");
-        run_seed(seed, &redis.url(), &ember_url);
+        run_seed(seed, &redis.url(), &ember_url, Some((&state, &follower)));
     }
+    let applied = follower.applied.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(applied > 1000, "only {applied} effects were published");
 }
 
 /// The same with RESP3 (`HELLO 3`): maps, sets, doubles, nulls and nested pairs.
@@ -1174,7 +1191,7 @@ fn ember_matches_redis_with_resp3() {
     let redis_url = format!("{}?protocol=resp3", redis.url());
     for seed in seeds(RESP3_SEEDS) {
         eprintln!("differential (RESP3): seed {seed}");
-        run_seed(seed, &redis_url, &ember_url);
+        run_seed(seed, &redis_url, &ember_url, None);
     }
 }
 

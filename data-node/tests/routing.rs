@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ember_data_node::cluster::Cluster;
 use ember_data_node::cmd::{execute, Client, Handler, TABLE};
-use ember_data_node::server::ClientInfo;
+use ember_data_node::state::ClientInfo;
 use ember_data_node::{Config, ServerState};
 
 fn client() -> Client {

@@ -8,6 +8,7 @@
 //! The applied topology is an immutable [`Applied`] behind an `ArcSwap`: a snapshot is
 //! swapped in whole, so a command never sees half of one, and the hot path takes no lock.
 
+pub mod applier;
 pub mod command;
 pub mod identity;
 pub mod session;
@@ -30,11 +31,6 @@ pub enum RouteError {
         slot: u16,
         addr: String,
     },
-    Ask {
-        slot: u16,
-        addr: String,
-    },
-    TryAgain,
     /// `CLUSTERDOWN Hash slot not served`
     SlotNotServed,
     /// `CLUSTERDOWN The cluster is down`
@@ -45,25 +41,10 @@ impl fmt::Display for RouteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RouteError::Moved { slot, addr } => write!(f, "MOVED {slot} {addr}"),
-            RouteError::Ask { slot, addr } => write!(f, "ASK {slot} {addr}"),
-            RouteError::TryAgain => {
-                f.write_str("TRYAGAIN Multiple keys request during rehashing of slot")
-            }
             RouteError::SlotNotServed => f.write_str("CLUSTERDOWN Hash slot not served"),
             RouteError::ClusterDown => f.write_str("CLUSTERDOWN The cluster is down"),
         }
     }
-}
-
-/// Per-connection flags that influence routing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RouteFlags {
-    /// The command writes (a read may be served by a replica after `READONLY`).
-    pub write: bool,
-    /// The client sent `ASKING` just before this command.
-    pub asking: bool,
-    /// The client sent `READONLY` on this connection.
-    pub readonly: bool,
 }
 
 /// `Applied::routes` value of a slot served here.
@@ -258,8 +239,7 @@ impl Cluster {
     }
 
     /// Whether this node may execute a command whose keys all hash to `slot`.
-    pub fn route(&self, slot: u16, flags: RouteFlags) -> Result<(), RouteError> {
-        let _ = flags;
+    pub fn route(&self, slot: u16) -> Result<(), RouteError> {
         if self.standalone {
             return Ok(());
         }
@@ -359,12 +339,11 @@ mod tests {
     fn routes_by_the_applied_snapshot_only() {
         let (me, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let cluster = Cluster::new(me);
-        let f = RouteFlags::default();
-        assert_eq!(cluster.route(0, f), Err(RouteError::ClusterDown));
+        assert_eq!(cluster.route(0), Err(RouteError::ClusterDown));
         cluster.apply(topology(5, me, other)).unwrap();
-        assert_eq!(cluster.route(0, f), Ok(()));
+        assert_eq!(cluster.route(0), Ok(()));
         assert_eq!(
-            cluster.route(9000, f).unwrap_err().to_string(),
+            cluster.route(9000).unwrap_err().to_string(),
             "MOVED 9000 127.0.0.1:7002"
         );
         // Stale and foreign snapshots are refused and change nothing.
@@ -380,13 +359,13 @@ mod tests {
             cluster.apply(t),
             Err(ApplyError::OtherCluster { .. })
         ));
-        assert_eq!(cluster.route(0, f), Ok(()));
+        assert_eq!(cluster.route(0), Ok(()));
         // A failed owner with full coverage takes the whole cluster down.
         let mut t = topology(6, me, other);
         t.nodes.get_mut(&other).unwrap().failed = true;
         cluster.apply(t).unwrap();
         assert_eq!(
-            cluster.route(0, f).unwrap_err().to_string(),
+            cluster.route(0).unwrap_err().to_string(),
             "CLUSTERDOWN The cluster is down"
         );
         // Without full coverage an unassigned slot is "not served".
@@ -395,7 +374,7 @@ mod tests {
         t.slots.set(9001, None);
         cluster.apply(t.clone()).unwrap();
         assert_eq!(
-            cluster.route(9001, f).unwrap_err().to_string(),
+            cluster.route(9001).unwrap_err().to_string(),
             "CLUSTERDOWN Hash slot not served"
         );
         // A newer map that takes this node's slots to nobody (or to an owner with an
@@ -403,6 +382,6 @@ mod tests {
         t.version = 8;
         t.slots.set(1, None);
         assert!(matches!(cluster.apply(t), Err(ApplyError::Refused { .. })));
-        assert_eq!(cluster.route(1, f), Ok(()));
+        assert_eq!(cluster.route(1), Ok(()));
     }
 }

@@ -16,6 +16,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::applier::Applier;
 use super::identity::Identity;
 use super::{ApplyError, Cluster};
 use crate::migration::Migrations;
@@ -59,20 +60,20 @@ impl Backoff {
     }
 }
 
-/// Runs the session forever. Snapshots go through `migrations` (which installs committed
-/// slots before routing changes and frees or releases slots after), and its reports go
-/// out with the heartbeats.
+/// Runs the session forever. Snapshots are applied by `applier` (see
+/// [`super::applier`]); the migrations' promises and reports go out with the heartbeats.
 pub async fn run(
-    cluster: Arc<Cluster>,
+    applier: Applier,
     mut identity: Identity,
     config: SessionConfig,
     migrations: Arc<Migrations>,
 ) {
+    let cluster = applier.cluster().clone();
     let mut backoff = Backoff::new();
     loop {
         let mut welcomed = None;
         let result =
-            session_once(&cluster, &mut identity, &config, &migrations, &mut welcomed).await;
+            session_once(&applier, &mut identity, &config, &migrations, &mut welcomed).await;
         if let Some(heartbeat) = welcomed {
             backoff.reset(heartbeat);
         }
@@ -91,12 +92,13 @@ pub async fn run(
 }
 
 async fn session_once(
-    cluster: &Cluster,
+    applier: &Applier,
     identity: &mut Identity,
     config: &SessionConfig,
     migrations: &Arc<Migrations>,
     welcomed: &mut Option<Duration>,
 ) -> anyhow::Result<()> {
+    let cluster: &Cluster = applier.cluster();
     let channel = ember_proto::session_endpoint(config.control_plane.clone())?
         .connect()
         .await?;
@@ -188,15 +190,10 @@ async fn session_once(
                                 if t.restored_at > cluster.applied_version() && cluster.applied_version() > 0 {
                                     tracing::warn!(version, restored_at = t.restored_at, "the control plane's state was restored (emberctl import-state); applying the restored topology");
                                 }
-                                // Ordering: staged slots are installed before routing
-                                // sends clients here; holds are released and old slots
-                                // freed only after routing sends clients away.
-                                migrations.before_apply(&t);
-                                match cluster.apply(t) {
+                                match applier.apply(t) {
                                     Ok(()) => {
                                         tracing::debug!(version, "applied topology");
                                         refused.clear();
-                                        migrations.after_apply();
                                         identity.set_cluster(cluster_id)?;
                                     }
                                     Err(e) => tracing::debug!("ignored snapshot: {e}"),

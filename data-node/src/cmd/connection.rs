@@ -123,9 +123,9 @@ pub fn readwrite(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
 }
 
 /// # Format
-/// `ASKING` (the next command may be served for a slot being imported)
-pub fn asking(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
-    ctx.client.asking = true;
+/// `ASKING`: accepted for clients that send it; ember never answers `ASK` (a slot
+/// moves atomically, so there is no importing slot to be asked into).
+pub fn asking(_ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     Reply::ok()
 }
 

@@ -170,6 +170,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
             super::strings::exact_float_add(cur_raw.as_deref().unwrap_or(b"0"), &args[3])
         {
             h.insert(&args[2], s.as_bytes().into());
+            ctx.propagate(|| super::argv([b"HSET", &args[1], &args[2], s.as_bytes()]));
             return Reply::bulk(s.as_bytes());
         }
     }
@@ -187,6 +188,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     }
     let s = fmt_human_double(new);
     h.insert(&args[2], s.as_bytes().into());
+    ctx.propagate(|| super::argv([b"HSET", &args[1], &args[2], s.as_bytes()]));
     Reply::bulk(s.as_bytes())
 }
 

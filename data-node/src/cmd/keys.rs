@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{arg_int, eq_ic, glob_match, parse_cursor, parse_scan_opts, Ctx};
+use super::{arg_int, argv, eq_ic, glob_match, parse_cursor, parse_scan_opts, pexpireat, Ctx};
 use crate::db::{positions, SlotTable, SLOTS};
 use crate::resp::Reply;
 use crate::tri;
@@ -99,8 +99,10 @@ pub fn expire(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     }
     if at <= ctx.now as i64 {
         t.remove(key, ctx.now);
+        ctx.propagate(|| argv([b"DEL", key]));
     } else {
         t.set_expire_at(key, at as u64);
+        ctx.propagate(|| pexpireat(key, at as u64));
     }
     Reply::Integer(1)
 }

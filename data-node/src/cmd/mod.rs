@@ -27,13 +27,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::cluster::RouteFlags;
-use crate::db::{now_ms, SlotTable};
+use crate::db::{now_ms, Argv, Effect, SlotGuard, SlotTable};
 use crate::resp::parse::parse_i64;
 use crate::resp::Reply;
-use crate::server::{ClientInfo, ServerState};
+use crate::state::{ClientInfo, ServerState};
 
+pub use crate::db::observe::argv;
 pub use table::{lookup, CommandSpec, Handler, KeySpec, TABLE};
+
+/// The effect `PEXPIREAT key at`.
+pub fn pexpireat(key: &[u8], at: u64) -> Argv {
+    argv([b"PEXPIREAT", key, itoa::Buffer::new().format(at).as_bytes()])
+}
 
 /// Command flags.
 pub mod flags {
@@ -73,8 +78,6 @@ pub struct Client {
     pub resp3: bool,
     /// `READONLY` was sent (reads may be served by a replica).
     pub readonly: bool,
-    /// `ASKING` was the previous command (applies to the next command only).
-    pub asking: bool,
     /// Inside `MULTI`.
     pub multi: Option<MultiState>,
     /// `WATCH`ed slots and their modification counter when watched.
@@ -94,7 +97,6 @@ impl Client {
             id: info.id,
             resp3: false,
             readonly: false,
-            asking: false,
             multi: None,
             watched: Vec::new(),
             close: false,
@@ -123,11 +125,60 @@ pub struct Ctx<'a> {
     /// `WATCH` on it still holds, as Redis touches no key there. Error replies never
     /// count as changes either (every write command checks before it modifies).
     pub noop: bool,
+    /// The keyspace is observed (see [`crate::db::observe`]): effects are collected.
+    pub observed: bool,
+    /// What a write propagates instead of itself, if it said (see [`Ctx::propagate`]).
+    pub effects: Option<Vec<Effect>>,
+}
+
+impl Ctx<'_> {
+    /// A context for one command of `client` at `now`.
+    pub fn new<'a>(state: &'a ServerState, client: &'a mut Client, now: u64) -> Ctx<'a> {
+        Ctx {
+            state,
+            client,
+            now,
+            slot: 0,
+            noop: false,
+            observed: false,
+            effects: None,
+        }
+    }
+
+    /// Propagates the command `argv()` in place of the running write command as
+    /// received (call it once per command, in order; `argv` is only called when the
+    /// keyspace is observed). A write that changes something and never calls this
+    /// propagates itself.
+    pub fn propagate(&mut self, argv: impl FnOnce() -> Argv) {
+        if self.observed {
+            self.effects
+                .get_or_insert_with(Vec::new)
+                .push(Effect::Command(argv()));
+        }
+    }
+
+    /// Propagates nothing for this write, though it changed the keyspace (its effects
+    /// were published already, or the change is not one to propagate).
+    pub fn propagate_nothing(&mut self) {
+        self.effects.get_or_insert_with(Vec::new);
+    }
 }
 
 /// Executes one command and returns its reply.
 pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Reply {
-    let asking = std::mem::take(&mut client.asking);
+    execute_at(state, client, args, now_ms())
+}
+
+/// Applies one effect another node published (see [`crate::db::observe`]): the command
+/// runs as at time 0, so that nothing expires on its own here. Keys expire on this side
+/// only through the `DEL`s the origin publishes when they expire there (as a Redis
+/// replica does), so a write never finds a key gone that the origin still had.
+pub fn apply_effect(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Reply {
+    execute_at(state, client, args, 0)
+}
+
+/// [`execute`] with the command's clock (`now`, ms since the epoch) given.
+fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64) -> Reply {
     let Some(idx) = lookup(&args[0]) else {
         if let Some(ms) = client.multi.as_mut() {
             ms.dirty = true;
@@ -142,8 +193,7 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
     } else {
         None
     };
-    let now = now_ms();
-    client.info.record_command(idx, sub, now);
+    client.info.record_command(idx, sub, now_ms());
     let arity_error = if !arity_ok(spec.arity, args.len()) {
         Some(spec.name)
     } else {
@@ -158,15 +208,9 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
         return Reply::arity(name);
     }
     if client.multi.is_some() && spec.flags & flags::NOQUEUE == 0 {
-        return queue(state, client, idx, args, asking);
+        return queue(state, client, idx, args);
     }
-    let mut ctx = Ctx {
-        state,
-        client,
-        now,
-        slot: 0,
-        noop: false,
-    };
+    let mut ctx = Ctx::new(state, client, now);
     match spec.handler {
         Handler::Keyless(f) => f(&mut ctx, args),
         Handler::Keyed(f) => {
@@ -175,11 +219,6 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
                 Err(r) => return r,
             };
             let write = spec.flags & flags::WRITE != 0;
-            let rf = RouteFlags {
-                write,
-                asking,
-                readonly: ctx.client.readonly,
-            };
             ctx.slot = slot;
             let mut table = state.db.lock(slot);
             // Routed and checked under the slot's lock. A migration's handoff sets the
@@ -187,21 +226,19 @@ pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Repl
             // clears it under this lock: a write either ran before the hold, waits for
             // the decision, or sees the new owner; it never lands here after the slot
             // has moved.
-            if let Err(e) = state.cluster.route(slot, rf) {
+            if let Err(e) = state.cluster.route(slot) {
                 return Reply::error(e.to_string());
             }
             if write && table.is_held() {
                 ctx.client.held_on = Some(slot);
                 return Reply::Null;
             }
+            ctx.observed = table.observed();
             let r = f(&mut ctx, &mut table, args);
             if write {
-                if changed(&ctx, &r) {
-                    state.db.bump_version(slot);
-                }
-                if table.is_tracking() {
-                    mark_keys_dirty(spec, args, &mut table);
-                }
+                let mut effects = Vec::new();
+                record_write(&mut ctx, spec, args, &r, &mut table, &mut effects);
+                table.publish(&effects);
             }
             r
         }
@@ -213,15 +250,36 @@ pub fn changed(ctx: &Ctx, r: &Reply) -> bool {
     !ctx.noop && !r.is_error()
 }
 
-fn queue(
-    state: &ServerState,
-    client: &mut Client,
-    idx: usize,
+/// After a write command ran on `table` and replied `r`: bumps the slot's version for
+/// `WATCH`, marks its keys for a migration of the slot, and appends its effects (when
+/// the keyspace is observed) to `effects`, for the caller to publish. Nothing happens
+/// for a write that changed nothing.
+pub fn record_write(
+    ctx: &mut Ctx,
+    spec: &CommandSpec,
     args: &[Bytes],
-    asking: bool,
-) -> Reply {
+    r: &Reply,
+    table: &mut SlotGuard,
+    effects: &mut Vec<Effect>,
+) {
+    let said = ctx.effects.take();
+    if !changed(ctx, r) {
+        return;
+    }
+    ctx.state.db.bump_version(ctx.slot);
+    if table.is_tracking() {
+        mark_keys_dirty(spec, args, table);
+    }
+    if ctx.observed {
+        match said {
+            Some(said) => effects.extend(said),
+            None => effects.push(Effect::Command(args.to_vec())),
+        }
+    }
+}
+
+fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes]) -> Reply {
     let spec = &TABLE[idx];
-    let readonly = client.readonly;
     let Some(ms) = client.multi.as_mut() else {
         return Reply::err("ERR EXEC without MULTI");
     };
@@ -238,14 +296,7 @@ fn queue(
             ms.dirty = true;
             return Reply::err(CROSSSLOT);
         }
-        if let Err(e) = state.cluster.route(
-            slot,
-            RouteFlags {
-                write,
-                asking,
-                readonly,
-            },
-        ) {
+        if let Err(e) = state.cluster.route(slot) {
             ms.dirty = true;
             return Reply::error(e.to_string());
         }

@@ -8,7 +8,6 @@ use bytes::Bytes;
 
 use super::meta::{self, Begin, Find, KeySpecMeta, Meta};
 use super::{eq_ic, glob_match, lookup, unknown_subcommand, Ctx, TABLE};
-use crate::cluster::RouteFlags;
 use crate::resp::Reply;
 
 /// # Format
@@ -70,12 +69,7 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         }
         let key = &args[2];
         let slot = ember_core::key_slot(key);
-        let rf = RouteFlags {
-            write: false,
-            asking: std::mem::take(&mut ctx.client.asking),
-            readonly: ctx.client.readonly,
-        };
-        if let Err(e) = ctx.state.cluster.route(slot, rf) {
+        if let Err(e) = ctx.state.cluster.route(slot) {
             return Reply::error(e.to_string());
         }
         let now = ctx.now;
@@ -152,13 +146,13 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     }
     if want("memory") {
         let used = st.used_memory();
-        let rss = crate::server::rss_bytes();
+        let rss = crate::state::rss_bytes();
         let _ = write!(
             s,
             "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_allocator:{}\r\n\r\n",
             human(used),
             human(rss),
-            crate::server::allocator_name(),
+            crate::state::allocator_name(),
         );
     }
     if want("stats") {

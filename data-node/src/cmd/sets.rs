@@ -94,7 +94,8 @@ pub fn spop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     };
     ctx.noop = count == Some(0);
     let n = count.unwrap_or(1).min(s.len());
-    let picked = if n == s.len() {
+    let all = n == s.len();
+    let picked = if all {
         s.take_all()
     } else {
         (0..n)
@@ -105,11 +106,27 @@ pub fn spop(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
             .collect()
     };
     t.remove_if_empty(&args[1]);
+    // Propagated as what it did: the key gone, or `SREM`s of the members chosen (in
+    // batches, as Redis does).
+    if all {
+        ctx.propagate(|| super::argv([b"DEL", &args[1]]));
+    } else {
+        for batch in picked.chunks(SREM_BATCH) {
+            ctx.propagate(|| {
+                let mut srem = super::argv([b"SREM", &args[1]]);
+                srem.extend(batch.iter().map(|m| Bytes::copy_from_slice(m)));
+                srem
+            });
+        }
+    }
     match count {
         None => picked.first().map_or(Reply::Null, |m| Reply::bulk(m)),
         Some(_) => Reply::Set(picked.iter().map(|m| Reply::bulk(m)).collect()),
     }
 }
+
+/// Members per `SREM` that `SPOP` propagates.
+const SREM_BATCH: usize = 1024;
 
 /// # Format
 /// `SRANDMEMBER key [count]` (a negative count repeats members, at most

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{arg_int, eq_ic, get_str, parse_f64, Ctx};
+use super::{arg_int, argv, eq_ic, get_str, parse_f64, pexpireat, Ctx};
 use crate::db::{SlotTable, Value};
 use crate::resp::parse::parse_i64;
 use crate::resp::reply::fmt_human_double;
@@ -158,13 +158,21 @@ pub fn set(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
         ctx.noop = true;
         return old;
     }
+    let value = &args[2];
     match exp {
-        Expiry::Keep => t.set_keep_ttl(key, str_value(&args[2])),
-        Expiry::At(at) => {
-            t.set(key, str_value(&args[2]));
-            t.set_expire_at(key, at);
+        Expiry::Keep => {
+            t.set_keep_ttl(key, str_value(value));
+            ctx.propagate(|| argv([b"SET", key, value, b"KEEPTTL"]));
         }
-        _ => t.set(key, str_value(&args[2])),
+        Expiry::At(at) => {
+            t.set(key, str_value(value));
+            t.set_expire_at(key, at);
+            ctx.propagate(|| set_pxat(key, value, at));
+        }
+        _ => {
+            t.set(key, str_value(value));
+            ctx.propagate(|| argv([b"SET", key, value]));
+        }
     }
     if get {
         old
@@ -199,7 +207,19 @@ pub fn setex(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     };
     t.set(&args[1], str_value(&args[3]));
     t.set_expire_at(&args[1], at);
+    ctx.propagate(|| set_pxat(&args[1], &args[3], at));
     Reply::ok()
+}
+
+/// The effect `SET key value PXAT at`.
+fn set_pxat(key: &[u8], value: &[u8], at: u64) -> crate::db::Argv {
+    argv([
+        b"SET",
+        key,
+        value,
+        b"PXAT",
+        itoa::Buffer::new().format(at).as_bytes(),
+    ])
 }
 
 /// # Format
@@ -285,9 +305,16 @@ pub fn getex(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     match exp {
         Expiry::At(at) if at <= ctx.now => {
             t.remove(key, ctx.now);
+            ctx.propagate(|| argv([b"DEL", key]));
         }
-        Expiry::At(at) => t.set_expire_at(key, at),
-        Expiry::Persist => ctx.noop = !t.persist(key),
+        Expiry::At(at) => {
+            t.set_expire_at(key, at);
+            ctx.propagate(|| pexpireat(key, at));
+        }
+        Expiry::Persist => {
+            ctx.noop = !t.persist(key);
+            ctx.propagate(|| argv([b"PERSIST", key]));
+        }
         _ => ctx.noop = true,
     }
     v
@@ -333,6 +360,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     let exact = exact_float_add(cur_raw.unwrap_or(b"0"), &args[2]);
     if let Some(s) = exact {
         t.set_keep_ttl(key, str_value(s.as_bytes()));
+        ctx.propagate(|| argv([b"SET", key, s.as_bytes(), b"KEEPTTL"]));
         return Reply::bulk(s.as_bytes());
     }
     let cur = match cur_raw {
@@ -346,6 +374,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
     }
     let s = fmt_human_double(new);
     t.set_keep_ttl(key, str_value(s.as_bytes()));
+    ctx.propagate(|| argv([b"SET", key, s.as_bytes(), b"KEEPTTL"]));
     Reply::bulk(s.as_bytes())
 }
 

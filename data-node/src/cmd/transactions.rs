@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::{flags, Ctx, Handler, MultiState, TABLE};
-use crate::cluster::RouteFlags;
 use crate::db::SlotTable;
 use crate::resp::Reply;
 
@@ -74,12 +73,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     // Routed under the slot's lock, as in `cmd::execute`.
     let mut guard = ms.slot.map(|s| state.db.lock(s));
     if let Some(slot) = ms.slot {
-        let rf = RouteFlags {
-            write: ms.write,
-            asking: false,
-            readonly: ctx.client.readonly,
-        };
-        if let Err(e) = state.cluster.route(slot, rf) {
+        if let Err(e) = state.cluster.route(slot) {
             return Reply::error(e.to_string());
         }
     }
@@ -100,6 +94,8 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     }
     ctx.slot = ms.slot.unwrap_or(0);
     let mut replies = Vec::with_capacity(ms.queued.len());
+    // The transaction's effects, published at once: a consumer sees it whole.
+    let mut effects = Vec::new();
     for (idx, args) in &ms.queued {
         let spec = &TABLE[*idx];
         match spec.handler {
@@ -109,23 +105,25 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
                     continue;
                 };
                 ctx.noop = false;
+                ctx.observed = g.observed();
                 let r = f(ctx, g, args);
                 if spec.flags & flags::WRITE != 0 {
-                    if crate::cmd::changed(ctx, &r) {
-                        state.db.bump_version(ctx.slot);
-                    }
-                    if g.is_tracking() {
-                        crate::cmd::mark_keys_dirty(spec, args, g);
-                    }
+                    crate::cmd::record_write(ctx, spec, args, &r, g, &mut effects);
                 }
                 replies.push(r);
             }
             Handler::Keyless(f) => {
+                if let Some(g) = guard.as_mut() {
+                    g.publish(&std::mem::take(&mut effects));
+                }
                 drop(guard.take());
                 replies.push(f(ctx, args));
                 guard = ms.slot.map(|s| state.db.lock(s));
             }
         }
+    }
+    if let Some(g) = guard.as_mut() {
+        g.publish(&effects);
     }
     Reply::Array(replies)
 }

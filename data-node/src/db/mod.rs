@@ -17,9 +17,14 @@
 //! when locked and applies the difference when dropped, so no code path can forget it.
 //! The same drop keeps a bitmap of the non-empty slots, which `SCAN`, `KEYS`,
 //! `RANDOMKEY` and `FLUSHALL` read instead of locking 16384 tables.
+//!
+//! Every change is also handed, as effects, to the consumers of [`observe`] (see
+//! there), under the slot's lock: a command's through [`SlotGuard::publish`], the
+//! expiry of keys when the guard is dropped.
 
 pub mod dense;
 mod entries;
+pub mod observe;
 pub mod positions;
 pub mod value;
 pub mod zset;
@@ -34,6 +39,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 
 pub use dense::{DenseMap, DenseSet, Member};
+pub use observe::{Argv, Consumer, Effect, Observers};
 pub use value::{Value, ZSet};
 
 /// Number of hash slots.
@@ -73,6 +79,11 @@ pub struct SlotTable {
     expires: Map<Key, u64>,
     /// Keys removed because they expired (for `INFO stats`).
     expired: u64,
+    /// Someone observes the keyspace (set when the slot is locked): expiries are
+    /// recorded in `expired_keys` for them.
+    observed: bool,
+    /// Keys expired under the current lock, not yet published as `DEL`.
+    expired_keys: Vec<Key>,
     /// While the slot migrates out: the keys written since tracking started (writes
     /// mark their keys in `cmd::execute`, under this table's lock).
     dirty: Option<std::collections::HashSet<Key, Hasher>>,
@@ -105,6 +116,9 @@ impl SlotTable {
                 self.expires.remove(key);
                 self.map.remove(key);
                 self.expired += 1;
+                if self.observed {
+                    self.expired_keys.push(key.into());
+                }
                 true
             }
             _ => false,
@@ -214,7 +228,11 @@ impl SlotTable {
             self.map.remove(k);
         }
         self.expired += dead.len() as u64;
-        dead.len()
+        let n = dead.len();
+        if self.observed {
+            self.expired_keys.extend(dead);
+        }
+        n
     }
 
     /// Starts recording written keys (a migration of this slot begins).
@@ -268,8 +286,8 @@ impl SlotTable {
     }
 }
 
-/// A locked slot table. Dropping it updates the key count and the bitmap of non-empty
-/// slots, then releases the lock.
+/// A locked slot table. Dropping it publishes the expiries it saw, updates the key count
+/// and the bitmap of non-empty slots, then releases the lock.
 pub struct SlotGuard<'a> {
     guard: MutexGuard<'a, SlotTable>,
     db: &'a Db,
@@ -290,8 +308,44 @@ impl DerefMut for SlotGuard<'_> {
     }
 }
 
+impl SlotGuard<'_> {
+    /// Whether changes are observed: [`SlotGuard::publish`] is only worth building
+    /// effects for then.
+    pub fn observed(&self) -> bool {
+        self.guard.observed
+    }
+
+    /// Hands `effects` (what the command holding this guard changed) to the observers,
+    /// after the `DEL`s of the keys it found expired.
+    pub fn publish(&mut self, effects: &[Effect]) {
+        if !self.guard.observed {
+            return;
+        }
+        self.publish_expired();
+        self.db.observers.publish(self.slot, effects);
+    }
+
+    fn publish_expired(&mut self) {
+        if self.guard.expired_keys.is_empty() {
+            return;
+        }
+        let dels: Vec<Effect> = std::mem::take(&mut self.guard.expired_keys)
+            .into_iter()
+            .map(|k| Effect::Command(observe::argv([b"DEL", &k])))
+            .collect();
+        self.db.observers.publish(self.slot, &dels);
+    }
+
+    /// Removes every key of the slot, and says so to the observers.
+    fn clear_published(&mut self) {
+        self.guard.clear();
+        self.publish(&[Effect::Clear]);
+    }
+}
+
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
+        self.publish_expired();
         let after = self.guard.len();
         if after != self.len_before {
             self.db
@@ -326,6 +380,8 @@ pub struct Db {
     versions: Box<[AtomicU64]>,
     /// Signalled when migration holds are released.
     released: tokio::sync::Notify,
+    /// Who sees every change (see [`observe`]).
+    pub observers: Observers,
 }
 
 impl Default for Db {
@@ -344,13 +400,15 @@ impl Db {
             nonempty: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(),
             versions: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             released: tokio::sync::Notify::new(),
+            observers: Observers::default(),
         }
     }
 
     /// Locks the table of `slot` (which must be < 16384). Do not hold the guard across
     /// an `.await`, and never lock a second slot while holding one.
     pub fn lock(&self, slot: u16) -> SlotGuard<'_> {
-        let guard = self.slots[slot as usize].lock();
+        let mut guard = self.slots[slot as usize].lock();
+        guard.observed = self.observers.active();
         let len_before = guard.len();
         SlotGuard {
             guard,
@@ -452,6 +510,7 @@ impl Db {
         let mut g = self.lock(slot);
         let mut taken = std::mem::take(&mut g.map);
         let expires = std::mem::take(&mut g.expires);
+        g.publish(&[Effect::Clear]);
         drop(g);
         self.bump_version(slot);
         let mut out = SlotTable::default();
@@ -460,11 +519,20 @@ impl Db {
         out
     }
 
-    /// Makes `table` the live table of `slot` (a migration into this node committed).
+    /// Makes `table` the live table of `slot` (a migration into this node committed),
+    /// and publishes it whole: `Clear`, then the commands that rebuild each key.
     pub fn install_slot(&self, slot: u16, table: SlotTable) {
         let mut g = self.lock(slot);
         g.map = table.map;
         g.expires = table.expires;
+        if g.observed() {
+            let mut effects = vec![Effect::Clear];
+            for (key, value) in g.iter() {
+                let commands = observe::rebuild(key, value, g.expire_at(key));
+                effects.extend(commands.into_iter().map(Effect::Command));
+            }
+            g.publish(&effects);
+        }
         drop(g);
         self.bump_version(slot);
     }
@@ -489,7 +557,7 @@ impl Db {
     pub fn drop_slot(&self, slot: u16) -> usize {
         let mut g = self.lock(slot);
         let n = g.len();
-        g.clear();
+        g.clear_published();
         drop(g);
         self.bump_version(slot);
         n
@@ -501,7 +569,7 @@ impl Db {
         for slot in self.nonempty_slots() {
             let mut g = self.lock(slot);
             if !g.is_empty() {
-                g.clear();
+                g.clear_published();
                 self.bump_version(slot);
             }
         }

@@ -33,9 +33,10 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::cluster::applier::TopologyListener;
 use crate::db::SlotTable;
 use crate::handoff;
-use crate::server::ServerState;
+use crate::state::ServerState;
 
 /// A migration this node serves as the source.
 struct Outgoing {
@@ -117,9 +118,45 @@ impl Migrations {
         self.staging.lock().values().map(SlotTable::len).sum()
     }
 
+    /// Stops tracking and holding the slots of an outgoing migration, waking held writes.
+    fn end_outgoing(&self, slots: &SlotSet) {
+        for slot in slots.iter() {
+            self.state.db.lock(slot).stop_tracking();
+        }
+        self.state.db.notify_released();
+    }
+
+    /// The staging table of `slot` (target side), locked for the closure, unless the
+    /// handoff was aborted.
+    // Ordering: the phase is checked under the staging lock, and an abort discards the
+    // staging under the same lock (`target::abort_handoff`), so nothing is staged after
+    // an abort.
+    fn with_staging<R>(
+        &self,
+        slot: u16,
+        decision: &handoff::Cell,
+        f: impl FnOnce(&mut SlotTable) -> R,
+    ) -> Result<R, handoff::Aborted> {
+        let mut staging = self.staging.lock();
+        if decision.phase() == handoff::Phase::Aborted {
+            return Err(handoff::Aborted);
+        }
+        Ok(f(staging.entry(slot).or_default()))
+    }
+
+    /// Whether `slot` is being imported by a running pull of this node.
+    fn importing(&self, id: Uuid, slot: u16) -> bool {
+        self.incoming
+            .lock()
+            .get(&id)
+            .is_some_and(|m| m.slots.contains(slot))
+    }
+}
+
+impl TopologyListener for Migrations {
     /// Called with a snapshot that is about to be applied: install the staged slots that
     /// it gives to this node, so they are complete before routing sends clients here.
-    pub fn before_apply(&self, next: &Topology) {
+    fn before_apply(&self, next: &Topology) {
         let me = self.me();
         let mut staging = self.staging.lock();
         let owned_now: Vec<u16> = staging
@@ -153,11 +190,7 @@ impl Migrations {
 
     /// Called after a snapshot was applied: release holds, free slots this node no
     /// longer owns, drop staging of aborted migrations, and start pulling new ones.
-    pub fn after_apply(self: &Arc<Self>) {
-        let Some(applied) = self.state.cluster.applied() else {
-            return;
-        };
-        let t = &applied.topology;
+    fn after_apply(self: Arc<Self>, t: &Topology) {
         let me = self.me();
         let running: HashMap<Uuid, &ember_core::Migration> =
             t.migrations.iter().map(|m| (m.id, m)).collect();
@@ -259,40 +292,6 @@ impl Migrations {
                 },
             );
         }
-    }
-
-    /// Stops tracking and holding the slots of an outgoing migration, waking held writes.
-    fn end_outgoing(&self, slots: &SlotSet) {
-        for slot in slots.iter() {
-            self.state.db.lock(slot).stop_tracking();
-        }
-        self.state.db.notify_released();
-    }
-
-    /// The staging table of `slot` (target side), locked for the closure, unless the
-    /// handoff was aborted.
-    // Ordering: the phase is checked under the staging lock, and an abort discards the
-    // staging under the same lock (`target::abort_handoff`), so nothing is staged after
-    // an abort.
-    fn with_staging<R>(
-        &self,
-        slot: u16,
-        decision: &handoff::Cell,
-        f: impl FnOnce(&mut SlotTable) -> R,
-    ) -> Result<R, handoff::Aborted> {
-        let mut staging = self.staging.lock();
-        if decision.phase() == handoff::Phase::Aborted {
-            return Err(handoff::Aborted);
-        }
-        Ok(f(staging.entry(slot).or_default()))
-    }
-
-    /// Whether `slot` is being imported by a running pull of this node.
-    fn importing(&self, id: Uuid, slot: u16) -> bool {
-        self.incoming
-            .lock()
-            .get(&id)
-            .is_some_and(|m| m.slots.contains(slot))
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::ServerState;
+use crate::state::ServerState;
 
 /// Redis's refusal, byte for byte.
 pub const MAX_CLIENTS_REACHED: &[u8] = b"-ERR max number of clients reached\r\n";

@@ -35,10 +35,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::accept::Admitted;
-use super::{buffers, ServerState, SPIN};
+use super::{buffers, SPIN};
 use crate::cmd::{execute, Client};
 use crate::config::ClassLimit;
 use crate::resp::{Limits, Parser, Reply};
+use crate::state::ServerState;
 
 /// Most commands one turn executes.
 pub const TURN_COMMANDS: usize = 256;

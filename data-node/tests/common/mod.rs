@@ -23,6 +23,11 @@ pub async fn start_with(config: Config) -> (SocketAddr, Arc<ServerState>) {
 
 /// Starts a standalone ember server on its own thread and runtime (for sync tests).
 pub fn start_in_thread() -> SocketAddr {
+    start_in_thread_with_state().0
+}
+
+/// [`start_in_thread`], with the server's state.
+pub fn start_in_thread_with_state() -> (SocketAddr, Arc<ServerState>) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -31,8 +36,7 @@ pub fn start_in_thread() -> SocketAddr {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let (addr, _state) = start().await;
-            tx.send(addr).unwrap();
+            tx.send(start().await).unwrap();
             std::future::pending::<()>().await;
         });
     });
