@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::db::{now_ms, Argv, Effect, SlotGuard, SlotTable};
+use crate::db::{now_ms, Argv, Effect, SlotTable};
 use crate::resp::parse::parse_i64;
 use crate::resp::Reply;
 use crate::state::{ClientInfo, ServerState};
@@ -237,7 +237,7 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
             let r = f(&mut ctx, &mut table, args);
             if write {
                 let mut effects = Vec::new();
-                record_write(&mut ctx, spec, args, &r, &mut table, &mut effects);
+                record_write(&mut ctx, args, &r, &mut effects);
                 table.publish(&effects);
             }
             r
@@ -251,15 +251,12 @@ pub fn changed(ctx: &Ctx, r: &Reply) -> bool {
 }
 
 /// After a write command ran on `table` and replied `r`: bumps the slot's version for
-/// `WATCH`, marks its keys for a migration of the slot, and appends its effects (when
-/// the keyspace is observed) to `effects`, for the caller to publish. Nothing happens
-/// for a write that changed nothing.
+/// `WATCH` and appends its effects (when the keyspace is observed) to `effects`, for the
+/// caller to publish. Nothing happens for a write that changed nothing.
 pub fn record_write(
     ctx: &mut Ctx,
-    spec: &CommandSpec,
     args: &[Bytes],
     r: &Reply,
-    table: &mut SlotGuard,
     effects: &mut Vec<Effect>,
 ) {
     let said = ctx.effects.take();
@@ -267,9 +264,6 @@ pub fn record_write(
         return;
     }
     ctx.state.db.bump_version(ctx.slot);
-    if table.is_tracking() {
-        mark_keys_dirty(spec, args, table);
-    }
     if ctx.observed {
         match said {
             Some(said) => effects.extend(said),
@@ -314,14 +308,20 @@ fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes]) -
 
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
-/// Records a write command's keys as written, for a migration of their slot.
-pub fn mark_keys_dirty(spec: &CommandSpec, args: &[Bytes], table: &mut SlotTable) {
-    if let Ok((first, last, step)) = key_positions(spec, args) {
-        let mut i = first;
-        while i <= last && i < args.len() {
-            table.mark_dirty(&args[i]);
-            i += step;
-        }
+/// The keys of a command (an effect): none for an unknown or keyless one.
+pub fn keys_of(args: &[Bytes]) -> Vec<&Bytes> {
+    let Some(spec) = args.first().and_then(|name| lookup(name)).map(|i| &TABLE[i]) else {
+        return Vec::new();
+    };
+    if !matches!(spec.handler, Handler::Keyed(_)) {
+        return Vec::new();
+    }
+    match key_positions(spec, args) {
+        Ok((first, last, step)) => (first..=last.min(args.len().saturating_sub(1)))
+            .step_by(step.max(1))
+            .map(|i| &args[i])
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 

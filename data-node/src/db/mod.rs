@@ -84,9 +84,6 @@ pub struct SlotTable {
     observed: bool,
     /// Keys expired under the current lock, not yet published as `DEL`.
     expired_keys: Vec<Key>,
-    /// While the slot migrates out: the keys written since tracking started (writes
-    /// mark their keys in `cmd::execute`, under this table's lock).
-    dirty: Option<std::collections::HashSet<Key, Hasher>>,
     /// During a migration's handoff: writes to this slot wait (see `cmd::execute`).
     held: bool,
 }
@@ -235,38 +232,7 @@ impl SlotTable {
         n
     }
 
-    /// Starts recording written keys (a migration of this slot begins).
-    pub fn start_tracking(&mut self) {
-        self.dirty.get_or_insert_with(Default::default);
-    }
-
-    /// Stops recording and holding (the migration ended).
-    pub fn stop_tracking(&mut self) {
-        self.dirty = None;
-        self.held = false;
-    }
-
-    pub fn is_tracking(&self) -> bool {
-        self.dirty.is_some()
-    }
-
-    /// Records that `key` was written, if the slot is migrating.
-    pub fn mark_dirty(&mut self, key: &[u8]) {
-        if let Some(d) = self.dirty.as_mut() {
-            if !d.contains(key) {
-                d.insert(key.into());
-            }
-        }
-    }
-
-    /// The keys written since the last call (tracking continues).
-    pub fn take_dirty(&mut self) -> Vec<Key> {
-        self.dirty
-            .as_mut()
-            .map(|d| d.drain().collect())
-            .unwrap_or_default()
-    }
-
+    /// Holds writes to this slot (a migration's handoff), or releases them.
     pub fn set_held(&mut self, held: bool) {
         self.held = held;
     }
@@ -276,13 +242,13 @@ impl SlotTable {
         self.held
     }
 
-    /// Removes everything.
-    pub fn clear(&mut self) {
-        if let Some(dirty) = self.dirty.as_mut() {
-            dirty.extend(self.map.keys().map(Key::from));
+    /// Takes every key out, leaving the table empty.
+    fn take_keys(&mut self) -> SlotTable {
+        SlotTable {
+            map: std::mem::take(&mut self.map),
+            expires: std::mem::take(&mut self.expires),
+            ..SlotTable::default()
         }
-        self.map = entries::Entries::default();
-        self.expires = Map::default();
     }
 }
 
@@ -336,10 +302,15 @@ impl SlotGuard<'_> {
         self.db.observers.publish(self.slot, &dels);
     }
 
-    /// Removes every key of the slot, and says so to the observers.
-    fn clear_published(&mut self) {
-        self.guard.clear();
+    /// Takes every key of the slot out, and says so to the observers.
+    fn take_published(&mut self) -> SlotTable {
+        if self.guard.observed {
+            self.publish_expired();
+            self.db.observers.before_clear(self.slot, &self.guard);
+        }
+        let keys = self.guard.take_keys();
         self.publish(&[Effect::Clear]);
+        keys
     }
 }
 
@@ -508,15 +479,10 @@ impl Db {
     /// Takes the whole table of `slot` out (to free it off the lock), leaving it empty.
     pub fn take_slot(&self, slot: u16) -> SlotTable {
         let mut g = self.lock(slot);
-        let mut taken = std::mem::take(&mut g.map);
-        let expires = std::mem::take(&mut g.expires);
-        g.publish(&[Effect::Clear]);
+        let taken = g.take_published();
         drop(g);
         self.bump_version(slot);
-        let mut out = SlotTable::default();
-        std::mem::swap(&mut out.map, &mut taken);
-        out.expires = expires;
-        out
+        taken
     }
 
     /// Makes `table` the live table of `slot` (a migration into this node committed),
@@ -557,8 +523,9 @@ impl Db {
     pub fn drop_slot(&self, slot: u16) -> usize {
         let mut g = self.lock(slot);
         let n = g.len();
-        g.clear_published();
+        let taken = g.take_published();
         drop(g);
+        drop(taken);
         self.bump_version(slot);
         n
     }
@@ -569,7 +536,7 @@ impl Db {
         for slot in self.nonempty_slots() {
             let mut g = self.lock(slot);
             if !g.is_empty() {
-                g.clear_published();
+                drop(g.take_published());
                 self.bump_version(slot);
             }
         }

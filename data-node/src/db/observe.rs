@@ -37,6 +37,10 @@ pub trait Consumer: Send + Sync {
     /// The effects of one command (one `EXEC`, one expiry) on `slot`, in the order they
     /// apply. Called with the slot locked.
     fn observe(&self, slot: u16, effects: &[Effect]);
+
+    /// `slot` is about to be emptied (`table` still holds its keys): `observe` gets
+    /// [`Effect::Clear`] once it is. For consumers that follow keys by name.
+    fn before_clear(&self, _slot: u16, _table: &super::SlotTable) {}
 }
 
 /// The subscribed consumers.
@@ -65,6 +69,12 @@ impl Observers {
     /// Whether anyone is subscribed (effects are only built then).
     pub fn active(&self) -> bool {
         self.count.load(Ordering::Acquire) > 0
+    }
+
+    pub(super) fn before_clear(&self, slot: u16, table: &super::SlotTable) {
+        for c in self.consumers.read().iter() {
+            c.before_clear(slot, table);
+        }
     }
 
     pub(super) fn publish(&self, slot: u16, effects: &[Effect]) {

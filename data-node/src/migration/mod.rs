@@ -20,6 +20,7 @@
 //! aborted migrations. Every key is thus on exactly one owner at any time.
 
 pub mod codec;
+mod dirty;
 pub mod source;
 pub mod target;
 
@@ -41,6 +42,9 @@ use crate::state::ServerState;
 /// A migration this node serves as the source.
 struct Outgoing {
     slots: SlotSet,
+    /// The keys written to the slots since the stream began (subscribed to the
+    /// keyspace's effects while the migration runs here).
+    dirty: Arc<dirty::DirtyKeys>,
     target: NodeId,
     task: tokio::task::AbortHandle,
     /// When writes started being held (handoff), if they are.
@@ -119,9 +123,11 @@ impl Migrations {
     }
 
     /// Stops tracking and holding the slots of an outgoing migration, waking held writes.
-    fn end_outgoing(&self, slots: &SlotSet) {
-        for slot in slots.iter() {
-            self.state.db.lock(slot).stop_tracking();
+    fn end_outgoing(&self, dirty: &Arc<dirty::DirtyKeys>) {
+        let consumer: Arc<dyn crate::db::Consumer> = dirty.clone();
+        self.state.db.observers.unsubscribe(&consumer);
+        for slot in dirty.slots.iter() {
+            self.state.db.lock(slot).set_held(false);
         }
         self.state.db.notify_released();
     }
@@ -209,7 +215,7 @@ impl TopologyListener for Migrations {
         };
         for (id, o) in ended {
             o.task.abort();
-            self.end_outgoing(&o.slots);
+            self.end_outgoing(&o.dirty);
             if let Some(since) = o.hold_since {
                 let held = since.elapsed();
                 self.state.cluster.holds.lock().record(held);

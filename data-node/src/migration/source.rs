@@ -28,6 +28,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::codec;
+use super::dirty::DirtyKeys;
 use super::{Migrations, Outgoing};
 use crate::db::{now_ms, Key};
 use crate::handoff::{self, Answer};
@@ -106,8 +107,10 @@ impl pb::internal_server::Internal for InternalService {
                 "the handoff of migration {id} was aborted; this node keeps its slots"
             )));
         }
+        let dirty = Arc::new(DirtyKeys::new(slots.clone()));
+        let tracked = dirty.clone();
         let task = tokio::spawn(async move {
-            if let Err(e) = serve(&migrations, id, &stream_slots, &tx).await {
+            if let Err(e) = serve(&migrations, id, &stream_slots, &tracked, &tx).await {
                 tracing::warn!(migration = %id, "pull stream ended: {e}");
                 fail(&migrations, id, &e);
             }
@@ -120,6 +123,7 @@ impl pb::internal_server::Internal for InternalService {
             id,
             Outgoing {
                 slots,
+                dirty,
                 target,
                 task: task.abort_handle(),
                 hold_since: None,
@@ -128,6 +132,8 @@ impl pb::internal_server::Internal for InternalService {
         );
         if let Some(p) = previous {
             p.task.abort();
+            let consumer: Arc<dyn crate::db::Consumer> = p.dirty;
+            m.state.db.observers.unsubscribe(&consumer);
             if let Some(o) = outgoing.get_mut(&id) {
                 o.hold_since = p.hold_since;
                 o.only_control_plane = p.only_control_plane || p.hold_since.is_some();
@@ -213,15 +219,18 @@ impl Batch {
     }
 }
 
-async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(), String> {
+async fn serve(
+    m: &Migrations,
+    id: Uuid,
+    slots: &SlotSet,
+    dirty: &Arc<DirtyKeys>,
+    tx: &Tx,
+) -> Result<(), String> {
     let db = &m.state.db;
-    // 1. Track.
-    let mut keys_total = 0;
-    for slot in slots.iter() {
-        let mut t = db.lock(slot);
-        t.start_tracking();
-        keys_total += t.len() as u64;
-    }
+    // 1. Track. Every write that locks a slot after this sees the subscription; one
+    // that locked it before finishes before the snapshot below lists the slot's keys.
+    db.observers.subscribe(dirty.clone());
+    let keys_total: u64 = slots.iter().map(|slot| db.lock(slot).len() as u64).sum();
     tx.send(Ok(pb::PullChunk {
         keys_total,
         ..Default::default()
@@ -245,18 +254,11 @@ async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(),
     let mut rounds = 0;
     loop {
         drained(tx).await?;
-        let dirty: Vec<(u16, Vec<Key>)> =
-            slots.iter().map(|s| (s, db.lock(s).take_dirty())).collect();
-        let count: usize = dirty.iter().map(|(_, k)| k.len()).sum();
-        if count < HANDOFF_BELOW || rounds >= MAX_TAIL_ROUNDS {
-            // Put them back: they go out under the hold.
-            for (slot, keys) in &dirty {
-                let mut t = db.lock(*slot);
-                keys.iter().for_each(|k| t.mark_dirty(k));
-            }
-            break;
+        if dirty.count() < HANDOFF_BELOW || rounds >= MAX_TAIL_ROUNDS {
+            break; // They go out under the hold.
         }
-        for (slot, keys) in &dirty {
+        let written: Vec<(u16, Vec<Key>)> = slots.iter().map(|s| (s, dirty.take(s))).collect();
+        for (slot, keys) in &written {
             send_keys(m, *slot, keys, &mut batch, tx).await?;
         }
         batch.flush(tx).await?;
@@ -269,7 +271,8 @@ async fn serve(m: &Migrations, id: Uuid, slots: &SlotSet, tx: &Tx) -> Result<(),
     for slot in slots.iter() {
         let mut t = db.lock(slot);
         t.set_held(true);
-        last.push((slot, t.take_dirty()));
+        last.push((slot, dirty.take(slot)));
+        drop(t);
     }
     if let Some(o) = m.outgoing.lock().get_mut(&id) {
         o.hold_since.get_or_insert(since);
@@ -360,14 +363,14 @@ fn fail(m: &Migrations, id: Uuid, error: &str) {
         },
         true,
     );
-    let slots = m
+    let dirty = m
         .outgoing
         .lock()
         .get(&id)
         .filter(|o| o.hold_since.is_none())
-        .map(|o| o.slots.clone());
-    if let Some(slots) = slots {
-        m.end_outgoing(&slots);
+        .map(|o| o.dirty.clone());
+    if let Some(dirty) = dirty {
+        m.end_outgoing(&dirty);
     }
 }
 
@@ -456,7 +459,7 @@ impl Migrations {
             self.aborted_out.lock().insert(id);
             o
         };
-        self.end_outgoing(&o.slots);
+        self.end_outgoing(&o.dirty);
         let held = o.hold_since.map(|s| s.elapsed()).unwrap_or_default();
         {
             let mut stats = self.state.cluster.holds.lock();
