@@ -253,12 +253,7 @@ pub fn changed(ctx: &Ctx, r: &Reply) -> bool {
 /// After a write command ran on `table` and replied `r`: bumps the slot's version for
 /// `WATCH` and appends its effects (when the keyspace is observed) to `effects`, for the
 /// caller to publish. Nothing happens for a write that changed nothing.
-pub fn record_write(
-    ctx: &mut Ctx,
-    args: &[Bytes],
-    r: &Reply,
-    effects: &mut Vec<Effect>,
-) {
+pub fn record_write(ctx: &mut Ctx, args: &[Bytes], r: &Reply, effects: &mut Vec<Effect>) {
     let said = ctx.effects.take();
     if !changed(ctx, r) {
         return;
@@ -310,7 +305,11 @@ pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same sl
 
 /// The keys of a command (an effect): none for an unknown or keyless one.
 pub fn keys_of(args: &[Bytes]) -> Vec<&Bytes> {
-    let Some(spec) = args.first().and_then(|name| lookup(name)).map(|i| &TABLE[i]) else {
+    let Some(spec) = args
+        .first()
+        .and_then(|name| lookup(name))
+        .map(|i| &TABLE[i])
+    else {
         return Vec::new();
     };
     if !matches!(spec.handler, Handler::Keyed(_)) {

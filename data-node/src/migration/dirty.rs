@@ -51,7 +51,11 @@ impl Consumer for DirtyKeys {
         let dirty = keys.entry(slot).or_default();
         for e in effects {
             if let Effect::Command(argv) = e {
-                dirty.extend(crate::cmd::keys_of(argv).into_iter().map(|k| Key::from(&k[..])));
+                dirty.extend(
+                    crate::cmd::keys_of(argv)
+                        .into_iter()
+                        .map(|k| Key::from(&k[..])),
+                );
             }
         }
     }

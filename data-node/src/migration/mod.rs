@@ -41,9 +41,8 @@ use crate::state::ServerState;
 
 /// A migration this node serves as the source.
 struct Outgoing {
-    slots: SlotSet,
-    /// The keys written to the slots since the stream began (subscribed to the
-    /// keyspace's effects while the migration runs here).
+    /// The migration's slots, and the keys written to them since the stream began
+    /// (subscribed to the keyspace's effects while the migration runs here).
     dirty: Arc<dirty::DirtyKeys>,
     target: NodeId,
     task: tokio::task::AbortHandle,

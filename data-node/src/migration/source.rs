@@ -122,7 +122,6 @@ impl pb::internal_server::Internal for InternalService {
         let previous = outgoing.insert(
             id,
             Outgoing {
-                slots,
                 dirty,
                 target,
                 task: task.abort_handle(),
