@@ -156,12 +156,6 @@ impl Ctx<'_> {
                 .push(Effect::Command(argv()));
         }
     }
-
-    /// Propagates nothing for this write, though it changed the keyspace (its effects
-    /// were published already, or the change is not one to propagate).
-    pub fn propagate_nothing(&mut self) {
-        self.effects.get_or_insert_with(Vec::new);
-    }
 }
 
 /// Executes one command and returns its reply.

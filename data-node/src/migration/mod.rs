@@ -121,10 +121,15 @@ impl Migrations {
         self.staging.lock().values().map(SlotTable::len).sum()
     }
 
-    /// Stops tracking and holding the slots of an outgoing migration, waking held writes.
-    fn end_outgoing(&self, dirty: &Arc<dirty::DirtyKeys>) {
+    /// Stops recording the keys written to an outgoing migration's slots.
+    fn stop_tracking(&self, dirty: &Arc<dirty::DirtyKeys>) {
         let consumer: Arc<dyn crate::db::Consumer> = dirty.clone();
         self.state.db.observers.unsubscribe(&consumer);
+    }
+
+    /// Stops tracking and holding the slots of an outgoing migration, waking held writes.
+    fn end_outgoing(&self, dirty: &Arc<dirty::DirtyKeys>) {
+        self.stop_tracking(dirty);
         for slot in dirty.slots.iter() {
             self.state.db.lock(slot).set_held(false);
         }

@@ -131,8 +131,7 @@ impl pb::internal_server::Internal for InternalService {
         );
         if let Some(p) = previous {
             p.task.abort();
-            let consumer: Arc<dyn crate::db::Consumer> = p.dirty;
-            m.state.db.observers.unsubscribe(&consumer);
+            m.stop_tracking(&p.dirty);
             if let Some(o) = outgoing.get_mut(&id) {
                 o.hold_since = p.hold_since;
                 o.only_control_plane = p.only_control_plane || p.hold_since.is_some();
