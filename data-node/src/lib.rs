@@ -39,6 +39,7 @@ pub mod glob;
 pub mod handoff;
 pub mod internal;
 pub mod migration;
+pub mod replication;
 pub mod resp;
 pub mod server;
 pub mod state;

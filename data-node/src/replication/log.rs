@@ -1,0 +1,304 @@
+//! The replication log: the keyspace's effects ([`crate::db::observe`]) as frames at
+//! offsets, the backlog of recent frames, and the identity of the dataset.
+//!
+//! A frame is one batch a consumer is given (one command, one `EXEC`, one expiry, one
+//! slot cleared); its size is what its commands take as RESP arrays (as Redis counts its
+//! replication offset in bytes of the stream), so `master_repl_offset` means what a Redis
+//! user expects. A dataset version is `(replid, offset)`. After the node takes over a
+//! shard ([`Log::new_history`]) it keeps the previous id and the offset where that
+//! history ended, so replicas that followed the same history resume from the backlog
+//! (Redis's PSYNC2) instead of syncing in full.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rand::Rng;
+
+use crate::db::{Consumer, Effect};
+
+/// A replication id: 40 hex characters, new for each history.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplId([u8; 20]);
+
+impl ReplId {
+    pub fn random() -> ReplId {
+        ReplId(rand::rng().random())
+    }
+}
+
+impl fmt::Display for ReplId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for ReplId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReplId({self})")
+    }
+}
+
+/// One batch of effects on one slot, ending at `end` (the offset after it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub end: u64,
+    pub slot: u16,
+    pub effects: Arc<[Effect]>,
+}
+
+/// Bytes a `Clear` counts for in the offset (it is not a Redis command; a fixed size).
+const CLEAR_BYTES: u64 = 32;
+
+/// The size of `effects` in the stream: each command as a RESP array of bulk strings.
+pub fn stream_bytes(effects: &[Effect]) -> u64 {
+    fn line(prefix_and_number: usize) -> u64 {
+        // `*N\r\n` or `$N\r\n`
+        1 + itoa::Buffer::new().format(prefix_and_number).len() as u64 + 2
+    }
+    effects
+        .iter()
+        .map(|e| match e {
+            Effect::Command(argv) => {
+                line(argv.len())
+                    + argv
+                        .iter()
+                        .map(|a| line(a.len()) + a.len() as u64 + 2)
+                        .sum::<u64>()
+            }
+            Effect::Clear => CLEAR_BYTES,
+        })
+        .sum()
+}
+
+/// Why a replica at some position cannot resume from the backlog: it needs a full sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FullSync {
+    /// Its id is none of this node's histories.
+    OtherHistory,
+    /// Its offset is past what this node's history shares with it (it saw writes this
+    /// node never had: a diverged history).
+    Diverged { shared_until: u64 },
+    /// The frames after its offset are no longer in the backlog.
+    Trimmed { oldest: u64 },
+    /// Its offset is not at a frame boundary.
+    NotAFrameBoundary,
+}
+
+struct Inner {
+    id: ReplId,
+    /// The previous history's id and the offset where it ended (PSYNC2).
+    previous: Option<(ReplId, u64)>,
+    /// The offset after the last frame.
+    end: u64,
+    frames: VecDeque<Frame>,
+    /// Stream bytes of `frames`.
+    kept: u64,
+}
+
+/// The log of one node.
+pub struct Log {
+    inner: Mutex<Inner>,
+    /// Bytes of frames the backlog keeps (`--repl-backlog-size`).
+    limit: u64,
+    /// Woken on every new frame (stream tasks wait on it).
+    pub appended: tokio::sync::Notify,
+}
+
+impl Log {
+    /// An empty log of a new history, keeping up to `limit` bytes of frames.
+    pub fn new(limit: u64) -> Log {
+        Log {
+            inner: Mutex::new(Inner {
+                id: ReplId::random(),
+                previous: None,
+                end: 0,
+                frames: VecDeque::new(),
+                kept: 0,
+            }),
+            limit,
+            appended: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// `(replid, offset)`: the dataset version this node's keyspace is at.
+    pub fn position(&self) -> (ReplId, u64) {
+        let i = self.inner.lock();
+        (i.id, i.end)
+    }
+
+    /// The previous history's id and where it ended, if this node took over one.
+    pub fn previous(&self) -> Option<(ReplId, u64)> {
+        self.inner.lock().previous
+    }
+
+    /// The offset of the oldest byte the backlog still has (`repl_backlog_first_byte_offset`
+    /// is this + 1 in Redis's numbering).
+    pub fn oldest(&self) -> u64 {
+        let i = self.inner.lock();
+        i.end - i.kept
+    }
+
+    /// This node starts a new history at its current offset (it was promoted): the old id
+    /// becomes the previous one, so replicas of the old history resume partially.
+    pub fn new_history(&self) {
+        let mut i = self.inner.lock();
+        i.previous = Some((i.id, i.end));
+        i.id = ReplId::random();
+    }
+
+    /// The frames after `offset` of history `id`, for a replica that is there.
+    pub fn resume(&self, id: ReplId, offset: u64) -> Result<Vec<Frame>, FullSync> {
+        let i = self.inner.lock();
+        if id != i.id {
+            match i.previous {
+                Some((prev, until)) if prev == id => {
+                    if offset > until {
+                        return Err(FullSync::Diverged {
+                            shared_until: until,
+                        });
+                    }
+                }
+                _ => return Err(FullSync::OtherHistory),
+            }
+        }
+        if offset > i.end {
+            return Err(FullSync::Diverged {
+                shared_until: i.end,
+            });
+        }
+        let oldest = i.end - i.kept;
+        if offset < oldest {
+            return Err(FullSync::Trimmed { oldest });
+        }
+        // Frames are in offset order: the first one ending after `offset` must start there.
+        let first = i.frames.partition_point(|f| f.end <= offset);
+        let starts_at = match first {
+            0 => oldest,
+            n => i.frames[n - 1].end,
+        };
+        if starts_at != offset {
+            return Err(FullSync::NotAFrameBoundary);
+        }
+        Ok(i.frames.range(first..).cloned().collect())
+    }
+
+    fn append(&self, slot: u16, effects: &[Effect]) {
+        let size = stream_bytes(effects);
+        {
+            let mut i = self.inner.lock();
+            i.end += size;
+            i.kept += size;
+            let end = i.end;
+            i.frames.push_back(Frame {
+                end,
+                slot,
+                effects: effects.into(),
+            });
+            while i.kept > self.limit {
+                let Some(old) = i.frames.pop_front() else {
+                    break;
+                };
+                i.kept -= stream_bytes(&old.effects);
+            }
+        }
+        self.appended.notify_waiters();
+    }
+}
+
+impl Consumer for Log {
+    fn observe(&self, slot: u16, effects: &[Effect]) {
+        self.append(slot, effects);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::observe::argv;
+
+    fn set(k: &str, v: &str) -> Vec<Effect> {
+        vec![Effect::Command(argv([b"SET", k.as_bytes(), v.as_bytes()]))]
+    }
+
+    #[test]
+    fn offsets_count_resp_bytes() {
+        // *3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nvv\r\n
+        let want = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nvv\r\n".len() as u64;
+        assert_eq!(stream_bytes(&set("k", "vv")), want);
+        let log = Log::new(1 << 20);
+        log.observe(1, &set("k", "vv"));
+        log.observe(2, &[Effect::Clear]);
+        assert_eq!(log.position().1, want + CLEAR_BYTES);
+    }
+
+    #[test]
+    fn resumes_from_any_frame_boundary_in_the_backlog() {
+        let log = Log::new(1 << 20);
+        let (id, _) = log.position();
+        let mut ends = vec![0];
+        for n in 0..10 {
+            log.observe(n, &set(&format!("k{n}"), "v"));
+            ends.push(log.position().1);
+        }
+        for (i, &at) in ends.iter().enumerate() {
+            let frames = log.resume(id, at).unwrap();
+            assert_eq!(frames.len(), 10 - i, "from {at}");
+            assert!(frames.iter().zip(&ends[i + 1..]).all(|(f, e)| f.end == *e));
+        }
+        assert_eq!(
+            log.resume(id, ends[3] + 1),
+            Err(FullSync::NotAFrameBoundary)
+        );
+        // A replica ahead of this node saw writes it never had.
+        assert_eq!(
+            log.resume(id, ends[10] + 5),
+            Err(FullSync::Diverged {
+                shared_until: ends[10]
+            })
+        );
+        assert_eq!(log.resume(ReplId::random(), 0), Err(FullSync::OtherHistory));
+    }
+
+    #[test]
+    fn the_backlog_keeps_its_size_and_trims_the_oldest() {
+        let one = stream_bytes(&set("k0", "v"));
+        let log = Log::new(one * 3);
+        let (id, _) = log.position();
+        for n in 0..10 {
+            log.observe(0, &set(&format!("k{n}"), "v"));
+        }
+        assert_eq!(log.oldest(), one * 7);
+        assert_eq!(log.resume(id, one * 7).unwrap().len(), 3);
+        assert_eq!(
+            log.resume(id, one * 6),
+            Err(FullSync::Trimmed { oldest: one * 7 })
+        );
+    }
+
+    #[test]
+    fn a_new_history_keeps_the_old_one_resumable_up_to_where_it_ended() {
+        let log = Log::new(1 << 20);
+        let (old, _) = log.position();
+        log.observe(0, &set("a", "1"));
+        let (_, switch) = log.position();
+        log.new_history();
+        let (new, at) = log.position();
+        assert_ne!(new, old);
+        assert_eq!(at, switch, "the offset goes on");
+        log.observe(0, &set("b", "2"));
+        // A replica of the old history at the switch point, or before it, resumes.
+        assert_eq!(log.resume(old, switch).unwrap().len(), 1);
+        assert_eq!(log.resume(old, 0).unwrap().len(), 2);
+        // One that saw more of the old history than this node did has diverged.
+        assert_eq!(
+            log.resume(old, switch + 10),
+            Err(FullSync::Diverged {
+                shared_until: switch
+            })
+        );
+        assert_eq!(log.previous(), Some((old, switch)));
+        assert_eq!(format!("{new}").len(), 40);
+    }
+}
