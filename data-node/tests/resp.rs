@@ -112,6 +112,12 @@ async fn errors_have_redis_wording() {
     .await;
     send_expect(
         &mut s,
+        b"REPLICAOF 127.0.0.1 6379\r\nSLAVEOF NO ONE\r\n",
+        b"-ERR REPLICAOF not allowed in cluster mode: replicas are set with `emberctl join NODE --replica-of PRIMARY`, and promoted by the control plane\r\n-ERR SLAVEOF not allowed in cluster mode: replicas are set with `emberctl join NODE --replica-of PRIMARY`, and promoted by the control plane\r\n",
+    )
+    .await;
+    send_expect(
+        &mut s,
         b"MGET a b\r\n",
         b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
     )

@@ -40,6 +40,22 @@ pub fn time(_ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
 }
 
 /// # Format
+/// `REPLICAOF host port | NO ONE`, `SLAVEOF ...`: who replicates whom is decided by the
+/// control plane, so the node answers with the emberctl command (as the gossip-era
+/// `CLUSTER` subcommands do). Redis Cluster refuses it too (`not allowed in cluster
+/// mode`).
+pub fn replicaof(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let name = if eq_ic(&args[0], "slaveof") {
+        "SLAVEOF"
+    } else {
+        "REPLICAOF"
+    };
+    Reply::error(format!(
+        "ERR {name} not allowed in cluster mode: replicas are set with `emberctl join NODE --replica-of PRIMARY`, and promoted by the control plane"
+    ))
+}
+
+/// # Format
 /// `LASTSAVE` (ember does not persist: the start time)
 pub fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     Reply::Integer(ctx.state.started_unix as i64)

@@ -127,6 +127,8 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("memory", -2, READONLY | CONTAINER, server::memory),
     keyless!("cluster", -2, CONTAINER, server::cluster),
     keyless!("lastsave", 1, FAST, server::lastsave),
+    keyless!("replicaof", 3, ADMIN, server::replicaof),
+    keyless!("slaveof", 3, ADMIN, server::replicaof),
     // transactions
     keyless!("multi", 1, FAST | NOQUEUE, transactions::multi),
     keyless!("exec", 1, NOQUEUE, transactions::exec),
