@@ -32,6 +32,9 @@ pub const DEFAULT_PROTO_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 /// Default `client-query-buffer-limit`: 1 GB.
 pub const DEFAULT_CLIENT_QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
 
+/// Default `repl-backlog-size`: 64 MB (see ARCHITECTURE, "Replication and failover").
+pub const DEFAULT_REPL_BACKLOG_SIZE: u64 = 64 * 1024 * 1024;
+
 /// Default `maxclients` (Redis's).
 pub const DEFAULT_MAXCLIENTS: u64 = 10_000;
 /// Largest `maxclients` accepted (Redis: `UINT_MAX`).
@@ -54,6 +57,8 @@ pub struct Config {
     /// Most client connections at once (`maxclients`); `main` lowers it to what the
     /// open files limit allows.
     pub maxclients: u64,
+    /// Bytes of recent writes a primary keeps for replicas to resume from.
+    pub repl_backlog_size: u64,
 }
 
 impl Config {
@@ -76,6 +81,7 @@ impl Default for Config {
             bind: "127.0.0.1".into(),
             io_threads: 0,
             maxclients: DEFAULT_MAXCLIENTS,
+            repl_backlog_size: DEFAULT_REPL_BACKLOG_SIZE,
         }
     }
 }
@@ -98,6 +104,7 @@ pub struct RuntimeConfig {
     pub fd_reserve: u64,
     /// `client-output-buffer-limit`.
     pub output_limits: OutputLimits,
+    repl_backlog_size: AtomicU64,
 }
 
 /// How a setting can change at run time.
@@ -186,6 +193,13 @@ const PARAMS: &[Param] = &[
         name: "maxmemory-policy",
         kind: Kind::Immutable,
     },
+    Param {
+        name: "repl-backlog-size",
+        kind: Kind::Memory {
+            min: 1,
+            max: i64::MAX as u64,
+        },
+    },
 ];
 
 /// Why `CONFIG SET` refused; `Display` is Redis 7's error line.
@@ -247,7 +261,13 @@ impl RuntimeConfig {
             maxclients: AtomicU64::new(c.maxclients),
             fd_reserve: crate::fdlimit::reserved_fds(c.resolved_io_threads()),
             output_limits: OutputLimits::default(),
+            repl_backlog_size: AtomicU64::new(c.repl_backlog_size),
         }
+    }
+
+    /// Bytes of recent writes the replication backlog keeps.
+    pub fn repl_backlog_size(&self) -> u64 {
+        self.repl_backlog_size.load(Ordering::Relaxed)
     }
 
     /// Most client connections at once.
@@ -290,6 +310,7 @@ impl RuntimeConfig {
             "appendonly" => "no".into(),
             "maxmemory" => "0".into(),
             "maxmemory-policy" => "noeviction".into(),
+            "repl-backlog-size" => self.repl_backlog_size().to_string(),
             _ => return None,
         })
     }
@@ -352,6 +373,9 @@ impl RuntimeConfig {
                 ("client-query-buffer-limit", NewValue::Memory(v)) => {
                     self.client_query_buffer_limit.store(v, Ordering::Relaxed)
                 }
+                ("repl-backlog-size", NewValue::Memory(v)) => {
+                    self.repl_backlog_size.store(v as u64, Ordering::Relaxed)
+                }
                 (_, NewValue::Save(v)) => *self.save.lock() = v,
                 (_, NewValue::Maxclients(n)) => self.maxclients.store(n, Ordering::Relaxed),
                 (_, NewValue::OutputLimits(l)) => self.output_limits.store(l),
@@ -388,7 +412,7 @@ impl RuntimeConfig {
 /// Redis's `memtoull`: digits then an optional unit (`b`, `k`, `kb`, `m`, `mb`, `g`,
 /// `gb`, any case); no sign, no fraction. A value too large for 64 bits is reported
 /// as out of range (Redis's own arithmetic wraps there).
-fn parse_memory(v: &[u8]) -> Result<u64, InvalidValue> {
+pub fn parse_memory(v: &[u8]) -> Result<u64, InvalidValue> {
     let split = v
         .iter()
         .position(|c| !c.is_ascii_digit())

@@ -66,6 +66,11 @@ struct Args {
     #[arg(long, env = "EMBER_MAXCLIENTS", default_value_t = ember_data_node::config::DEFAULT_MAXCLIENTS,
           value_parser = clap::value_parser!(u64).range(1..=ember_data_node::config::MAX_MAXCLIENTS))]
     maxclients: u64,
+    /// Bytes of recent writes a primary keeps so that a replica that was briefly
+    /// disconnected resumes without a full sync (Redis's `repl-backlog-size`; units as
+    /// in Redis: `64mb`; `CONFIG SET repl-backlog-size`).
+    #[arg(long, env = "EMBER_REPL_BACKLOG_SIZE", default_value = "64mb", value_parser = memory)]
+    repl_backlog_size: u64,
     /// Check that a node answers PING on 127.0.0.1:--port, exit 0 if so (for container
     /// health checks), instead of starting one.
     #[arg(long)]
@@ -80,6 +85,15 @@ fn addr(s: &str) -> Result<String, String> {
 fn name(s: &str) -> Result<String, String> {
     registration::check_name(s).map_err(|e| e.to_string())?;
     Ok(s.to_string())
+}
+
+/// A byte size with Redis's units (`64mb`), at least 1.
+fn memory(s: &str) -> Result<u64, String> {
+    match ember_data_node::config::parse_memory(s.as_bytes()) {
+        Ok(0) => Err("must be at least 1 byte".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s}: {e} (e.g. 64mb, 1gb)")),
+    }
 }
 
 fn io_threads(s: &str) -> Result<usize, String> {
@@ -169,6 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bind: args.bind.to_string(),
         io_threads: args.io_threads,
         maxclients: args.maxclients,
+        repl_backlog_size: args.repl_backlog_size,
         ..Config::default()
     };
     let reserve = ember_data_node::fdlimit::reserved_fds(config.resolved_io_threads());

@@ -207,6 +207,8 @@ pub struct ServerState {
     pub started: Instant,
     /// Start time, seconds since the epoch.
     pub started_unix: u64,
+    /// The replication log (subscribed to the keyspace once a replica streams).
+    pub repl: crate::replication::log::Log,
 }
 
 impl ServerState {
@@ -214,6 +216,7 @@ impl ServerState {
         ServerState {
             db: Db::new(),
             cluster,
+            repl: crate::replication::log::Log::new(config.repl_backlog_size),
             config: RuntimeConfig::new(&config),
             stats: Stats::default(),
             clients: ClientRegistry::default(),

@@ -1231,6 +1231,13 @@ fn ember_matches_redis_on_edge_cases() {
         c(&["CONFIG", "SET", "proto-max-bulk-len", MAX], Exact),
         c(&["CONFIG", "GET", "proto-max-bulk-len"], Exact),
         c(&["CONFIG", "SET", "proto-max-bulk-len", "512mb"], Exact),
+        c(&["ROLE"], Exact),
+        c(&["CONFIG", "SET", "repl-backlog-size", "1mb"], Exact),
+        c(&["CONFIG", "GET", "repl-backlog-size"], Exact),
+        c(&["CONFIG", "SET", "repl-backlog-size", "0"], Exact),
+        c(&["CONFIG", "SET", "repl-backlog-size", "2gb"], Exact),
+        c(&["CONFIG", "GET", "repl-backlog-size"], Exact),
+        c(&["REPLICAOF", "NO"], Exact),
         c(&["CONFIG", "SET", "save", ""], Exact),
         c(&["CONFIG", "GET", "save"], Exact),
         c(&["CONFIG", "SET", "save", "3600 1 300 100"], Exact),
@@ -1817,4 +1824,38 @@ fn ember_matches_redis_on_big_sorted_sets() {
             missed.len()
         );
     }
+}
+
+/// `INFO replication` of a primary without replicas: Redis 7.0's fields, in its order,
+/// with its values (the replication id aside, random on both).
+#[test]
+fn info_replication_matches_redis() {
+    let redis = RedisServer::start();
+    let ember = common::start_in_thread();
+    let fields = |url: &str| -> Vec<String> {
+        let mut con = connect(url);
+        let text: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut con)
+            .unwrap();
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| match l.split_once(':') {
+                Some(("master_replid", id)) => {
+                    assert_eq!(id.len(), 40, "{l}");
+                    "master_replid:<40 hex>".to_string()
+                }
+                _ => l.to_string(),
+            })
+            .collect()
+    };
+    let mut want = fields(&redis.url());
+    let got = fields(&format!("redis://{ember}/"));
+    // The backlog's size is each server's default (1 MB in Redis, 64 MB in ember).
+    for line in want.iter_mut() {
+        if line.starts_with("repl_backlog_size:") {
+            *line = format!("repl_backlog_size:{}", 64 * 1024 * 1024);
+        }
+    }
+    assert_eq!(got, want);
 }

@@ -126,6 +126,51 @@ fn bootstrap_one_then_join_two() {
     write_and_read(&c, 1000, "j");
 }
 
+/// A node joined with `--replica-of` tells Redis clients what it is (`ROLE`, `INFO
+/// replication`), with its primary's address; the link is reported down until
+/// replicas stream (issue 12). Its primary answers as a primary.
+#[test]
+fn a_replica_reports_its_role_and_primary() {
+    let c = TestCluster::start(2, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.ctl_ok(&["join", "n2", "--replica-of", "n1"]);
+    let port = i64::from(c.specs[0].port);
+    c.wait("n2 reports itself a replica of n1", T, |c| {
+        let role: redis::Value = redis::cmd("ROLE").query(&mut c.conn(1)?)?;
+        Ok(role
+            == redis::Value::Array(vec![
+                redis::Value::BulkString(b"slave".to_vec()),
+                redis::Value::BulkString(b"127.0.0.1".to_vec()),
+                redis::Value::Int(port),
+                redis::Value::BulkString(b"connect".to_vec()),
+                redis::Value::Int(-1),
+            ]))
+    });
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut c.conn(1).unwrap())
+        .unwrap();
+    for line in [
+        "role:slave".to_string(),
+        "master_host:127.0.0.1".into(),
+        format!("master_port:{port}"),
+        "master_link_status:down".into(),
+    ] {
+        assert!(
+            info.lines().any(|l| l == line),
+            "{line} missing in:\n{info}"
+        );
+    }
+    let (role, offset): (String, i64) = {
+        let v: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c.conn(0).unwrap()).unwrap();
+        (
+            redis::from_redis_value(v[0].clone()).unwrap(),
+            redis::from_redis_value(v[1].clone()).unwrap(),
+        )
+    };
+    assert_eq!((role.as_str(), offset), ("master", 0));
+}
+
 #[test]
 fn control_plane_down_clients_unaffected() {
     let mut c = TestCluster::start(3, Duration::from_secs(2));

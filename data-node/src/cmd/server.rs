@@ -56,6 +56,12 @@ pub fn replicaof(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 }
 
 /// # Format
+/// `ROLE`
+pub fn role(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    crate::replication::role_reply(ctx.state)
+}
+
+/// # Format
 /// `LASTSAVE` (ember does not persist: the start time)
 pub fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     Reply::Integer(ctx.state.started_unix as i64)
@@ -126,7 +132,8 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 }
 
 /// # Format
-/// `INFO [section ...]` (server, clients, memory, stats, cpu, cluster, keyspace; `all`,
+/// `INFO [section ...]` (server, clients, memory, stats, replication, cpu, cluster,
+/// keyspace; `all`,
 /// `everything`, `default`)
 pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let st = ctx.state;
@@ -183,6 +190,11 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             st.stats.query_limit_disconnections.load(Ordering::Relaxed),
             st.stats.output_limit_disconnections.load(Ordering::Relaxed),
         );
+    }
+    if want("replication") {
+        s.push_str("# Replication\r\n");
+        s.push_str(&crate::replication::info_section(st));
+        s.push_str("\r\n");
     }
     if want("cpu") {
         let (sys, user) = cpu_times(libc::RUSAGE_SELF);
@@ -284,7 +296,10 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             .map(|p| (&p[0][..], &p[1][..]))
             .collect();
         match cfg.set(&pairs) {
-            Ok(()) => Reply::ok(),
+            Ok(()) => {
+                ctx.state.repl.set_limit(cfg.repl_backlog_size());
+                Reply::ok()
+            }
             Err(e) => Reply::error(e.to_string()),
         }
     } else if eq_ic(sub, "resetstat") {

@@ -128,6 +128,7 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("cluster", -2, CONTAINER, server::cluster),
     keyless!("lastsave", 1, FAST, server::lastsave),
     keyless!("replicaof", 3, ADMIN, server::replicaof),
+    keyless!("role", 1, FAST, server::role),
     keyless!("slaveof", 3, ADMIN, server::replicaof),
     // transactions
     keyless!("multi", 1, FAST | NOQUEUE, transactions::multi),

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -100,8 +101,8 @@ struct Inner {
 /// The log of one node.
 pub struct Log {
     inner: Mutex<Inner>,
-    /// Bytes of frames the backlog keeps (`--repl-backlog-size`).
-    limit: u64,
+    /// Bytes of frames the backlog keeps (`repl-backlog-size`).
+    limit: AtomicU64,
     /// Woken on every new frame (stream tasks wait on it).
     pub appended: tokio::sync::Notify,
 }
@@ -117,9 +118,19 @@ impl Log {
                 frames: VecDeque::new(),
                 kept: 0,
             }),
-            limit,
+            limit: AtomicU64::new(limit),
             appended: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Keeps up to `limit` bytes of frames from the next write on.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// The bytes of frames the backlog keeps, and how many it holds now.
+    pub fn backlog(&self) -> (u64, u64) {
+        (self.limit.load(Ordering::Relaxed), self.inner.lock().kept)
     }
 
     /// `(replid, offset)`: the dataset version this node's keyspace is at.
@@ -196,7 +207,8 @@ impl Log {
                 slot,
                 effects: effects.into(),
             });
-            while i.kept > self.limit {
+            let limit = self.limit.load(Ordering::Relaxed);
+            while i.kept > limit {
                 let Some(old) = i.frames.pop_front() else {
                     break;
                 };
