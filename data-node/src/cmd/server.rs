@@ -58,7 +58,7 @@ pub fn replicaof(_ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 /// # Format
 /// `ROLE`
 pub fn role(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
-    crate::replication::role_reply(ctx.state)
+    crate::replication::report::role_reply(ctx.state)
 }
 
 /// # Format
@@ -193,7 +193,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     }
     if want("replication") {
         s.push_str("# Replication\r\n");
-        s.push_str(&crate::replication::info_section(st));
+        s.push_str(&crate::replication::report::info_section(st));
         s.push_str("\r\n");
     }
     if want("cpu") {
