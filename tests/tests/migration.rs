@@ -259,6 +259,14 @@ fn writers_survive_rebalance_and_drain() {
                 let value = format!("{i}");
                 match conn.set::<_, _, ()>(&key, &value) {
                     Ok(()) => {
+                        sets.insert(key, value.clone());
+                    }
+                    Err(e) => errors.lock().unwrap().push(e.to_string()),
+                }
+                // Written once: a lost write cannot be hidden by a later one.
+                let key = format!("once:{w}:{i}");
+                match conn.set::<_, _, ()>(&key, &value) {
+                    Ok(()) => {
                         sets.insert(key, value);
                     }
                     Err(e) => errors.lock().unwrap().push(e.to_string()),
@@ -288,8 +296,12 @@ fn writers_survive_rebalance_and_drain() {
             assert_eq!(now, v, "counter {k}: acknowledged {v}, found {now}");
         }
         for (k, v) in sets {
-            let now: String = conn.get(&k).unwrap();
-            assert_eq!(now, v, "key {k}: acknowledged {v}, found {now}");
+            let now: Option<String> = conn.get(&k).unwrap();
+            assert_eq!(
+                now.as_deref(),
+                Some(v.as_str()),
+                "key {k}: acknowledged {v}, found {now:?}"
+            );
         }
     }
     let errors = errors.lock().unwrap();
