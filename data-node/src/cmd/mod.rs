@@ -32,13 +32,8 @@ use crate::resp::parse::parse_i64;
 use crate::resp::Reply;
 use crate::state::{ClientInfo, ServerState};
 
-pub use crate::db::observe::argv;
+pub use crate::db::observe::{argv, pexpireat};
 pub use table::{lookup, CommandSpec, Handler, KeySpec, TABLE};
-
-/// The effect `PEXPIREAT key at`.
-pub fn pexpireat(key: &[u8], at: u64) -> Argv {
-    argv([b"PEXPIREAT", key, itoa::Buffer::new().format(at).as_bytes()])
-}
 
 /// Command flags.
 pub mod flags {

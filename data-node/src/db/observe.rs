@@ -129,45 +129,37 @@ pub const REBUILD_BATCH: usize = 64;
 /// file's rewrite writes.
 pub fn rebuild(key: &[u8], value: &super::Value, expire_at: Option<u64>) -> Vec<Argv> {
     use super::Value;
-    let batches = |name: &'static [u8], items: Vec<Vec<&[u8]>>| -> Vec<Argv> {
-        items
-            .chunks(REBUILD_BATCH)
-            .map(|batch| {
-                let mut cmd = argv([name, key]);
-                cmd.extend(
-                    batch
-                        .iter()
-                        .flat_map(|parts| parts.iter().map(|p| Bytes::copy_from_slice(p))),
-                );
-                cmd
-            })
-            .collect()
-    };
+    let copy = |b: &[u8]| Bytes::copy_from_slice(b);
     let mut out = match value {
         Value::Str(s) => vec![argv([b"SET", key, s])],
-        Value::List(l) => batches(b"RPUSH", l.iter().map(|v| vec![&v[..]]).collect()),
-        Value::Set(s) => batches(b"SADD", s.iter().map(|m| vec![m]).collect()),
-        Value::Hash(h) => batches(b"HSET", h.iter().map(|(f, v)| vec![f, &v[..]]).collect()),
-        Value::ZSet(z) => {
-            let scores: Vec<String> = z
-                .iter()
-                .map(|(_, s)| crate::resp::reply::fmt_double(s))
-                .collect();
-            batches(
-                b"ZADD",
-                z.iter()
-                    .zip(&scores)
-                    .map(|((m, _), s)| vec![s.as_bytes(), m])
-                    .collect(),
-            )
-        }
-    };
-    if let Some(at) = expire_at {
-        out.push(argv([
-            b"PEXPIREAT",
+        Value::List(l) => batched(b"RPUSH", key, l.iter().map(|v| vec![copy(v)])),
+        Value::Set(s) => batched(b"SADD", key, s.iter().map(|m| vec![copy(m)])),
+        Value::Hash(h) => batched(b"HSET", key, h.iter().map(|(f, v)| vec![copy(f), copy(v)])),
+        Value::ZSet(z) => batched(
+            b"ZADD",
             key,
-            itoa::Buffer::new().format(at).as_bytes(),
-        ]));
+            z.iter()
+                .map(|(m, s)| vec![crate::resp::reply::fmt_double(s).into(), copy(m)]),
+        ),
+    };
+    out.extend(expire_at.map(|at| pexpireat(key, at)));
+    out
+}
+
+/// `name key` followed by the arguments of [`REBUILD_BATCH`] elements at most, as many
+/// commands as it takes.
+fn batched(name: &[u8], key: &[u8], elements: impl Iterator<Item = Argv>) -> Vec<Argv> {
+    let mut out: Vec<Argv> = Vec::new();
+    for (i, parts) in elements.enumerate() {
+        if i % REBUILD_BATCH == 0 {
+            out.push(argv([name, key]));
+        }
+        out.last_mut().expect("pushed above").extend(parts);
     }
     out
+}
+
+/// The effect `PEXPIREAT key at`.
+pub fn pexpireat(key: &[u8], at: u64) -> Argv {
+    argv([b"PEXPIREAT", key, itoa::Buffer::new().format(at).as_bytes()])
 }
