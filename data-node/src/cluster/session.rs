@@ -174,8 +174,16 @@ async fn session_once(
                                     tracing::error!(%cluster_id, "refusing a snapshot of another cluster");
                                     continue;
                                 }
-                                match cluster.check(&t) {
-                                    Ok(()) => {}
+                                let (previous, restored_at) = (cluster.applied_version(), t.restored_at);
+                                match applier.apply(t) {
+                                    Ok(()) => {
+                                        if restored_at > previous && previous > 0 {
+                                            tracing::warn!(version, restored_at, "the control plane's state was restored (emberctl import-state); applied the restored topology");
+                                        }
+                                        tracing::debug!(version, "applied topology");
+                                        refused.clear();
+                                        identity.set_cluster(cluster_id)?;
+                                    }
                                     Err(ApplyError::Stale { .. }) => {
                                         tracing::debug!(version, "ignored a snapshot not newer than the applied one");
                                         continue;
@@ -186,17 +194,6 @@ async fn session_once(
                                         heartbeat.reset_immediately();
                                         continue;
                                     }
-                                }
-                                if t.restored_at > cluster.applied_version() && cluster.applied_version() > 0 {
-                                    tracing::warn!(version, restored_at = t.restored_at, "the control plane's state was restored (emberctl import-state); applying the restored topology");
-                                }
-                                match applier.apply(t) {
-                                    Ok(()) => {
-                                        tracing::debug!(version, "applied topology");
-                                        refused.clear();
-                                        identity.set_cluster(cluster_id)?;
-                                    }
-                                    Err(e) => tracing::debug!("ignored snapshot: {e}"),
                                 }
                             }
                             // The stream's delta base is lost: a new stream resyncs.
