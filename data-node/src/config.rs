@@ -104,7 +104,7 @@ pub struct RuntimeConfig {
     pub fd_reserve: u64,
     /// `client-output-buffer-limit`.
     pub output_limits: OutputLimits,
-    repl_backlog_size: AtomicU64,
+    repl_backlog_size: std::sync::Arc<AtomicU64>,
 }
 
 /// How a setting can change at run time.
@@ -261,13 +261,18 @@ impl RuntimeConfig {
             maxclients: AtomicU64::new(c.maxclients),
             fd_reserve: crate::fdlimit::reserved_fds(c.resolved_io_threads()),
             output_limits: OutputLimits::default(),
-            repl_backlog_size: AtomicU64::new(c.repl_backlog_size),
+            repl_backlog_size: std::sync::Arc::new(AtomicU64::new(c.repl_backlog_size)),
         }
     }
 
     /// Bytes of recent writes the replication backlog keeps.
     pub fn repl_backlog_size(&self) -> u64 {
         self.repl_backlog_size.load(Ordering::Relaxed)
+    }
+
+    /// The `repl-backlog-size` cell itself, for the replication log to read.
+    pub fn repl_backlog_size_cell(&self) -> std::sync::Arc<AtomicU64> {
+        self.repl_backlog_size.clone()
     }
 
     /// Most client connections at once.

@@ -213,11 +213,12 @@ pub struct ServerState {
 
 impl ServerState {
     pub fn new(cluster: Arc<Cluster>, config: Config) -> ServerState {
+        let runtime = RuntimeConfig::new(&config);
         ServerState {
             db: Db::new(),
             cluster,
-            repl: crate::replication::log::Log::new(config.repl_backlog_size),
-            config: RuntimeConfig::new(&config),
+            repl: crate::replication::log::Log::new(runtime.repl_backlog_size_cell()),
+            config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),
             started: Instant::now(),

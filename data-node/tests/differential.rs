@@ -1858,4 +1858,15 @@ fn info_replication_matches_redis() {
         }
     }
     assert_eq!(got, want);
+    // A new size shows at once (the log and CONFIG share one setting).
+    for url in [redis.url(), format!("redis://{ember}/")] {
+        let mut con = connect(&url);
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-backlog-size")
+            .arg("1mb")
+            .query::<()>(&mut con)
+            .unwrap();
+    }
+    assert_eq!(fields(&format!("redis://{ember}/")), fields(&redis.url()));
 }

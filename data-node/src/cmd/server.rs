@@ -296,10 +296,7 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             .map(|p| (&p[0][..], &p[1][..]))
             .collect();
         match cfg.set(&pairs) {
-            Ok(()) => {
-                ctx.state.repl.set_limit(cfg.repl_backlog_size());
-                Reply::ok()
-            }
+            Ok(()) => Reply::ok(),
             Err(e) => Reply::error(e.to_string()),
         }
     } else if eq_ic(sub, "resetstat") {

@@ -98,18 +98,26 @@ struct Inner {
     kept: u64,
 }
 
+impl Inner {
+    /// The offset where the first frame kept starts.
+    fn oldest(&self) -> u64 {
+        self.end - self.kept
+    }
+}
+
 /// The log of one node.
 pub struct Log {
     inner: Mutex<Inner>,
-    /// Bytes of frames the backlog keeps (`repl-backlog-size`).
-    limit: AtomicU64,
+    /// Bytes of frames the backlog keeps: `repl-backlog-size`, shared with the runtime
+    /// config, so `CONFIG SET` applies from the next write on.
+    limit: Arc<AtomicU64>,
     /// Woken on every new frame (stream tasks wait on it).
     pub appended: tokio::sync::Notify,
 }
 
 impl Log {
     /// An empty log of a new history, keeping up to `limit` bytes of frames.
-    pub fn new(limit: u64) -> Log {
+    pub fn new(limit: Arc<AtomicU64>) -> Log {
         Log {
             inner: Mutex::new(Inner {
                 id: ReplId::random(),
@@ -118,14 +126,9 @@ impl Log {
                 frames: VecDeque::new(),
                 kept: 0,
             }),
-            limit: AtomicU64::new(limit),
+            limit,
             appended: tokio::sync::Notify::new(),
         }
-    }
-
-    /// Keeps up to `limit` bytes of frames from the next write on.
-    pub fn set_limit(&self, limit: u64) {
-        self.limit.store(limit, Ordering::Relaxed);
     }
 
     /// The bytes of frames the backlog keeps, and how many it holds now.
@@ -147,8 +150,7 @@ impl Log {
     /// The offset of the oldest byte the backlog still has (`repl_backlog_first_byte_offset`
     /// is this + 1 in Redis's numbering).
     pub fn oldest(&self) -> u64 {
-        let i = self.inner.lock();
-        i.end - i.kept
+        self.inner.lock().oldest()
     }
 
     /// This node starts a new history at its current offset (it was promoted): the old id
@@ -179,7 +181,7 @@ impl Log {
                 shared_until: i.end,
             });
         }
-        let oldest = i.end - i.kept;
+        let oldest = i.oldest();
         if offset < oldest {
             return Err(FullSync::Trimmed { oldest });
         }
@@ -209,10 +211,11 @@ impl Log {
             });
             let limit = self.limit.load(Ordering::Relaxed);
             while i.kept > limit {
+                let start = i.oldest();
                 let Some(old) = i.frames.pop_front() else {
                     break;
                 };
-                i.kept -= stream_bytes(&old.effects);
+                i.kept -= old.end - start;
             }
         }
         self.appended.notify_waiters();
@@ -230,6 +233,10 @@ mod tests {
     use super::*;
     use crate::db::observe::argv;
 
+    fn log_keeping(bytes: u64) -> Log {
+        Log::new(Arc::new(AtomicU64::new(bytes)))
+    }
+
     fn set(k: &str, v: &str) -> Vec<Effect> {
         vec![Effect::Command(argv([b"SET", k.as_bytes(), v.as_bytes()]))]
     }
@@ -239,7 +246,7 @@ mod tests {
         // *3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nvv\r\n
         let want = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nvv\r\n".len() as u64;
         assert_eq!(stream_bytes(&set("k", "vv")), want);
-        let log = Log::new(1 << 20);
+        let log = log_keeping(1 << 20);
         log.observe(1, &set("k", "vv"));
         log.observe(2, &[Effect::Clear]);
         assert_eq!(log.position().1, want + CLEAR_BYTES);
@@ -247,7 +254,7 @@ mod tests {
 
     #[test]
     fn resumes_from_any_frame_boundary_in_the_backlog() {
-        let log = Log::new(1 << 20);
+        let log = log_keeping(1 << 20);
         let (id, _) = log.position();
         let mut ends = vec![0];
         for n in 0..10 {
@@ -276,7 +283,7 @@ mod tests {
     #[test]
     fn the_backlog_keeps_its_size_and_trims_the_oldest() {
         let one = stream_bytes(&set("k0", "v"));
-        let log = Log::new(one * 3);
+        let log = log_keeping(one * 3);
         let (id, _) = log.position();
         for n in 0..10 {
             log.observe(0, &set(&format!("k{n}"), "v"));
@@ -291,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_new_history_keeps_the_old_one_resumable_up_to_where_it_ended() {
-        let log = Log::new(1 << 20);
+        let log = log_keeping(1 << 20);
         let (old, _) = log.position();
         log.observe(0, &set("a", "1"));
         let (_, switch) = log.position();
