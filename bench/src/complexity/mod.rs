@@ -215,25 +215,7 @@ fn run_size(
                     seed,
                 );
                 if let Some(kind) = case.mutates {
-                    let size = data::size(&mut conns[i], kind)?;
-                    let want = if kind == Kind::Strings { n + 4 } else { n };
-                    // SET only overwrites: a changed DBSIZE is a bug, not a drift to repair.
-                    anyhow::ensure!(
-                        size == want || kind != Kind::Strings,
-                        "{}: DBSIZE is {size} on {}, not {want}",
-                        case.name,
-                        BOTH[i].name()
-                    );
-                    if size != want {
-                        notes.push(format!(
-                            "n={n}, {}: {} {} had {size} elements after the cell, reloaded",
-                            case.name,
-                            BOTH[i].name(),
-                            kind.name()
-                        ));
-                        conns[i].call(&["DEL", kind.key()])?.ok()?;
-                        data::load(&mut conns[i], kind, n)?;
-                    }
+                    restore_size(&mut conns[i], BOTH[i], case, kind, n, &mut notes)?;
                 }
                 halves[i].push(o);
             }
@@ -257,4 +239,36 @@ fn run_size(
         cursors: (envs[0].cursors.clone(), envs[1].cursors.clone()),
         notes,
     })
+}
+
+/// After a cell of a mutating case: the collection it changed is back at `n` elements,
+/// else it is reloaded (and noted). The string keys are only overwritten, so a changed
+/// DBSIZE there is a bug, not a drift to repair.
+fn restore_size(
+    conn: &mut Conn,
+    sys: Sys,
+    case: &Case,
+    kind: Kind,
+    n: usize,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let size = data::size(conn, kind)?;
+    let want = if kind == Kind::Strings { n + 4 } else { n };
+    anyhow::ensure!(
+        size == want || kind != Kind::Strings,
+        "{}: DBSIZE is {size} on {}, not {want}",
+        case.name,
+        sys.name()
+    );
+    if size != want {
+        notes.push(format!(
+            "n={n}, {}: {} {} had {size} elements after the cell, reloaded",
+            case.name,
+            sys.name(),
+            kind.name()
+        ));
+        conn.call(&["DEL", kind.key()])?.ok()?;
+        data::load(conn, kind, n)?;
+    }
+    Ok(())
 }
