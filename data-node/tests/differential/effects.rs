@@ -221,12 +221,13 @@ fn writes_publish_absolute_deterministic_effects() {
 
     // A transaction is published as one batch, in order.
     let mut c = client();
-    for cmd in [&b"MULTI"[..], b"SET", b"INCR", b"EXEC"] {
-        let args: Vec<Bytes> = match cmd {
-            b"SET" => vec!["SET".into(), "m".into(), "1".into()],
-            b"INCR" => vec!["INCR".into(), "m".into()],
-            other => vec![Bytes::copy_from_slice(other)],
-        };
+    for args in [
+        &["MULTI"][..],
+        &["SET", "m", "1"],
+        &["INCR", "m"],
+        &["EXEC"],
+    ] {
+        let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(*a)).collect();
         execute(&state, &mut c, &args);
     }
     let batches = rec.take_batches();
