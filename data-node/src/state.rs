@@ -25,6 +25,11 @@ pub struct Stats {
     pub commands: AtomicU64,
     /// Clients refused over `maxclients` (`rejected_connections`).
     pub rejected_connections: AtomicU64,
+    /// Full syncs served to replicas, partial resyncs accepted, and partial resyncs
+    /// asked for and refused (the replica then synced in full).
+    pub sync_full: AtomicU64,
+    pub sync_partial_ok: AtomicU64,
+    pub sync_partial_err: AtomicU64,
     /// Clients closed over `client-output-buffer-limit`.
     pub output_limit_disconnections: AtomicU64,
     /// Clients closed over `client-query-buffer-limit`.
@@ -208,7 +213,11 @@ pub struct ServerState {
     /// Start time, seconds since the epoch.
     pub started_unix: u64,
     /// The replication log (subscribed to the keyspace once a replica streams).
-    pub repl: crate::replication::log::Log,
+    pub repl: Arc<crate::replication::log::Log>,
+    /// The replicas streaming from this node (a primary).
+    pub followers: crate::replication::primary::Followers,
+    /// The link to this node's primary (a replica).
+    pub link: crate::replication::replica::Link,
 }
 
 impl ServerState {
@@ -217,7 +226,11 @@ impl ServerState {
         ServerState {
             db: Db::new(),
             cluster,
-            repl: crate::replication::log::Log::new(runtime.repl_backlog_size_cell()),
+            repl: Arc::new(crate::replication::log::Log::new(
+                runtime.repl_backlog_size_cell(),
+            )),
+            followers: Default::default(),
+            link: Default::default(),
             config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),

@@ -135,15 +135,15 @@ fn a_replica_reports_its_role_and_primary() {
     c.ctl_ok(&["bootstrap", "n1"]);
     c.ctl_ok(&["join", "n2", "--replica-of", "n1"]);
     let port = i64::from(c.specs[0].port);
-    c.wait("n2 reports itself a replica of n1", T, |c| {
+    c.wait("n2 reports itself a connected replica of n1", T, |c| {
         let role: redis::Value = redis::cmd("ROLE").query(&mut c.conn(1)?)?;
         Ok(role
             == redis::Value::Array(vec![
                 redis::Value::BulkString(b"slave".to_vec()),
                 redis::Value::BulkString(b"127.0.0.1".to_vec()),
                 redis::Value::Int(port),
-                redis::Value::BulkString(b"connect".to_vec()),
-                redis::Value::Int(-1),
+                redis::Value::BulkString(b"connected".to_vec()),
+                redis::Value::Int(0),
             ]))
     });
     let info: String = redis::cmd("INFO")
@@ -154,7 +154,7 @@ fn a_replica_reports_its_role_and_primary() {
         "role:slave".to_string(),
         "master_host:127.0.0.1".into(),
         format!("master_port:{port}"),
-        "master_link_status:down".into(),
+        "master_link_status:up".into(),
     ] {
         assert!(
             info.lines().any(|l| l == line),

@@ -15,7 +15,7 @@ pub mod session;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -35,6 +35,8 @@ pub enum RouteError {
     SlotNotServed,
     /// `CLUSTERDOWN The cluster is down`
     ClusterDown,
+    /// A read sent to a replica whose dataset is incomplete (a full sync is running).
+    MasterDown,
 }
 
 impl fmt::Display for RouteError {
@@ -43,6 +45,9 @@ impl fmt::Display for RouteError {
             RouteError::Moved { slot, addr } => write!(f, "MOVED {slot} {addr}"),
             RouteError::SlotNotServed => f.write_str("CLUSTERDOWN Hash slot not served"),
             RouteError::ClusterDown => f.write_str("CLUSTERDOWN The cluster is down"),
+            RouteError::MasterDown => f.write_str(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            ),
         }
     }
 }
@@ -63,6 +68,9 @@ pub struct Applied {
     routes: Vec<u16>,
     /// Client addresses of the other owners.
     addrs: Vec<Arc<str>>,
+    /// Bit `s % 64` of word `s / 64`: slot `s` is owned by this node's primary, so a
+    /// `READONLY` client may read it here.
+    replica_reads: Vec<u64>,
 }
 
 impl Applied {
@@ -80,12 +88,19 @@ impl Applied {
                 }),
             })
             .collect();
+        let mut replica_reads = vec![0u64; usize::from(SLOT_COUNT) / 64];
+        if let Some(Role::Replica { of }) = topology.nodes.get(&me).map(|n| n.role) {
+            for slot in (0..SLOT_COUNT).filter(|s| topology.slots.owner(*s) == Some(of)) {
+                replica_reads[usize::from(slot) / 64] |= 1 << (slot % 64);
+            }
+        }
         let state_ok = topology.state_ok();
         Self {
             topology,
             state_ok,
             routes,
             addrs,
+            replica_reads,
         }
     }
 }
@@ -153,6 +168,9 @@ pub struct Cluster {
     pub messages_received: AtomicU64,
     /// Handoff holds of migrations this node was the source of.
     pub holds: parking_lot::Mutex<HoldStats>,
+    /// This replica's dataset is incomplete (a full sync began and has not finished):
+    /// reads answer `MASTERDOWN`, and the next sync must be a full one.
+    partial: AtomicBool,
 }
 
 impl Cluster {
@@ -166,6 +184,7 @@ impl Cluster {
             messages_sent: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
             holds: Default::default(),
+            partial: AtomicBool::new(false),
         }
     }
 
@@ -238,8 +257,20 @@ impl Cluster {
         self.applied.store(None);
     }
 
-    /// Whether this node may execute a command whose keys all hash to `slot`.
-    pub fn route(&self, slot: u16) -> Result<(), RouteError> {
+    /// Whether the dataset is incomplete (see [`Cluster::set_partial`]).
+    pub fn is_partial(&self) -> bool {
+        self.partial.load(Ordering::Acquire)
+    }
+
+    /// Marks the dataset incomplete (a full sync began) or complete (it ended).
+    pub fn set_partial(&self, partial: bool) {
+        self.partial.store(partial, Ordering::Release);
+    }
+
+    /// Whether this node may execute a command whose keys all hash to `slot`;
+    /// `replica_read`: the command only reads and the client sent `READONLY`, so a
+    /// replica of the slot's owner may serve it.
+    pub fn route(&self, slot: u16, replica_read: bool) -> Result<(), RouteError> {
         if self.standalone {
             return Ok(());
         }
@@ -250,7 +281,14 @@ impl Cluster {
         if !applied.state_ok {
             return Err(RouteError::ClusterDown);
         }
-        match applied.routes[usize::from(slot)] {
+        let s = usize::from(slot);
+        if replica_read && applied.replica_reads[s / 64] & (1 << (s % 64)) != 0 {
+            return match self.is_partial() {
+                true => Err(RouteError::MasterDown),
+                false => Ok(()),
+            };
+        }
+        match applied.routes[s] {
             HERE => Ok(()),
             UNASSIGNED => Err(RouteError::SlotNotServed),
             i => Err(RouteError::Moved {
@@ -339,11 +377,11 @@ mod tests {
     fn routes_by_the_applied_snapshot_only() {
         let (me, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let cluster = Cluster::new(me);
-        assert_eq!(cluster.route(0), Err(RouteError::ClusterDown));
+        assert_eq!(cluster.route(0, false), Err(RouteError::ClusterDown));
         cluster.apply(topology(5, me, other)).unwrap();
-        assert_eq!(cluster.route(0), Ok(()));
+        assert_eq!(cluster.route(0, false), Ok(()));
         assert_eq!(
-            cluster.route(9000).unwrap_err().to_string(),
+            cluster.route(9000, false).unwrap_err().to_string(),
             "MOVED 9000 127.0.0.1:7002"
         );
         // Stale and foreign snapshots are refused and change nothing.
@@ -359,13 +397,13 @@ mod tests {
             cluster.apply(t),
             Err(ApplyError::OtherCluster { .. })
         ));
-        assert_eq!(cluster.route(0), Ok(()));
+        assert_eq!(cluster.route(0, false), Ok(()));
         // A failed owner with full coverage takes the whole cluster down.
         let mut t = topology(6, me, other);
         t.nodes.get_mut(&other).unwrap().failed = true;
         cluster.apply(t).unwrap();
         assert_eq!(
-            cluster.route(0).unwrap_err().to_string(),
+            cluster.route(0, false).unwrap_err().to_string(),
             "CLUSTERDOWN The cluster is down"
         );
         // Without full coverage an unassigned slot is "not served".
@@ -374,7 +412,7 @@ mod tests {
         t.slots.set(9001, None);
         cluster.apply(t.clone()).unwrap();
         assert_eq!(
-            cluster.route(9001).unwrap_err().to_string(),
+            cluster.route(9001, false).unwrap_err().to_string(),
             "CLUSTERDOWN Hash slot not served"
         );
         // A newer map that takes this node's slots to nobody (or to an owner with an
@@ -382,6 +420,6 @@ mod tests {
         t.version = 8;
         t.slots.set(1, None);
         assert!(matches!(cluster.apply(t), Err(ApplyError::Refused { .. })));
-        assert_eq!(cluster.route(1), Ok(()));
+        assert_eq!(cluster.route(1, false), Ok(()));
     }
 }

@@ -82,6 +82,15 @@ pub struct Client {
     /// The last command was not run because a migration's handoff holds writes to this
     /// slot: the connection waits for the hold to end and runs it again.
     pub held_on: Option<u16>,
+    /// `WAIT numreplicas timeout` ran: the connection waits for the acknowledgements and
+    /// replies with their count.
+    pub wait: Option<WaitFor>,
+    /// The offset of the replication log after this client's last write (what `WAIT`
+    /// waits for).
+    pub woff: u64,
+    /// This is the link from this node's primary (a replica applying the stream): its
+    /// commands are not routed, never held, and run as at time 0.
+    pub primary_link: bool,
     /// The shared, listable part (`CLIENT LIST`).
     pub info: Arc<ClientInfo>,
 }
@@ -96,6 +105,9 @@ impl Client {
             watched: Vec::new(),
             close: false,
             held_on: None,
+            wait: None,
+            woff: 0,
+            primary_link: false,
             info,
         }
     }
@@ -105,6 +117,15 @@ impl Client {
     pub fn class(&self) -> crate::config::ClientClass {
         crate::config::ClientClass::Normal
     }
+}
+
+/// What `WAIT` waits for.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitFor {
+    pub replicas: usize,
+    pub offset: u64,
+    /// `None`: forever (`WAIT n 0`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What a command runs with.
@@ -214,13 +235,17 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
             // hold under this lock, and its end (after the new topology is applied)
             // clears it under this lock: a write either ran before the hold, waits for
             // the decision, or sees the new owner; it never lands here after the slot
-            // has moved.
-            if let Err(e) = state.cluster.route(slot) {
-                return Reply::error(e.to_string());
-            }
-            if write && table.is_held() {
-                ctx.client.held_on = Some(slot);
-                return Reply::Null;
+            // has moved. The primary's link is not routed: it applies what the primary
+            // already decided.
+            if !ctx.client.primary_link {
+                let replica_read = !write && ctx.client.readonly;
+                if let Err(e) = state.cluster.route(slot, replica_read) {
+                    return Reply::error(e.to_string());
+                }
+                if write && table.is_held() {
+                    ctx.client.held_on = Some(slot);
+                    return Reply::Null;
+                }
             }
             ctx.observed = table.observed();
             let r = f(&mut ctx, &mut table, args);
@@ -228,6 +253,9 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
                 let mut effects = Vec::new();
                 record_write(&mut ctx, args, &r, &mut effects);
                 table.publish(&effects);
+                if !effects.is_empty() {
+                    ctx.client.woff = state.repl.end();
+                }
             }
             r
         }
@@ -258,6 +286,7 @@ pub fn record_write(ctx: &mut Ctx, args: &[Bytes], r: &Reply, effects: &mut Vec<
 
 fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes]) -> Reply {
     let spec = &TABLE[idx];
+    let readonly = client.readonly;
     let Some(ms) = client.multi.as_mut() else {
         return Reply::err("ERR EXEC without MULTI");
     };
@@ -274,7 +303,7 @@ fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes]) -
             ms.dirty = true;
             return Reply::err(CROSSSLOT);
         }
-        if let Err(e) = state.cluster.route(slot) {
+        if let Err(e) = state.cluster.route(slot, !write && readonly) {
             ms.dirty = true;
             return Reply::error(e.to_string());
         }

@@ -62,6 +62,32 @@ pub fn role(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
 }
 
 /// # Format
+/// `WAIT numreplicas timeout`: waits (in the connection, see `Client::wait`) until
+/// `numreplicas` replicas acknowledged this client's last write, or `timeout` ms passed
+/// (0: forever); replies with how many did.
+pub fn wait(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let replicas = match super::arg_int(&args[1]) {
+        Ok(n) => n.max(0) as usize,
+        Err(r) => return r,
+    };
+    let timeout = match crate::resp::parse::parse_i64(&args[2]) {
+        Some(t) if t < 0 => return Reply::err("ERR timeout is negative"),
+        Some(0) => None,
+        Some(t) => Some(std::time::Duration::from_millis(t as u64)),
+        None => return Reply::err("ERR timeout is not an integer or out of range"),
+    };
+    if crate::replication::report::primary_addr(ctx.state).is_some() {
+        return Reply::err("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.");
+    }
+    ctx.client.wait = Some(super::WaitFor {
+        replicas,
+        offset: ctx.client.woff,
+        timeout,
+    });
+    Reply::Null
+}
+
+/// # Format
 /// `LASTSAVE` (ember does not persist: the start time)
 pub fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     Reply::Integer(ctx.state.started_unix as i64)
@@ -91,7 +117,7 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         }
         let key = &args[2];
         let slot = ember_core::key_slot(key);
-        if let Err(e) = ctx.state.cluster.route(slot) {
+        if let Err(e) = ctx.state.cluster.route(slot, ctx.client.readonly) {
             return Reply::error(e.to_string());
         }
         let now = ctx.now;
@@ -182,10 +208,13 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         let (_, expired) = st.db.expiry_stats();
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
             st.stats.connections.load(Ordering::Relaxed),
             st.stats.commands.load(Ordering::Relaxed),
             st.stats.rejected_connections.load(Ordering::Relaxed),
+            st.stats.sync_full.load(Ordering::Relaxed),
+            st.stats.sync_partial_ok.load(Ordering::Relaxed),
+            st.stats.sync_partial_err.load(Ordering::Relaxed),
             expired,
             st.stats.query_limit_disconnections.load(Ordering::Relaxed),
             st.stats.output_limit_disconnections.load(Ordering::Relaxed),
@@ -308,6 +337,9 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         let stats = &ctx.state.stats;
         for counter in [
             &stats.rejected_connections,
+            &stats.sync_full,
+            &stats.sync_partial_ok,
+            &stats.sync_partial_err,
             &stats.output_limit_disconnections,
             &stats.query_limit_disconnections,
         ] {

@@ -130,6 +130,7 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("replicaof", 3, ADMIN, server::replicaof),
     keyless!("role", 1, FAST, server::role),
     keyless!("slaveof", 3, ADMIN, server::replicaof),
+    keyless!("wait", 3, 0, server::wait),
     // transactions
     keyless!("multi", 1, FAST | NOQUEUE, transactions::multi),
     keyless!("exec", 1, NOQUEUE, transactions::exec),

@@ -73,7 +73,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     // Routed under the slot's lock, as in `cmd::execute`.
     let mut guard = ms.slot.map(|s| state.db.lock(s));
     if let Some(slot) = ms.slot {
-        if let Err(e) = state.cluster.route(slot) {
+        if let Err(e) = state.cluster.route(slot, !ms.write && ctx.client.readonly) {
             return Reply::error(e.to_string());
         }
     }
@@ -117,13 +117,21 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
                     g.publish(&std::mem::take(&mut effects));
                 }
                 drop(guard.take());
-                replies.push(f(ctx, args));
+                let mut r = f(ctx, args);
+                if let Some(w) = ctx.client.wait.take() {
+                    // A transaction never blocks: `WAIT` counts the replicas there now.
+                    r = Reply::Integer(state.followers.count_at(w.offset) as i64);
+                }
+                replies.push(r);
                 guard = ms.slot.map(|s| state.db.lock(s));
             }
         }
     }
     if let Some(g) = guard.as_mut() {
         g.publish(&effects);
+    }
+    if ms.write {
+        ctx.client.woff = state.repl.end();
     }
     Reply::Array(replies)
 }

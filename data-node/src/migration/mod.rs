@@ -98,6 +98,10 @@ impl Migrations {
         &self.state
     }
 
+    pub fn state_arc(&self) -> Arc<ServerState> {
+        self.state.clone()
+    }
+
     fn me(&self) -> NodeId {
         self.state.cluster.me()
     }
@@ -258,10 +262,15 @@ impl TopologyListener for Migrations {
             drop_in_background(dropped);
         }
 
-        // Slots this node does not own (and is not importing) hold no data: free them.
+        // Slots whose data this node does not hold (its own, or as a replica its
+        // primary's) must be empty: free them.
+        let holder = match t.nodes.get(&me).map(|n| n.role) {
+            Some(ember_core::Role::Replica { of }) => of,
+            _ => me,
+        };
         let mut freed = Vec::new();
         for slot in 0..SLOT_COUNT {
-            if t.slots.owner(slot) != Some(me) && self.state.db.count_in_slot(slot) > 0 {
+            if t.slots.owner(slot) != Some(holder) && self.state.db.count_in_slot(slot) > 0 {
                 freed.push(self.state.db.take_slot(slot));
             }
         }

@@ -54,6 +54,7 @@ const KEYS_PER_LOCK: usize = 64;
 
 pub struct InternalService {
     pub migrations: Arc<Migrations>,
+    pub state: Arc<crate::state::ServerState>,
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::PullChunk, Status>> + Send>>;
@@ -61,6 +62,16 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::PullChunk, Status>> + Se
 #[tonic::async_trait]
 impl pb::internal_server::Internal for InternalService {
     type PullStream = ChunkStream;
+    type ReplicateStream = crate::replication::primary::ChunkStream;
+
+    async fn replicate(
+        &self,
+        req: Request<tonic::Streaming<pb::ReplicaMessage>>,
+    ) -> Result<Response<Self::ReplicateStream>, Status> {
+        crate::replication::primary::serve(self.state.clone(), req.into_inner())
+            .await
+            .map(Response::new)
+    }
 
     async fn pull(&self, req: Request<pb::PullRequest>) -> Result<Response<ChunkStream>, Status> {
         let req = req.into_inner();

@@ -27,6 +27,19 @@ impl ReplId {
     pub fn random() -> ReplId {
         ReplId(rand::rng().random())
     }
+
+    /// From its 40 hex characters.
+    pub fn parse(s: &str) -> Option<ReplId> {
+        let s = s.as_bytes();
+        if s.len() != 40 {
+            return None;
+        }
+        let mut id = [0u8; 20];
+        for (i, pair) in s.chunks(2).enumerate() {
+            id[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        Some(ReplId(id))
+    }
 }
 
 impl fmt::Display for ReplId {
@@ -96,6 +109,8 @@ struct Inner {
     frames: VecDeque<Frame>,
     /// Stream bytes of `frames`.
     kept: u64,
+    /// Subscribed to the keyspace: this node is a primary whose writes are logged.
+    attached: bool,
 }
 
 impl Inner {
@@ -111,8 +126,20 @@ pub struct Log {
     /// Bytes of frames the backlog keeps: `repl-backlog-size`, shared with the runtime
     /// config, so `CONFIG SET` applies from the next write on.
     limit: Arc<AtomicU64>,
+    /// `Inner::end`, readable without the lock (a client's write offset, for `WAIT`).
+    end: AtomicU64,
     /// Woken on every new frame (stream tasks wait on it).
     pub appended: tokio::sync::Notify,
+}
+
+/// A replica was given a frame that does not continue its log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("frame ending at {end} does not follow offset {at} (expected {expected} bytes, got {got})")]
+pub struct Gap {
+    pub at: u64,
+    pub end: u64,
+    pub expected: u64,
+    pub got: u64,
 }
 
 impl Log {
@@ -125,8 +152,10 @@ impl Log {
                 end: 0,
                 frames: VecDeque::new(),
                 kept: 0,
+                attached: false,
             }),
             limit,
+            end: AtomicU64::new(0),
             appended: tokio::sync::Notify::new(),
         }
     }
@@ -147,6 +176,103 @@ impl Log {
         self.inner.lock().previous
     }
 
+    /// The offset after the last frame (without locking).
+    pub fn end(&self) -> u64 {
+        self.end.load(Ordering::Acquire)
+    }
+
+    /// Whether this log records the node's own writes (it is a primary that replicas
+    /// stream from, or a promoted replica).
+    pub fn is_attached(&self) -> bool {
+        self.inner.lock().attached
+    }
+
+    /// Makes this log record every write of `db` from now on. A log that was not
+    /// recording starts a new history (writes it did not see make its old id mean
+    /// nothing): replicas of the old id sync in full. Idempotent.
+    pub fn attach(self: &Arc<Self>, db: &crate::db::Db) {
+        let mut i = self.inner.lock();
+        if i.attached {
+            return;
+        }
+        i.attached = true;
+        i.id = ReplId::random();
+        i.previous = None;
+        i.frames.clear();
+        i.kept = 0;
+        db.observers.subscribe(self.clone());
+    }
+
+    /// This replica becomes a primary: its history goes on under a new id, with the one
+    /// it followed as the previous id (PSYNC2), and it records its own writes from now on.
+    pub fn promote(self: &Arc<Self>, db: &crate::db::Db) {
+        let mut i = self.inner.lock();
+        if i.attached {
+            return;
+        }
+        i.attached = true;
+        new_history(&mut i);
+        db.observers.subscribe(self.clone());
+    }
+
+    /// This node becomes a replica: it stops recording its own writes (its primary's
+    /// frames are appended with [`Log::push`]); the dataset's position stays until the
+    /// first sync says where the primary's stream goes on.
+    pub fn detach(self: &Arc<Self>, db: &crate::db::Db) {
+        let mut i = self.inner.lock();
+        if !i.attached {
+            return;
+        }
+        i.attached = false;
+        let me: Arc<dyn Consumer> = self.clone();
+        db.observers.unsubscribe(&me);
+    }
+
+    /// A replica starts following history `id` at `offset`: after a full sync from there,
+    /// or a partial one under the primary's (possibly new) id. A new id keeps the old one
+    /// as the previous history, ended here.
+    pub fn follow(&self, id: ReplId, offset: u64, full: bool) {
+        let mut i = self.inner.lock();
+        if full {
+            i.previous = None;
+            i.frames.clear();
+            i.kept = 0;
+        } else if i.id != id {
+            i.previous = Some((i.id, i.end));
+        }
+        i.id = id;
+        i.end = offset;
+        self.end.store(offset, Ordering::Release);
+    }
+
+    /// A replica appends its primary's frame (which must continue the log exactly).
+    pub fn push(&self, frame: Frame) -> Result<(), Gap> {
+        let size = stream_bytes(&frame.effects);
+        let at = self.end();
+        if frame.end != at + size {
+            return Err(Gap {
+                at,
+                end: frame.end,
+                expected: size,
+                got: frame.end.wrapping_sub(at),
+            });
+        }
+        self.append(frame.slot, frame.effects);
+        Ok(())
+    }
+
+    /// At most `max` frames after `offset` (a frame boundary of the current history)
+    /// that end at or before `upto`, for a stream that is at `offset`.
+    pub fn read(&self, offset: u64, upto: u64, max: usize) -> Result<Vec<Frame>, FullSync> {
+        let i = self.inner.lock();
+        let frames = frames_after(&i, offset)?;
+        Ok(frames
+            .take_while(|f| f.end <= upto)
+            .take(max)
+            .cloned()
+            .collect())
+    }
+
     /// The offset of the oldest byte the backlog still has (`repl_backlog_first_byte_offset`
     /// is this + 1 in Redis's numbering).
     pub fn oldest(&self) -> u64 {
@@ -156,59 +282,33 @@ impl Log {
     /// This node starts a new history at its current offset (it was promoted): the old id
     /// becomes the previous one, so replicas of the old history resume partially.
     pub fn new_history(&self) {
-        let mut i = self.inner.lock();
-        i.previous = Some((i.id, i.end));
-        i.id = ReplId::random();
+        new_history(&mut self.inner.lock());
     }
 
     /// The frames after `offset` of history `id`, for a replica that is there.
     pub fn resume(&self, id: ReplId, offset: u64) -> Result<Vec<Frame>, FullSync> {
         let i = self.inner.lock();
-        if id != i.id {
-            match i.previous {
-                Some((prev, until)) if prev == id => {
-                    if offset > until {
-                        return Err(FullSync::Diverged {
-                            shared_until: until,
-                        });
-                    }
-                }
-                _ => return Err(FullSync::OtherHistory),
-            }
-        }
-        if offset > i.end {
-            return Err(FullSync::Diverged {
-                shared_until: i.end,
-            });
-        }
-        let oldest = i.oldest();
-        if offset < oldest {
-            return Err(FullSync::Trimmed { oldest });
-        }
-        // Frames are in offset order: the first one ending after `offset` must start there.
-        let first = i.frames.partition_point(|f| f.end <= offset);
-        let starts_at = match first {
-            0 => oldest,
-            n => i.frames[n - 1].end,
-        };
-        if starts_at != offset {
-            return Err(FullSync::NotAFrameBoundary);
-        }
-        Ok(i.frames.range(first..).cloned().collect())
+        same_history(&i, id, offset)?;
+        let frames = frames_after(&i, offset)?.cloned().collect();
+        Ok(frames)
     }
 
-    fn append(&self, slot: u16, effects: &[Effect]) {
-        let size = stream_bytes(effects);
+    /// Whether a replica at `offset` of history `id` can resume from the backlog.
+    pub fn check_resume(&self, id: ReplId, offset: u64) -> Result<(), FullSync> {
+        let i = self.inner.lock();
+        same_history(&i, id, offset)?;
+        frames_after(&i, offset).map(|_| ())
+    }
+
+    fn append(&self, slot: u16, effects: Arc<[Effect]>) {
+        let size = stream_bytes(&effects);
         {
             let mut i = self.inner.lock();
             i.end += size;
             i.kept += size;
             let end = i.end;
-            i.frames.push_back(Frame {
-                end,
-                slot,
-                effects: effects.into(),
-            });
+            self.end.store(end, Ordering::Release);
+            i.frames.push_back(Frame { end, slot, effects });
             let limit = self.limit.load(Ordering::Relaxed);
             while i.kept > limit {
                 let start = i.oldest();
@@ -222,9 +322,58 @@ impl Log {
     }
 }
 
+/// The old id becomes the previous one, ending at the current offset.
+fn new_history(i: &mut Inner) {
+    i.previous = Some((i.id, i.end));
+    i.id = ReplId::random();
+}
+
+/// Whether `offset` of history `id` is a position of this node's history (the current
+/// one, or the previous one up to where it ended).
+fn same_history(i: &Inner, id: ReplId, offset: u64) -> Result<(), FullSync> {
+    if id == i.id {
+        return Ok(());
+    }
+    match i.previous {
+        Some((prev, until)) if prev == id => {
+            if offset > until {
+                Err(FullSync::Diverged {
+                    shared_until: until,
+                })
+            } else {
+                Ok(())
+            }
+        }
+        _ => Err(FullSync::OtherHistory),
+    }
+}
+
+/// The frames after `offset` in `i`'s backlog, if `offset` is a frame boundary in it.
+fn frames_after(i: &Inner, offset: u64) -> Result<impl Iterator<Item = &Frame>, FullSync> {
+    if offset > i.end {
+        return Err(FullSync::Diverged {
+            shared_until: i.end,
+        });
+    }
+    let oldest = i.oldest();
+    if offset < oldest {
+        return Err(FullSync::Trimmed { oldest });
+    }
+    // Frames are in offset order: the first one ending after `offset` must start there.
+    let first = i.frames.partition_point(|f| f.end <= offset);
+    let starts_at = match first {
+        0 => oldest,
+        n => i.frames[n - 1].end,
+    };
+    if starts_at != offset {
+        return Err(FullSync::NotAFrameBoundary);
+    }
+    Ok(i.frames.range(first..))
+}
+
 impl Consumer for Log {
     fn observe(&self, slot: u16, effects: &[Effect]) {
-        self.append(slot, effects);
+        self.append(slot, effects.into());
     }
 }
 

@@ -1,9 +1,17 @@
-//! Replication (issue 12, being built; see ARCHITECTURE "Replication and failover").
+//! Replication (issue 12; see ARCHITECTURE "Replication and failover").
 //!
-//! - [`log`]: the primary's replication log: every effect as a frame at an offset, the
-//!   backlog a replica resumes from, and the `(replid, offset)` identity of the dataset
-//!   with PSYNC2's second id.
+//! - [`log`]: the replication log: every effect as a frame at an offset, the backlog a
+//!   replica resumes from, and the `(replid, offset)` identity of the dataset with
+//!   PSYNC2's second id.
+//! - [`primary`]: the `Internal.Replicate` stream a primary serves each replica (partial
+//!   resync or full sync), the replicas' acknowledgements, `WAIT`.
+//! - [`replica`]: a replica following its primary, and the role changes the topology
+//!   makes.
+//! - [`wire`]: frames to and from protobuf.
 //! - [`report`]: what Redis clients see of it (`ROLE`, `INFO replication`).
 
 pub mod log;
+pub mod primary;
+pub mod replica;
 pub mod report;
+pub mod wire;

@@ -1,7 +1,11 @@
 //! What Redis clients see of replication: `ROLE` and `INFO replication`, in Redis 7.0's
 //! shapes.
 
+use std::sync::atomic::Ordering;
+
 use ember_core::Role;
+
+use super::replica::LinkStatus;
 
 use crate::resp::Reply;
 use crate::state::ServerState;
@@ -25,8 +29,7 @@ fn split_addr(addr: &str) -> (&str, &str) {
     addr.rsplit_once(':').unwrap_or((addr, "0"))
 }
 
-/// The `# Replication` section of `INFO`, with Redis 7.0's fields. A replica's link is
-/// reported down: replicas do not stream yet (issue 12).
+/// The `# Replication` section of `INFO`, with Redis 7.0's fields.
 pub fn info_section(state: &ServerState) -> String {
     let (id, offset) = state.repl.position();
     let (size, kept) = state.repl.backlog();
@@ -37,38 +40,83 @@ pub fn info_section(state: &ServerState) -> String {
     let role = match primary_addr(state) {
         Some(addr) => {
             let (host, port) = split_addr(&addr);
+            let link = state.link.status();
+            let status = if link == LinkStatus::Up { "up" } else { "down" };
+            let last_io = state.link.last_io_secs().map_or(-1, |s| s as i64);
+            let syncing = u8::from(link == LinkStatus::Syncing);
+            let down_since = match link {
+                LinkStatus::Up => String::new(),
+                _ => format!(
+                    "master_link_down_since_seconds:{}\r\n",
+                    state.link.down_secs()
+                ),
+            };
             format!(
-                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:down\r\nmaster_last_io_seconds_ago:-1\r\nmaster_sync_in_progress:0\r\nslave_read_repl_offset:{offset}\r\nslave_repl_offset:{offset}\r\nslave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\nconnected_slaves:0\r\n"
+                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{status}\r\nmaster_last_io_seconds_ago:{last_io}\r\nmaster_sync_in_progress:{syncing}\r\nslave_read_repl_offset:{offset}\r\nslave_repl_offset:{offset}\r\n{down_since}slave_priority:100\r\nslave_read_only:1\r\nreplica_announced:1\r\nconnected_slaves:0\r\n"
             )
         }
-        None => "role:master\r\nconnected_slaves:0\r\n".to_string(),
+        None => {
+            let followers = state.followers.list();
+            let mut s = format!("role:master\r\nconnected_slaves:{}\r\n", followers.len());
+            for (i, f) in followers.iter().enumerate() {
+                let (host, port) = split_addr(&f.addr);
+                let online = f.online.load(Ordering::Acquire);
+                s.push_str(&format!(
+                    "slave{i}:ip={host},port={port},state={},offset={},lag={}\r\n",
+                    if online { "online" } else { "wait_bgsave" },
+                    f.acked.load(Ordering::Acquire),
+                    f.last_ack.lock().elapsed().as_secs()
+                ));
+            }
+            s
+        }
     };
+    let active = u8::from(state.repl.is_attached() || primary_addr(state).is_some());
     format!(
-        "{role}master_failover_state:no-failover\r\nmaster_replid:{id}\r\nmaster_replid2:{id2}\r\nmaster_repl_offset:{offset}\r\nsecond_repl_offset:{second}\r\nrepl_backlog_active:0\r\nrepl_backlog_size:{size}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{kept}\r\n",
+        "{role}master_failover_state:no-failover\r\nmaster_replid:{id}\r\nmaster_replid2:{id2}\r\nmaster_repl_offset:{offset}\r\nsecond_repl_offset:{second}\r\nrepl_backlog_active:{active}\r\nrepl_backlog_size:{size}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{kept}\r\n",
         if kept == 0 { 0 } else { state.repl.oldest() + 1 },
     )
 }
 
 /// `ROLE`, as Redis answers it: `[master, offset, [[ip, port, offset] ...]]`, or for a
-/// replica `[slave, ip, port, state, offset]` (`connect`: it should connect and is not
-/// connected; replicas do not stream yet).
+/// replica `[slave, ip, port, state, offset]` (`connect`: not connected, `sync`: a full
+/// sync is running, `connected`: streaming; the offset is -1 until it has a dataset).
 pub fn role_reply(state: &ServerState) -> Reply {
     let (_, offset) = state.repl.position();
     match primary_addr(state) {
         Some(addr) => {
             let (host, port) = split_addr(&addr);
+            let (link, offset) = match state.link.status() {
+                LinkStatus::Down => ("connect", -1),
+                LinkStatus::Syncing => ("sync", -1),
+                LinkStatus::Up => ("connected", offset as i64),
+            };
             Reply::Array(vec![
                 Reply::bulk_str("slave"),
                 Reply::bulk(host.as_bytes()),
                 Reply::Integer(port.parse().unwrap_or(0)),
-                Reply::bulk_str("connect"),
-                Reply::Integer(-1),
+                Reply::bulk_str(link),
+                Reply::Integer(offset),
             ])
         }
         None => Reply::Array(vec![
             Reply::bulk_str("master"),
             Reply::Integer(offset as i64),
-            Reply::Array(vec![]),
+            Reply::Array(
+                state
+                    .followers
+                    .list()
+                    .iter()
+                    .map(|f| {
+                        let (host, port) = split_addr(&f.addr);
+                        Reply::Array(vec![
+                            Reply::bulk(host.as_bytes()),
+                            Reply::bulk(port.as_bytes()),
+                            Reply::bulk(f.acked.load(Ordering::Acquire).to_string().as_bytes()),
+                        ])
+                    })
+                    .collect(),
+            ),
         ]),
     }
 }

@@ -231,6 +231,14 @@ impl Conn<'_> {
                         self.state.db.wait_released(slot).await;
                         reply = execute(self.state, &mut self.client, &self.args);
                     }
+                    if let Some(w) = self.client.wait.take() {
+                        let n = self
+                            .state
+                            .followers
+                            .wait(w.replicas, w.offset, w.timeout)
+                            .await;
+                        reply = Reply::Integer(n as i64);
+                    }
                     reply.encode(&mut self.out, self.client.resp3);
                     if self.client.close {
                         self.closing = true;

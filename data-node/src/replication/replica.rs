@@ -1,0 +1,337 @@
+//! The replica's side of replication: follow the primary the topology names, apply its
+//! stream, acknowledge every chunk at once; and the role changes the topology makes
+//! (a replica promoted, a primary demoted).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ember_core::{NodeId, Role, Topology};
+use ember_proto::pb::{self, internal_client::InternalClient, repl_item::Item};
+use futures::StreamExt;
+use parking_lot::Mutex;
+
+use super::log::ReplId;
+use super::wire::{self, FORMAT};
+use crate::cluster::applier::TopologyListener;
+use crate::cmd::{self, Client};
+use crate::db::Effect;
+use crate::migration::codec;
+use crate::state::{ClientInfo, ServerState};
+
+/// Largest chunk a primary sends (chunks are ~64 KiB; a big value's piece may add 256 KiB).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Wait between two attempts to reach the primary: doubling from the first to the last.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_LAST: Duration = Duration::from_secs(1);
+
+/// The link to the primary, as `INFO replication` and `ROLE` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStatus {
+    /// Not connected (connecting, or waiting to retry).
+    Down,
+    /// Receiving a full sync.
+    Syncing,
+    /// Streaming.
+    Up,
+}
+
+#[derive(Debug)]
+struct LinkState {
+    status: LinkStatus,
+    /// When the link last received something.
+    last_io: Option<Instant>,
+    /// When the link went down (`master_link_down_since_seconds`).
+    down_since: Instant,
+}
+
+/// This node's link to its primary (when it is a replica).
+#[derive(Debug)]
+pub struct Link {
+    state: Mutex<LinkState>,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            state: Mutex::new(LinkState {
+                status: LinkStatus::Down,
+                last_io: None,
+                down_since: Instant::now(),
+            }),
+        }
+    }
+}
+
+impl Link {
+    pub fn status(&self) -> LinkStatus {
+        self.state.lock().status
+    }
+
+    /// Seconds since the link last received something (None: never).
+    pub fn last_io_secs(&self) -> Option<u64> {
+        self.state.lock().last_io.map(|t| t.elapsed().as_secs())
+    }
+
+    pub fn down_secs(&self) -> u64 {
+        self.state.lock().down_since.elapsed().as_secs()
+    }
+
+    fn set(&self, status: LinkStatus) {
+        let mut s = self.state.lock();
+        if status == LinkStatus::Down && s.status != LinkStatus::Down {
+            s.down_since = Instant::now();
+        }
+        s.status = status;
+    }
+
+    fn touch(&self) {
+        self.state.lock().last_io = Some(Instant::now());
+    }
+}
+
+/// Follows the topology: streams from this node's primary while it is a replica.
+pub struct Replication {
+    state: Arc<ServerState>,
+    /// The primary followed and the task doing it.
+    following: Mutex<Option<(NodeId, tokio::task::AbortHandle)>>,
+}
+
+impl Replication {
+    pub fn new(state: Arc<ServerState>) -> Arc<Replication> {
+        Arc::new(Replication {
+            state,
+            following: Mutex::new(None),
+        })
+    }
+
+    fn my_role(&self, t: &Topology) -> Option<Role> {
+        t.nodes.get(&self.state.cluster.me()).map(|n| n.role)
+    }
+}
+
+impl TopologyListener for Replication {
+    /// Before routing sends writes here, a promoted replica starts logging its own
+    /// writes as a new history; a demoted primary stops.
+    fn before_apply(&self, next: &Topology) {
+        let log = &self.state.repl;
+        match self.my_role(next) {
+            Some(Role::Primary) => {
+                if let Some((_, task)) = self.following.lock().take() {
+                    task.abort();
+                    self.state.link.set(LinkStatus::Down);
+                    log.promote(&self.state.db);
+                    tracing::info!(position = ?log.position(), "promoted: this node is a primary now");
+                }
+            }
+            Some(Role::Replica { .. }) => log.detach(&self.state.db),
+            None => {}
+        }
+    }
+
+    fn after_apply(self: Arc<Self>, t: &Topology) {
+        let Some(Role::Replica { of }) = self.my_role(t) else {
+            return;
+        };
+        let mut following = self.following.lock();
+        if following.as_ref().is_some_and(|(p, _)| *p == of) {
+            return;
+        }
+        if let Some((_, task)) = following.take() {
+            task.abort();
+        }
+        self.state.link.set(LinkStatus::Down);
+        let task = tokio::spawn(follow(self.state.clone(), of, t.cluster_id.to_string()));
+        *following = Some((of, task.abort_handle()));
+        tracing::info!(primary = %of, "replicating");
+    }
+}
+
+/// Streams from `primary` for as long as the task lives, reconnecting after failures.
+async fn follow(state: Arc<ServerState>, primary: NodeId, cluster_id: String) {
+    let mut wait = RETRY_FIRST;
+    loop {
+        let addr = state.cluster.applied().and_then(|a| {
+            a.topology
+                .nodes
+                .get(&primary)
+                .map(|n| n.internal_addr.clone())
+        });
+        if let Some(addr) = addr {
+            let began = Instant::now();
+            match stream_once(&state, &addr, &cluster_id).await {
+                Ok(()) => tracing::info!(%primary, "the primary ended the replication stream"),
+                Err(e) => tracing::warn!(%primary, %addr, "replication link down: {e}"),
+            }
+            if began.elapsed() > RETRY_LAST {
+                wait = RETRY_FIRST;
+            }
+        }
+        state.link.set(LinkStatus::Down);
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_LAST);
+    }
+}
+
+/// One connection to the primary: hello with this node's position, then apply and
+/// acknowledge until the stream ends.
+async fn stream_once(state: &ServerState, addr: &str, cluster_id: &str) -> Result<(), String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad internal address {addr}: {e}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(3));
+    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    let mut client = InternalClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    let (replid, offset) = match state.cluster.is_partial() {
+        true => (String::new(), 0),
+        false => {
+            let (id, offset) = state.repl.position();
+            (id.to_string(), offset)
+        }
+    };
+    let hello = pb::ReplicaMessage {
+        cluster_id: cluster_id.to_string(),
+        replica_id: state.cluster.me().to_string(),
+        replid,
+        offset,
+        ack: 0,
+    };
+    // Only the latest acknowledgement matters: a watch never queues stale ones, and
+    // never drops the last.
+    let (acks, rx) = tokio::sync::watch::channel(offset);
+    let outbound = futures::stream::once(async { hello }).chain(
+        tokio_stream::wrappers::WatchStream::from_changes(rx).map(|ack| pb::ReplicaMessage {
+            ack,
+            ..Default::default()
+        }),
+    );
+    let mut inbound = client
+        .replicate(outbound)
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    let mut applier = Applier::new(state);
+    loop {
+        let chunk = inbound
+            .message()
+            .await
+            .map_err(|s| s.message().to_string())?
+            .ok_or("the stream ended")?;
+        state.link.touch();
+        if applier.first {
+            applier.start(&chunk)?;
+        }
+        applier.apply(chunk)?;
+        acks.send_replace(state.repl.end());
+    }
+}
+
+/// Applies one stream's chunks in order.
+struct Applier<'a> {
+    state: &'a ServerState,
+    client: Client,
+    first: bool,
+    /// Effects that failed on this side (expected only during a full sync, where
+    /// frames may reach keys whose records come later).
+    errors: u64,
+    full_sync: bool,
+}
+
+impl<'a> Applier<'a> {
+    fn new(state: &'a ServerState) -> Applier<'a> {
+        let info = Arc::new(ClientInfo::new(0, "primary".into(), String::new()));
+        let mut client = Client::new(info);
+        client.primary_link = true;
+        Applier {
+            state,
+            client,
+            first: true,
+            errors: 0,
+            full_sync: false,
+        }
+    }
+
+    fn start(&mut self, chunk: &pb::ReplicationChunk) -> Result<(), String> {
+        self.first = false;
+        if chunk.format != FORMAT {
+            return Err(format!(
+                "the primary streams format {}, this node reads {FORMAT}: upgrade both to the same version",
+                chunk.format
+            ));
+        }
+        let id = ReplId::parse(&chunk.replid).ok_or("bad replication id from the primary")?;
+        if chunk.full_sync {
+            tracing::info!(
+                keys = chunk.keys_total,
+                offset = chunk.offset,
+                "full sync from the primary"
+            );
+            self.full_sync = true;
+            self.state.cluster.set_partial(true);
+            self.state.link.set(LinkStatus::Syncing);
+            self.state.db.flush();
+        } else {
+            tracing::info!(offset = chunk.offset, "partial resync from the primary");
+            self.state.link.set(LinkStatus::Up);
+        }
+        self.state.repl.follow(id, chunk.offset, chunk.full_sync);
+        Ok(())
+    }
+
+    fn apply(&mut self, chunk: pb::ReplicationChunk) -> Result<(), String> {
+        for item in chunk.items {
+            match item.item {
+                Some(Item::Frame(f)) => {
+                    let frame = wire::frame_from_pb(f).map_err(|e| e.to_string())?;
+                    for e in frame.effects.iter() {
+                        self.effect(frame.slot, e);
+                    }
+                    self.state.repl.push(frame).map_err(|e| e.to_string())?;
+                }
+                Some(Item::Record(r)) => {
+                    let slot = wire::slot(r.slot).map_err(|e| e.to_string())?;
+                    if r.clear {
+                        self.state.db.drop_slot(slot);
+                    } else if let Some(part) = r.part {
+                        let mut t = self.state.db.lock(slot);
+                        codec::apply(&mut t, part, 0).map_err(|e| e.to_string())?;
+                    }
+                }
+                None => return Err("an empty item".into()),
+            }
+        }
+        if chunk.sync_done {
+            self.full_sync = false;
+            self.state.cluster.set_partial(false);
+            self.state.link.set(LinkStatus::Up);
+            tracing::info!(
+                keys = self.state.db.dbsize(),
+                errors = self.errors,
+                offset = self.state.repl.end(),
+                "full sync done"
+            );
+            self.errors = 0;
+        }
+        Ok(())
+    }
+
+    fn effect(&mut self, slot: u16, e: &Effect) {
+        match e {
+            Effect::Clear => {
+                self.state.db.drop_slot(slot);
+            }
+            Effect::Command(argv) => {
+                let args: Vec<Bytes> = argv.clone();
+                let r = cmd::apply_effect(self.state, &mut self.client, &args);
+                if r.is_error() {
+                    self.errors += 1;
+                    if !self.full_sync {
+                        tracing::warn!(command = %String::from_utf8_lossy(&args[0]), "a replicated command failed here: {r:?}");
+                    }
+                }
+            }
+        }
+    }
+}
