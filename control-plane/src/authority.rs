@@ -65,6 +65,8 @@ pub struct Observed {
     pub key_count: u64,
     /// Why the node refused the last snapshot it received (empty: it did not).
     pub refused: String,
+    /// Its replication position as of its last heartbeat.
+    pub repl: Option<pb::ReplicationStatus>,
 }
 
 /// Progress of a running migration, as reported by its target.
@@ -320,18 +322,21 @@ impl Authority {
             applied_version,
             key_count: 0,
             refused: String::new(),
+            repl: None,
         });
         o.sessions += 1;
         o.last_seen = Instant::now();
         o.applied_version = applied_version;
     }
 
-    pub fn heartbeat(&self, id: NodeId, applied_version: u64, key_count: u64, refused: &str) {
+    pub fn heartbeat(&self, id: NodeId, hb: pb::Heartbeat) {
+        let (applied_version, refused) = (hb.applied_version, hb.refused.as_str());
         if let Some(o) = self.observed.lock().unwrap().get_mut(&id) {
             o.last_seen = Instant::now();
             o.applied_version = applied_version;
-            o.key_count = key_count;
+            o.key_count = hb.key_count;
             o.refused = refused.to_string();
+            o.repl = hb.repl.clone();
         }
         if !refused.is_empty() {
             self.raise_alarm(format!(
@@ -430,6 +435,7 @@ impl Authority {
                     millis_since_heartbeat: o
                         .map_or(0, |o| o.last_seen.elapsed().as_millis() as u64),
                     refused: o.map_or_else(String::new, |o| o.refused.clone()),
+                    repl: o.and_then(|o| o.repl.clone()),
                 }
             })
             .collect();

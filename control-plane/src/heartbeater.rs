@@ -11,10 +11,112 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember_core::NodeId;
+use ember_core::{NodeId, Role};
 
 use crate::authority::Authority;
 use crate::state::Op;
+
+/// A replica whose link to its primary has been down longer than this many node
+/// timeouts is too stale to be promoted.
+pub const REPLICA_VALIDITY_FACTOR: u32 = 10;
+
+/// Promotes a replica of every failed primary that owns slots, unless more than half
+/// of the primaries failed (safe mode: that looks like the control plane's own network
+/// problem). A replica is eligible when it is healthy, has a complete dataset, and has
+/// itself lost its link to the primary (recently: within the validity bound), so its
+/// reported offset is final and the primary is unreachable from its shard too; the
+/// one with the highest offset is promoted.
+async fn fail_over(authority: &Authority, node_timeout: Duration) {
+    let state = authority.current().state;
+    let t = &state.topology;
+    let owners: Vec<&ember_core::NodeInfo> = t
+        .nodes
+        .values()
+        .filter(|n| {
+            n.is_primary() && (0..ember_core::SLOT_COUNT).any(|s| t.slots.owner(s) == Some(n.id))
+        })
+        .collect();
+    let failed: Vec<&&ember_core::NodeInfo> = owners.iter().filter(|n| n.failed).collect();
+    if failed.is_empty() {
+        return;
+    }
+    if failed.len() * 2 > owners.len() {
+        tracing::warn!(
+            failed = failed.len(),
+            primaries = owners.len(),
+            "safe mode: more than half of the primaries are failed; no automatic failover (a network problem on the control plane's side looks like this)"
+        );
+        return;
+    }
+    let observed = authority.observed();
+    let validity = node_timeout * REPLICA_VALIDITY_FACTOR;
+    for primary in failed {
+        let best = t
+            .nodes
+            .values()
+            .filter(|n| n.role == (Role::Replica { of: primary.id }) && !n.failed)
+            .filter_map(|n| {
+                let o = observed.get(&n.id)?;
+                let r = o.repl.as_ref()?;
+                let eligible = o.last_seen.elapsed() <= node_timeout
+                    && !r.syncing
+                    && !r.link_up
+                    && Duration::from_millis(r.link_down_millis) <= validity;
+                eligible.then_some((r.offset, n.id))
+            })
+            .max_by_key(|(offset, id)| (*offset, std::cmp::Reverse(*id)));
+        let Some((offset, promote)) = best else {
+            tracing::debug!(primary = %primary.label(), "failed primary has no eligible replica (yet)");
+            continue;
+        };
+        tracing::info!(primary = %primary.label(), %promote, offset, "failing over");
+        let op = Op::Failover {
+            primary: primary.id,
+            promote,
+        };
+        if let Err(e) = authority.submit(op).await {
+            tracing::warn!(primary = %primary.label(), "failover not committed: {e}");
+        }
+    }
+}
+
+/// The restart-empty rule: a primary whose process restarted (its hello says it has
+/// applied no topology, so it holds no data) while it has a replica with a complete
+/// dataset must not become the source of that replica (a full sync from it would wipe
+/// the shard's only copy). Its freshest such replica takes over before the restarted
+/// node is sent any topology; the node then comes back as a replica.
+pub async fn hand_over_if_restarted_empty(authority: &Authority, id: NodeId, recent: Duration) {
+    let state = authority.current().state;
+    let t = &state.topology;
+    let owns = (0..ember_core::SLOT_COUNT).any(|s| t.slots.owner(s) == Some(id));
+    if !owns || t.nodes.get(&id).is_none_or(|n| !n.is_primary()) {
+        return;
+    }
+    let observed = authority.observed();
+    let best = t
+        .nodes
+        .values()
+        .filter(|n| n.role == (Role::Replica { of: id }) && !n.failed)
+        .filter_map(|n| {
+            let o = observed.get(&n.id)?;
+            let r = o.repl.as_ref()?;
+            (o.last_seen.elapsed() <= recent && !r.syncing).then_some((r.offset, n.id))
+        })
+        .max_by_key(|(offset, id)| (*offset, std::cmp::Reverse(*id)));
+    let Some((offset, promote)) = best else {
+        return;
+    };
+    tracing::warn!(node = %id, %promote, offset, "a primary restarted without its data: its replica takes over the shard, and it rejoins as a replica");
+    if let Err(e) = authority
+        .submit(Op::Failover {
+            primary: id,
+            promote,
+        })
+        .await
+    {
+        tracing::warn!(node = %id, "hand-over not committed: {e}");
+    }
+}
 
 /// A pending registration silent for this many node timeouts expires.
 pub const PENDING_EXPIRY_FACTOR: u32 = 10;
@@ -78,6 +180,9 @@ pub async fn run(authority: Arc<Authority>, node_timeout: Duration, migration_ti
             if let Err(e) = authority.submit(Op::ExpirePending { ids: expired }).await {
                 tracing::debug!("could not expire pending registrations: {e}");
             }
+        }
+        if judging {
+            fail_over(&authority, node_timeout).await;
         }
         authority.retry_persistence().await;
         // A migration cannot finish without both nodes, nor if its target went quiet.

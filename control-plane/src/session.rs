@@ -101,13 +101,22 @@ impl pb::session_server::Session for SessionService {
                 internal_addr: hello.internal_addr.clone(),
             })
             .await;
-        let (state, _) = match registered {
+        let (mut state, _) = match registered {
             Ok(r) => r,
             Err(e) => {
                 self.authority.session_closed(id);
                 return Err(e.into());
             }
         };
+        if hello.applied_version == 0 {
+            crate::heartbeater::hand_over_if_restarted_empty(
+                &self.authority,
+                id,
+                self.heartbeat * 3,
+            )
+            .await;
+            state = self.authority.current().state;
+        }
         let welcome = pb::Welcome {
             cluster_id: cluster_id.to_string(),
             member: state.topology.nodes.contains_key(&id),
@@ -170,7 +179,7 @@ async fn run(
         tokio::select! {
             msg = inbound.message() => match msg {
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) })) => {
-                    authority.heartbeat(id, hb.applied_version, hb.key_count, &hb.refused);
+                    authority.heartbeat(id, hb);
                 }
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Migration(report)) })) => {
                     if let Some(ask) = on_migration_report(authority, id, report).await {

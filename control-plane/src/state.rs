@@ -84,6 +84,13 @@ pub enum Op {
         id: Uuid,
         reason: String,
     },
+    /// `promote`, a replica of `primary`, takes over its shard: it becomes the primary
+    /// (with a new config epoch) and owns the slots; `primary` and the shard's other
+    /// replicas become its replicas; migrations of `primary` are dropped.
+    Failover {
+        primary: NodeId,
+        promote: NodeId,
+    },
     /// Pending registrations whose node has been silent too long (decided by the
     /// heartbeater) are dropped.
     ExpirePending {
@@ -241,6 +248,7 @@ impl ClusterState {
                 max_running,
             } => self.start_migration(*id, target, slots, *max_running),
             Op::CommitMigration { id } => self.commit_migration(*id),
+            Op::Failover { primary, promote } => self.failover(*primary, *promote),
             Op::ExpirePending { ids } => {
                 let gone: Vec<String> = ids
                     .iter()
@@ -340,6 +348,55 @@ impl ClusterState {
             state: MigrationState::Streaming,
         });
         Ok(summary)
+    }
+
+    fn failover(&mut self, primary: NodeId, promote: NodeId) -> Result<String, StateError> {
+        let t = &self.topology;
+        let Some(old) = t.nodes.get(&primary) else {
+            return Err(StateError::NotMember(primary.to_string()));
+        };
+        if !old.is_primary() {
+            return Err(StateError::Conflict(format!(
+                "{} is no longer a primary",
+                old.label()
+            )));
+        }
+        match t.nodes.get(&promote) {
+            Some(n) if n.role == (Role::Replica { of: primary }) => {}
+            Some(n) => {
+                return Err(StateError::Conflict(format!(
+                    "{} is not a replica of {}",
+                    n.label(),
+                    old.label()
+                )))
+            }
+            None => return Err(StateError::NotMember(promote.to_string())),
+        }
+        self.topology.current_epoch += 1;
+        let epoch = self.topology.current_epoch;
+        let slots: Vec<u16> = (0..ember_core::SLOT_COUNT)
+            .filter(|s| self.topology.slots.owner(*s) == Some(primary))
+            .collect();
+        for s in &slots {
+            self.topology.slots.set(*s, Some(promote));
+        }
+        for n in self.topology.nodes.values_mut() {
+            if n.id == promote {
+                n.role = Role::Primary;
+                n.config_epoch = epoch;
+            } else if n.id == primary || n.role == (Role::Replica { of: primary }) {
+                n.role = Role::Replica { of: promote };
+            }
+        }
+        self.topology
+            .migrations
+            .retain(|m| m.source != primary && m.target != primary);
+        Ok(format!(
+            "failover: {} took over {} slot(s) from {}; current epoch {epoch}",
+            self.label(&promote),
+            slots.len(),
+            self.label(&primary)
+        ))
     }
 
     fn commit_migration(&mut self, id: Uuid) -> Result<String, StateError> {

@@ -4,7 +4,7 @@
 
 use ember_control_plane::state::{ClusterState, Op};
 use ember_control_plane::store::Store;
-use ember_core::{NodeId, SlotSet, SLOT_COUNT};
+use ember_core::{NodeId, Role, SlotSet, SLOT_COUNT};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -73,6 +73,7 @@ fn step() -> impl Strategy<Value = Step> {
         }),
         1 => (0u128..3).prop_map(|m| Step::Op(Op::CommitMigration { id: Uuid::from_u128(m) })),
         1 => (0u128..3).prop_map(|m| Step::Op(Op::AbortMigration { id: Uuid::from_u128(m), reason: "test".into() })),
+        2 => (0..NODES, 0..NODES).prop_map(|(p, r)| Step::Op(Op::Failover { primary: id(p), promote: id(r) })),
         1 => Just(Step::Restart),
     ]
 }
@@ -341,4 +342,68 @@ fn migrations_commit_with_an_epoch_bump_and_abort_without_one() {
             id: Uuid::from_u128(1)
         })
         .is_err());
+}
+
+#[test]
+fn failover_hands_the_shard_to_the_replica_with_an_epoch_bump() {
+    let mut state = ClusterState::new(Uuid::new_v4());
+    for i in 0..4 {
+        state = state.apply(&register(i)).unwrap().0;
+    }
+    let apply = |s: &ClusterState, op: Op| s.apply(&op).unwrap().0;
+    state = apply(
+        &state,
+        Op::Bootstrap {
+            nodes: vec!["n0".into(), "n1".into()],
+        },
+    );
+    for r in ["n2", "n3"] {
+        state = apply(
+            &state,
+            Op::Join {
+                node: r.into(),
+                replica_of: Some("n0".into()),
+            },
+        );
+    }
+    let owned = |s: &ClusterState, i: u128| {
+        (0..SLOT_COUNT)
+            .filter(|x| s.topology.slots.owner(*x) == Some(id(i)))
+            .count()
+    };
+    let n0_slots = owned(&state, 0);
+    let epoch = state.topology.current_epoch;
+    // Not a replica of that primary / not a primary: refused, nothing changes.
+    for (p, r) in [(0, 1), (2, 3), (1, 2)] {
+        assert!(
+            state
+                .apply(&Op::Failover {
+                    primary: id(p),
+                    promote: id(r)
+                })
+                .is_err(),
+            "{p} -> {r}"
+        );
+    }
+    let next = apply(
+        &state,
+        Op::Failover {
+            primary: id(0),
+            promote: id(2),
+        },
+    );
+    next.consistency_check().unwrap();
+    let t = &next.topology;
+    assert_eq!(owned(&next, 2), n0_slots);
+    assert_eq!(owned(&next, 0), 0);
+    assert_eq!(t.current_epoch, epoch + 1);
+    assert_eq!(t.nodes[&id(2)].config_epoch, epoch + 1);
+    assert_eq!(t.nodes[&id(2)].role, Role::Primary);
+    assert_eq!(t.nodes[&id(0)].role, Role::Replica { of: id(2) });
+    assert_eq!(
+        t.nodes[&id(3)].role,
+        Role::Replica { of: id(2) },
+        "the shard's other replica follows the new primary"
+    );
+    assert_eq!(t.version, state.topology.version + 1);
 }

@@ -320,3 +320,152 @@ fn a_cut_link_resumes_from_the_backlog_and_a_restarted_replica_syncs_in_full() {
     );
     assert_eq!(dataset(&mut primary), dataset(&mut c.conn(0).unwrap()));
 }
+
+/// Writes `n` keys that all hash to slots of node `owner` (found by asking the node).
+fn keys_on(c: &TestCluster, owner: usize, n: usize, prefix: &str) -> Vec<String> {
+    let mut conn = c.conn(owner).unwrap();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while out.len() < n {
+        let key = format!("{prefix}{i}");
+        i += 1;
+        if conn.get::<_, Option<String>>(&key).is_ok() {
+            out.push(key);
+        }
+    }
+    out
+}
+
+#[test]
+fn killing_a_primary_promotes_its_replica_with_every_waited_write() {
+    let node_timeout = Duration::from_millis(1500);
+    let mut c = TestCluster::start(4, node_timeout);
+    c.ctl_ok(&["bootstrap", "n1", "n2", "n3"]);
+    c.ctl_ok(&["join", "n4", "--replica-of", "n3"]);
+    c.wait("n4's link to n3 is up", T, |c| {
+        Ok(
+            field(&info(&mut c.conn(3)?, "replication"), "master_link_status").as_deref()
+                == Some("up"),
+        )
+    });
+    let keys = keys_on(&c, 2, 200, "fo:");
+
+    // One writer on n3's slots, each write followed by WAIT 1: what WAIT confirmed
+    // must survive the failover.
+    let stop = Arc::new(AtomicBool::new(false));
+    let confirmed = Arc::new(std::sync::Mutex::new(Vec::<(String, u64)>::new()));
+    let writer = {
+        let (stop, confirmed, keys) = (stop.clone(), confirmed.clone(), keys.clone());
+        let mut conn = c.conn(2).unwrap();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = &keys[n as usize % keys.len()];
+                if conn.set::<_, _, ()>(key, n).is_err() {
+                    break; // n3 is gone
+                }
+                match redis::cmd("WAIT").arg(1).arg(100).query::<i64>(&mut conn) {
+                    Ok(1) => confirmed.lock().unwrap().push((key.clone(), n)),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        })
+    };
+    c.wait("some writes confirmed", T, |_| {
+        Ok(confirmed.lock().unwrap().len() > 50)
+    });
+    let killed_at = std::time::Instant::now();
+    c.nodes[2].kill();
+    writer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+
+    // n4 takes n3's slots; every surviving node agrees.
+    let mut served_after = None;
+    c.wait("n4 serves n3's slots and the cluster is ok", T, |c| {
+        let mut n4 = c.conn(3)?;
+        let ok = n4.get::<_, Option<String>>(&keys[0]).is_ok()
+            && [0, 1, 3].iter().all(|&i| {
+                c.cluster_info(i)
+                    .ok()
+                    .and_then(|m| m.get("cluster_state").cloned())
+                    .as_deref()
+                    == Some("ok")
+            });
+        if ok && served_after.is_none() {
+            served_after = Some(killed_at.elapsed());
+        }
+        Ok(ok)
+    });
+    eprintln!(
+        "failover: kill -9 -> n4 serves and cluster_state ok after {:?} (node timeout {node_timeout:?})",
+        served_after.unwrap()
+    );
+    let mut n4 = c.conn(3).unwrap();
+    let latest: BTreeMap<String, u64> = confirmed.lock().unwrap().iter().cloned().collect();
+    for (key, value) in &latest {
+        let got: Option<u64> = n4.get(key).unwrap();
+        assert!(
+            got.is_some_and(|g| g >= *value),
+            "{key}: WAIT confirmed {value}, the new primary has {got:?}"
+        );
+    }
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut n4).unwrap();
+    assert_eq!(role[0], redis::Value::BulkString(b"master".to_vec()));
+
+    // The old primary comes back empty and becomes a replica of n4, synced in full.
+    c.restart_node(2);
+    c.wait("n3 is a replica of n4 with its link up", T, |c| {
+        let i = info(&mut c.conn(2)?, "replication");
+        Ok(field(&i, "role").as_deref() == Some("slave")
+            && field(&i, "master_port") == Some(c.specs[3].port.to_string())
+            && field(&i, "master_link_status").as_deref() == Some("up"))
+    });
+    let _: () = n4.set(&keys[1], "after").unwrap();
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n4).unwrap();
+    assert_eq!(acked, 1);
+    assert_eq!(
+        dataset(&mut n4).len(),
+        dataset(&mut c.conn(2).unwrap()).len()
+    );
+    assert_eq!(dataset(&mut n4), dataset(&mut c.conn(2).unwrap()));
+}
+
+#[test]
+fn a_primary_restarted_without_its_data_does_not_wipe_its_replica() {
+    // A long node timeout: the restart is over before anyone could be marked failed.
+    let mut c = TestCluster::start(2, Duration::from_secs(30));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.ctl_ok(&["join", "n2", "--replica-of", "n1"]);
+    c.wait("n2's link to n1 is up", T, |c| {
+        Ok(
+            field(&info(&mut c.conn(1)?, "replication"), "master_link_status").as_deref()
+                == Some("up"),
+        )
+    });
+    let mut n1 = c.conn(0).unwrap();
+    for n in 0..500 {
+        let _: () = n1.set(format!("keep:{n}"), n).unwrap();
+    }
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n1).unwrap();
+    assert_eq!(acked, 1);
+    let before = dataset(&mut c.conn(1).unwrap());
+    assert_eq!(before.len(), 500);
+
+    c.nodes[0].kill();
+    c.restart_node(0);
+    c.wait("n2 took over and n1 follows it", T, |c| {
+        let i1 = info(&mut c.conn(0)?, "replication");
+        let i2 = info(&mut c.conn(1)?, "replication");
+        Ok(field(&i2, "role").as_deref() == Some("master")
+            && field(&i1, "role").as_deref() == Some("slave")
+            && field(&i1, "master_link_status").as_deref() == Some("up"))
+    });
+    let mut n2 = c.conn(1).unwrap();
+    assert_eq!(dataset(&mut n2), before, "the replica kept every key");
+    let _: () = n2.set("keep:new", 1).unwrap();
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n2).unwrap();
+    assert_eq!(acked, 1);
+    assert_eq!(dataset(&mut c.conn(0).unwrap()), dataset(&mut n2));
+}

@@ -208,7 +208,8 @@ async fn session_once(
             }
             _ = heartbeat.tick() => {
                 let key_count = migrations.state().db.dbsize() as u64;
-                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count, refused: refused.clone() };
+                let repl = Some(crate::replication::report::status(migrations.state()));
+                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count, refused: refused.clone(), repl };
                 send(&tx, cluster, node_message::Msg::Heartbeat(hb))?;
                 send_reports(&tx, cluster, migrations)?;
             }

@@ -74,7 +74,11 @@ impl Link {
     }
 
     pub fn down_secs(&self) -> u64 {
-        self.state.lock().down_since.elapsed().as_secs()
+        self.down_millis() / 1000
+    }
+
+    pub fn down_millis(&self) -> u64 {
+        self.state.lock().down_since.elapsed().as_millis() as u64
     }
 
     fn set(&self, status: LinkStatus) {

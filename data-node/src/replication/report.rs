@@ -120,3 +120,20 @@ pub fn role_reply(state: &ServerState) -> Reply {
         ]),
     }
 }
+
+/// This node's replication position for the control plane's heartbeat.
+pub fn status(state: &ServerState) -> ember_proto::pb::ReplicationStatus {
+    let (id, offset) = state.repl.position();
+    let link = state.link.status();
+    ember_proto::pb::ReplicationStatus {
+        replid: id.to_string(),
+        offset,
+        link_up: link == LinkStatus::Up,
+        link_down_millis: match link {
+            LinkStatus::Up => 0,
+            _ => state.link.down_millis(),
+        },
+        syncing: state.cluster.is_partial(),
+        replicas: state.followers.list().len() as u32,
+    }
+}
