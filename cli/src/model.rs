@@ -69,6 +69,21 @@ pub struct Observed {
     pub key_count: u64,
     /// 0 when the node was never heard from since the control plane started.
     pub millis_since_heartbeat: u64,
+    /// Its replication position as of its last heartbeat.
+    pub repl: Option<Replication>,
+}
+
+/// A node's replication position (`ReplicationStatus`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Replication {
+    pub offset: u64,
+    /// A replica: its link to the primary is up, or how long it has been down.
+    pub link_up: bool,
+    pub link_down_millis: u64,
+    /// A replica whose full sync is running.
+    pub syncing: bool,
+    /// A primary: replicas streaming from it.
+    pub replicas: u32,
 }
 
 /// Progress of a running migration, as last reported by its target node.
@@ -159,6 +174,13 @@ impl ClusterView {
                         applied_version: st.applied_version,
                         key_count: st.key_count,
                         millis_since_heartbeat: st.millis_since_heartbeat,
+                        repl: st.repl.as_ref().map(|r| Replication {
+                            offset: r.offset,
+                            link_up: r.link_up,
+                            link_down_millis: r.link_down_millis,
+                            syncing: r.syncing,
+                            replicas: r.replicas,
+                        }),
                     },
                 ))
             })

@@ -149,6 +149,14 @@ pub struct NodeDoc {
     pub key_count: Option<u64>,
     pub connected: Option<bool>,
     pub millis_since_heartbeat: Option<u64>,
+    /// The node's replication offset (bytes of its history), null when unknown.
+    pub repl_offset: Option<u64>,
+    /// A replica: `up`, `down` or `syncing` (its link to the primary); null otherwise.
+    pub repl_link: Option<&'static str>,
+    /// A replica whose link is down: for how long.
+    pub repl_link_down_ms: Option<u64>,
+    /// A replica: how many bytes it is behind its primary (as of both heartbeats).
+    pub repl_lag_bytes: Option<u64>,
 }
 
 /// A migration recorded in the topology.
@@ -290,6 +298,47 @@ fn node_doc(view: &ClusterView, n: &NodeInfo, pending: bool) -> NodeDoc {
         key_count: obs.map(|o| o.key_count),
         connected: obs.map(|o| o.connected),
         millis_since_heartbeat: obs.map(|o| o.millis_since_heartbeat),
+        repl_offset: obs.and_then(|o| o.repl).map(|r| r.offset),
+        repl_link: replica_link(view, n).map(|(link, _, _)| link),
+        repl_link_down_ms: replica_link(view, n).and_then(|(_, down, _)| down),
+        repl_lag_bytes: replica_link(view, n).and_then(|(_, _, lag)| lag),
+    }
+}
+
+/// A replica's link (`up`, `down`, `syncing`), how long it has been down, and its lag
+/// in bytes behind its primary; None for a primary or a node without a report.
+fn replica_link(
+    view: &ClusterView,
+    n: &NodeInfo,
+) -> Option<(&'static str, Option<u64>, Option<u64>)> {
+    let Role::Replica { of } = n.role else {
+        return None;
+    };
+    let r = view.observed.get(&n.id)?.repl?;
+    let primary = view.observed.get(&of).and_then(|o| o.repl);
+    let lag = primary.map(|p| p.offset.saturating_sub(r.offset));
+    Some(match (r.syncing, r.link_up) {
+        (true, _) => ("syncing", None, None),
+        (false, true) => ("up", None, lag),
+        (false, false) => ("down", Some(r.link_down_millis), lag),
+    })
+}
+
+/// The `REPL` cell of `emberctl nodes`.
+fn repl_cell(view: &ClusterView, n: &NodeInfo) -> String {
+    match (n.role, view.observed.get(&n.id).and_then(|o| o.repl)) {
+        (_, None) => "-".into(),
+        (Role::Primary, Some(r)) => match r.replicas {
+            0 => "-".into(),
+            1 => "1 replica".into(),
+            k => format!("{k} replicas"),
+        },
+        (Role::Replica { .. }, Some(_)) => match replica_link(view, n) {
+            Some(("up", _, Some(lag))) => format!("up, lag {lag} B"),
+            Some(("down", Some(ms), _)) => format!("down {:.1}s", ms as f64 / 1000.0),
+            Some((link, _, _)) => link.to_string(),
+            None => "-".into(),
+        },
     }
 }
 
@@ -709,6 +758,7 @@ pub fn render_nodes(view: &ClusterView) -> String {
         ("RANGES", Align::Left),
         ("VERSION", Align::Right),
         ("KEYS", Align::Right),
+        ("REPL", Align::Left),
     ]);
     let members = ordered_members(s).into_iter().map(|n| (n, false));
     let pending = ordered_pending(view).into_iter().map(|n| (n, true));
@@ -739,6 +789,7 @@ pub fn render_nodes(view: &ClusterView) -> String {
             ranges_cell(&ranges, MAX_RANGES_IN_TABLE),
             opt_num(obs.map(|o| o.applied_version)),
             opt_num(obs.map(|o| o.key_count)),
+            repl_cell(view, n),
         ]);
     }
     match t.migrations.len() {
@@ -992,7 +1043,7 @@ pub(crate) mod tests {
         (0..=5460).for_each(|s| t.slots.set(s, Some(n1.id)));
         (5461..=10921).for_each(|s| t.slots.set(s, Some(n2.id)));
         t.slots.set(16000, Some(n2.id));
-        let ids = (n1.id, n2.id);
+        let ids = (n1.id, n2.id, n3.id);
         for n in [n1, n2, n3] {
             t.nodes.insert(n.id, n);
         }
@@ -1006,6 +1057,25 @@ pub(crate) mod tests {
                 applied_version: 7,
                 key_count: 1234,
                 millis_since_heartbeat: 80,
+                repl: Some(crate::model::Replication {
+                    offset: 5000,
+                    replicas: 1,
+                    ..Default::default()
+                }),
+            },
+        );
+        observed.insert(
+            ids.2,
+            Observed {
+                connected: false,
+                applied_version: 7,
+                key_count: 1200,
+                millis_since_heartbeat: 3000,
+                repl: Some(crate::model::Replication {
+                    offset: 4000,
+                    link_down_millis: 2500,
+                    ..Default::default()
+                }),
             },
         );
         observed.insert(
@@ -1015,6 +1085,7 @@ pub(crate) mod tests {
                 applied_version: 6,
                 key_count: 5,
                 millis_since_heartbeat: 90,
+                repl: None,
             },
         );
         ClusterView {
@@ -1081,6 +1152,8 @@ pub(crate) mod tests {
             lines[2].contains("replica of n1") && lines[2].contains("fail"),
             "{out}"
         );
+        assert!(lines[1].ends_with("1 replica"), "{out}");
+        assert!(lines[2].ends_with("down 2.5s"), "{out}");
         assert!(
             lines[3].contains("5461-10921 16000") && lines[3].contains("5462"),
             "{out}"
@@ -1169,6 +1242,10 @@ pub(crate) mod tests {
             "key_count",
             "connected",
             "millis_since_heartbeat",
+            "repl_offset",
+            "repl_link",
+            "repl_link_down_ms",
+            "repl_lag_bytes",
         ] {
             assert!(n1.get(key).is_some(), "missing {key} in {n1}");
         }
@@ -1182,7 +1259,11 @@ pub(crate) mod tests {
             (Some("replica"), Some("fail"))
         );
         assert_eq!(n3["primary_id"], v["nodes"][0]["id"]);
-        assert_eq!(n3["key_count"], serde_json::Value::Null);
+        assert_eq!(n3["key_count"], 1200);
+        assert_eq!(n3["repl_link"], "down");
+        assert_eq!(n3["repl_link_down_ms"], 2500);
+        assert_eq!(n3["repl_lag_bytes"], 1000, "behind its primary's offset");
+        assert_eq!(n1["repl_link"], serde_json::Value::Null);
         let p = &v["pending"][0];
         assert_eq!(
             (p["health"].as_str(), p["role"].is_null()),
