@@ -74,6 +74,8 @@ Examples:
   emberctl bootstrap n1 n2 n3
   emberctl bootstrap 127.0.0.1:7001        a one-node cluster owning all 16384 slots
   emberctl bootstrap --wait 60s n1 n2 n3   first wait until the three have registered
+  emberctl bootstrap --replicas 1 n1 n2 n3 n4 n5 n6
+                                           n1-n3 primaries, n4-n6 one replica each
 
 Re-running with the same nodes is a no-op success (so is --wait once they are members).")]
     Bootstrap(BootstrapArgs),
@@ -245,6 +247,11 @@ pub struct BootstrapArgs {
     /// The registered nodes that form the cluster (id, id prefix, name or host:port).
     #[arg(required = true, value_name = "NODE")]
     pub nodes: Vec<String>,
+    /// Replicas per primary: the first NODEs are primaries (NODE count / (N + 1) of
+    /// them), the others replicas, spread so that none sits on its primary's host when
+    /// hosts differ (as `redis-cli --cluster create --cluster-replicas N`).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub replicas: u32,
     /// First wait up to this long (e.g. `60s`) until every NODE has registered.
     #[arg(long, value_parser = wait_duration, value_name = "DURATION")]
     pub wait: Option<Duration>,

@@ -232,10 +232,14 @@ impl Admin {
         Ok(ClusterView::from_pb(&reply)?)
     }
 
-    pub async fn bootstrap(&mut self, nodes: Vec<String>) -> Result<Change, CliError> {
+    pub async fn bootstrap(
+        &mut self,
+        nodes: Vec<String>,
+        replicas: u32,
+    ) -> Result<Change, CliError> {
         let mut c = self.client.clone();
         let reply = self
-            .unary(c.bootstrap(pb::BootstrapRequest { nodes }))
+            .unary(c.bootstrap(pb::BootstrapRequest { nodes, replicas }))
             .await?;
         Ok(Change::from_pb(&reply)?)
     }

@@ -66,12 +66,14 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::BootstrapRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
-        let nodes = req.into_inner().nodes;
-        let nodes = nodes
+        let req = req.into_inner();
+        let nodes = req
+            .nodes
             .iter()
             .map(|n| required("node", n))
             .collect::<Result<_, _>>()?;
-        self.change(Op::Bootstrap { nodes }).await
+        let replicas = req.replicas as usize;
+        self.change(Op::Bootstrap { nodes, replicas }).await
     }
 
     async fn join(

@@ -45,6 +45,8 @@ pub enum Op {
     },
     Bootstrap {
         nodes: Vec<String>,
+        /// Replicas per primary (see [`ClusterState::bootstrap`]).
+        replicas: usize,
     },
     Join {
         node: String,
@@ -213,7 +215,7 @@ impl ClusterState {
                 client_addr,
                 internal_addr,
             } => self.register(*id, name, client_addr, internal_addr),
-            Op::Bootstrap { nodes } => self.bootstrap(nodes),
+            Op::Bootstrap { nodes, replicas } => self.bootstrap(nodes, *replicas),
             Op::Join { node, replica_of } => self.join(node, replica_of.as_deref()),
             Op::Assign { node, slots } => self.assign(node, slots),
             Op::Forget { node, force } => self.forget(node, *force),
@@ -514,7 +516,11 @@ impl ClusterState {
         }
     }
 
-    fn bootstrap(&mut self, queries: &[String]) -> Result<String, StateError> {
+    /// Forms the cluster: the first `len / (replicas + 1)` nodes are primaries sharing
+    /// the slots evenly, the others their replicas, each given to the primary with the
+    /// fewest replicas on another host than its own (any primary if every one shares its
+    /// host), as `redis-cli --cluster create --cluster-replicas` does.
+    fn bootstrap(&mut self, queries: &[String], replicas: usize) -> Result<String, StateError> {
         if queries.is_empty() {
             return Err(StateError::Invalid(
                 "bootstrap needs at least one node".into(),
@@ -540,10 +546,19 @@ impl ClusterState {
                 names.join(", ")
             )));
         }
-        if ids.len() > usize::from(SLOT_COUNT) {
+        let primaries = ids.len() / (replicas + 1);
+        if primaries == 0 {
+            return Err(StateError::Invalid(format!(
+                "{} node(s) cannot form primaries with {replicas} replica(s) each: give at least {}",
+                ids.len(),
+                replicas + 1
+            )));
+        }
+        if primaries > usize::from(SLOT_COUNT) {
             return Err(StateError::Invalid("more nodes than slots".into()));
         }
-        for (id, range) in ids.iter().zip(split_evenly(ids.len())) {
+        let (primary_ids, replica_ids) = ids.split_at(primaries);
+        for (id, range) in primary_ids.iter().zip(split_evenly(primaries)) {
             let mut node = self
                 .pending
                 .remove(id)
@@ -556,10 +571,44 @@ impl ClusterState {
                 .for_each(|s| self.topology.slots.set(s, Some(*id)));
             self.topology.nodes.insert(*id, node);
         }
+        let host = |n: &NodeInfo| {
+            n.client_addr
+                .rsplit_once(':')
+                .map_or(n.client_addr.clone(), |(h, _)| h.to_string())
+        };
+        // Round robin over the primaries (balanced counts), starting at the shift that
+        // puts the fewest replicas on their primary's host.
+        let hosts = |ids: &[NodeId]| -> Vec<String> {
+            ids.iter().map(|id| host(&self.pending[id])).collect()
+        };
+        let (primary_hosts, replica_hosts) = (
+            primary_ids
+                .iter()
+                .map(|id| host(&self.topology.nodes[id]))
+                .collect::<Vec<_>>(),
+            hosts(replica_ids),
+        );
+        let collisions = |shift: usize| {
+            (0..replica_ids.len())
+                .filter(|j| replica_hosts[*j] == primary_hosts[(j + shift) % primaries])
+                .count()
+        };
+        let shift = (0..primaries).min_by_key(|s| collisions(*s)).unwrap_or(0);
+        for (j, id) in replica_ids.iter().enumerate() {
+            let mut node = self
+                .pending
+                .remove(id)
+                .expect("resolved, not a member, so pending");
+            node.role = Role::Replica {
+                of: primary_ids[(j + shift) % primaries],
+            };
+            node.config_epoch = 0;
+            self.topology.nodes.insert(*id, node);
+        }
         Ok(format!(
-            "bootstrapped cluster {} with {} node(s); current epoch {}",
+            "bootstrapped cluster {} with {primaries} primary(ies) and {} replica(s); current epoch {}",
             self.topology.cluster_id,
-            ids.len(),
+            replica_ids.len(),
             self.topology.current_epoch
         ))
     }

@@ -177,6 +177,7 @@ async fn a_migration_commits_only_on_its_targets_promise() {
     admin
         .bootstrap(pb::BootstrapRequest {
             nodes: vec!["a".into()],
+            replicas: 0,
         })
         .await
         .unwrap();

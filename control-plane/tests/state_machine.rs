@@ -59,7 +59,8 @@ fn step() -> impl Strategy<Value = Step> {
             internal_addr: format!("127.0.0.1:{}", 17000 + i),
         })),
         1 => proptest::collection::vec(node_query(), 0..4)
-            .prop_map(|nodes| Step::Op(Op::Bootstrap { nodes })),
+            .prop_flat_map(|nodes| (Just(nodes), 0usize..3))
+            .prop_map(|(nodes, replicas)| Step::Op(Op::Bootstrap { nodes, replicas })),
         2 => (node_query(), proptest::option::of(node_query()))
             .prop_map(|(node, replica_of)| Step::Op(Op::Join { node, replica_of })),
         3 => (node_query(), slots()).prop_map(|(node, slots)| Step::Op(Op::Assign { node, slots })),
@@ -146,6 +147,7 @@ fn joining_nodes_never_clear_slots() {
     state = state.apply(&register(0)).unwrap().0;
     state = state
         .apply(&Op::Bootstrap {
+            replicas: 0,
             nodes: vec!["n0".into()],
         })
         .unwrap()
@@ -174,11 +176,17 @@ fn joining_nodes_never_clear_slots() {
     assert_eq!(state.topology.slots.count_of(&id(0)), 16384);
     // Re-running bootstrap with the same nodes is a no-op; with others, an error.
     let all = vec!["n0".into(), "n1".into(), "n2".into()];
-    let (same, outcome) = state.apply(&Op::Bootstrap { nodes: all }).unwrap();
+    let (same, outcome) = state
+        .apply(&Op::Bootstrap {
+            nodes: all,
+            replicas: 0,
+        })
+        .unwrap();
     assert!(!outcome.changed);
     assert_eq!(same, state);
     assert!(state
         .apply(&Op::Bootstrap {
+            replicas: 0,
             nodes: vec!["n1".into()]
         })
         .is_err());
@@ -202,6 +210,7 @@ fn bad_requests_are_refused_with_reasons() {
     .contains("not bootstrapped"));
     state = state
         .apply(&Op::Bootstrap {
+            replicas: 0,
             nodes: vec!["n0".into(), "n1".into()],
         })
         .unwrap()
@@ -291,6 +300,7 @@ fn migrations_commit_with_an_epoch_bump_and_abort_without_one() {
     }
     state = state
         .apply(&Op::Bootstrap {
+            replicas: 0,
             nodes: vec!["n0".into()],
         })
         .unwrap()
@@ -354,6 +364,7 @@ fn failover_hands_the_shard_to_the_replica_with_an_epoch_bump() {
     state = apply(
         &state,
         Op::Bootstrap {
+            replicas: 0,
             nodes: vec!["n0".into(), "n1".into()],
         },
     );
@@ -406,4 +417,60 @@ fn failover_hands_the_shard_to_the_replica_with_an_epoch_bump() {
         "the shard's other replica follows the new primary"
     );
     assert_eq!(t.version, state.topology.version + 1);
+}
+
+#[test]
+fn bootstrap_with_replicas_spreads_them_off_their_primarys_host() {
+    let mut state = ClusterState::new(Uuid::new_v4());
+    // Three hosts, two nodes each: n0,n1 on host a, n2,n3 on b, n4,n5 on c.
+    for i in 0..6u128 {
+        let op = Op::Register {
+            id: id(i),
+            name: Some(format!("n{i}")),
+            client_addr: format!("10.0.0.{}:{}", i / 2, 7000 + i),
+            internal_addr: format!("10.0.0.{}:{}", i / 2, 17000 + i),
+        };
+        state = state.apply(&op).unwrap().0;
+    }
+    let nodes: Vec<String> = ["n0", "n2", "n4", "n1", "n3", "n5"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert!(
+        state
+            .apply(&Op::Bootstrap {
+                nodes: nodes[..1].to_vec(),
+                replicas: 1
+            })
+            .is_err(),
+        "one node cannot be a primary with a replica"
+    );
+    let next = state
+        .apply(&Op::Bootstrap { nodes, replicas: 1 })
+        .unwrap()
+        .0;
+    next.consistency_check().unwrap();
+    let t = &next.topology;
+    let host = |i: u128| {
+        t.nodes[&id(i)]
+            .client_addr
+            .split(':')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let mut primaries_with_replica = std::collections::BTreeSet::new();
+    for r in [1u128, 3, 5] {
+        let Role::Replica { of } = t.nodes[&id(r)].role else {
+            panic!("n{r} should be a replica");
+        };
+        let p = (0..6).find(|i| id(*i) == of).unwrap();
+        assert_ne!(host(p), host(r), "n{r} sits on its primary n{p}'s host");
+        primaries_with_replica.insert(p);
+    }
+    assert_eq!(primaries_with_replica.len(), 3, "one replica per primary");
+    for p in [0u128, 2, 4] {
+        assert_eq!(t.nodes[&id(p)].role, Role::Primary);
+        assert!((0..SLOT_COUNT).any(|s| t.slots.owner(s) == Some(id(p))));
+    }
 }

@@ -123,7 +123,10 @@ async fn main() -> anyhow::Result<()> {
     let rss_sessions = rss_bytes(pid);
     let names: Vec<String> = (0..sessions).map(|i| format!("b{i}")).collect();
     admin
-        .bootstrap(pb::BootstrapRequest { nodes: names })
+        .bootstrap(pb::BootstrapRequest {
+            nodes: names,
+            replicas: 0,
+        })
         .await?;
     // Drain the bootstrap snapshots.
     let mut got = 0;

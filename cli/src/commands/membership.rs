@@ -15,7 +15,7 @@ pub async fn bootstrap(ctx: &Ctx, a: BootstrapArgs) -> Result<(), CliError> {
     if let Some(wait) = a.wait {
         wait_for_nodes(ctx, &a.nodes, wait).await?;
     }
-    let change = ctx.connect().await?.bootstrap(a.nodes).await?;
+    let change = ctx.connect().await?.bootstrap(a.nodes, a.replicas).await?;
     ctx.report_change(&change, None);
     Ok(())
 }
