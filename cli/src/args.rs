@@ -109,6 +109,23 @@ Examples:
   emberctl forget 3f2a --force             its slots become unassigned, their keys are lost")]
     Forget(ForgetArgs),
 
+    /// Promote a replica: it takes over its primary's slots (with a new config epoch), the
+    /// primary and the shard's other replicas follow it.
+    #[command(after_help = "\
+Examples:
+  emberctl failover n4 --force             n4 (a replica) takes over its primary's shard now
+
+--force does not wait for the primary: writes the replica has not received are lost
+(check the replica's lag with `emberctl nodes` first). The zero-loss mode, in which
+the primary pauses writes until the replica caught up, is not built yet.")]
+    Failover(FailoverArgs),
+
+    /// Make NODE a replica of PRIMARY (NODE: a replica, or a primary without slots).
+    #[command(after_help = "\
+Examples:
+  emberctl replicate n5 n1                 n5 follows n1 (full sync, then the stream)")]
+    Replicate(ReplicateArgs),
+
     /// Even the slots out across primaries by live migration.
     #[command(after_help = "\
 Examples:
@@ -306,6 +323,23 @@ pub struct JoinArgs {
     /// Join as a replica of this member (a primary).
     #[arg(long, value_name = "NODE")]
     pub replica_of: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    /// The replica to promote.
+    pub node: String,
+    /// Promote without the primary's cooperation (required for now).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// The node that becomes a replica.
+    pub node: String,
+    /// The primary it follows.
+    pub primary: String,
 }
 
 #[derive(Debug, Args)]

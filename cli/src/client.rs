@@ -244,6 +244,22 @@ impl Admin {
         Ok(Change::from_pb(&reply)?)
     }
 
+    pub async fn failover(&mut self, node: String, force: bool) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let reply = self
+            .unary(c.failover(pb::FailoverRequest { node, force }))
+            .await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
+    pub async fn replicate(&mut self, node: String, primary: String) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let reply = self
+            .unary(c.replicate(pb::ReplicateRequest { node, primary }))
+            .await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
     pub async fn join(
         &mut self,
         node: String,

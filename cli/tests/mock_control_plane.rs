@@ -380,6 +380,22 @@ impl Admin for Mock {
         reply(true, format!("forgot {} (force={})", r.node, r.force))
     }
 
+    async fn failover(
+        &self,
+        r: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = r.into_inner();
+        reply(true, format!("promoted {} (force={})", r.node, r.force))
+    }
+
+    async fn replicate(
+        &self,
+        r: Request<pb::ReplicateRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = r.into_inner();
+        reply(true, format!("{} replicates {}", r.node, r.primary))
+    }
+
     async fn set_config(
         &self,
         r: Request<pb::SetConfigRequest>,

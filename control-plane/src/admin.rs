@@ -90,6 +90,34 @@ impl pb::admin_server::Admin for AdminService {
         .await
     }
 
+    async fn failover(
+        &self,
+        req: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let req = req.into_inner();
+        if !req.force {
+            return Err(Status::unimplemented(
+                "a zero-loss failover (the primary pausing writes until the replica caught up) is not built yet; --force promotes the replica now, losing the writes it has not received",
+            ));
+        }
+        self.change(Op::Promote {
+            node: required("node", &req.node)?,
+        })
+        .await
+    }
+
+    async fn replicate(
+        &self,
+        req: Request<pb::ReplicateRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let req = req.into_inner();
+        self.change(Op::Replicate {
+            node: required("node", &req.node)?,
+            primary: required("primary", &req.primary)?,
+        })
+        .await
+    }
+
     async fn assign(
         &self,
         req: Request<pb::AssignRequest>,

@@ -93,6 +93,17 @@ pub enum Op {
         primary: NodeId,
         promote: NodeId,
     },
+    /// `emberctl failover NODE --force`: the replica NODE takes over its primary's shard
+    /// (as [`Op::Failover`]).
+    Promote {
+        node: String,
+    },
+    /// `emberctl replicate NODE PRIMARY`: NODE (a replica, or a primary that owns no
+    /// slots and has no replicas) becomes a replica of PRIMARY.
+    Replicate {
+        node: String,
+        primary: String,
+    },
     /// Pending registrations whose node has been silent too long (decided by the
     /// heartbeater) are dropped.
     ExpirePending {
@@ -251,6 +262,17 @@ impl ClusterState {
             } => self.start_migration(*id, target, slots, *max_running),
             Op::CommitMigration { id } => self.commit_migration(*id),
             Op::Failover { primary, promote } => self.failover(*primary, *promote),
+            Op::Promote { node } => {
+                let id = self.resolve_member(node)?;
+                match self.topology.nodes[&id].role {
+                    Role::Replica { of } => self.failover(of, id),
+                    Role::Primary => Err(StateError::Invalid(format!(
+                        "{} is a primary already; name one of its replicas",
+                        self.label(&id)
+                    ))),
+                }
+            }
+            Op::Replicate { node, primary } => self.replicate(node, primary),
             Op::ExpirePending { ids } => {
                 let gone: Vec<String> = ids
                     .iter()
@@ -398,6 +420,58 @@ impl ClusterState {
             self.label(&promote),
             slots.len(),
             self.label(&primary)
+        ))
+    }
+
+    fn replicate(&mut self, node: &str, primary: &str) -> Result<String, StateError> {
+        let id = self.resolve_member(node)?;
+        let of = self.resolve_member(primary)?;
+        let t = &self.topology;
+        if id == of {
+            return Err(StateError::Invalid("a node cannot replicate itself".into()));
+        }
+        if !t.nodes[&of].is_primary() {
+            return Err(StateError::Invalid(format!(
+                "{} is a replica; replicas follow primaries",
+                self.label(&of)
+            )));
+        }
+        if t.nodes[&id].role == (Role::Replica { of }) {
+            return Ok(format!(
+                "{} already replicates {}",
+                self.label(&id),
+                self.label(&of)
+            ));
+        }
+        if t.nodes[&id].is_primary() {
+            if (0..SLOT_COUNT).any(|s| t.slots.owner(s) == Some(id)) {
+                return Err(StateError::Conflict(format!(
+                    "{} owns slots: drain it first (emberctl drain), or fail it over to a replica",
+                    self.label(&id)
+                )));
+            }
+            if t.nodes
+                .values()
+                .any(|n| n.role == (Role::Replica { of: id }))
+            {
+                return Err(StateError::Conflict(format!(
+                    "{} has replicas: point them elsewhere first",
+                    self.label(&id)
+                )));
+            }
+            if t.migrations.iter().any(|m| m.target == id) {
+                return Err(StateError::Busy(format!(
+                    "{} is the target of a running migration",
+                    self.label(&id)
+                )));
+            }
+        }
+        let n = self.topology.nodes.get_mut(&id).expect("resolved member");
+        n.role = Role::Replica { of };
+        Ok(format!(
+            "{} now replicates {}",
+            self.label(&id),
+            self.label(&of)
         ))
     }
 

@@ -75,6 +75,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u128..3).prop_map(|m| Step::Op(Op::CommitMigration { id: Uuid::from_u128(m) })),
         1 => (0u128..3).prop_map(|m| Step::Op(Op::AbortMigration { id: Uuid::from_u128(m), reason: "test".into() })),
         2 => (0..NODES, 0..NODES).prop_map(|(p, r)| Step::Op(Op::Failover { primary: id(p), promote: id(r) })),
+        1 => node_query().prop_map(|node| Step::Op(Op::Promote { node })),
+        1 => (node_query(), node_query()).prop_map(|(node, primary)| Step::Op(Op::Replicate { node, primary })),
         1 => Just(Step::Restart),
     ]
 }
@@ -473,4 +475,56 @@ fn bootstrap_with_replicas_spreads_them_off_their_primarys_host() {
         assert_eq!(t.nodes[&id(p)].role, Role::Primary);
         assert!((0..SLOT_COUNT).any(|s| t.slots.owner(s) == Some(id(p))));
     }
+}
+
+#[test]
+fn replicate_and_promote_by_name() {
+    let mut state = ClusterState::new(Uuid::new_v4());
+    for i in 0..3 {
+        state = state.apply(&register(i)).unwrap().0;
+    }
+    let apply = |s: &ClusterState, op: Op| s.apply(&op);
+    state = apply(
+        &state,
+        Op::Bootstrap {
+            nodes: vec!["n0".into()],
+            replicas: 0,
+        },
+    )
+    .unwrap()
+    .0;
+    state = apply(
+        &state,
+        Op::Join {
+            node: "n1".into(),
+            replica_of: None,
+        },
+    )
+    .unwrap()
+    .0;
+    let replicate = |node: &str, primary: &str| Op::Replicate {
+        node: node.into(),
+        primary: primary.into(),
+    };
+    // The slot owner cannot become a replica; nor can a node replicate itself.
+    assert!(apply(&state, replicate("n0", "n1")).is_err());
+    assert!(apply(&state, replicate("n1", "n1")).is_err());
+    state = apply(&state, replicate("n1", "n0")).unwrap().0;
+    assert_eq!(
+        state.topology.nodes[&id(1)].role,
+        Role::Replica { of: id(0) }
+    );
+    let (same, outcome) = apply(&state, replicate("n1", "n0")).unwrap();
+    assert!(!outcome.changed && same == state, "again: no new version");
+    assert!(
+        apply(&state, Op::Promote { node: "n0".into() }).is_err(),
+        "n0 is a primary"
+    );
+    state = apply(&state, Op::Promote { node: "n1".into() }).unwrap().0;
+    state.consistency_check().unwrap();
+    assert_eq!(
+        state.topology.nodes[&id(0)].role,
+        Role::Replica { of: id(1) }
+    );
+    assert!((0..SLOT_COUNT).all(|s| state.topology.slots.owner(s) == Some(id(1))));
 }

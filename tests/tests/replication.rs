@@ -469,3 +469,59 @@ fn a_primary_restarted_without_its_data_does_not_wipe_its_replica() {
     assert_eq!(acked, 1);
     assert_eq!(dataset(&mut c.conn(0).unwrap()), dataset(&mut n2));
 }
+
+#[test]
+fn emberctl_replicate_then_failover_force_swaps_the_roles() {
+    let c = TestCluster::start(2, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.ctl_ok(&["join", "n2"]);
+    let refused = c.ctl(&["replicate", "n1", "n2"]);
+    assert!(!refused.status.success(), "n1 owns slots");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("owns slots"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    c.ctl_ok(&["replicate", "n2", "n1"]);
+    c.wait("n2's link to n1 is up", T, |c| {
+        Ok(
+            field(&info(&mut c.conn(1)?, "replication"), "master_link_status").as_deref()
+                == Some("up"),
+        )
+    });
+    let mut n1 = c.conn(0).unwrap();
+    for n in 0..100 {
+        let _: () = n1.set(format!("sw:{n}"), n).unwrap();
+    }
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n1).unwrap();
+    assert_eq!(acked, 1);
+    let before = dataset(&mut n1);
+
+    let unforced = c.ctl(&["failover", "n2"]);
+    assert_eq!(
+        unforced.status.code(),
+        Some(2),
+        "the zero-loss mode is not there yet"
+    );
+    c.ctl_ok(&["failover", "n2", "--force"]);
+    c.wait("n2 is the primary and n1 follows it", T, |c| {
+        let i1 = info(&mut c.conn(0)?, "replication");
+        let i2 = info(&mut c.conn(1)?, "replication");
+        Ok(field(&i2, "role").as_deref() == Some("master")
+            && field(&i1, "role").as_deref() == Some("slave")
+            && field(&i1, "master_link_status").as_deref() == Some("up"))
+    });
+    let mut n2 = c.conn(1).unwrap();
+    assert_eq!(dataset(&mut n2), before);
+    let _: () = n2.set("sw:new", 1).unwrap();
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n2).unwrap();
+    assert_eq!(acked, 1);
+    // n1 kept its history: it resumed from n2's backlog (PSYNC2), no second full sync.
+    let stats = info(&mut n2, "stats");
+    assert_eq!(
+        field(&stats, "sync_partial_ok").as_deref(),
+        Some("1"),
+        "{stats}"
+    );
+    assert_eq!(dataset(&mut c.conn(0).unwrap()), dataset(&mut n2));
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ember_core::topology::{resolve_node, ResolveError};
 
-use crate::args::{BootstrapArgs, ForgetArgs, JoinArgs};
+use crate::args::{BootstrapArgs, FailoverArgs, ForgetArgs, JoinArgs, ReplicateArgs};
 use crate::client::CliError;
 use crate::commands::Ctx;
 use crate::model::{ClusterView, Dropped};
@@ -78,6 +78,23 @@ async fn wait_for_nodes(ctx: &Ctx, nodes: &[String], wait: Duration) -> Result<(
 
 pub async fn join(ctx: &Ctx, a: JoinArgs) -> Result<(), CliError> {
     let change = ctx.connect().await?.join(a.node, a.replica_of).await?;
+    ctx.report_change(&change, None);
+    Ok(())
+}
+
+pub async fn failover(ctx: &Ctx, a: FailoverArgs) -> Result<(), CliError> {
+    if !a.force {
+        return Err(CliError::Usage(
+            "a zero-loss failover (the primary pausing writes until the replica caught up) is not built yet: run it with --force, which promotes the replica now and loses the writes it has not received (see its lag in `emberctl nodes`)".into(),
+        ));
+    }
+    let change = ctx.connect().await?.failover(a.node, a.force).await?;
+    ctx.report_change(&change, None);
+    Ok(())
+}
+
+pub async fn replicate(ctx: &Ctx, a: ReplicateArgs) -> Result<(), CliError> {
+    let change = ctx.connect().await?.replicate(a.node, a.primary).await?;
     ctx.report_change(&change, None);
     Ok(())
 }

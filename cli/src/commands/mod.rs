@@ -61,6 +61,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Bootstrap(a) => membership::bootstrap(&ctx, a).await,
         Command::Join(a) => membership::join(&ctx, a).await,
+        Command::Failover(a) => membership::failover(&ctx, a).await,
+        Command::Replicate(a) => membership::replicate(&ctx, a).await,
         Command::Forget(a) => membership::forget(&ctx, a).await,
         Command::Assign(a) => assign::run(&ctx, a).await,
         Command::Rebalance(a) => rebalance::rebalance(&ctx, a).await,
