@@ -142,6 +142,7 @@ fn connection_thread(
     state: Arc<ServerState>,
     stop: watch::Receiver<bool>,
 ) {
+    crate::replication::log::defer_wakes_on_this_thread();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

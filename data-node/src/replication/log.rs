@@ -128,8 +128,22 @@ pub struct Log {
     limit: Arc<AtomicU64>,
     /// `Inner::end`, readable without the lock (a client's write offset, for `WAIT`).
     end: AtomicU64,
-    /// Woken on every new frame (stream tasks wait on it).
+    /// Woken on new frames (stream tasks wait on it): at once, or, for frames appended
+    /// on a connection thread, once at the end of the thread's turn ([`Log::wake`]).
     pub appended: tokio::sync::Notify,
+    /// Frames were appended by a connection turn that has not called [`Log::wake`] yet.
+    unwoken: std::sync::atomic::AtomicBool,
+}
+
+thread_local! {
+    /// This thread runs client connections: it wakes the stream tasks once per turn of
+    /// commands instead of once per write (a wake-up crosses to another thread).
+    static DEFER_WAKE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called on each connection thread at its start (see `DEFER_WAKE`).
+pub fn defer_wakes_on_this_thread() {
+    DEFER_WAKE.with(|d| d.set(true));
 }
 
 /// A replica was given a frame that does not continue its log.
@@ -157,6 +171,7 @@ impl Log {
             limit,
             end: AtomicU64::new(0),
             appended: tokio::sync::Notify::new(),
+            unwoken: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -318,7 +333,18 @@ impl Log {
                 i.kept -= old.end - start;
             }
         }
-        self.appended.notify_waiters();
+        if DEFER_WAKE.with(|d| d.get()) {
+            self.unwoken.store(true, Ordering::Release);
+        } else {
+            self.appended.notify_waiters();
+        }
+    }
+
+    /// Wakes the stream tasks if this thread's turn appended frames.
+    pub fn wake(&self) {
+        if self.unwoken.swap(false, Ordering::AcqRel) {
+            self.appended.notify_waiters();
+        }
     }
 }
 

@@ -232,6 +232,8 @@ impl Conn<'_> {
                         reply = execute(self.state, &mut self.client, &self.args);
                     }
                     if let Some(w) = self.client.wait.take() {
+                        // This turn's writes must reach the replicas before we wait for them.
+                        self.state.repl.wake();
                         let n = self
                             .state
                             .followers
@@ -265,6 +267,7 @@ impl Conn<'_> {
                 .stats
                 .commands
                 .fetch_add(executed, Ordering::Relaxed);
+            self.state.repl.wake();
             SPIN.with(|s| s.batch_done());
         }
     }
