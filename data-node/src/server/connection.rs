@@ -227,7 +227,9 @@ impl Conn<'_> {
                     while let Some(slot) = self.client.held_on.take() {
                         // A migration's handoff holds writes to this slot: wait for the
                         // control plane's decision, then run it again (it re-routes, so
-                        // after a commit it answers MOVED).
+                        // after a commit it answers MOVED). This turn's writes go to the
+                        // replicas first.
+                        self.state.repl.wake();
                         self.state.db.wait_released(slot).await;
                         reply = execute(self.state, &mut self.client, &self.args);
                     }
