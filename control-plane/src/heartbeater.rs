@@ -8,12 +8,13 @@
 //! Pending registrations silent for [`PENDING_EXPIRY_FACTOR`] node timeouts are dropped,
 //! and after a persistence failure each tick retries a save until one succeeds.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ember_core::{NodeId, Role};
+use ember_core::NodeId;
 
-use crate::authority::Authority;
+use crate::authority::{Authority, Observed};
 use crate::state::Op;
 
 /// A replica whose link to its primary has been down longer than this many node
@@ -32,9 +33,7 @@ async fn fail_over(authority: &Authority, node_timeout: Duration) {
     let owners: Vec<&ember_core::NodeInfo> = t
         .nodes
         .values()
-        .filter(|n| {
-            n.is_primary() && (0..ember_core::SLOT_COUNT).any(|s| t.slots.owner(s) == Some(n.id))
-        })
+        .filter(|n| n.is_primary() && t.slots.count_of(&n.id) > 0)
         .collect();
     let failed: Vec<&&ember_core::NodeInfo> = owners.iter().filter(|n| n.failed).collect();
     if failed.is_empty() {
@@ -51,20 +50,12 @@ async fn fail_over(authority: &Authority, node_timeout: Duration) {
     let observed = authority.observed();
     let validity = node_timeout * REPLICA_VALIDITY_FACTOR;
     for primary in failed {
-        let best = t
-            .nodes
-            .values()
-            .filter(|n| n.role == (Role::Replica { of: primary.id }) && !n.failed)
-            .filter_map(|n| {
-                let o = observed.get(&n.id)?;
-                let r = o.repl.as_ref()?;
-                let eligible = o.last_seen.elapsed() <= node_timeout
-                    && !r.syncing
-                    && !r.link_up
-                    && Duration::from_millis(r.link_down_millis) <= validity;
-                eligible.then_some((r.offset, n.id))
-            })
-            .max_by_key(|(offset, id)| (*offset, std::cmp::Reverse(*id)));
+        let best = freshest_replica(t, &observed, primary.id, |o, r| {
+            o.last_seen.elapsed() <= node_timeout
+                && !r.syncing
+                && !r.link_up
+                && Duration::from_millis(r.link_down_millis) <= validity
+        });
         let Some((offset, promote)) = best else {
             tracing::debug!(primary = %primary.label(), "failed primary has no eligible replica (yet)");
             continue;
@@ -80,6 +71,24 @@ async fn fail_over(authority: &Authority, node_timeout: Duration) {
     }
 }
 
+/// The healthy replica of `primary` with the highest reported offset among those whose
+/// last report passes `eligible` (ties: the lowest id), and that offset.
+fn freshest_replica(
+    t: &ember_core::Topology,
+    observed: &HashMap<NodeId, Observed>,
+    primary: NodeId,
+    eligible: impl Fn(&Observed, &ember_proto::pb::ReplicationStatus) -> bool,
+) -> Option<(u64, NodeId)> {
+    t.replicas_of(&primary)
+        .filter(|n| !n.failed)
+        .filter_map(|n| {
+            let o = observed.get(&n.id)?;
+            let r = o.repl.as_ref()?;
+            eligible(o, r).then_some((r.offset, n.id))
+        })
+        .max_by_key(|(offset, id)| (*offset, std::cmp::Reverse(*id)))
+}
+
 /// The restart-empty rule: a primary whose process restarted (its hello says it has
 /// applied no topology, so it holds no data) while it has a replica with a complete
 /// dataset must not become the source of that replica (a full sync from it would wipe
@@ -88,21 +97,13 @@ async fn fail_over(authority: &Authority, node_timeout: Duration) {
 pub async fn hand_over_if_restarted_empty(authority: &Authority, id: NodeId, recent: Duration) {
     let state = authority.current().state;
     let t = &state.topology;
-    let owns = (0..ember_core::SLOT_COUNT).any(|s| t.slots.owner(s) == Some(id));
-    if !owns || t.nodes.get(&id).is_none_or(|n| !n.is_primary()) {
+    if t.slots.count_of(&id) == 0 || t.nodes.get(&id).is_none_or(|n| !n.is_primary()) {
         return;
     }
     let observed = authority.observed();
-    let best = t
-        .nodes
-        .values()
-        .filter(|n| n.role == (Role::Replica { of: id }) && !n.failed)
-        .filter_map(|n| {
-            let o = observed.get(&n.id)?;
-            let r = o.repl.as_ref()?;
-            (o.last_seen.elapsed() <= recent && !r.syncing).then_some((r.offset, n.id))
-        })
-        .max_by_key(|(offset, id)| (*offset, std::cmp::Reverse(*id)));
+    let best = freshest_replica(t, &observed, id, |o, r| {
+        o.last_seen.elapsed() <= recent && !r.syncing
+    });
     let Some((offset, promote)) = best else {
         return;
     };

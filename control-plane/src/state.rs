@@ -398,11 +398,9 @@ impl ClusterState {
         }
         self.topology.current_epoch += 1;
         let epoch = self.topology.current_epoch;
-        let slots: Vec<u16> = (0..ember_core::SLOT_COUNT)
-            .filter(|s| self.topology.slots.owner(*s) == Some(primary))
-            .collect();
-        for s in &slots {
-            self.topology.slots.set(*s, Some(promote));
+        let slots = self.topology.slots.slots_of(&primary);
+        for s in slots.iter() {
+            self.topology.slots.set(s, Some(promote));
         }
         for n in self.topology.nodes.values_mut() {
             if n.id == promote {
@@ -444,16 +442,13 @@ impl ClusterState {
             ));
         }
         if t.nodes[&id].is_primary() {
-            if (0..SLOT_COUNT).any(|s| t.slots.owner(s) == Some(id)) {
+            if t.slots.count_of(&id) > 0 {
                 return Err(StateError::Conflict(format!(
                     "{} owns slots: drain it first (emberctl drain), or fail it over to a replica",
                     self.label(&id)
                 )));
             }
-            if t.nodes
-                .values()
-                .any(|n| n.role == (Role::Replica { of: id }))
-            {
+            if t.replicas_of(&id).next().is_some() {
                 return Err(StateError::Conflict(format!(
                     "{} has replicas: point them elsewhere first",
                     self.label(&id)

@@ -18,11 +18,8 @@ pub async fn serve(listener: TcpListener, migrations: Arc<Migrations>) {
     health
         .set_serving::<InternalServer<InternalService>>()
         .await;
-    let internal = InternalServer::new(InternalService {
-        state: migrations.state_arc(),
-        migrations,
-    })
-    .max_encoding_message_size(MAX_MESSAGE);
+    let internal =
+        InternalServer::new(InternalService { migrations }).max_encoding_message_size(MAX_MESSAGE);
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(internal)

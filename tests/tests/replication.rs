@@ -55,6 +55,32 @@ fn field(info: &str, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `WAIT 1 5000` on `conn`: how many replicas acknowledged its last write.
+fn wait1(conn: &mut redis::Connection) -> i64 {
+    redis::cmd("WAIT").arg(1).arg(5000).query(conn).unwrap()
+}
+
+/// Waits until node `i`'s link to its primary is up.
+fn wait_link_up(c: &TestCluster, i: usize, what: &str) {
+    c.wait(what, T, |c| {
+        Ok(
+            field(&info(&mut c.conn(i)?, "replication"), "master_link_status").as_deref()
+                == Some("up"),
+        )
+    });
+}
+
+/// Waits until node 1 (n2) is a primary and node 0 (n1) its replica with the link up.
+fn wait_roles_swapped(c: &TestCluster, what: &str) {
+    c.wait(what, T, |c| {
+        let i1 = info(&mut c.conn(0)?, "replication");
+        let i2 = info(&mut c.conn(1)?, "replication");
+        Ok(field(&i2, "role").as_deref() == Some("master")
+            && field(&i1, "role").as_deref() == Some("slave")
+            && field(&i1, "master_link_status").as_deref() == Some("up"))
+    });
+}
+
 /// Fills node `i` with every type, big values (sent in pieces) included.
 fn fill(c: &TestCluster, i: usize) {
     let mut conn = c.conn(i).unwrap();
@@ -137,12 +163,7 @@ fn a_replica_syncs_in_full_while_writes_run_then_follows_the_stream() {
     );
     let w = writer(&c, 0, stop.clone(), done.clone());
     c.ctl_ok(&["join", "n2", "--replica-of", "n1"]);
-    c.wait("n2's link to n1 is up", T, |c| {
-        Ok(
-            field(&info(&mut c.conn(1)?, "replication"), "master_link_status").as_deref()
-                == Some("up"),
-        )
-    });
+    wait_link_up(&c, 1, "n2's link to n1 is up");
     // Writes go on a little after the sync, through the stream.
     let at_sync = done.load(Ordering::Relaxed);
     c.wait("writes continue after the sync", T, |_| {
@@ -154,11 +175,7 @@ fn a_replica_syncs_in_full_while_writes_run_then_follows_the_stream() {
 
     let mut primary = c.conn(0).unwrap();
     let _: () = primary.set("last", "write").unwrap();
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .query(&mut primary)
-        .unwrap();
+    let acked = wait1(&mut primary);
     assert_eq!(
         acked,
         1,
@@ -258,15 +275,7 @@ fn a_cut_link_resumes_from_the_backlog_and_a_restarted_replica_syncs_in_full() {
     c.ctl_ok(&["bootstrap", "n2"]);
     c.ctl_ok(&["join", "n1", "--replica-of", "n2"]);
     let mut primary = c.conn(i).unwrap();
-    let wait1 = |conn: &mut redis::Connection| -> i64 {
-        redis::cmd("WAIT").arg(1).arg(5000).query(conn).unwrap()
-    };
-    c.wait("n1's link to n2 is up", T, |c| {
-        Ok(
-            field(&info(&mut c.conn(0)?, "replication"), "master_link_status").as_deref()
-                == Some("up"),
-        )
-    });
+    wait_link_up(&c, 0, "n1's link to n2 is up");
     for n in 0..100 {
         let _: () = primary.set(format!("k{n}"), n).unwrap();
     }
@@ -306,12 +315,7 @@ fn a_cut_link_resumes_from_the_backlog_and_a_restarted_replica_syncs_in_full() {
     // A restarted replica has no data: it syncs in full again.
     c.nodes[0].kill();
     c.restart_node(0);
-    c.wait("the restarted replica is in sync", T, |c| {
-        Ok(
-            field(&info(&mut c.conn(0)?, "replication"), "master_link_status").as_deref()
-                == Some("up"),
-        )
-    });
+    wait_link_up(&c, 0, "the restarted replica is in sync");
     let _: () = primary.set("after", "restart").unwrap();
     assert_eq!(wait1(&mut primary), 1);
     assert_eq!(
@@ -342,12 +346,7 @@ fn killing_a_primary_promotes_its_replica_with_every_waited_write() {
     let mut c = TestCluster::start(4, node_timeout);
     c.ctl_ok(&["bootstrap", "n1", "n2", "n3"]);
     c.ctl_ok(&["join", "n4", "--replica-of", "n3"]);
-    c.wait("n4's link to n3 is up", T, |c| {
-        Ok(
-            field(&info(&mut c.conn(3)?, "replication"), "master_link_status").as_deref()
-                == Some("up"),
-        )
-    });
+    wait_link_up(&c, 3, "n4's link to n3 is up");
     let keys = keys_on(&c, 2, 200, "fo:");
 
     // One writer on n3's slots, each write followed by WAIT 1: what WAIT confirmed
@@ -423,8 +422,7 @@ fn killing_a_primary_promotes_its_replica_with_every_waited_write() {
             && field(&i, "master_link_status").as_deref() == Some("up"))
     });
     let _: () = n4.set(&keys[1], "after").unwrap();
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n4).unwrap();
-    assert_eq!(acked, 1);
+    assert_eq!(wait1(&mut n4), 1);
     assert_eq!(
         dataset(&mut n4).len(),
         dataset(&mut c.conn(2).unwrap()).len()
@@ -438,35 +436,22 @@ fn a_primary_restarted_without_its_data_does_not_wipe_its_replica() {
     let mut c = TestCluster::start(2, Duration::from_secs(30));
     c.ctl_ok(&["bootstrap", "n1"]);
     c.ctl_ok(&["join", "n2", "--replica-of", "n1"]);
-    c.wait("n2's link to n1 is up", T, |c| {
-        Ok(
-            field(&info(&mut c.conn(1)?, "replication"), "master_link_status").as_deref()
-                == Some("up"),
-        )
-    });
+    wait_link_up(&c, 1, "n2's link to n1 is up");
     let mut n1 = c.conn(0).unwrap();
     for n in 0..500 {
         let _: () = n1.set(format!("keep:{n}"), n).unwrap();
     }
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n1).unwrap();
-    assert_eq!(acked, 1);
+    assert_eq!(wait1(&mut n1), 1);
     let before = dataset(&mut c.conn(1).unwrap());
     assert_eq!(before.len(), 500);
 
     c.nodes[0].kill();
     c.restart_node(0);
-    c.wait("n2 took over and n1 follows it", T, |c| {
-        let i1 = info(&mut c.conn(0)?, "replication");
-        let i2 = info(&mut c.conn(1)?, "replication");
-        Ok(field(&i2, "role").as_deref() == Some("master")
-            && field(&i1, "role").as_deref() == Some("slave")
-            && field(&i1, "master_link_status").as_deref() == Some("up"))
-    });
+    wait_roles_swapped(&c, "n2 took over and n1 follows it");
     let mut n2 = c.conn(1).unwrap();
     assert_eq!(dataset(&mut n2), before, "the replica kept every key");
     let _: () = n2.set("keep:new", 1).unwrap();
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n2).unwrap();
-    assert_eq!(acked, 1);
+    assert_eq!(wait1(&mut n2), 1);
     assert_eq!(dataset(&mut c.conn(0).unwrap()), dataset(&mut n2));
 }
 
@@ -483,18 +468,12 @@ fn emberctl_replicate_then_failover_force_swaps_the_roles() {
         String::from_utf8_lossy(&refused.stderr)
     );
     c.ctl_ok(&["replicate", "n2", "n1"]);
-    c.wait("n2's link to n1 is up", T, |c| {
-        Ok(
-            field(&info(&mut c.conn(1)?, "replication"), "master_link_status").as_deref()
-                == Some("up"),
-        )
-    });
+    wait_link_up(&c, 1, "n2's link to n1 is up");
     let mut n1 = c.conn(0).unwrap();
     for n in 0..100 {
         let _: () = n1.set(format!("sw:{n}"), n).unwrap();
     }
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n1).unwrap();
-    assert_eq!(acked, 1);
+    assert_eq!(wait1(&mut n1), 1);
     let before = dataset(&mut n1);
 
     let unforced = c.ctl(&["failover", "n2"]);
@@ -504,18 +483,11 @@ fn emberctl_replicate_then_failover_force_swaps_the_roles() {
         "the zero-loss mode is not there yet"
     );
     c.ctl_ok(&["failover", "n2", "--force"]);
-    c.wait("n2 is the primary and n1 follows it", T, |c| {
-        let i1 = info(&mut c.conn(0)?, "replication");
-        let i2 = info(&mut c.conn(1)?, "replication");
-        Ok(field(&i2, "role").as_deref() == Some("master")
-            && field(&i1, "role").as_deref() == Some("slave")
-            && field(&i1, "master_link_status").as_deref() == Some("up"))
-    });
+    wait_roles_swapped(&c, "n2 is the primary and n1 follows it");
     let mut n2 = c.conn(1).unwrap();
     assert_eq!(dataset(&mut n2), before);
     let _: () = n2.set("sw:new", 1).unwrap();
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n2).unwrap();
-    assert_eq!(acked, 1);
+    assert_eq!(wait1(&mut n2), 1);
     // n1 kept its history: it resumed from n2's backlog (PSYNC2), no second full sync.
     let stats = info(&mut n2, "stats");
     assert_eq!(

@@ -90,7 +90,7 @@ impl Applied {
             .collect();
         let mut replica_reads = vec![0u64; usize::from(SLOT_COUNT) / 64];
         if let Some(Role::Replica { of }) = topology.nodes.get(&me).map(|n| n.role) {
-            for slot in (0..SLOT_COUNT).filter(|s| topology.slots.owner(*s) == Some(of)) {
+            for slot in topology.slots.slots_of(&of).iter() {
                 replica_reads[usize::from(slot) / 64] |= 1 << (slot % 64);
             }
         }

@@ -76,7 +76,7 @@ pub fn wait(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         Some(t) => Some(std::time::Duration::from_millis(t as u64)),
         None => return Reply::err("ERR timeout is not an integer or out of range"),
     };
-    if crate::replication::report::primary_addr(ctx.state).is_some() {
+    if matches!(ctx.state.cluster.role(), ember_core::Role::Replica { .. }) {
         return Reply::err("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.");
     }
     ctx.client.wait = Some(super::WaitFor {

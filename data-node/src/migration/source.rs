@@ -54,7 +54,6 @@ const KEYS_PER_LOCK: usize = 64;
 
 pub struct InternalService {
     pub migrations: Arc<Migrations>,
-    pub state: Arc<crate::state::ServerState>,
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::PullChunk, Status>> + Send>>;
@@ -68,7 +67,7 @@ impl pb::internal_server::Internal for InternalService {
         &self,
         req: Request<tonic::Streaming<pb::ReplicaMessage>>,
     ) -> Result<Response<Self::ReplicateStream>, Status> {
-        crate::replication::primary::serve(self.state.clone(), req.into_inner())
+        crate::replication::primary::serve(self.migrations.state_arc(), req.into_inner())
             .await
             .map(Response::new)
     }

@@ -5,7 +5,7 @@
 //! slot cleared); its size is what its commands take as RESP arrays (as Redis counts its
 //! replication offset in bytes of the stream), so `master_repl_offset` means what a Redis
 //! user expects. A dataset version is `(replid, offset)`. After the node takes over a
-//! shard ([`Log::new_history`]) it keeps the previous id and the offset where that
+//! shard ([`Log::promote`]) it keeps the previous id and the offset where that
 //! history ended, so replicas that followed the same history resume from the backlog
 //! (Redis's PSYNC2) instead of syncing in full.
 
@@ -206,27 +206,30 @@ impl Log {
     /// recording starts a new history (writes it did not see make its old id mean
     /// nothing): replicas of the old id sync in full. Idempotent.
     pub fn attach(self: &Arc<Self>, db: &crate::db::Db) {
-        let mut i = self.inner.lock();
-        if i.attached {
-            return;
-        }
-        i.attached = true;
-        i.id = ReplId::random();
-        i.previous = None;
-        i.frames.clear();
-        i.kept = 0;
-        db.observers.subscribe(self.clone());
+        self.start_recording(db, |i| {
+            i.id = ReplId::random();
+            i.previous = None;
+            i.frames.clear();
+            i.kept = 0;
+        });
     }
 
     /// This replica becomes a primary: its history goes on under a new id, with the one
     /// it followed as the previous id (PSYNC2), and it records its own writes from now on.
     pub fn promote(self: &Arc<Self>, db: &crate::db::Db) {
+        self.start_recording(db, new_history);
+    }
+
+    /// Unless already recording: `history` sets the id the recording goes on under,
+    /// then the log subscribes to `db` (under the log's lock, so no write is recorded
+    /// under the old id).
+    fn start_recording(self: &Arc<Self>, db: &crate::db::Db, history: impl FnOnce(&mut Inner)) {
         let mut i = self.inner.lock();
         if i.attached {
             return;
         }
         i.attached = true;
-        new_history(&mut i);
+        history(&mut i);
         db.observers.subscribe(self.clone());
     }
 
@@ -292,20 +295,6 @@ impl Log {
     /// is this + 1 in Redis's numbering).
     pub fn oldest(&self) -> u64 {
         self.inner.lock().oldest()
-    }
-
-    /// This node starts a new history at its current offset (it was promoted): the old id
-    /// becomes the previous one, so replicas of the old history resume partially.
-    pub fn new_history(&self) {
-        new_history(&mut self.inner.lock());
-    }
-
-    /// The frames after `offset` of history `id`, for a replica that is there.
-    pub fn resume(&self, id: ReplId, offset: u64) -> Result<Vec<Frame>, FullSync> {
-        let i = self.inner.lock();
-        same_history(&i, id, offset)?;
-        let frames = frames_after(&i, offset)?.cloned().collect();
-        Ok(frames)
     }
 
     /// Whether a replica at `offset` of history `id` can resume from the backlog.
@@ -412,6 +401,12 @@ mod tests {
         Log::new(Arc::new(AtomicU64::new(bytes)))
     }
 
+    /// What a replica at `offset` of history `id` is sent: the frames after it.
+    fn resume(log: &Log, id: ReplId, offset: u64) -> Result<Vec<Frame>, FullSync> {
+        log.check_resume(id, offset)?;
+        log.read(offset, u64::MAX, usize::MAX)
+    }
+
     fn set(k: &str, v: &str) -> Vec<Effect> {
         vec![Effect::Command(argv([b"SET", k.as_bytes(), v.as_bytes()]))]
     }
@@ -437,22 +432,25 @@ mod tests {
             ends.push(log.position().1);
         }
         for (i, &at) in ends.iter().enumerate() {
-            let frames = log.resume(id, at).unwrap();
+            let frames = resume(&log, id, at).unwrap();
             assert_eq!(frames.len(), 10 - i, "from {at}");
             assert!(frames.iter().zip(&ends[i + 1..]).all(|(f, e)| f.end == *e));
         }
         assert_eq!(
-            log.resume(id, ends[3] + 1),
+            resume(&log, id, ends[3] + 1),
             Err(FullSync::NotAFrameBoundary)
         );
         // A replica ahead of this node saw writes it never had.
         assert_eq!(
-            log.resume(id, ends[10] + 5),
+            resume(&log, id, ends[10] + 5),
             Err(FullSync::Diverged {
                 shared_until: ends[10]
             })
         );
-        assert_eq!(log.resume(ReplId::random(), 0), Err(FullSync::OtherHistory));
+        assert_eq!(
+            resume(&log, ReplId::random(), 0),
+            Err(FullSync::OtherHistory)
+        );
     }
 
     #[test]
@@ -464,30 +462,30 @@ mod tests {
             log.observe(0, &set(&format!("k{n}"), "v"));
         }
         assert_eq!(log.oldest(), one * 7);
-        assert_eq!(log.resume(id, one * 7).unwrap().len(), 3);
+        assert_eq!(resume(&log, id, one * 7).unwrap().len(), 3);
         assert_eq!(
-            log.resume(id, one * 6),
+            resume(&log, id, one * 6),
             Err(FullSync::Trimmed { oldest: one * 7 })
         );
     }
 
     #[test]
     fn a_new_history_keeps_the_old_one_resumable_up_to_where_it_ended() {
-        let log = log_keeping(1 << 20);
+        let log = Arc::new(log_keeping(1 << 20));
         let (old, _) = log.position();
         log.observe(0, &set("a", "1"));
         let (_, switch) = log.position();
-        log.new_history();
+        log.promote(&crate::db::Db::new());
         let (new, at) = log.position();
         assert_ne!(new, old);
         assert_eq!(at, switch, "the offset goes on");
         log.observe(0, &set("b", "2"));
         // A replica of the old history at the switch point, or before it, resumes.
-        assert_eq!(log.resume(old, switch).unwrap().len(), 1);
-        assert_eq!(log.resume(old, 0).unwrap().len(), 2);
+        assert_eq!(resume(&log, old, switch).unwrap().len(), 1);
+        assert_eq!(resume(&log, old, 0).unwrap().len(), 2);
         // One that saw more of the old history than this node did has diverged.
         assert_eq!(
-            log.resume(old, switch + 10),
+            resume(&log, old, switch + 10),
             Err(FullSync::Diverged {
                 shared_until: switch
             })

@@ -143,19 +143,12 @@ pub async fn serve(
             "the replica belongs to another cluster",
         ));
     }
-    let me = state.cluster.me();
-    let addr = match t.nodes.get(&node) {
-        Some(n) if n.role == (Role::Replica { of: me }) => n.client_addr.clone(),
-        _ => {
-            return Err(Status::failed_precondition(format!(
-                "node {node} is not a replica of this node in topology version {}",
-                t.version
-            )))
-        }
-    };
-    if t.nodes.get(&me).is_none_or(|n| !n.is_primary()) {
-        return Err(Status::failed_precondition("this node is not a primary"));
-    }
+    let addr = follower_addr(t, state.cluster.me(), node).ok_or_else(|| {
+        Status::failed_precondition(format!(
+            "node {node} is not a replica of this primary in topology version {}",
+            t.version
+        ))
+    })?;
     drop(applied);
     state.repl.attach(&state.db);
     let start = match ReplId::parse(&hello.replid) {
@@ -274,10 +267,17 @@ async fn stream(
 
 fn still_mine(state: &ServerState, node: NodeId) -> bool {
     let me = state.cluster.me();
-    state.cluster.applied().is_some_and(|a| {
-        a.topology.nodes.get(&node).map(|n| n.role) == Some(Role::Replica { of: me })
-            && a.topology.nodes.get(&me).is_some_and(|n| n.is_primary())
-    })
+    state
+        .cluster
+        .applied()
+        .is_some_and(|a| follower_addr(&a.topology, me, node).is_some())
+}
+
+/// The client address of `node` if, in `t`, it is a replica of `me` and `me` a primary.
+fn follower_addr(t: &ember_core::Topology, me: NodeId, node: NodeId) -> Option<String> {
+    let n = t.nodes.get(&node)?;
+    let primary = t.nodes.get(&me).is_some_and(|m| m.is_primary());
+    (primary && n.role == (Role::Replica { of: me })).then(|| n.client_addr.clone())
 }
 
 /// A chunk being filled, and the offset of the last frame queued.

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ember_core::{NodeId, Role, Topology};
 use ember_proto::pb::{self, internal_client::InternalClient, repl_item::Item};
 use futures::StreamExt;
@@ -327,12 +326,11 @@ impl<'a> Applier<'a> {
                 self.state.db.drop_slot(slot);
             }
             Effect::Command(argv) => {
-                let args: Vec<Bytes> = argv.clone();
-                let r = cmd::apply_effect(self.state, &mut self.client, &args);
+                let r = cmd::apply_effect(self.state, &mut self.client, argv);
                 if r.is_error() {
                     self.errors += 1;
                     if !self.full_sync {
-                        tracing::warn!(command = %String::from_utf8_lossy(&args[0]), "a replicated command failed here: {r:?}");
+                        tracing::warn!(command = %String::from_utf8_lossy(&argv[0]), "a replicated command failed here: {r:?}");
                     }
                 }
             }

@@ -37,7 +37,9 @@ pub fn info_section(state: &ServerState) -> String {
         Some((id, at)) => (id.to_string(), (at + 1) as i64),
         None => ("0".repeat(40), -1),
     };
-    let role = match primary_addr(state) {
+    let primary = primary_addr(state);
+    let active = u8::from(state.repl.is_attached() || primary.is_some());
+    let role = match primary {
         Some(addr) => {
             let (host, port) = split_addr(&addr);
             let link = state.link.status();
@@ -71,7 +73,6 @@ pub fn info_section(state: &ServerState) -> String {
             s
         }
     };
-    let active = u8::from(state.repl.is_attached() || primary_addr(state).is_some());
     format!(
         "{role}master_failover_state:no-failover\r\nmaster_replid:{id}\r\nmaster_replid2:{id2}\r\nmaster_repl_offset:{offset}\r\nsecond_repl_offset:{second}\r\nrepl_backlog_active:{active}\r\nrepl_backlog_size:{size}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{kept}\r\n",
         if kept == 0 { 0 } else { state.repl.oldest() + 1 },
