@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ember_proto::{convert, pb};
 use futures::Stream;
@@ -38,6 +39,36 @@ impl AdminService {
             changed: outcome.changed,
             summary: outcome.summary,
         }))
+    }
+
+    /// Asks the replicas of `primary` to stop granting it leases and waits (bounded)
+    /// until every lease it could hold has run out.
+    async fn wait_lease_released(
+        &self,
+        t: &ember_core::Topology,
+        primary: ember_core::NodeId,
+    ) -> Result<(), Status> {
+        let promise = crate::lease::promise(self.authority.leases.length);
+        let deadline = tokio::time::Instant::now() + promise * 3;
+        let refuse = promise * 4;
+        for r in t.replicas_of(&primary) {
+            self.authority
+                .ask(r.id, crate::authority::Ask::StopGranting(refuse));
+        }
+        tracing::info!(%primary, ?promise, "failover --force: waiting out the primary's write leases");
+        loop {
+            let why = match crate::heartbeater::lease_released(&self.authority, t, primary) {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                self.authority.leases.unfence(primary);
+                return Err(Status::unavailable(format!(
+                    "not promoting: the primary may still hold a write lease ({why}); are its replicas connected to the control plane?"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -100,10 +131,25 @@ impl pb::admin_server::Admin for AdminService {
                 "a zero-loss failover (the primary pausing writes until the replica caught up) is not built yet; --force promotes the replica now, losing the writes it has not received",
             ));
         }
-        self.change(Op::Promote {
-            node: required("node", &req.node)?,
-        })
-        .await
+        let node = required("node", &req.node)?;
+        // --force: the primary may be alive and cut off from us. Nobody may grant it a
+        // lease any more; the promotion waits until every lease it could hold ran out.
+        let state = self.authority.current().state;
+        let id = state
+            .resolve_member(&node)
+            .map_err(crate::authority::AuthorityError::from)?;
+        let primary = match state.topology.nodes[&id].role {
+            ember_core::Role::Replica { of } => Some(of),
+            ember_core::Role::Primary => None,
+        };
+        if let Some(p) = primary {
+            self.wait_lease_released(&state.topology, p).await?;
+        }
+        let result = self.change(Op::Promote { node }).await;
+        if let Some(p) = primary {
+            self.authority.leases.unfence(p);
+        }
+        result
     }
 
     async fn replicate(

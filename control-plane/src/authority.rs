@@ -111,11 +111,24 @@ pub struct Authority {
     reports: Mutex<HashMap<NodeId, (Instant, NodeReport)>>,
     /// The last persistence failure, until a save succeeds again.
     persistence: watch::Sender<Option<String>>,
+    /// Write leases granted to primaries (see [`crate::lease`]).
+    pub leases: crate::lease::Leases,
+    /// Requests for nodes, which their sessions forward.
+    asks: tokio::sync::broadcast::Sender<(NodeId, Ask)>,
+}
+
+/// A request the control plane makes of a node through its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Send a heartbeat now.
+    Report,
+    /// Grant your primary no write lease for this long (then send a heartbeat).
+    StopGranting(Duration),
 }
 
 impl Authority {
     /// Loads the persisted state, or creates (and persists) a new cluster id on first start.
-    pub fn open(store: Store) -> Result<Arc<Self>, StoreError> {
+    pub fn open(store: Store, lease_length: Duration) -> Result<Arc<Self>, StoreError> {
         let state = match store.load()? {
             Some(state) => state,
             None => {
@@ -149,6 +162,8 @@ impl Authority {
             alarm: Mutex::new(None),
             reports: Mutex::new(HashMap::new()),
             persistence: watch::channel(None).0,
+            leases: crate::lease::Leases::new(lease_length),
+            asks: tokio::sync::broadcast::channel(256).0,
         }))
     }
 
@@ -276,6 +291,28 @@ impl Authority {
 
     pub fn subscribe(&self) -> watch::Receiver<Published> {
         self.published.subscribe()
+    }
+
+    /// Asks `node` something through its session, if it has one.
+    pub fn ask(&self, node: NodeId, ask: Ask) {
+        let _ = self.asks.send((node, ask));
+    }
+
+    /// The requests of [`Authority::ask`], for a session to forward.
+    pub fn asks(&self) -> tokio::sync::broadcast::Receiver<(NodeId, Ask)> {
+        self.asks.subscribe()
+    }
+
+    /// Answers a heartbeat's lease request: a healthy primary gets a grant.
+    pub fn grant_lease(&self, node: NodeId) -> bool {
+        self.leases.grant(node, || {
+            self.current()
+                .state
+                .topology
+                .nodes
+                .get(&node)
+                .is_some_and(|n| n.is_primary() && !n.failed)
+        })
     }
 
     /// Applies `op`; on success the new state is durable and published.

@@ -10,11 +10,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ember_core::NodeId;
 
-use crate::authority::{Authority, Observed};
+use crate::authority::{Ask, Authority, Observed};
+use crate::lease;
 use crate::state::Op;
 
 /// A replica whose link to its primary has been down longer than this many node
@@ -23,10 +24,14 @@ pub const REPLICA_VALIDITY_FACTOR: u32 = 10;
 
 /// Promotes a replica of every failed primary that owns slots, unless more than half
 /// of the primaries failed (safe mode: that looks like the control plane's own network
-/// problem). A replica is eligible when it is healthy, has a complete dataset, and has
-/// itself lost its link to the primary (recently: within the validity bound), so its
-/// reported offset is final and the primary is unreachable from its shard too; the
-/// one with the highest offset is promoted.
+/// problem). Per failed primary, in order (ARCHITECTURE "Write leases", "Failover"):
+/// 1. fence it (no more grants) and wait until this control plane's promise ran out;
+/// 2. wait until enough of its replicas stopped granting it leases that no majority of
+///    them can still keep it writing: from then on it acknowledges no write;
+/// 3. collect every eligible replica's offset (a heartbeat asked for now, so it is final)
+///    and promote the highest. Eligible: healthy, a complete dataset, not granting, and
+///    a link to the primary lost within the validity bound (or still open, to a primary
+///    that went silent).
 async fn fail_over(authority: &Authority, node_timeout: Duration) {
     let state = authority.current().state;
     let t = &state.topology;
@@ -47,27 +52,112 @@ async fn fail_over(authority: &Authority, node_timeout: Duration) {
         );
         return;
     }
-    let observed = authority.observed();
     let validity = node_timeout * REPLICA_VALIDITY_FACTOR;
+    let promise = lease::promise(authority.leases.length);
+    let eligible = |o: &Observed, r: &ember_proto::pb::ReplicationStatus| {
+        o.last_seen.elapsed() <= node_timeout
+            && !r.syncing
+            && Duration::from_millis(r.link_down_millis) <= validity
+            && not_granting(o, r, promise)
+    };
     for primary in failed {
-        let best = freshest_replica(t, &observed, primary.id, |o, r| {
-            o.last_seen.elapsed() <= node_timeout
-                && !r.syncing
-                && !r.link_up
-                && Duration::from_millis(r.link_down_millis) <= validity
-        });
-        let Some((offset, promote)) = best else {
+        if let Err(why) = lease_released(authority, t, primary.id) {
+            tracing::debug!(primary = %primary.label(), "{why}");
+            continue;
+        }
+        let observed = authority.observed();
+        let replicas: Vec<NodeId> = t.replicas_of(&primary.id).map(|n| n.id).collect();
+        let candidates: Vec<NodeId> = replicas
+            .iter()
+            .copied()
+            .filter(|id| {
+                observed
+                    .get(id)
+                    .and_then(|o| Some(eligible(o, o.repl.as_ref()?)))
+                    .unwrap_or(false)
+            })
+            .collect();
+        if candidates.is_empty() {
             tracing::debug!(primary = %primary.label(), "failed primary has no eligible replica (yet)");
             continue;
+        }
+        let asked = Instant::now();
+        for &c in &candidates {
+            authority.ask(c, Ask::Report);
+        }
+        let deadline = asked + (node_timeout / 2).min(Duration::from_secs(1));
+        let reported = |o: &Observed| o.last_seen > asked;
+        let observed = loop {
+            let observed = authority.observed();
+            let all = candidates
+                .iter()
+                .all(|c| observed.get(c).is_some_and(reported));
+            if all || Instant::now() >= deadline {
+                break observed;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         };
-        tracing::info!(primary = %primary.label(), %promote, offset, "failing over");
+        let best = freshest_replica(t, &observed, primary.id, |o, r| {
+            reported(o) && eligible(o, r)
+        });
+        let Some((offset, promote)) = best else {
+            tracing::debug!(primary = %primary.label(), "no eligible replica reported its final offset in time");
+            continue;
+        };
+        tracing::info!(primary = %primary.label(), %promote, offset, collected_ms = asked.elapsed().as_millis() as u64, "failing over");
         let op = Op::Failover {
             primary: primary.id,
             promote,
         };
-        if let Err(e) = authority.submit(op).await {
-            tracing::warn!(primary = %primary.label(), "failover not committed: {e}");
+        match authority.submit(op).await {
+            // A replica now: it is granted nothing as one, and may be promoted again later.
+            Ok(_) => authority.leases.unfence(primary.id),
+            Err(e) => tracing::warn!(primary = %primary.label(), "failover not committed: {e}"),
         }
+    }
+}
+
+/// Whether a replica, as its last heartbeat tells (aged on this clock at the slowest
+/// rate allowed), has granted its primary no lease for a whole `promise`.
+fn not_granting(o: &Observed, r: &ember_proto::pb::ReplicationStatus, promise: Duration) -> bool {
+    Duration::from_millis(r.lease_granted_millis_ago)
+        + lease::elapsed_elsewhere(o.last_seen.elapsed())
+        >= promise
+}
+
+/// Fences `primary` (this control plane grants it no more leases), then says whether
+/// every lease it could still hold has run out: this control plane's, and those of
+/// enough of its replicas that no majority of them can keep it writing. `Err` says
+/// what it still waits for.
+pub fn lease_released(
+    authority: &Authority,
+    t: &ember_core::Topology,
+    primary: NodeId,
+) -> Result<(), String> {
+    let left = authority.leases.fence(primary);
+    if !left.is_zero() {
+        return Err(format!(
+            "waiting {left:?} for the control plane's lease to run out"
+        ));
+    }
+    let promise = lease::promise(authority.leases.length);
+    let observed = authority.observed();
+    let replicas: Vec<NodeId> = t.replicas_of(&primary).map(|n| n.id).collect();
+    let stopped = replicas
+        .iter()
+        .filter(|id| {
+            observed
+                .get(id)
+                .and_then(|o| Some(not_granting(o, o.repl.as_ref()?, promise)))
+                .unwrap_or(false)
+        })
+        .count();
+    match stopped >= replicas.len().div_ceil(2) {
+        true => Ok(()),
+        false => Err(format!(
+            "{stopped} of its {} replica(s) stopped granting it leases; a majority of them may still keep it writing",
+            replicas.len()
+        )),
     }
 }
 
@@ -160,6 +250,13 @@ pub async fn run(authority: Arc<Authority>, node_timeout: Duration, migration_ti
             })
             .collect();
         if !changes.is_empty() {
+            // A primary heard from again may hold leases again (a failover of it was
+            // not committed, or it would not be a primary).
+            for (id, failed) in &changes {
+                if !failed {
+                    authority.leases.unfence(*id);
+                }
+            }
             if let Err(e) = authority.submit(Op::SetHealth { changes }).await {
                 tracing::warn!("could not record health changes: {e}");
             }

@@ -43,7 +43,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir)?;
-    let authority = Authority::open(store)?;
+    let heartbeat = crate::session::heartbeat_interval(config.node_timeout);
+    let authority = Authority::open(store, crate::lease::length(config.node_timeout, heartbeat))?;
     let heartbeater = tokio::spawn(crate::heartbeater::run(
         authority.clone(),
         config.node_timeout,

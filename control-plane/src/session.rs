@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::authority::Authority;
+use crate::authority::{Ask, Authority};
 use crate::restore::NodeReport;
 use crate::state::Op;
 
@@ -37,13 +37,17 @@ pub struct SessionService {
 
 impl SessionService {
     pub fn new(authority: Arc<Authority>, node_timeout: Duration) -> Self {
-        // Several heartbeats fit in one timeout, so one late heartbeat is no failure.
-        let heartbeat = (node_timeout / 5).clamp(Duration::from_millis(50), Duration::from_secs(1));
         Self {
             authority,
-            heartbeat,
+            heartbeat: heartbeat_interval(node_timeout),
         }
     }
+}
+
+/// How often nodes send heartbeats: several fit in one timeout, so one late heartbeat
+/// is no failure.
+pub fn heartbeat_interval(node_timeout: Duration) -> Duration {
+    (node_timeout / 5).clamp(Duration::from_millis(50), Duration::from_secs(1))
 }
 
 type ControlStream = Pin<Box<dyn Stream<Item = Result<pb::ControlMessage, Status>> + Send>>;
@@ -121,6 +125,7 @@ impl pb::session_server::Session for SessionService {
             cluster_id: cluster_id.to_string(),
             member: state.topology.nodes.contains_key(&id),
             heartbeat_millis: self.heartbeat.as_millis() as u64,
+            lease_millis: self.authority.leases.length.as_millis() as u64,
         };
         let (tx, rx) = mpsc::channel(4);
         tx.send(Ok(pb::ControlMessage {
@@ -151,6 +156,7 @@ async fn run(
     tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
 ) -> String {
     let mut published = authority.subscribe();
+    let mut asks = authority.asks();
     let mut was_member = false;
     // The version of the last snapshot sent on this stream: the base of the next delta.
     let mut on_stream: Option<u64> = None;
@@ -179,7 +185,14 @@ async fn run(
         tokio::select! {
             msg = inbound.message() => match msg {
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Heartbeat(hb)) })) => {
+                    let request = hb.lease_request;
                     authority.heartbeat(id, hb);
+                    if request != 0 && authority.grant_lease(id) {
+                        let grant = control_message::Msg::LeaseGrant(pb::LeaseGrant { request });
+                        if tx.send(Ok(pb::ControlMessage { msg: Some(grant) })).await.is_err() {
+                            return "node went away".into();
+                        }
+                    }
                 }
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Migration(report)) })) => {
                     if let Some(ask) = on_migration_report(authority, id, report).await {
@@ -198,6 +211,18 @@ async fn run(
             changed = published.changed() => {
                 if changed.is_err() {
                     return "shutting down".into();
+                }
+            }
+            asked = asks.recv() => {
+                let msg = match asked {
+                    Ok((n, Ask::Report)) if n == id => control_message::Msg::ReportNow(pb::ReportNow {}),
+                    Ok((n, Ask::StopGranting(d))) if n == id => {
+                        control_message::Msg::StopGranting(pb::StopGranting { millis: d.as_millis() as u64 })
+                    }
+                    _ => continue,
+                };
+                if tx.send(Ok(pb::ControlMessage { msg: Some(msg) })).await.is_err() {
+                    return "node went away".into();
                 }
             }
             _ = tx.closed() => return "node went away".into(),

@@ -182,7 +182,7 @@ impl ClusterState {
         Ok(resolve_node(self.all_nodes(), query)?.id)
     }
 
-    fn resolve_member(&self, query: &str) -> Result<NodeId, StateError> {
+    pub fn resolve_member(&self, query: &str) -> Result<NodeId, StateError> {
         let id = self.resolve(query)?;
         if self.topology.nodes.contains_key(&id) {
             Ok(id)

@@ -218,6 +218,8 @@ pub struct ServerState {
     pub followers: crate::replication::primary::Followers,
     /// The link to this node's primary (a replica).
     pub link: crate::replication::replica::Link,
+    /// This node's write lease (as a primary) and its grants to its primary (as a replica).
+    pub lease: crate::replication::lease::Lease,
 }
 
 impl ServerState {
@@ -231,6 +233,7 @@ impl ServerState {
             )),
             followers: Default::default(),
             link: Default::default(),
+            lease: Default::default(),
             config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),

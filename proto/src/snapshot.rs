@@ -160,7 +160,11 @@ impl Receiver {
             Msg::Topology(b) => Ok(b.to_vec()),
             Msg::TopologyZstd(b) => decompress(b, None).map_err(ReceiveError::from),
             Msg::TopologyDelta(d) => self.undelta(d),
-            Msg::Welcome(_) | Msg::PromiseRequest(_) => return None,
+            Msg::Welcome(_)
+            | Msg::PromiseRequest(_)
+            | Msg::LeaseGrant(_)
+            | Msg::ReportNow(_)
+            | Msg::StopGranting(_) => return None,
         };
         Some(raw.and_then(|raw| {
             let t = pb::Topology::decode(raw.as_slice())

@@ -208,6 +208,8 @@ pub struct NodeSpec {
     pub data_dir: PathBuf,
     /// Announced node-to-node address, when not the internal port itself (a proxy).
     pub internal_announce: Option<String>,
+    /// The control plane's URL as this node is given it, when not the real one (a proxy).
+    pub control_plane: Option<String>,
 }
 
 impl NodeSpec {
@@ -304,6 +306,16 @@ impl TestCluster {
     /// Starts one more data node whose announced internal address is chosen by
     /// `announce(internal_port)` (e.g. a [`proxy::Proxy`] in front of it).
     pub fn add_node_with(&mut self, announce: impl FnOnce(u16) -> Option<String>) -> usize {
+        self.add_node_linked(announce, |_| None)
+    }
+
+    /// Like [`TestCluster::add_node_with`], and the node reaches the control plane at
+    /// the address `control_plane` gives for the real one (`host:port`), e.g. a proxy's.
+    pub fn add_node_linked(
+        &mut self,
+        announce: impl FnOnce(u16) -> Option<String>,
+        control_plane: impl FnOnce(String) -> Option<String>,
+    ) -> usize {
         let i = self.specs.len();
         let internal_port = free_port();
         let spec = NodeSpec {
@@ -312,6 +324,8 @@ impl TestCluster {
             internal_port,
             data_dir: self.dir.path().join(format!("n{}", i + 1)),
             internal_announce: announce(internal_port),
+            control_plane: control_plane(format!("127.0.0.1:{}", self.cp_port))
+                .map(|a| format!("http://{a}")),
         };
         let proc = self.spawn_node(&spec);
         self.specs.push(spec);
@@ -332,7 +346,7 @@ impl TestCluster {
                 "--internal-port".into(),
                 spec.internal_port.to_string(),
                 "--control-plane".into(),
-                self.cp_url(),
+                spec.control_plane.clone().unwrap_or_else(|| self.cp_url()),
                 "--data-dir".into(),
                 spec.data_dir.display().to_string(),
                 "--name".into(),

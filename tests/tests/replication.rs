@@ -497,3 +497,165 @@ fn emberctl_replicate_then_failover_force_swaps_the_roles() {
     );
     assert_eq!(dataset(&mut c.conn(0).unwrap()), dataset(&mut n2));
 }
+
+#[test]
+fn a_primary_cut_off_from_the_control_plane_and_its_replica_stops_writing_before_the_promotion() {
+    // n1 a primary, n2 a primary reached (by the control plane and by its replica n3)
+    // only through proxies; clients reach n2 directly, as on a partitioned host.
+    let node_timeout = Duration::from_millis(1500);
+    let mut c = TestCluster::start(1, node_timeout);
+    let (cp_proxy, link_proxy) = (std::cell::OnceCell::new(), std::cell::OnceCell::new());
+    c.add_node_linked(
+        |port| {
+            let p = Proxy::start(format!("127.0.0.1:{port}"));
+            let addr = p.addr();
+            let _ = link_proxy.set(p);
+            Some(addr)
+        },
+        |cp| {
+            let p = Proxy::start(cp);
+            let addr = p.addr();
+            let _ = cp_proxy.set(p);
+            Some(addr)
+        },
+    );
+    let (cp_proxy, link_proxy) = (
+        cp_proxy.into_inner().unwrap(),
+        link_proxy.into_inner().unwrap(),
+    );
+    c.add_node();
+    c.wait("all registered", T, |c| {
+        Ok(c.ctl_json(&["nodes"])?["pending"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 3)
+    });
+    c.ctl_ok(&["bootstrap", "n1", "n2"]);
+    c.ctl_ok(&["join", "n3", "--replica-of", "n2"]);
+    wait_link_up(&c, 2, "n3's link to n2 is up");
+    let keys = keys_on(&c, 1, 100, "part:");
+    let lease = (node_timeout / 2).max(Duration::from_millis(900));
+
+    // A writer on n2 records every acknowledged write (and whether WAIT confirmed it).
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(
+        String,
+        u64,
+        std::time::Instant,
+        bool,
+    )>::new()));
+    let errors = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, acked, errors, keys) =
+            (stop.clone(), acked.clone(), errors.clone(), keys.clone());
+        let mut conn = c.conn(1).unwrap();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = &keys[n as usize % keys.len()];
+                match conn.set::<_, _, ()>(key, n) {
+                    Ok(()) => {
+                        let at = std::time::Instant::now();
+                        let waited = redis::cmd("WAIT")
+                            .arg(1)
+                            .arg(100)
+                            .query::<i64>(&mut conn)
+                            .is_ok_and(|r| r == 1);
+                        acked.lock().unwrap().push((key.clone(), n, at, waited));
+                    }
+                    Err(e) => {
+                        assert!(
+                            e.to_string().contains("write lease expired"),
+                            "only the lease refuses writes here: {e}"
+                        );
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        })
+    };
+    c.wait("some writes confirmed", T, |_| {
+        Ok(acked.lock().unwrap().iter().filter(|a| a.3).count() > 50)
+    });
+
+    let cut_at = std::time::Instant::now();
+    cp_proxy.cut();
+    link_proxy.cut();
+    c.wait("n2 refuses writes", T, |_| {
+        Ok(errors.load(Ordering::Relaxed) > 0)
+    });
+    let last_ack = acked.lock().unwrap().last().unwrap().2;
+    eprintln!(
+        "partition: n2's last acknowledged write {:?} after the cut (lease {lease:?})",
+        last_ack.saturating_duration_since(cut_at)
+    );
+    assert!(
+        last_ack.saturating_duration_since(cut_at) <= lease + Duration::from_millis(300),
+        "n2 acknowledged writes for longer than its lease"
+    );
+
+    let mut promoted_seen = None;
+    c.wait("n3 is promoted", T, |c| {
+        let i = info(&mut c.conn(2)?, "replication");
+        let promoted = field(&i, "role").as_deref() == Some("master");
+        if promoted {
+            promoted_seen = Some(std::time::Instant::now());
+        }
+        Ok(promoted)
+    });
+    let promoted_seen = promoted_seen.unwrap();
+    // The writer keeps trying n2 for a while after the promotion: nothing is acknowledged.
+    let errors_then = errors.load(Ordering::Relaxed);
+    c.wait("n2 refused more writes after the promotion", T, |_| {
+        Ok(errors.load(Ordering::Relaxed) > errors_then + 20)
+    });
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.iter().all(|a| a.2 < promoted_seen),
+        "n2 acknowledged a write after n3 was promoted"
+    );
+
+    // Every write WAIT confirmed is on n3.
+    let mut n3 = c.conn(2).unwrap();
+    let mut latest = BTreeMap::new();
+    for (key, n, _, waited) in &acked {
+        if *waited {
+            latest.insert(key.clone(), *n);
+        }
+    }
+    for (key, value) in &latest {
+        let got: Option<u64> = n3.get(key).unwrap();
+        assert!(
+            got.is_some_and(|g| g >= *value),
+            "{key}: WAIT confirmed {value}, the new primary has {got:?}"
+        );
+    }
+    let lost = acked
+        .iter()
+        .filter(|(key, n, _, waited)| {
+            !waited
+                && n3
+                    .get::<_, Option<u64>>(key)
+                    .unwrap()
+                    .is_none_or(|g| g < *n)
+        })
+        .count();
+    eprintln!("partition: {lost} acknowledged writes without WAIT were lost");
+
+    // Healed: n2 learns it was replaced, follows n3 and converges.
+    cp_proxy.heal();
+    link_proxy.heal();
+    c.wait("n2 is a replica of n3 with its link up", T, |c| {
+        let i = info(&mut c.conn(1)?, "replication");
+        Ok(field(&i, "role").as_deref() == Some("slave")
+            && field(&i, "master_port") == Some(c.specs[2].port.to_string())
+            && field(&i, "master_link_status").as_deref() == Some("up"))
+    });
+    let _: () = n3.set(&keys[0], "healed").unwrap();
+    assert_eq!(wait1(&mut n3), 1);
+    assert_eq!(dataset(&mut c.conn(1).unwrap()), dataset(&mut n3));
+}

@@ -149,6 +149,7 @@ async fn session_once(
                 match msg.msg {
                     Some(control_message::Msg::Welcome(w)) => {
                         let every = Duration::from_millis(w.heartbeat_millis.max(10));
+                        migrations.state().lease.set_length(Duration::from_millis(w.lease_millis));
                         *welcomed = Some(every);
                         heartbeat = tokio::time::interval(every);
                         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -164,6 +165,14 @@ async fn session_once(
                         if migrations.promise(&p.migration_id) =>
                     {
                         send_reports(&tx, cluster, migrations)?;
+                    }
+                    Some(control_message::Msg::LeaseGrant(g)) => {
+                        migrations.state().lease.granted_by_control_plane(g.request);
+                    }
+                    Some(control_message::Msg::ReportNow(_)) => heartbeat.reset_immediately(),
+                    Some(control_message::Msg::StopGranting(s)) => {
+                        migrations.state().lease.stop_granting(Duration::from_millis(s.millis));
+                        heartbeat.reset_immediately();
                     }
                     Some(msg) => {
                         let Some(topology) = snapshots.receive(&msg) else { continue };
@@ -209,7 +218,8 @@ async fn session_once(
             _ = heartbeat.tick() => {
                 let key_count = migrations.state().db.dbsize() as u64;
                 let repl = Some(crate::replication::report::status(migrations.state()));
-                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count, refused: refused.clone(), repl };
+                let lease_request = migrations.state().lease.now();
+                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count, refused: refused.clone(), repl, lease_request };
                 send(&tx, cluster, node_message::Msg::Heartbeat(hb))?;
                 send_reports(&tx, cluster, migrations)?;
             }

@@ -242,6 +242,11 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
                 if let Err(e) = state.cluster.route(slot, replica_read) {
                     return Reply::error(e.to_string());
                 }
+                if write {
+                    if let Err(e) = state.lease.check() {
+                        return Reply::error(e.to_string());
+                    }
+                }
                 if write && table.is_held() {
                     ctx.client.held_on = Some(slot);
                     return Reply::Null;

@@ -77,6 +77,11 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
             return Reply::error(e.to_string());
         }
     }
+    if ms.write {
+        if let Err(e) = state.lease.check() {
+            return Reply::error(e.to_string());
+        }
+    }
     if ms.write && guard.as_ref().is_some_and(|g| g.is_held()) {
         // A migration's handoff holds the slot: put the transaction back and wait.
         ctx.client.held_on = ms.slot;

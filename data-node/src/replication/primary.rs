@@ -178,12 +178,18 @@ pub async fn serve(
         let (state, follower) = (state.clone(), follower.clone());
         tokio::spawn(async move {
             while let Ok(Some(m)) = inbound.message().await {
+                if m.lease_grant != 0 {
+                    state.lease.granted_by_replica(follower.node, m.lease_grant);
+                }
                 state.followers.ack(&follower, m.ack);
             }
         });
     }
+
     tokio::spawn(async move {
+        let leases = tokio::spawn(request_leases(state.clone(), tx.clone()));
         let result = stream(&state, &follower, start.map(|()| hello.offset), &tx).await;
+        leases.abort();
         state.followers.remove(&follower);
         match result {
             Ok(()) => tracing::info!(replica = %follower.node, "replication stream ended"),
@@ -194,6 +200,23 @@ pub async fn serve(
         }
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Asks the replica for a write lease four times per lease length, with lease-only
+/// chunks between the stream's own (each is whole, so they interleave safely), until
+/// the stream closes.
+async fn request_leases(state: Arc<ServerState>, tx: Tx) {
+    loop {
+        let every = (state.lease.length() / 4).max(Duration::from_millis(10));
+        let chunk = pb::ReplicationChunk {
+            lease_request: state.lease.now(),
+            ..Default::default()
+        };
+        if tx.send(Ok(chunk)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// The stream to one replica: a partial resync from `Ok(offset)`, or a full sync, then

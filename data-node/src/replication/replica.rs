@@ -118,7 +118,13 @@ impl TopologyListener for Replication {
     /// writes as a new history; a demoted primary stops.
     fn before_apply(&self, next: &Topology) {
         let log = &self.state.repl;
-        match self.my_role(next) {
+        let role = self.my_role(next);
+        let me = self.state.cluster.me();
+        let replicas = next.replicas_of(&me).map(|n| n.id).collect();
+        self.state
+            .lease
+            .set_shard(role == Some(Role::Primary), replicas);
+        match role {
             Some(Role::Primary) => {
                 if let Some((_, task)) = self.following.lock().take() {
                     task.abort();
@@ -200,14 +206,18 @@ async fn stream_once(state: &ServerState, addr: &str, cluster_id: &str) -> Resul
         replid,
         offset,
         ack: 0,
+        lease_grant: 0,
     };
-    // Only the latest acknowledgement matters: a watch never queues stale ones, and
-    // never drops the last.
-    let (acks, rx) = tokio::sync::watch::channel(offset);
+    // Only the latest acknowledgement (and lease grant) matters: a watch never queues
+    // stale ones, and never drops the last.
+    let (acks, rx) = tokio::sync::watch::channel((offset, 0));
     let outbound = futures::stream::once(async { hello }).chain(
-        tokio_stream::wrappers::WatchStream::from_changes(rx).map(|ack| pb::ReplicaMessage {
-            ack,
-            ..Default::default()
+        tokio_stream::wrappers::WatchStream::from_changes(rx).map(|(ack, lease_grant)| {
+            pb::ReplicaMessage {
+                ack,
+                lease_grant,
+                ..Default::default()
+            }
         }),
     );
     let mut inbound = client
@@ -223,11 +233,19 @@ async fn stream_once(state: &ServerState, addr: &str, cluster_id: &str) -> Resul
             .map_err(|s| s.message().to_string())?
             .ok_or("the stream ended")?;
         state.link.touch();
+        if chunk.lease_request != 0 {
+            // Granted from now: this node promises not to be promoted for L * (1 + RHO).
+            if state.lease.grant_to_primary() {
+                acks.send_modify(|(_, grant)| *grant = chunk.lease_request);
+            }
+            continue;
+        }
         if applier.first {
             applier.start(&chunk)?;
         }
         applier.apply(chunk)?;
-        acks.send_replace(state.repl.end());
+        let end = state.repl.end();
+        acks.send_modify(|(ack, _)| *ack = end);
     }
 }
 
