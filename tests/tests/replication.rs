@@ -659,3 +659,107 @@ fn a_primary_cut_off_from_the_control_plane_and_its_replica_stops_writing_before
     assert_eq!(wait1(&mut n3), 1);
     assert_eq!(dataset(&mut c.conn(1).unwrap()), dataset(&mut n3));
 }
+
+#[test]
+fn with_the_control_plane_down_primaries_keep_writing_and_replicating() {
+    let node_timeout = Duration::from_millis(1500);
+    let mut c = TestCluster::start(4, node_timeout);
+    c.ctl_ok(&["bootstrap", "--replicas", "1", "n1", "n2", "n3", "n4"]);
+    let primaries: Vec<usize> = (0..4)
+        .filter(|&i| {
+            field(&info(&mut c.conn(i).unwrap(), "replication"), "role").as_deref()
+                == Some("master")
+        })
+        .collect();
+    assert_eq!(primaries.len(), 2);
+    for i in (0..4).filter(|i| !primaries.contains(i)) {
+        wait_link_up(&c, i, "replica link up");
+    }
+
+    // One writer per primary, each write followed by WAIT 1 100: any error, and any
+    // write its replica did not acknowledge, counts.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (writes, errors, unreplicated) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let writers: Vec<_> = primaries
+        .iter()
+        .map(|&p| {
+            let keys = keys_on(&c, p, 50, &format!("cpd{p}:"));
+            let mut conn = c.conn(p).unwrap();
+            let (stop, writes, errors, unreplicated) = (
+                stop.clone(),
+                writes.clone(),
+                errors.clone(),
+                unreplicated.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    if let Err(e) = conn.set::<_, _, ()>(&keys[n % keys.len()], n) {
+                        eprintln!("write error: {e}");
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    writes.fetch_add(1, Ordering::Relaxed);
+                    match redis::cmd("WAIT").arg(1).arg(100).query::<i64>(&mut conn) {
+                        Ok(1) => {}
+                        _ => {
+                            unreplicated.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    c.wait("writes flow", T, |_| {
+        Ok(writes.load(Ordering::Relaxed) > 100)
+    });
+
+    c.cp.kill();
+    let down_from = writes.load(Ordering::Relaxed);
+    // Ten seconds without a control plane: several lease lengths, many node timeouts.
+    let back = std::time::Instant::now() + Duration::from_secs(10);
+    c.wait("ten seconds pass", T, |_| {
+        Ok(std::time::Instant::now() >= back)
+    });
+    let while_down = writes.load(Ordering::Relaxed) - down_from;
+    c.cp.start();
+    c.wait("every node is back in session", T, |c| {
+        let state = c.ctl_json(&["nodes"])?;
+        Ok(state["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 4 && n.iter().all(|n| n["health"] == "ok")))
+    });
+    let after = writes.load(Ordering::Relaxed);
+    c.wait("writes flow after the restart", T, |_| {
+        Ok(writes.load(Ordering::Relaxed) > after + 100)
+    });
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    eprintln!("control plane down 10 s: {while_down} writes meanwhile");
+    assert!(
+        while_down > 1000,
+        "writes stalled while the control plane was down"
+    );
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "client errors");
+    assert_eq!(
+        unreplicated.load(Ordering::Relaxed),
+        0,
+        "writes the replicas did not acknowledge within 100 ms"
+    );
+    let state = c.ctl_json(&["nodes"]).unwrap();
+    assert!(
+        state["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["health"] == "ok"),
+        "a node was marked failed: {state}"
+    );
+}
