@@ -113,11 +113,15 @@ Examples:
     /// primary and the shard's other replicas follow it.
     #[command(after_help = "\
 Examples:
-  emberctl failover n4 --force             n4 (a replica) takes over its primary's shard now
+  emberctl failover n4                     n4 (a replica) takes over its primary's shard, losing nothing
+  emberctl failover n4 --force             ... without the primary (it is down or unreachable)
 
---force does not wait for the primary: writes the replica has not received are lost
-(check the replica's lag with `emberctl nodes` first). The zero-loss mode, in which
-the primary pauses writes until the replica caught up, is not built yet.")]
+Without --force the primary holds its writes (at most 1 s) until n4 has every one of
+them, then n4 takes over and the held writes are redirected to it (MOVED): no
+acknowledged write is lost. It needs the primary and n4 healthy and n4's link up.
+--force does not need the primary: it waits until no write lease the primary could
+hold is left, then promotes n4 as it is; writes n4 has not received are lost (check
+its lag with `emberctl nodes` first).")]
     Failover(FailoverArgs),
 
     /// Make NODE a replica of PRIMARY (NODE: a replica, or a primary without slots).
@@ -329,7 +333,7 @@ pub struct JoinArgs {
 pub struct FailoverArgs {
     /// The replica to promote.
     pub node: String,
-    /// Promote without the primary's cooperation (required for now).
+    /// Promote without the primary's cooperation (it is down or cut off).
     #[arg(long)]
     pub force: bool,
 }

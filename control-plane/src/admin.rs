@@ -126,11 +126,6 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::FailoverRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
         let req = req.into_inner();
-        if !req.force {
-            return Err(Status::unimplemented(
-                "a zero-loss failover (the primary pausing writes until the replica caught up) is not built yet; --force promotes the replica now, losing the writes it has not received",
-            ));
-        }
         let node = required("node", &req.node)?;
         // --force: the primary may be alive and cut off from us. Nobody may grant it a
         // lease any more; the promotion waits until every lease it could hold ran out.
@@ -142,6 +137,20 @@ impl pb::admin_server::Admin for AdminService {
             ember_core::Role::Replica { of } => Some(of),
             ember_core::Role::Primary => None,
         };
+        if let (false, Some(p)) = (req.force, primary) {
+            crate::handover::check(&self.authority, p, id)
+                .await
+                .map_err(Status::failed_precondition)?;
+            let run = tokio::spawn(crate::handover::run(self.authority.clone(), p, id));
+            let (state, outcome) = run
+                .await
+                .map_err(|e| Status::internal(format!("the failover task failed: {e}")))??;
+            return Ok(Response::new(pb::ChangeReply {
+                topology: Some(convert::topology_to_pb(&state.topology)),
+                changed: outcome.changed,
+                summary: outcome.summary,
+            }));
+        }
         if let Some(p) = primary {
             self.wait_lease_released(&state.topology, p).await?;
         }

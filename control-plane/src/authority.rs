@@ -115,6 +115,8 @@ pub struct Authority {
     pub leases: crate::lease::Leases,
     /// Requests for nodes, which their sessions forward.
     asks: tokio::sync::broadcast::Sender<(NodeId, Ask)>,
+    /// Manual failovers under way.
+    pub handovers: crate::handover::Handovers,
 }
 
 /// A request the control plane makes of a node through its session.
@@ -124,6 +126,10 @@ pub enum Ask {
     Report,
     /// Grant your primary no write lease for this long (then send a heartbeat).
     StopGranting(Duration),
+    /// A primary: hold every write for manual failover `id` to `replica`.
+    Pause { id: Uuid, replica: NodeId },
+    /// A primary: failover `id` was abandoned; serve the held writes.
+    Resume { id: Uuid },
 }
 
 impl Authority {
@@ -164,6 +170,7 @@ impl Authority {
             persistence: watch::channel(None).0,
             leases: crate::lease::Leases::new(lease_length),
             asks: tokio::sync::broadcast::channel(256).0,
+            handovers: Default::default(),
         }))
     }
 

@@ -4,6 +4,7 @@
 //! - [`store`]: persistence (atomic, fsynced JSON document).
 //! - [`authority`]: serialises changes; persists, then publishes each committed state.
 //! - [`heartbeater`]: turns observed liveness into health changes.
+//! - [`handover`]: manual zero-loss failover (the primary's write pause, one decision).
 //! - [`lease`]: write leases granted to primaries, and fencing before a failover.
 //! - [`session`]: the per-node session stream (hello, heartbeats, snapshots).
 //! - [`admin`]: the API that emberctl calls.
@@ -11,6 +12,7 @@
 
 pub mod admin;
 pub mod authority;
+pub mod handover;
 pub mod heartbeater;
 pub mod lease;
 pub mod restore;

@@ -194,6 +194,14 @@ async fn run(
                         }
                     }
                 }
+                Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Handover(report)) })) => {
+                    if authority.handovers.on_report(id, &report) == crate::handover::Reply::Resume {
+                        let msg = control_message::Msg::ResumeWrites(pb::ResumeWrites { id: report.id });
+                        if tx.send(Ok(pb::ControlMessage { msg: Some(msg) })).await.is_err() {
+                            return "node went away".into();
+                        }
+                    }
+                }
                 Ok(Some(pb::NodeMessage { msg: Some(node_message::Msg::Migration(report)) })) => {
                     if let Some(ask) = on_migration_report(authority, id, report).await {
                         if tx.send(Ok(ask)).await.is_err() {
@@ -218,6 +226,16 @@ async fn run(
                     Ok((n, Ask::Report)) if n == id => control_message::Msg::ReportNow(pb::ReportNow {}),
                     Ok((n, Ask::StopGranting(d))) if n == id => {
                         control_message::Msg::StopGranting(pb::StopGranting { millis: d.as_millis() as u64 })
+                    }
+                    Ok((n, Ask::Pause { id: pause, replica })) if n == id => {
+                        control_message::Msg::PauseWrites(pb::PauseWrites {
+                            id: pause.to_string(),
+                            replica: replica.to_string(),
+                            millis: crate::handover::PAUSE.as_millis() as u64,
+                        })
+                    }
+                    Ok((n, Ask::Resume { id: pause })) if n == id => {
+                        control_message::Msg::ResumeWrites(pb::ResumeWrites { id: pause.to_string() })
                     }
                     _ => continue,
                 };

@@ -220,6 +220,8 @@ pub struct ServerState {
     pub link: crate::replication::replica::Link,
     /// This node's write lease (as a primary) and its grants to its primary (as a replica).
     pub lease: crate::replication::lease::Lease,
+    /// A manual failover's write pause (a primary).
+    pub handover: crate::replication::handover::Handover,
 }
 
 impl ServerState {
@@ -234,6 +236,7 @@ impl ServerState {
             followers: Default::default(),
             link: Default::default(),
             lease: Default::default(),
+            handover: Default::default(),
             config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),

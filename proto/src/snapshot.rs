@@ -164,7 +164,9 @@ impl Receiver {
             | Msg::PromiseRequest(_)
             | Msg::LeaseGrant(_)
             | Msg::ReportNow(_)
-            | Msg::StopGranting(_) => return None,
+            | Msg::StopGranting(_)
+            | Msg::PauseWrites(_)
+            | Msg::ResumeWrites(_) => return None,
         };
         Some(raw.and_then(|raw| {
             let t = pb::Topology::decode(raw.as_slice())

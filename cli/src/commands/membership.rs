@@ -83,11 +83,6 @@ pub async fn join(ctx: &Ctx, a: JoinArgs) -> Result<(), CliError> {
 }
 
 pub async fn failover(ctx: &Ctx, a: FailoverArgs) -> Result<(), CliError> {
-    if !a.force {
-        return Err(CliError::Usage(
-            "a zero-loss failover (the primary pausing writes until the replica caught up) is not built yet: run it with --force, which promotes the replica now and loses the writes it has not received (see its lag in `emberctl nodes`)".into(),
-        ));
-    }
     let change = ctx.connect().await?.failover(a.node, a.force).await?;
     ctx.report_change(&change, None);
     Ok(())

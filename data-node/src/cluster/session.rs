@@ -20,6 +20,7 @@ use super::applier::Applier;
 use super::identity::Identity;
 use super::{ApplyError, Cluster};
 use crate::migration::Migrations;
+use crate::replication::handover::Handover;
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -170,6 +171,12 @@ async fn session_once(
                         migrations.state().lease.granted_by_control_plane(g.request);
                     }
                     Some(control_message::Msg::ReportNow(_)) => heartbeat.reset_immediately(),
+                    Some(control_message::Msg::PauseWrites(p)) => {
+                        Handover::pause(&migrations.state_arc(), p);
+                    }
+                    Some(control_message::Msg::ResumeWrites(r)) => {
+                        Handover::resume(migrations.state(), &r.id);
+                    }
                     Some(control_message::Msg::StopGranting(s)) => {
                         migrations.state().lease.stop_granting(Duration::from_millis(s.millis));
                         heartbeat.reset_immediately();
@@ -224,6 +231,7 @@ async fn session_once(
                 send_reports(&tx, cluster, migrations)?;
             }
             _ = migrations.report_now.notified() => send_reports(&tx, cluster, migrations)?,
+            _ = migrations.state().handover.report_now.notified() => send_reports(&tx, cluster, migrations)?,
         }
     }
 }
@@ -256,6 +264,9 @@ fn send_reports(
 ) -> anyhow::Result<()> {
     for report in migrations.reports() {
         send(tx, cluster, node_message::Msg::Migration(report))?;
+    }
+    if let Some(report) = migrations.state().handover.report() {
+        send(tx, cluster, node_message::Msg::Handover(report))?;
     }
     Ok(())
 }

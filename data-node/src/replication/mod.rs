@@ -7,11 +7,13 @@
 //!   resync or full sync), the replicas' acknowledgements, `WAIT`.
 //! - [`replica`]: a replica following its primary, and the role changes the topology
 //!   makes.
+//! - [`handover`]: a manual failover's write pause on the primary.
 //! - [`lease`]: write leases, the fence that keeps a cut-off primary from
 //!   acknowledging writes once a replica may be promoted.
 //! - [`wire`]: frames to and from protobuf.
 //! - [`report`]: what Redis clients see of it (`ROLE`, `INFO replication`).
 
+pub mod handover;
 pub mod lease;
 pub mod log;
 pub mod primary;

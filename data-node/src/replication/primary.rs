@@ -101,6 +101,29 @@ impl Followers {
         }
     }
 
+    /// Until replica `node` acknowledged `offset` (true), or `deadline` passed.
+    pub async fn wait_node(
+        &self,
+        node: NodeId,
+        offset: u64,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        loop {
+            let acked = self.acked.notified();
+            let done = self.list.lock().iter().any(|f| {
+                f.node == node
+                    && f.online.load(Ordering::Acquire)
+                    && f.acked.load(Ordering::Acquire) >= offset
+            });
+            if done {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, acked).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     fn add(&self, f: Arc<Follower>) {
         let mut list = self.list.lock();
         list.retain(|o| o.node != f.node);

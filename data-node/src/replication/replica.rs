@@ -139,7 +139,9 @@ impl TopologyListener for Replication {
     }
 
     fn after_apply(self: Arc<Self>, t: &Topology) {
-        let Some(Role::Replica { of }) = self.my_role(t) else {
+        let role = self.my_role(t);
+        super::handover::Handover::after_apply(&self.state, role == Some(Role::Primary));
+        let Some(Role::Replica { of }) = role else {
             return;
         };
         let mut following = self.following.lock();
