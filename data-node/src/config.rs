@@ -105,6 +105,9 @@ pub struct RuntimeConfig {
     /// `client-output-buffer-limit`.
     pub output_limits: OutputLimits,
     repl_backlog_size: std::sync::Arc<AtomicU64>,
+    /// `min-replicas-to-write` (0: off) and `min-replicas-max-lag` (seconds).
+    min_replicas_to_write: AtomicU64,
+    min_replicas_max_lag: AtomicU64,
 }
 
 /// How a setting can change at run time.
@@ -112,6 +115,8 @@ pub struct RuntimeConfig {
 enum Kind {
     /// A byte size (Redis's memory units), within `min..=max`.
     Memory { min: u64, max: u64 },
+    /// An integer within `min..=max`.
+    Integer { min: u64, max: u64 },
     /// Redis's `save` syntax: pairs of `seconds changes`, or "" for none.
     Save,
     /// `maxclients`: 1 to `UINT_MAX`, and the open files limit must fit it.
@@ -200,6 +205,20 @@ const PARAMS: &[Param] = &[
             max: i64::MAX as u64,
         },
     },
+    Param {
+        name: "min-replicas-to-write",
+        kind: Kind::Integer {
+            min: 0,
+            max: i32::MAX as u64,
+        },
+    },
+    Param {
+        name: "min-replicas-max-lag",
+        kind: Kind::Integer {
+            min: 0,
+            max: i32::MAX as u64,
+        },
+    },
 ];
 
 /// Why `CONFIG SET` refused; `Display` is Redis 7's error line.
@@ -244,6 +263,7 @@ pub enum InvalidValue {
 /// A validated new value.
 enum NewValue {
     Memory(usize),
+    Integer(u64),
     Save(String),
     Maxclients(u64),
     OutputLimits([ClassLimit; 3]),
@@ -262,10 +282,21 @@ impl RuntimeConfig {
             fd_reserve: crate::fdlimit::reserved_fds(c.resolved_io_threads()),
             output_limits: OutputLimits::default(),
             repl_backlog_size: std::sync::Arc::new(AtomicU64::new(c.repl_backlog_size)),
+            min_replicas_to_write: AtomicU64::new(0),
+            min_replicas_max_lag: AtomicU64::new(10),
         }
     }
 
     /// Bytes of recent writes the replication backlog keeps.
+    /// `min-replicas-to-write` and `min-replicas-max-lag`: a primary refuses writes
+    /// unless that many replicas acknowledged within that many seconds (0: no rule).
+    pub fn min_replicas(&self) -> (u64, u64) {
+        (
+            self.min_replicas_to_write.load(Ordering::Relaxed),
+            self.min_replicas_max_lag.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn repl_backlog_size(&self) -> u64 {
         self.repl_backlog_size.load(Ordering::Relaxed)
     }
@@ -316,6 +347,8 @@ impl RuntimeConfig {
             "maxmemory" => "0".into(),
             "maxmemory-policy" => "noeviction".into(),
             "repl-backlog-size" => self.repl_backlog_size().to_string(),
+            "min-replicas-to-write" => self.min_replicas().0.to_string(),
+            "min-replicas-max-lag" => self.min_replicas().1.to_string(),
             _ => return None,
         })
     }
@@ -358,6 +391,15 @@ impl RuntimeConfig {
                     // supports.
                     NewValue::Memory(usize::try_from(v).unwrap_or(usize::MAX))
                 }
+                Kind::Integer { min, max } => {
+                    let v = crate::resp::parse::parse_i64(value)
+                        .ok_or(InvalidValue::NotInteger)
+                        .map_err(invalid)?;
+                    match u64::try_from(v).ok().filter(|v| (min..=max).contains(v)) {
+                        Some(v) => NewValue::Integer(v),
+                        None => return Err(invalid(InvalidValue::OutOfRange { min, max })),
+                    }
+                }
                 Kind::Save => NewValue::Save(parse_save(value).map_err(invalid)?),
                 Kind::Maxclients => {
                     NewValue::Maxclients(self.check_maxclients(value).map_err(invalid)?)
@@ -380,6 +422,12 @@ impl RuntimeConfig {
                 }
                 ("repl-backlog-size", NewValue::Memory(v)) => {
                     self.repl_backlog_size.store(v as u64, Ordering::Relaxed)
+                }
+                ("min-replicas-to-write", NewValue::Integer(v)) => {
+                    self.min_replicas_to_write.store(v, Ordering::Relaxed)
+                }
+                ("min-replicas-max-lag", NewValue::Integer(v)) => {
+                    self.min_replicas_max_lag.store(v, Ordering::Relaxed)
                 }
                 (_, NewValue::Save(v)) => *self.save.lock() = v,
                 (_, NewValue::Maxclients(n)) => self.maxclients.store(n, Ordering::Relaxed),

@@ -29,10 +29,9 @@
 //! taker's promise and the committer's durable commit (milliseconds).
 //!
 //! Users: live slot migration (taker: the migration's target, holder: its source; see
-//! `crate::migration`). A manual failover's write pause is the same shape and is meant
-//! to use this module unchanged: the replica that would take over keeps the cell, the
-//! primary pausing its writes asks it to abort when its pause times out, and the control
-//! plane asks it for its promise before it commits the failover.
+//! `crate::migration`). A manual failover's write pause has the same shape but keeps its
+//! decision at the control plane (`control-plane/src/handover.rs`; ARCHITECTURE
+//! "Failover" says why).
 
 use std::future::Future;
 use std::time::Duration;

@@ -297,7 +297,31 @@ fn a_cut_link_resumes_from_the_backlog_and_a_restarted_replica_syncs_in_full() {
         .query(&mut primary)
         .unwrap();
     assert_eq!(none, 0, "WAIT times out with no replica reachable");
+    // min-replicas-to-write 1: with the only replica gone for over a second, writes
+    // are refused (reads are not); once it is back they are accepted again.
+    redis::cmd("CONFIG")
+        .arg(&[
+            "SET",
+            "min-replicas-to-write",
+            "1",
+            "min-replicas-max-lag",
+            "1",
+        ])
+        .query::<()>(&mut primary)
+        .unwrap();
+    c.wait("writes refused without a good replica", T, |_| {
+        let r = primary.set::<_, _, ()>("k-min", 1);
+        Ok(r.is_err_and(|e| e.code() == Some("NOREPLICAS")))
+    });
+    assert_eq!(primary.get::<_, Option<u64>>("k100").unwrap(), Some(100));
     proxy.heal();
+    c.wait("writes accepted with the replica back", T, |_| {
+        Ok(primary.set::<_, _, ()>("k-min", 1).is_ok())
+    });
+    redis::cmd("CONFIG")
+        .arg(&["SET", "min-replicas-to-write", "0"])
+        .query::<()>(&mut primary)
+        .unwrap();
     assert_eq!(
         wait1(&mut primary),
         1,

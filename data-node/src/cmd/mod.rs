@@ -243,8 +243,8 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
                     return Reply::error(e.to_string());
                 }
                 if write {
-                    if let Err(e) = state.lease.check() {
-                        return Reply::error(e.to_string());
+                    if let Err(e) = may_write(state) {
+                        return e;
                     }
                 }
                 if write && table.is_held() {
@@ -265,6 +265,26 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
             r
         }
     }
+}
+
+/// Whether this node may acknowledge a write now (it is routed here): its write lease
+/// holds, and `min-replicas-to-write` is met.
+pub fn may_write(state: &ServerState) -> Result<(), Reply> {
+    state
+        .lease
+        .check()
+        .map_err(|e| Reply::error(e.to_string()))?;
+    let (need, max_lag) = state.config.min_replicas();
+    if need > 0
+        && state.cluster.role() == ember_core::Role::Primary
+        && (state
+            .followers
+            .good(std::time::Duration::from_secs(max_lag)) as u64)
+            < need
+    {
+        return Err(Reply::err("NOREPLICAS Not enough good replicas to write."));
+    }
+    Ok(())
 }
 
 /// Whether a write command that replied `r` may have changed its keys.
@@ -296,6 +316,14 @@ fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes]) -
         return Reply::err("ERR EXEC without MULTI");
     };
     let write = spec.flags & flags::WRITE != 0;
+    // As Redis: a write that could not be acknowledged now is refused when queued, and
+    // the transaction is discarded (it is checked again at `EXEC`).
+    if write {
+        if let Err(e) = may_write(state) {
+            ms.dirty = true;
+            return e;
+        }
+    }
     if let Handler::Keyed(_) = spec.handler {
         let slot = match command_slot(spec, args) {
             Ok(s) => s,

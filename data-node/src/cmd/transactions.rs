@@ -78,8 +78,8 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
         }
     }
     if ms.write {
-        if let Err(e) = state.lease.check() {
-            return Reply::error(e.to_string());
+        if let Err(e) = super::may_write(state) {
+            return e;
         }
     }
     if ms.write && guard.as_ref().is_some_and(|g| g.is_held()) {

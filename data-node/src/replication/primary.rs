@@ -80,6 +80,16 @@ impl Followers {
             .count()
     }
 
+    /// Replicas online whose last acknowledgement is at most `max_lag` old
+    /// (`min-replicas-max-lag`; acknowledgements come at least with every lease request).
+    pub fn good(&self, max_lag: Duration) -> usize {
+        self.list
+            .lock()
+            .iter()
+            .filter(|f| f.online.load(Ordering::Acquire) && f.last_ack.lock().elapsed() <= max_lag)
+            .count()
+    }
+
     /// `WAIT`: until `n` replicas acknowledged `offset`, or `timeout` passed (`None`:
     /// forever). Returns how many did.
     pub async fn wait(&self, n: usize, offset: u64, timeout: Option<Duration>) -> usize {
