@@ -5,7 +5,7 @@
 //! The binaries are built once per test process (`cargo build --bins`, same profile and
 //! target dir as the tests), so `cargo test` alone is enough.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use redis::Commands;
 
 pub mod proxy;
 
@@ -375,12 +376,20 @@ impl TestCluster {
 
     /// Runs emberctl against this cluster's control plane.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("emberctl"))
-            .arg("--control-plane")
-            .arg(self.cp_url())
-            .args(args)
-            .output()
-            .expect("run emberctl")
+        self.ctl_command()(args)
+    }
+
+    /// [`TestCluster::ctl`] for another thread.
+    pub fn ctl_command(&self) -> impl Fn(&[&str]) -> Output + Send + 'static {
+        let url = self.cp_url();
+        move |args| {
+            Command::new(bin("emberctl"))
+                .arg("--control-plane")
+                .arg(&url)
+                .args(args)
+                .output()
+                .expect("run emberctl")
+        }
     }
 
     /// Runs emberctl and fails with its stderr unless it succeeded.
@@ -509,4 +518,37 @@ impl Drop for TestCluster {
             self.dump_logs();
         }
     }
+}
+
+/// Every key of the node behind `conn` with its type, TTL presence and content, in a
+/// canonical form (members of sets and hashes sorted), read with `READONLY`.
+pub fn dataset(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, String> {
+    redis::cmd("READONLY").query::<()>(conn).unwrap();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(conn).unwrap();
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE").arg(&k).query(conn).unwrap();
+        let content = match kind.as_str() {
+            "string" => format!("{:?}", conn.get::<_, Vec<u8>>(&k).unwrap()),
+            "list" => format!("{:?}", conn.lrange::<_, Vec<Vec<u8>>>(&k, 0, -1).unwrap()),
+            "set" => {
+                let mut m: Vec<Vec<u8>> = conn.smembers(&k).unwrap();
+                m.sort();
+                format!("{m:?}")
+            }
+            "hash" => {
+                let m: BTreeMap<Vec<u8>, Vec<u8>> = conn.hgetall(&k).unwrap();
+                format!("{m:?}")
+            }
+            "zset" => {
+                let m: Vec<(Vec<u8>, f64)> = conn.zrange_withscores(&k, 0, -1).unwrap();
+                format!("{m:?}")
+            }
+            "none" => continue, // expired between KEYS and TYPE
+            other => panic!("unexpected type {other}"),
+        };
+        let ttl: i64 = conn.pttl(&k).unwrap();
+        out.insert(k, format!("{kind} ttl:{} {content}", ttl > 0));
+    }
+    out
 }

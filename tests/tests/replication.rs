@@ -7,43 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ember_tests::proxy::Proxy;
-use ember_tests::TestCluster;
+use ember_tests::{dataset, TestCluster};
 use redis::Commands;
 
 const T: Duration = Duration::from_secs(30);
-
-/// Every key of the node behind `conn` with its type, TTL presence and content, in a
-/// canonical form (members of sets and hashes sorted), read with `READONLY`.
-fn dataset(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, String> {
-    redis::cmd("READONLY").query::<()>(conn).unwrap();
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(conn).unwrap();
-    let mut out = BTreeMap::new();
-    for k in keys {
-        let kind: String = redis::cmd("TYPE").arg(&k).query(conn).unwrap();
-        let content = match kind.as_str() {
-            "string" => format!("{:?}", conn.get::<_, Vec<u8>>(&k).unwrap()),
-            "list" => format!("{:?}", conn.lrange::<_, Vec<Vec<u8>>>(&k, 0, -1).unwrap()),
-            "set" => {
-                let mut m: Vec<Vec<u8>> = conn.smembers(&k).unwrap();
-                m.sort();
-                format!("{m:?}")
-            }
-            "hash" => {
-                let m: BTreeMap<Vec<u8>, Vec<u8>> = conn.hgetall(&k).unwrap();
-                format!("{m:?}")
-            }
-            "zset" => {
-                let m: Vec<(Vec<u8>, f64)> = conn.zrange_withscores(&k, 0, -1).unwrap();
-                format!("{m:?}")
-            }
-            "none" => continue, // expired between KEYS and TYPE
-            other => panic!("unexpected type {other}"),
-        };
-        let ttl: i64 = conn.pttl(&k).unwrap();
-        out.insert(k, format!("{kind} ttl:{} {content}", ttl > 0));
-    }
-    out
-}
 
 fn info(conn: &mut redis::Connection, section: &str) -> String {
     redis::cmd("INFO").arg(section).query(conn).unwrap()
