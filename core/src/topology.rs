@@ -268,6 +268,15 @@ impl Topology {
             .filter(move |n| n.role == Role::Replica { of: *primary })
     }
 
+    /// The node whose slots' data `node` holds: its primary if it is a replica, else
+    /// itself.
+    pub fn holder_of(&self, node: NodeId) -> NodeId {
+        match self.nodes.get(&node).map(|n| n.role) {
+            Some(Role::Replica { of }) => of,
+            _ => node,
+        }
+    }
+
     /// The migration that moves `slot`, if any.
     pub fn migration_of(&self, slot: u16) -> Option<&Migration> {
         self.migrations

@@ -227,7 +227,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client_addr,
         internal_addr,
     };
-    let replication = ember_data_node::replication::replica::Replication::new(state.clone());
+    let replication =
+        ember_data_node::replication::replica::Replication::new(state.clone(), migrations.clone());
     let applier = Applier::new(cluster, vec![migrations.clone(), replication]);
     let session = tokio::spawn(session::run(applier, identity, config, migrations));
     // No background task may die silently: the session and the node-to-node server run

@@ -861,3 +861,107 @@ fn a_manual_failover_under_load_loses_nothing_and_clients_only_follow_redirects(
     assert_eq!(wait1(&mut p), 1);
     assert_eq!(dataset(&mut p), dataset(&mut c.conn(replica).unwrap()));
 }
+
+#[test]
+fn a_migration_between_shards_with_replicas_survives_the_target_dying_at_the_commit() {
+    let node_timeout = Duration::from_millis(1500);
+    let mut c = TestCluster::start(4, node_timeout);
+    c.ctl_ok(&["bootstrap", "--replicas", "1", "n1", "n2", "n3", "n4"]);
+    let nodes = c.ctl_json(&["nodes"]).unwrap();
+    let index = |id: &str| {
+        let n = nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap();
+        let addr = n["client_addr"].as_str().unwrap();
+        c.specs.iter().position(|s| s.addr() == addr).unwrap()
+    };
+    let replica_of = |p: usize| {
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["primary_id"].is_string())
+            .map(|n| {
+                (
+                    index(n["id"].as_str().unwrap()),
+                    index(n["primary_id"].as_str().unwrap()),
+                )
+            })
+            .find(|&(_, of)| of == p)
+            .unwrap()
+            .0
+    };
+    let (source, target) = (0, 1);
+    let (source_replica, target_replica) = (replica_of(source), replica_of(target));
+    wait_link_up(&c, source_replica, "the source's replica is linked");
+    wait_link_up(&c, target_replica, "the target's replica is linked");
+
+    // Keys in a few slots of the source, under hash tags.
+    let mut src = c.conn(source).unwrap();
+    let tags: Vec<String> = (0..)
+        .map(|i| format!("t{i}"))
+        .filter(|t| src.get::<_, Option<String>>(format!("{{{t}}}")).is_ok())
+        .take(4)
+        .collect();
+    let value = "v".repeat(200);
+    let mut pipe = redis::pipe();
+    for t in &tags {
+        for i in 0..5000 {
+            pipe.set(format!("{{{t}}}k{i}"), &value).ignore();
+        }
+    }
+    pipe.query::<()>(&mut src).unwrap();
+    assert_eq!(wait1(&mut src), 1);
+    let slots: Vec<String> = tags
+        .iter()
+        .map(|t| {
+            redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(t)
+                .query::<u16>(&mut src)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+
+    // Move them live, and kill -9 the target the moment the move is committed.
+    let mut args = vec!["assign", c.specs[target].name.as_str()];
+    args.extend(slots.iter().map(String::as_str));
+    c.ctl_ok(&args);
+    c.nodes[target].kill();
+
+    // The target's replica takes over, with every moved key.
+    c.wait("the target's replica serves the moved slots", T, |c| {
+        let mut r = c.conn(target_replica)?;
+        Ok(r.get::<_, Option<String>>(format!("{{{}}}k0", tags[0]))
+            .is_ok())
+    });
+    let mut heir = c.conn(target_replica).unwrap();
+    for t in &tags {
+        let n: i64 = redis::cmd("CLUSTER")
+            .arg("COUNTKEYSINSLOT")
+            .arg(
+                redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(t)
+                    .query::<u16>(&mut heir)
+                    .unwrap(),
+            )
+            .query(&mut heir)
+            .unwrap();
+        assert_eq!(
+            n, 5000,
+            "slot of {{{t}}}: the promoted replica holds every moved key"
+        );
+    }
+    // The source and its replica dropped them, and still agree.
+    c.wait("the source's replica equals the source", T, |c| {
+        Ok(dataset(&mut c.conn(source_replica)?) == dataset(&mut c.conn(source)?))
+    });
+    assert!(dataset(&mut c.conn(source).unwrap())
+        .keys()
+        .all(|k| !k.starts_with(b"{t")));
+}

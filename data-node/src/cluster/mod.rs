@@ -89,8 +89,9 @@ impl Applied {
             })
             .collect();
         let mut replica_reads = vec![0u64; usize::from(SLOT_COUNT) / 64];
-        if let Some(Role::Replica { of }) = topology.nodes.get(&me).map(|n| n.role) {
-            for slot in topology.slots.slots_of(&of).iter() {
+        let holder = topology.holder_of(me);
+        if holder != me {
+            for slot in topology.slots.slots_of(&holder).iter() {
                 replica_reads[usize::from(slot) / 64] |= 1 << (slot % 64);
             }
         }

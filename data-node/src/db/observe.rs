@@ -30,6 +30,10 @@ pub enum Effect {
     Command(Argv),
     /// Remove every key of the slot (`FLUSHALL`, or the slot left this node).
     Clear,
+    /// A piece of a key that a migration into this node is importing (the migration
+    /// codec's `KeyPart`, encoded). Not in the keyspace: a replica stages it as its
+    /// primary does, so that it holds the slot's keys the moment the migration commits.
+    Staged(Bytes),
 }
 
 /// Something that wants every change, in order.

@@ -158,6 +158,23 @@ impl Migrations {
         Ok(f(staging.entry(slot).or_default()))
     }
 
+    /// As a replica: stages a piece of a key its primary imports (an encoded
+    /// `KeyPart`), invisible until the migration commits.
+    pub fn stage_from_primary(&self, slot: u16, part: &[u8]) -> anyhow::Result<()> {
+        use prost::Message;
+        let part = pb::KeyPart::decode(part)?;
+        codec::apply(self.staging.lock().entry(slot).or_default(), part, 0)?;
+        Ok(())
+    }
+
+    /// As a replica: the primary installed `slot` and sends it whole; what was staged
+    /// of it here is superseded.
+    pub fn drop_staged(&self, slot: u16) {
+        if let Some(t) = self.staging.lock().remove(&slot) {
+            drop_in_background(vec![t]);
+        }
+    }
+
     /// Whether `slot` is being imported by a running pull of this node.
     fn importing(&self, id: Uuid, slot: u16) -> bool {
         self.incoming
@@ -172,11 +189,13 @@ impl TopologyListener for Migrations {
     /// it gives to this node, so they are complete before routing sends clients here.
     fn before_apply(&self, next: &Topology) {
         let me = self.me();
+        // A replica stages its primary's imports: it installs them at the same commit.
+        let holder = next.holder_of(me);
         let mut staging = self.staging.lock();
         let owned_now: Vec<u16> = staging
             .keys()
             .copied()
-            .filter(|s| next.slots.owner(*s) == Some(me))
+            .filter(|s| next.slots.owner(*s) == Some(holder))
             .collect();
         for slot in owned_now {
             let table = staging.remove(&slot).expect("listed");
@@ -238,11 +257,13 @@ impl TopologyListener for Migrations {
                 .retain(|id| running.contains_key(id));
         }
 
-        // Target side: staging of slots no longer being imported is dropped (aborted).
+        // Target side (or its replica): staging of slots no longer being imported is
+        // dropped (aborted).
+        let holder = t.holder_of(me);
         let importing: SlotSet = t
             .migrations
             .iter()
-            .filter(|m| m.target == me)
+            .filter(|m| m.target == holder)
             .flat_map(|m| m.slots.iter().flat_map(|r| r.iter()))
             .collect();
         let dropped: Vec<SlotTable> = {
@@ -264,10 +285,6 @@ impl TopologyListener for Migrations {
 
         // Slots whose data this node does not hold (its own, or as a replica its
         // primary's) must be empty: free them.
-        let holder = match t.nodes.get(&me).map(|n| n.role) {
-            Some(ember_core::Role::Replica { of }) => of,
-            _ => me,
-        };
         let mut freed = Vec::new();
         for slot in 0..SLOT_COUNT {
             if t.slots.owner(slot) != Some(holder) && self.state.db.count_in_slot(slot) > 0 {

@@ -8,6 +8,11 @@
 //! target that agreed to abort discards its staging, reports `failed`, and never pulls
 //! that migration again (its record stays in `incoming` while the migration is in the
 //! topology).
+//!
+//! With replicas, every staged piece also goes into the replication log
+//! ([`Effect::Staged`]): the replicas stage it too, and this node reports `ready` only
+//! once they acknowledged everything (bounded by [`REPLICAS_WAIT`]), so a replica
+//! promoted right after the commit already holds the imported keys.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,11 +23,15 @@ use uuid::Uuid;
 
 use super::codec;
 use super::Migrations;
-use crate::db::now_ms;
+use crate::db::{now_ms, Consumer, Effect};
 use crate::handoff::{self, Answer};
 
 /// Largest message accepted from the source (parts are far smaller).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// How long the handoff waits for this node's replicas to acknowledge the import (the
+/// source holds writes meanwhile; past this the commit goes on, and a replica gets the
+/// keys from the stream after it).
+const REPLICAS_WAIT: Duration = Duration::from_millis(300);
 /// HTTP/2 receive window of the pull stream (bytes the source may send ahead).
 const RECEIVE_WINDOW: u32 = 64 * 1024;
 
@@ -140,9 +149,17 @@ async fn run(
                 keys += 1;
             }
             bytes += codec::part_bytes(&part) as u64;
+            let log = &m.state.repl;
+            let replicated = log
+                .is_attached()
+                .then(|| bytes::Bytes::from(prost::Message::encode_to_vec(&part)));
             m.with_staging(slot, decision, |t| codec::apply(t, part, now))??;
+            if let Some(part) = replicated {
+                log.observe(slot, &[Effect::Staged(part)]);
+            }
         }
         if chunk.handoff_done {
+            replicas_caught_up(m, id).await;
             return Ok((keys, bytes, total));
         }
         if last_report.elapsed() > Duration::from_millis(250) {
@@ -154,6 +171,30 @@ async fn run(
         }
     }
     anyhow::bail!("the source closed the stream before the handoff")
+}
+
+/// Waits (at most [`REPLICAS_WAIT`]) until every replica streaming from this node has
+/// acknowledged the log's end: the whole import.
+async fn replicas_caught_up(m: &Migrations, id: Uuid) {
+    let state = &m.state;
+    if !state.repl.is_attached() {
+        return;
+    }
+    let end = state.repl.end();
+    state.repl.wake();
+    let replicas = state
+        .followers
+        .list()
+        .iter()
+        .filter(|f| f.online.load(std::sync::atomic::Ordering::Acquire))
+        .count();
+    let acked = state
+        .followers
+        .wait(replicas, end, Some(REPLICAS_WAIT))
+        .await;
+    if acked < replicas {
+        tracing::warn!(migration = %id, acked, replicas, "not every replica acknowledged the import in time; committing anyway (it gets the keys from the stream after the commit)");
+    }
 }
 
 impl Migrations {

@@ -82,6 +82,7 @@ pub fn stream_bytes(effects: &[Effect]) -> u64 {
                         .sum::<u64>()
             }
             Effect::Clear => CLEAR_BYTES,
+            Effect::Staged(part) => CLEAR_BYTES + part.len() as u64,
         })
         .sum()
 }

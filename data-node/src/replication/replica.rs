@@ -15,7 +15,7 @@ use super::wire::{self, FORMAT};
 use crate::cluster::applier::TopologyListener;
 use crate::cmd::{self, Client};
 use crate::db::Effect;
-use crate::migration::codec;
+use crate::migration::{codec, Migrations};
 use crate::state::{ClientInfo, ServerState};
 
 /// Largest chunk a primary sends (chunks are ~64 KiB; a big value's piece may add 256 KiB).
@@ -96,14 +96,17 @@ impl Link {
 /// Follows the topology: streams from this node's primary while it is a replica.
 pub struct Replication {
     state: Arc<ServerState>,
+    /// Where a migration into the primary is staged here too.
+    migrations: Arc<Migrations>,
     /// The primary followed and the task doing it.
     following: Mutex<Option<(NodeId, tokio::task::AbortHandle)>>,
 }
 
 impl Replication {
-    pub fn new(state: Arc<ServerState>) -> Arc<Replication> {
+    pub fn new(state: Arc<ServerState>, migrations: Arc<Migrations>) -> Arc<Replication> {
         Arc::new(Replication {
             state,
+            migrations,
             following: Mutex::new(None),
         })
     }
@@ -152,14 +155,24 @@ impl TopologyListener for Replication {
             task.abort();
         }
         self.state.link.set(LinkStatus::Down);
-        let task = tokio::spawn(follow(self.state.clone(), of, t.cluster_id.to_string()));
+        let task = tokio::spawn(follow(
+            self.state.clone(),
+            self.migrations.clone(),
+            of,
+            t.cluster_id.to_string(),
+        ));
         *following = Some((of, task.abort_handle()));
         tracing::info!(primary = %of, "replicating");
     }
 }
 
 /// Streams from `primary` for as long as the task lives, reconnecting after failures.
-async fn follow(state: Arc<ServerState>, primary: NodeId, cluster_id: String) {
+async fn follow(
+    state: Arc<ServerState>,
+    migrations: Arc<Migrations>,
+    primary: NodeId,
+    cluster_id: String,
+) {
     let mut wait = RETRY_FIRST;
     loop {
         let addr = state.cluster.applied().and_then(|a| {
@@ -170,7 +183,7 @@ async fn follow(state: Arc<ServerState>, primary: NodeId, cluster_id: String) {
         });
         if let Some(addr) = addr {
             let began = Instant::now();
-            match stream_once(&state, &addr, &cluster_id).await {
+            match stream_once(&state, &migrations, &addr, &cluster_id).await {
                 Ok(()) => tracing::info!(%primary, "the primary ended the replication stream"),
                 Err(e) => tracing::warn!(%primary, %addr, "replication link down: {e}"),
             }
@@ -186,7 +199,12 @@ async fn follow(state: Arc<ServerState>, primary: NodeId, cluster_id: String) {
 
 /// One connection to the primary: hello with this node's position, then apply and
 /// acknowledge until the stream ends.
-async fn stream_once(state: &ServerState, addr: &str, cluster_id: &str) -> Result<(), String> {
+async fn stream_once(
+    state: &ServerState,
+    migrations: &Migrations,
+    addr: &str,
+    cluster_id: &str,
+) -> Result<(), String> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad internal address {addr}: {e}"))?
         .connect_timeout(Duration::from_secs(1))
@@ -227,7 +245,7 @@ async fn stream_once(state: &ServerState, addr: &str, cluster_id: &str) -> Resul
         .await
         .map_err(|s| s.message().to_string())?
         .into_inner();
-    let mut applier = Applier::new(state);
+    let mut applier = Applier::new(state, migrations);
     loop {
         let chunk = inbound
             .message()
@@ -254,6 +272,7 @@ async fn stream_once(state: &ServerState, addr: &str, cluster_id: &str) -> Resul
 /// Applies one stream's chunks in order.
 struct Applier<'a> {
     state: &'a ServerState,
+    migrations: &'a Migrations,
     client: Client,
     first: bool,
     /// Effects that failed on this side (expected only during a full sync, where
@@ -263,12 +282,13 @@ struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    fn new(state: &'a ServerState) -> Applier<'a> {
+    fn new(state: &'a ServerState, migrations: &'a Migrations) -> Applier<'a> {
         let info = Arc::new(ClientInfo::new(0, "primary".into(), String::new()));
         let mut client = Client::new(info);
         client.primary_link = true;
         Applier {
             state,
+            migrations,
             client,
             first: true,
             errors: 0,
@@ -343,7 +363,19 @@ impl<'a> Applier<'a> {
     fn effect(&mut self, slot: u16, e: &Effect) {
         match e {
             Effect::Clear => {
+                // Also what the primary's own copy of an import becomes: it installed
+                // the slot and sends it whole (Clear, then the keys).
+                self.migrations.drop_staged(slot);
                 self.state.db.drop_slot(slot);
+            }
+            Effect::Staged(part) => {
+                if let Err(e) = self.migrations.stage_from_primary(slot, part) {
+                    self.errors += 1;
+                    tracing::warn!(
+                        slot,
+                        "a staged key from the primary could not be applied: {e}"
+                    );
+                }
             }
             Effect::Command(argv) => {
                 let r = cmd::apply_effect(self.state, &mut self.client, argv);

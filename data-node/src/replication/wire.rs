@@ -22,11 +22,15 @@ pub fn frame_to_pb(f: &Frame) -> pb::Frame {
             .map(|e| match e {
                 Effect::Command(argv) => pb::Effect {
                     argv: argv.iter().map(|a| a.to_vec()).collect(),
-                    clear: false,
+                    ..Default::default()
                 },
                 Effect::Clear => pb::Effect {
-                    argv: Vec::new(),
                     clear: true,
+                    ..Default::default()
+                },
+                Effect::Staged(part) => pb::Effect {
+                    staged: part.to_vec(),
+                    ..Default::default()
                 },
             })
             .collect(),
@@ -38,7 +42,7 @@ pub fn frame_to_pb(f: &Frame) -> pb::Frame {
 pub enum BadFrame {
     #[error("slot {0} is out of range")]
     Slot(u32),
-    #[error("an effect with neither a command nor clear")]
+    #[error("an effect with neither a command, clear nor a staged key")]
     EmptyEffect,
 }
 
@@ -47,13 +51,16 @@ pub fn frame_from_pb(f: pb::Frame) -> Result<Frame, BadFrame> {
     let effects: Vec<Effect> = f
         .effects
         .into_iter()
-        .map(|e| match (e.clear, e.argv.is_empty()) {
-            (true, _) => Ok(Effect::Clear),
-            (false, false) => Ok(Effect::Command(
-                e.argv.into_iter().map(Bytes::from).collect(),
-            )),
-            (false, true) => Err(BadFrame::EmptyEffect),
-        })
+        .map(
+            |e| match (e.clear, e.argv.is_empty(), e.staged.is_empty()) {
+                (true, _, _) => Ok(Effect::Clear),
+                (false, false, _) => Ok(Effect::Command(
+                    e.argv.into_iter().map(Bytes::from).collect(),
+                )),
+                (false, true, false) => Ok(Effect::Staged(Bytes::from(e.staged))),
+                (false, true, true) => Err(BadFrame::EmptyEffect),
+            },
+        )
         .collect::<Result<_, _>>()?;
     Ok(Frame {
         end: f.end,

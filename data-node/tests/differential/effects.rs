@@ -53,6 +53,7 @@ impl Consumer for Follower {
                 Effect::Clear => {
                     self.state.db.drop_slot(slot);
                 }
+                Effect::Staged(_) => unreachable!("no migration runs here"),
             }
         }
     }
@@ -160,6 +161,7 @@ fn writes_publish_absolute_deterministic_effects() {
             .map(|(_, e)| match e {
                 Effect::Command(argv) => show(&argv),
                 Effect::Clear => "CLEAR".into(),
+                Effect::Staged(_) => "STAGED".into(),
             })
             .collect()
     };
