@@ -179,16 +179,9 @@ pub async fn check(authority: &Authority, primary: NodeId, replica: NodeId) -> R
             label(&primary)
         ));
     }
-    let asked = std::time::Instant::now();
-    authority.ask(replica, Ask::Report);
-    let fresh = Instant::now() + Duration::from_millis(500);
-    let repl = loop {
-        let o = authority.observed().get(&replica).cloned();
-        if o.as_ref().is_some_and(|o| o.last_seen > asked) || Instant::now() >= fresh {
-            break o.and_then(|o| o.repl);
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    let (_, observed) =
+        crate::heartbeater::fresh_reports(authority, &[replica], Duration::from_millis(500)).await;
+    let repl = observed.get(&replica).and_then(|o| o.repl.clone());
     match repl {
         Some(r) if r.link_up && !r.syncing => Ok(()),
         Some(r) if r.syncing => Err(format!(

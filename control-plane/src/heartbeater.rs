@@ -29,7 +29,7 @@ pub const REPLICA_VALIDITY_FACTOR: u32 = 10;
 /// 2. wait until enough of its replicas stopped granting it leases that no majority of
 ///    them can still keep it writing: from then on it acknowledges no write;
 /// 3. collect every eligible replica's offset (a heartbeat asked for now, so it is final)
-///    and promote the highest. Eligible: healthy, a complete dataset, not granting, and
+///    and promote the highest. Eligible: healthy, a dataset synced by this process and complete, not granting, and
 ///    a link to the primary lost within the validity bound (or still open, to a primary
 ///    that went silent).
 async fn fail_over(authority: &Authority, node_timeout: Duration) {
@@ -56,6 +56,7 @@ async fn fail_over(authority: &Authority, node_timeout: Duration) {
     let promise = lease::promise(authority.leases.length);
     let eligible = |o: &Observed, r: &ember_proto::pb::ReplicationStatus| {
         o.last_seen.elapsed() <= node_timeout
+            && r.synced
             && !r.syncing
             && Duration::from_millis(r.link_down_millis) <= validity
             && not_granting(o, r, promise)
@@ -81,22 +82,9 @@ async fn fail_over(authority: &Authority, node_timeout: Duration) {
             tracing::debug!(primary = %primary.label(), "failed primary has no eligible replica (yet)");
             continue;
         }
-        let asked = Instant::now();
-        for &c in &candidates {
-            authority.ask(c, Ask::Report);
-        }
-        let deadline = asked + (node_timeout / 2).min(Duration::from_secs(1));
+        let wait = (node_timeout / 2).min(Duration::from_secs(1));
+        let (asked, observed) = fresh_reports(authority, &candidates, wait).await;
         let reported = |o: &Observed| o.last_seen > asked;
-        let observed = loop {
-            let observed = authority.observed();
-            let all = candidates
-                .iter()
-                .all(|c| observed.get(c).is_some_and(reported));
-            if all || Instant::now() >= deadline {
-                break observed;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
         let best = freshest_replica(t, &observed, primary.id, |o, r| {
             reported(o) && eligible(o, r)
         });
@@ -114,6 +102,31 @@ async fn fail_over(authority: &Authority, node_timeout: Duration) {
             Ok(_) => authority.leases.unfence(primary.id),
             Err(e) => tracing::warn!(primary = %primary.label(), "failover not committed: {e}"),
         }
+    }
+}
+
+/// Asks `nodes` for a heartbeat now and waits (at most `wait`) until each has sent one.
+/// Returns when it asked, and what is observed then (a report is fresh if its
+/// `last_seen` is later).
+pub async fn fresh_reports(
+    authority: &Authority,
+    nodes: &[NodeId],
+    wait: Duration,
+) -> (Instant, HashMap<NodeId, Observed>) {
+    let asked = Instant::now();
+    for &n in nodes {
+        authority.ask(n, Ask::Report);
+    }
+    let deadline = asked + wait;
+    loop {
+        let observed = authority.observed();
+        let all = nodes
+            .iter()
+            .all(|n| observed.get(n).is_some_and(|o| o.last_seen > asked));
+        if all || Instant::now() >= deadline {
+            return (asked, observed);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -190,9 +203,13 @@ pub async fn hand_over_if_restarted_empty(authority: &Authority, id: NodeId, rec
     if t.slots.count_of(&id) == 0 || t.nodes.get(&id).is_none_or(|n| !n.is_primary()) {
         return;
     }
-    let observed = authority.observed();
+    // What the replicas said last may be a heartbeat old (a link that came up since):
+    // ask them now.
+    let replicas: Vec<NodeId> = t.replicas_of(&id).map(|n| n.id).collect();
+    let (_, observed) =
+        fresh_reports(authority, &replicas, recent.min(Duration::from_secs(1))).await;
     let best = freshest_replica(t, &observed, id, |o, r| {
-        o.last_seen.elapsed() <= recent && !r.syncing
+        o.last_seen.elapsed() <= recent && r.synced && !r.syncing
     });
     let Some((offset, promote)) = best else {
         return;

@@ -2,7 +2,8 @@
 //!
 //! Run by `tests/docker/run.sh` (which builds the `ember:test` image from host-built
 //! binaries); ignored by a plain `cargo test` because it needs that image and a Docker
-//! engine. The five scenarios share one compose project and run in order.
+//! engine. The scenarios share one compose project (with `docker-compose.node4.yml`,
+//! whose node4 becomes a replica in scenario 5) and run in order.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -22,7 +23,7 @@ const T: Duration = Duration::from_secs(60);
 
 struct Compose {
     program: Vec<String>,
-    file: PathBuf,
+    files: Vec<PathBuf>,
 }
 
 impl Compose {
@@ -36,15 +37,22 @@ impl Compose {
         } else {
             vec!["docker-compose".into()]
         };
-        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docker-compose.yml");
-        Self { program, file }
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let files = vec![
+            root.join("docker-compose.yml"),
+            root.join("docker-compose.node4.yml"),
+        ];
+        Self { program, files }
     }
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new(&self.program[0])
             .args(&self.program[1..])
-            .arg("-f")
-            .arg(&self.file)
+            .args(
+                self.files
+                    .iter()
+                    .flat_map(|f| [std::ffi::OsStr::new("-f"), f.as_os_str()]),
+            )
             .args(["-p", PROJECT])
             .args(args)
             .env("EMBER_IMAGE_TAG", "test")
@@ -78,7 +86,39 @@ impl Drop for Compose {
             eprintln!("{}", String::from_utf8_lossy(&logs.stdout));
         }
         let _ = self.run(&["down", "-v"]);
+        let _ = Command::new("docker")
+            .args(["network", "rm", CLIENTS])
+            .output();
     }
+}
+
+/// A second network, for clients only: a node on it stays reachable from the host
+/// while it is disconnected from the cluster's network.
+const CLIENTS: &str = "embertest_clients";
+
+/// `container`'s address on `network`.
+fn ip_on(container: &str, network: &str) -> String {
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+            container,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn replication(
+    conn: &mut redis::Connection,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let info: String = redis::cmd("INFO").arg("replication").query(conn)?;
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect())
 }
 
 fn docker(args: &[&str]) {
@@ -254,7 +294,108 @@ fn compose_cluster_as_separate_hosts() {
     })
     .unwrap();
 
-    // 5. down, up: the topology is unchanged.
+    // 5. node4 becomes node3's replica; then node3 is cut off from the cluster's network
+    //    (the control plane and node4), while a client still reaches it on a second
+    //    network: it stops acknowledging writes within its write lease, node4 is
+    //    promoted, and node3, reconnected, follows node4 with the same data.
+    let out = Command::new(bin("emberctl"))
+        .args([
+            "--control-plane",
+            CP,
+            "join",
+            "node4",
+            "--replica-of",
+            "node3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("node4 streams from node3", T, || {
+        Ok(replication(&mut conn(7004)?)?
+            .get("master_link_status")
+            .map(String::as_str)
+            == Some("up"))
+    })
+    .unwrap();
+    let _ = Command::new("docker")
+        .args(["network", "create", CLIENTS])
+        .output();
+    docker(&["network", "connect", CLIENTS, &node3]);
+    let node3_addr = format!("redis://{}:7003/", ip_on(&node3, CLIENTS));
+    let mut n3 = redis::Client::open(node3_addr.as_str())
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    n3.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("part:{i}"))
+        .filter(|k| n3.get::<_, Option<String>>(k).is_ok())
+        .take(50)
+        .collect();
+    let mut confirmed = std::collections::BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let _: () = n3.set(k, i).unwrap();
+        let acked: i64 = redis::cmd("WAIT").arg(1).arg(1000).query(&mut n3).unwrap();
+        assert_eq!(acked, 1);
+        confirmed.insert(k.clone(), i);
+    }
+    let cut = Instant::now();
+    docker(&["network", "disconnect", &network, &node3]);
+    let mut last_ack = cut;
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        match n3.set::<_, _, ()>(&keys[n as usize % keys.len()], format!("late{n}")) {
+            Ok(()) => last_ack = Instant::now(),
+            Err(e) => {
+                assert!(e.to_string().contains("write lease expired"), "{e}");
+                break;
+            }
+        }
+        assert!(cut.elapsed() < T, "node3 kept acknowledging writes");
+    }
+    // Half the node timeout, and at least three heartbeats (a fifth of it each).
+    let lease = (NODE_TIMEOUT / 2).max(NODE_TIMEOUT * 3 / 5);
+    eprintln!(
+        "partitioned node3 acknowledged writes for {:?} (lease {lease:?})",
+        last_ack - cut
+    );
+    assert!(last_ack - cut <= lease + Duration::from_millis(500));
+    wait_until("node4 is promoted", T, || {
+        Ok(replication(&mut conn(7004)?)?
+            .get("role")
+            .map(String::as_str)
+            == Some("master"))
+    })
+    .unwrap();
+    assert!(
+        n3.set::<_, _, ()>(&keys[0], "after").is_err(),
+        "the old primary acknowledged a write after the promotion"
+    );
+    let mut n4 = conn(7004).unwrap();
+    for (k, v) in &confirmed {
+        let got: Option<String> = n4.get(k).unwrap();
+        assert!(got.is_some(), "{k}: confirmed {v}, lost");
+    }
+    docker(&["network", "connect", "--alias", "node3", &network, &node3]);
+    wait_until("node3 follows node4", T, || {
+        let r = replication(&mut n3)?;
+        Ok(r.get("role").map(String::as_str) == Some("slave")
+            && r.get("master_link_status").map(String::as_str) == Some("up")
+            && all_ok()?)
+    })
+    .unwrap();
+    let _: () = n4.set(&keys[0], "healed").unwrap();
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut n4).unwrap();
+    assert_eq!(acked, 1, "node3 replicates node4");
+    redis::cmd("READONLY").query::<()>(&mut n3).unwrap();
+    assert_eq!(n3.get::<_, String>(&keys[0]).unwrap(), "healed");
+
+    // 6. down, up: the topology is unchanged.
     let before = topology_fingerprint();
     compose.ok(&["down"]);
     compose.ok(&["up", "-d", "--no-build"]);

@@ -42,6 +42,9 @@ struct LinkState {
     last_io: Option<Instant>,
     /// When the link went down (`master_link_down_since_seconds`).
     down_since: Instant,
+    /// The link has been up at least once since this process started: it holds a
+    /// dataset it synced (a restarted replica has none until then).
+    synced: bool,
 }
 
 /// This node's link to its primary (when it is a replica).
@@ -57,6 +60,7 @@ impl Default for Link {
                 status: LinkStatus::Down,
                 last_io: None,
                 down_since: Instant::now(),
+                synced: false,
             }),
         }
     }
@@ -86,6 +90,12 @@ impl Link {
             s.down_since = Instant::now();
         }
         s.status = status;
+        s.synced |= status == LinkStatus::Up;
+    }
+
+    /// Whether this process has ever completed a sync (see `LinkState::synced`).
+    pub fn synced(&self) -> bool {
+        self.state.lock().synced
     }
 
     fn touch(&self) {

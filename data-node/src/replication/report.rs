@@ -137,5 +137,6 @@ pub fn status(state: &ServerState) -> ember_proto::pb::ReplicationStatus {
         syncing: state.cluster.is_partial(),
         replicas: state.followers.list().len() as u32,
         lease_granted_millis_ago: state.lease.granted_ago().as_millis() as u64,
+        synced: state.link.synced(),
     }
 }
