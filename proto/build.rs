@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out.join("ember_descriptor.bin"))
         .bytes(".ember.v1.ControlMessage")
         .bytes(".ember.v1.TopologyDelta")
+        // Effects carry a write's arguments: shared with the log's frames, not copied.
+        .bytes(".ember.v1.Effect")
         .compile_protos(&["proto/ember.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto/ember.proto");
     Ok(())

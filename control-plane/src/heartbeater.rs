@@ -28,10 +28,10 @@ pub const REPLICA_VALIDITY_FACTOR: u32 = 10;
 /// 1. fence it (no more grants) and wait until this control plane's promise ran out;
 /// 2. wait until enough of its replicas stopped granting it leases that no majority of
 ///    them can still keep it writing: from then on it acknowledges no write;
-/// 3. collect every eligible replica's offset (a heartbeat asked for now, so it is final)
-///    and promote the highest. Eligible: healthy, a dataset synced by this process and complete, not granting, and
-///    a link to the primary lost within the validity bound (or still open, to a primary
-///    that went silent).
+/// 3. collect every eligible replica's offset (a heartbeat asked for now, so it is
+///    final) and promote the highest. Eligible: healthy, a complete dataset synced by
+///    this process, not granting, and a link to the primary lost within the validity
+///    bound (or still open, to a primary that went silent).
 async fn fail_over(authority: &Authority, node_timeout: Duration) {
     let state = authority.current().state;
     let t = &state.topology;

@@ -153,6 +153,7 @@ fn connection_thread(
             return;
         }
     };
+    let log = state.repl.clone();
     let connections = async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
@@ -180,7 +181,7 @@ fn connection_thread(
     rt.block_on(async move {
         tokio::select! {
             _ = connections => {}
-            _ = spin(SPIN.with(Rc::clone)) => {}
+            _ = spin(SPIN.with(Rc::clone), log) => {}
         }
     });
 }
@@ -220,8 +221,13 @@ thread_local! {
     static SPIN: Rc<Spin> = Rc::new(Spin::default());
 }
 
-async fn spin(spin: Rc<Spin>) {
+/// The spinner also wakes the replication streams, once per round of the event loop
+/// (after every connection that was ready has run its turn), not once per turn: at
+/// `-P 1` with many clients that is many turns, and each wake-up is a cross-thread
+/// switch on the stream's side.
+async fn spin(spin: Rc<Spin>, log: Arc<crate::replication::log::Log>) {
     loop {
+        log.wake();
         spin.parked.set(true);
         spin.wake.notified().await;
         let mut seen = spin.batches.get();
@@ -229,6 +235,7 @@ async fn spin(spin: Rc<Spin>) {
         while quiet_since.elapsed() < SPIN_FOR {
             // Deferred to after the event loop's next (non-blocking) poll.
             tokio::task::yield_now().await;
+            log.wake();
             if spin.batches.get() != seen {
                 seen = spin.batches.get();
                 quiet_since = Instant::now();

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ember_proto::pb;
 
 use super::log::Frame;
@@ -21,7 +20,7 @@ pub fn frame_to_pb(f: &Frame) -> pb::Frame {
             .iter()
             .map(|e| match e {
                 Effect::Command(argv) => pb::Effect {
-                    argv: argv.iter().map(|a| a.to_vec()).collect(),
+                    argv: argv.clone(),
                     ..Default::default()
                 },
                 Effect::Clear => pb::Effect {
@@ -29,7 +28,7 @@ pub fn frame_to_pb(f: &Frame) -> pb::Frame {
                     ..Default::default()
                 },
                 Effect::Staged(part) => pb::Effect {
-                    staged: part.to_vec(),
+                    staged: part.clone(),
                     ..Default::default()
                 },
             })
@@ -54,10 +53,8 @@ pub fn frame_from_pb(f: pb::Frame) -> Result<Frame, BadFrame> {
         .map(
             |e| match (e.clear, e.argv.is_empty(), e.staged.is_empty()) {
                 (true, _, _) => Ok(Effect::Clear),
-                (false, false, _) => Ok(Effect::Command(
-                    e.argv.into_iter().map(Bytes::from).collect(),
-                )),
-                (false, true, false) => Ok(Effect::Staged(Bytes::from(e.staged))),
+                (false, false, _) => Ok(Effect::Command(e.argv)),
+                (false, true, false) => Ok(Effect::Staged(e.staged)),
                 (false, true, true) => Err(BadFrame::EmptyEffect),
             },
         )

@@ -269,7 +269,8 @@ impl Conn<'_> {
                 .stats
                 .commands
                 .fetch_add(executed, Ordering::Relaxed);
-            self.state.repl.wake();
+            // The spinner wakes the replication streams for this turn's writes, after
+            // the other ready connections had their turn (`server::spin`).
             SPIN.with(|s| s.batch_done());
         }
     }
