@@ -965,3 +965,47 @@ fn a_migration_between_shards_with_replicas_survives_the_target_dying_at_the_com
         .keys()
         .all(|k| !k.starts_with(b"{t")));
 }
+
+#[test]
+fn a_replica_applies_each_transaction_whole() {
+    let c = TestCluster::start(2, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.ctl_ok(&["join", "n2", "--replica-of", "n1"]);
+    wait_link_up(&c, 1, "n2's link is up");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut conn = c.conn(0).unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..3000 {
+                redis::pipe()
+                    .atomic()
+                    .incr("{t}a", 1)
+                    .ignore()
+                    .incr("{t}b", 1)
+                    .ignore()
+                    .query::<()>(&mut conn)
+                    .unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let mut reader = c.conn(1).unwrap();
+    redis::cmd("READONLY").query::<()>(&mut reader).unwrap();
+    let (mut reads, mut seen) = (0, 0);
+    while !stop.load(Ordering::Relaxed) {
+        let (a, b): (Option<u64>, Option<u64>) = redis::cmd("MGET")
+            .arg("{t}a")
+            .arg("{t}b")
+            .query(&mut reader)
+            .unwrap();
+        reads += 1;
+        assert_eq!(a, b, "a reader on the replica saw half of a transaction");
+        seen += u64::from(a.is_some());
+    }
+    writer.join().unwrap();
+    assert!(
+        seen > 100,
+        "the reader saw the transactions land ({seen} of {reads})"
+    );
+}

@@ -312,13 +312,15 @@ pub fn record_write(ctx: &mut Ctx, args: &[Bytes], r: &Reply, effects: &mut Vec<
 fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes]) -> Reply {
     let spec = &TABLE[idx];
     let readonly = client.readonly;
+    // The primary's link applies what the primary decided: not routed, never refused.
+    let routed = !client.primary_link;
     let Some(ms) = client.multi.as_mut() else {
         return Reply::err("ERR EXEC without MULTI");
     };
     let write = spec.flags & flags::WRITE != 0;
     // As Redis: a write that could not be acknowledged now is refused when queued, and
     // the transaction is discarded (it is checked again at `EXEC`).
-    if write {
+    if write && routed {
         if let Err(e) = may_write(state) {
             ms.dirty = true;
             return e;
@@ -336,9 +338,11 @@ fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes]) -
             ms.dirty = true;
             return Reply::err(CROSSSLOT);
         }
-        if let Err(e) = state.cluster.route(slot, !write && readonly) {
-            ms.dirty = true;
-            return Reply::error(e.to_string());
+        if routed {
+            if let Err(e) = state.cluster.route(slot, !write && readonly) {
+                ms.dirty = true;
+                return Reply::error(e.to_string());
+            }
         }
         ms.slot = Some(slot);
     }

@@ -72,17 +72,19 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     let state = ctx.state;
     // Routed under the slot's lock, as in `cmd::execute`.
     let mut guard = ms.slot.map(|s| state.db.lock(s));
-    if let Some(slot) = ms.slot {
+    // The primary's link (a replica applying one frame atomically) is not routed.
+    let routed = !ctx.client.primary_link;
+    if let (Some(slot), true) = (ms.slot, routed) {
         if let Err(e) = state.cluster.route(slot, !ms.write && ctx.client.readonly) {
             return Reply::error(e.to_string());
         }
     }
-    if ms.write {
+    if ms.write && routed {
         if let Err(e) = super::may_write(state) {
             return e;
         }
     }
-    if ms.write && guard.as_ref().is_some_and(|g| g.is_held()) {
+    if ms.write && routed && guard.as_ref().is_some_and(|g| g.is_held()) {
         // A migration's handoff holds the slot: put the transaction back and wait.
         ctx.client.held_on = ms.slot;
         ctx.client.watched = watched;

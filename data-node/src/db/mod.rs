@@ -103,12 +103,14 @@ impl SlotTable {
         self.expires.len()
     }
 
-    /// Removes `key` if its deadline has passed. Returns whether it was removed.
+    /// Removes `key` if its deadline has passed (on a replica: only hides it, see
+    /// [`set_replica`]). Returns whether it is expired.
     fn expire_if_needed(&mut self, key: &[u8], now: u64) -> bool {
         if self.expires.is_empty() {
             return false;
         }
         match self.expires.get(key) {
+            Some(&at) if at <= now && REPLICA.load(Ordering::Relaxed) => true,
             Some(&at) if at <= now => {
                 self.expires.remove(key);
                 self.map.remove(key);
@@ -124,14 +126,18 @@ impl SlotTable {
 
     /// The live value of `key`.
     pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Value> {
-        self.expire_if_needed(key, now);
-        self.map.get(key)
+        match self.expire_if_needed(key, now) {
+            true => None,
+            false => self.map.get(key),
+        }
     }
 
     /// The live value of `key`, mutably.
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Value> {
-        self.expire_if_needed(key, now);
-        self.map.get_mut(key)
+        match self.expire_if_needed(key, now) {
+            true => None,
+            false => self.map.get_mut(key),
+        }
     }
 
     pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
@@ -153,11 +159,12 @@ impl SlotTable {
 
     /// Removes `key` (live or not). Returns its value if it was live.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Value> {
-        self.expire_if_needed(key, now);
+        let expired = self.expire_if_needed(key, now);
         if !self.expires.is_empty() {
             self.expires.remove(key);
         }
-        self.map.remove(key)
+        let value = self.map.remove(key);
+        value.filter(|_| !expired)
     }
 
     /// Removes `key` if it holds an empty collection (after a pop/remove).
@@ -250,6 +257,18 @@ impl SlotTable {
             ..SlotTable::default()
         }
     }
+}
+
+/// This node is a replica: as in Redis, keys expire here only through the `DEL`s its
+/// primary publishes when they expire there. A read of a key whose deadline has passed
+/// answers as if it were gone, but leaves it (a replica whose clock runs ahead would
+/// otherwise drop a key the primary still has, and diverge when the primary writes it);
+/// the active sweep does not run. One keyspace per process, so one flag.
+static REPLICA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks this node a replica (or a primary again), for [`REPLICA`].
+pub fn set_replica(replica: bool) {
+    REPLICA.store(replica, Ordering::Relaxed);
 }
 
 /// A locked slot table. Dropping it publishes the expiries it saw, updates the key count
@@ -567,6 +586,9 @@ impl Db {
     /// One round of active expiry over `count` slots starting at `start`; returns the
     /// slot to start from next time. Each slot is locked on its own, briefly.
     pub fn active_expire_cycle(&self, start: u16, count: usize) -> u16 {
+        if REPLICA.load(Ordering::Relaxed) {
+            return start; // the primary's DELs expire keys here
+        }
         let now = now_ms();
         let mut slot = start as usize % SLOTS;
         for _ in 0..count {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use ember_core::{NodeId, Role, Topology};
 use ember_proto::pb::{self, internal_client::InternalClient, repl_item::Item};
 use futures::StreamExt;
@@ -137,6 +138,9 @@ impl TopologyListener for Replication {
         self.state
             .lease
             .set_shard(role == Some(Role::Primary), replicas);
+        if let Some(role) = role {
+            crate::db::set_replica(role != Role::Primary);
+        }
         match role {
             Some(Role::Primary) => {
                 if let Some((_, task)) = self.following.lock().take() {
@@ -338,8 +342,21 @@ impl<'a> Applier<'a> {
             match item.item {
                 Some(Item::Frame(f)) => {
                     let frame = wire::frame_from_pb(f).map_err(|e| e.to_string())?;
+                    // Several commands (an EXEC's): one transaction here too, so that a
+                    // READONLY reader sees all of them or none.
+                    let atomic = frame.effects.len() > 1
+                        && frame
+                            .effects
+                            .iter()
+                            .all(|e| matches!(e, Effect::Command(_)));
+                    if atomic {
+                        self.command(&[Bytes::from_static(b"MULTI")]);
+                    }
                     for e in frame.effects.iter() {
                         self.effect(frame.slot, e);
+                    }
+                    if atomic {
+                        self.command(&[Bytes::from_static(b"EXEC")]);
                     }
                     self.state.repl.push(frame).map_err(|e| e.to_string())?;
                 }
@@ -387,14 +404,21 @@ impl<'a> Applier<'a> {
                     );
                 }
             }
-            Effect::Command(argv) => {
-                let r = cmd::apply_effect(self.state, &mut self.client, argv);
-                if r.is_error() {
-                    self.errors += 1;
-                    if !self.full_sync {
-                        tracing::warn!(command = %String::from_utf8_lossy(&argv[0]), "a replicated command failed here: {r:?}");
-                    }
-                }
+            Effect::Command(argv) => self.command(argv),
+        }
+    }
+
+    fn command(&mut self, argv: &[Bytes]) {
+        let r = cmd::apply_effect(self.state, &mut self.client, argv);
+        // EXEC's reply is an array of the commands' replies: an error among them counts.
+        let failed = match &r {
+            crate::resp::Reply::Array(items) => items.iter().any(|i| i.is_error()),
+            r => r.is_error(),
+        };
+        if failed {
+            self.errors += 1;
+            if !self.full_sync {
+                tracing::warn!(command = %String::from_utf8_lossy(&argv[0]), "a replicated command failed here: {r:?}");
             }
         }
     }
