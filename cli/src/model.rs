@@ -60,7 +60,7 @@ impl Snapshot {
 }
 
 /// What the control plane observes of a node's session (not part of the topology).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
     pub connected: bool,
     /// The last topology version the node reported as applied.
@@ -71,6 +71,8 @@ pub struct Observed {
     pub millis_since_heartbeat: u64,
     /// Its replication position as of its last heartbeat.
     pub repl: Option<Replication>,
+    /// A replica: why it could not be promoted now (None: it could).
+    pub not_promotable: Option<String>,
 }
 
 /// A node's replication position (`ReplicationStatus`).
@@ -181,6 +183,8 @@ impl ClusterView {
                             syncing: r.syncing,
                             replicas: r.replicas,
                         }),
+                        not_promotable: (!st.not_promotable.is_empty())
+                            .then(|| st.not_promotable.clone()),
                     },
                 ))
             })

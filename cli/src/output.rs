@@ -157,6 +157,8 @@ pub struct NodeDoc {
     pub repl_link_down_ms: Option<u64>,
     /// A replica: how many bytes it is behind its primary (as of both heartbeats).
     pub repl_lag_bytes: Option<u64>,
+    /// A replica: why it could not be promoted now if its primary failed (null: it could).
+    pub not_promotable: Option<String>,
 }
 
 /// A migration recorded in the topology.
@@ -302,6 +304,7 @@ fn node_doc(view: &ClusterView, n: &NodeInfo, pending: bool) -> NodeDoc {
         repl_link: replica_link(view, n).map(|(link, _, _)| link),
         repl_link_down_ms: replica_link(view, n).and_then(|(_, down, _)| down),
         repl_lag_bytes: replica_link(view, n).and_then(|(_, _, lag)| lag),
+        not_promotable: obs.and_then(|o| o.not_promotable.clone()),
     }
 }
 
@@ -333,12 +336,22 @@ fn repl_cell(view: &ClusterView, n: &NodeInfo) -> String {
             1 => "1 replica".into(),
             k => format!("{k} replicas"),
         },
-        (Role::Replica { .. }, Some(_)) => match replica_link(view, n) {
-            Some(("up", _, Some(lag))) => format!("up, lag {lag} B"),
-            Some(("down", Some(ms), _)) => format!("down {:.1}s", ms as f64 / 1000.0),
-            Some((link, _, _)) => link.to_string(),
-            None => "-".into(),
-        },
+        (Role::Replica { .. }, Some(_)) => {
+            let link = match replica_link(view, n) {
+                Some(("up", _, Some(lag))) => format!("up, lag {lag} B"),
+                Some(("down", Some(ms), _)) => format!("down {:.1}s", ms as f64 / 1000.0),
+                Some((link, _, _)) => link.to_string(),
+                None => "-".into(),
+            };
+            match view
+                .observed
+                .get(&n.id)
+                .and_then(|o| o.not_promotable.as_ref())
+            {
+                Some(_) => format!("{link}, not promotable"),
+                None => link,
+            }
+        }
     }
 }
 
@@ -1062,6 +1075,7 @@ pub(crate) mod tests {
                     replicas: 1,
                     ..Default::default()
                 }),
+                not_promotable: None,
             },
         );
         observed.insert(
@@ -1076,6 +1090,7 @@ pub(crate) mod tests {
                     link_down_millis: 2500,
                     ..Default::default()
                 }),
+                not_promotable: Some("it is silent".into()),
             },
         );
         observed.insert(
@@ -1086,6 +1101,7 @@ pub(crate) mod tests {
                 key_count: 5,
                 millis_since_heartbeat: 90,
                 repl: None,
+                not_promotable: None,
             },
         );
         ClusterView {
@@ -1153,7 +1169,7 @@ pub(crate) mod tests {
             "{out}"
         );
         assert!(lines[1].ends_with("1 replica"), "{out}");
-        assert!(lines[2].ends_with("down 2.5s"), "{out}");
+        assert!(lines[2].ends_with("down 2.5s, not promotable"), "{out}");
         assert!(
             lines[3].contains("5461-10921 16000") && lines[3].contains("5462"),
             "{out}"
@@ -1246,6 +1262,7 @@ pub(crate) mod tests {
             "repl_link",
             "repl_link_down_ms",
             "repl_lag_bytes",
+            "not_promotable",
         ] {
             assert!(n1.get(key).is_some(), "missing {key} in {n1}");
         }
@@ -1263,6 +1280,8 @@ pub(crate) mod tests {
         assert_eq!(n3["repl_link"], "down");
         assert_eq!(n3["repl_link_down_ms"], 2500);
         assert_eq!(n3["repl_lag_bytes"], 1000, "behind its primary's offset");
+        assert_eq!(n3["not_promotable"], "it is silent");
+        assert_eq!(n1["not_promotable"], serde_json::Value::Null);
         assert_eq!(n1["repl_link"], serde_json::Value::Null);
         let p = &v["pending"][0];
         assert_eq!(

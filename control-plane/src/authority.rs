@@ -117,6 +117,8 @@ pub struct Authority {
     asks: tokio::sync::broadcast::Sender<(NodeId, Ask)>,
     /// Manual failovers under way.
     pub handovers: crate::handover::Handovers,
+    /// Which replicas may be promoted.
+    pub promotion: crate::heartbeater::Promotion,
 }
 
 /// A request the control plane makes of a node through its session.
@@ -134,7 +136,11 @@ pub enum Ask {
 
 impl Authority {
     /// Loads the persisted state, or creates (and persists) a new cluster id on first start.
-    pub fn open(store: Store, lease_length: Duration) -> Result<Arc<Self>, StoreError> {
+    pub fn open(
+        store: Store,
+        lease_length: Duration,
+        promotion: crate::heartbeater::Promotion,
+    ) -> Result<Arc<Self>, StoreError> {
         let state = match store.load()? {
             Some(state) => state,
             None => {
@@ -171,6 +177,7 @@ impl Authority {
             leases: crate::lease::Leases::new(lease_length),
             asks: tokio::sync::broadcast::channel(256).0,
             handovers: Default::default(),
+            promotion,
         }))
     }
 
@@ -480,6 +487,12 @@ impl Authority {
                         .map_or(0, |o| o.last_seen.elapsed().as_millis() as u64),
                     refused: o.map_or_else(String::new, |o| o.refused.clone()),
                     repl: o.and_then(|o| o.repl.clone()),
+                    not_promotable: match (n.role, o.and_then(|o| Some((o, o.repl.as_ref()?)))) {
+                        (ember_core::Role::Replica { .. }, Some((o, r))) => {
+                            self.promotion.refusal(o, r).unwrap_or_default()
+                        }
+                        _ => String::new(),
+                    },
                 }
             })
             .collect();

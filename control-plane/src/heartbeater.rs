@@ -18,9 +18,49 @@ use crate::authority::{Ask, Authority, Observed};
 use crate::lease;
 use crate::state::Op;
 
-/// A replica whose link to its primary has been down longer than this many node
-/// timeouts is too stale to be promoted.
+/// Default `--replica-validity-factor`: a replica whose link to its primary has been
+/// down longer than this many node timeouts is too stale to be promoted (as Redis's
+/// `cluster-replica-validity-factor`).
 pub const REPLICA_VALIDITY_FACTOR: u32 = 10;
+
+/// Which replicas may be promoted.
+#[derive(Debug, Clone, Copy)]
+pub struct Promotion {
+    pub node_timeout: Duration,
+    /// Longest a replica's link may have been down (`None`: no bound, factor 0).
+    pub validity: Option<Duration>,
+}
+
+impl Promotion {
+    pub fn new(node_timeout: Duration, validity_factor: u32) -> Promotion {
+        Promotion {
+            node_timeout,
+            validity: (validity_factor > 0).then(|| node_timeout * validity_factor),
+        }
+    }
+
+    /// Why a replica could not be promoted now, as its last heartbeat tells (`None`: it
+    /// could, once its primary's leases ran out).
+    pub fn refusal(&self, o: &Observed, r: &ember_proto::pb::ReplicationStatus) -> Option<String> {
+        let down = Duration::from_millis(r.link_down_millis);
+        if o.last_seen.elapsed() > self.node_timeout {
+            return Some("it is silent".into());
+        }
+        if !r.synced {
+            return Some("it has not completed a sync since it started".into());
+        }
+        if r.syncing {
+            return Some("its full sync is running".into());
+        }
+        self.validity.filter(|v| !r.link_up && down > *v).map(|v| {
+            format!(
+                "its link to the primary has been down {:.1} s, longer than {:.1} s (--replica-validity-factor)",
+                down.as_secs_f64(),
+                v.as_secs_f64()
+            )
+        })
+    }
+}
 
 /// Promotes a replica of every failed primary that owns slots, unless more than half
 /// of the primaries failed (safe mode: that looks like the control plane's own network
@@ -33,6 +73,7 @@ pub const REPLICA_VALIDITY_FACTOR: u32 = 10;
 ///    this process, not granting, and a link to the primary lost within the validity
 ///    bound (or still open, to a primary that went silent).
 async fn fail_over(authority: &Authority, node_timeout: Duration) {
+    let promotion = authority.promotion;
     let state = authority.current().state;
     let t = &state.topology;
     let owners: Vec<&ember_core::NodeInfo> = t
@@ -52,14 +93,9 @@ async fn fail_over(authority: &Authority, node_timeout: Duration) {
         );
         return;
     }
-    let validity = node_timeout * REPLICA_VALIDITY_FACTOR;
     let promise = lease::promise(authority.leases.length);
     let eligible = |o: &Observed, r: &ember_proto::pb::ReplicationStatus| {
-        o.last_seen.elapsed() <= node_timeout
-            && r.synced
-            && !r.syncing
-            && Duration::from_millis(r.link_down_millis) <= validity
-            && not_granting(o, r, promise)
+        promotion.refusal(o, r).is_none() && not_granting(o, r, promise)
     };
     for primary in failed {
         if let Err(why) = lease_released(authority, t, primary.id) {

@@ -32,6 +32,10 @@ struct Args {
     /// A migration whose target reports no progress for this long is aborted (1s to 24h).
     #[arg(long, env = "EMBER_CP_MIGRATION_TIMEOUT", default_value = "30s", value_parser = migration_timeout)]
     migration_timeout: Duration,
+    /// A replica whose link to its primary has been down longer than this many node
+    /// timeouts is not promoted (0: no bound; as Redis's cluster-replica-validity-factor).
+    #[arg(long, env = "EMBER_CP_REPLICA_VALIDITY_FACTOR", default_value_t = ember_control_plane::heartbeater::REPLICA_VALIDITY_FACTOR, value_parser = validity_factor)]
+    replica_validity_factor: u32,
 }
 
 fn node_timeout(s: &str) -> Result<Duration, String> {
@@ -40,6 +44,10 @@ fn node_timeout(s: &str) -> Result<Duration, String> {
 
 fn migration_timeout(s: &str) -> Result<Duration, String> {
     flags::duration_in(s, Duration::from_secs(1), Duration::from_secs(24 * 3600))
+}
+
+fn validity_factor(s: &str) -> Result<u32, String> {
+    flags::number_in(s, 0, 1000)
 }
 
 fn max_migrations(s: &str) -> Result<usize, String> {
@@ -61,6 +69,7 @@ async fn main() {
         node_timeout: args.node_timeout,
         max_migrations: args.max_migrations,
         migration_timeout: args.migration_timeout,
+        replica_validity_factor: args.replica_validity_factor,
     };
     if let Err(e) = server::run(config, shutdown_signal()).await {
         eprintln!("error: {e:#}");

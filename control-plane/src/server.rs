@@ -24,6 +24,8 @@ pub struct Config {
     pub max_migrations: usize,
     /// A migration whose target reports no progress for this long is aborted.
     pub migration_timeout: Duration,
+    /// `--replica-validity-factor` (0: no bound).
+    pub replica_validity_factor: u32,
 }
 
 /// Opens the state, binds the listener and serves until `shutdown` resolves.
@@ -44,7 +46,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir)?;
     let heartbeat = crate::session::heartbeat_interval(config.node_timeout);
-    let authority = Authority::open(store, crate::lease::length(config.node_timeout, heartbeat))?;
+    let authority = Authority::open(
+        store,
+        crate::lease::length(config.node_timeout, heartbeat),
+        crate::heartbeater::Promotion::new(config.node_timeout, config.replica_validity_factor),
+    )?;
     let heartbeater = tokio::spawn(crate::heartbeater::run(
         authority.clone(),
         config.node_timeout,

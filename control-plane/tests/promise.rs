@@ -161,6 +161,7 @@ async fn a_migration_commits_only_on_its_targets_promise() {
         node_timeout: Duration::from_secs(60),
         max_migrations: 2,
         migration_timeout: Duration::from_secs(60),
+        replica_validity_factor: 10,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let cp = tokio::spawn(server::serve(listener, config, async {

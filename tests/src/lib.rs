@@ -235,11 +235,13 @@ pub struct TestCluster {
     pub node_options: NodeOptions,
 }
 
-/// Extra settings for the data nodes a [`TestCluster`] starts.
+/// Extra settings for the data nodes a [`TestCluster`] starts (and its control plane).
 #[derive(Debug, Clone, Default)]
 pub struct NodeOptions {
     /// Appended to each node's command line (e.g. `--io-threads 1`).
     pub args: Vec<String>,
+    /// Appended to the control plane's command line.
+    pub control_plane_args: Vec<String>,
     /// Start each node with this soft and hard `RLIMIT_NOFILE` (`ulimit -n`).
     pub nofile: Option<u64>,
 }
@@ -265,7 +267,10 @@ impl TestCluster {
                 dir.path().join("cp").display().to_string(),
                 "--node-timeout".into(),
                 format!("{}ms", node_timeout.as_millis()),
-            ],
+            ]
+            .into_iter()
+            .chain(options.control_plane_args.iter().cloned())
+            .collect(),
             dir.path().join("cp.log"),
         );
         let mut cluster = Self {

@@ -37,6 +37,28 @@ fn wait_link_up(c: &TestCluster, i: usize, what: &str) {
     });
 }
 
+/// Every counter write that `WAIT 1` confirmed (key -> the last value written) is on
+/// the node behind `conn` (the promoted replica), or a later one.
+fn assert_has_confirmed(conn: &mut redis::Connection, confirmed: &BTreeMap<String, u64>) {
+    for (key, value) in confirmed {
+        let got: Option<u64> = conn.get(key).unwrap();
+        assert!(
+            got.is_some_and(|g| g >= *value),
+            "{key}: WAIT confirmed {value}, the new primary has {got:?}"
+        );
+    }
+}
+
+/// Waits until node `i` is a replica of node `primary` with its link up.
+fn wait_follows(c: &TestCluster, i: usize, primary: usize, what: &str) {
+    c.wait(what, T, |c| {
+        let r = info(&mut c.conn(i)?, "replication");
+        Ok(field(&r, "role").as_deref() == Some("slave")
+            && field(&r, "master_port") == Some(c.specs[primary].port.to_string())
+            && field(&r, "master_link_status").as_deref() == Some("up"))
+    });
+}
+
 /// Waits until node 1 (n2) is a primary and node 0 (n1) its replica with the link up.
 fn wait_roles_swapped(c: &TestCluster, what: &str) {
     c.wait(what, T, |c| {
@@ -394,24 +416,13 @@ fn killing_a_primary_promotes_its_replica_with_every_waited_write() {
     );
     let mut n4 = c.conn(3).unwrap();
     let latest: BTreeMap<String, u64> = confirmed.lock().unwrap().iter().cloned().collect();
-    for (key, value) in &latest {
-        let got: Option<u64> = n4.get(key).unwrap();
-        assert!(
-            got.is_some_and(|g| g >= *value),
-            "{key}: WAIT confirmed {value}, the new primary has {got:?}"
-        );
-    }
+    assert_has_confirmed(&mut n4, &latest);
     let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut n4).unwrap();
     assert_eq!(role[0], redis::Value::BulkString(b"master".to_vec()));
 
     // The old primary comes back empty and becomes a replica of n4, synced in full.
     c.restart_node(2);
-    c.wait("n3 is a replica of n4 with its link up", T, |c| {
-        let i = info(&mut c.conn(2)?, "replication");
-        Ok(field(&i, "role").as_deref() == Some("slave")
-            && field(&i, "master_port") == Some(c.specs[3].port.to_string())
-            && field(&i, "master_link_status").as_deref() == Some("up"))
-    });
+    wait_follows(&c, 2, 3, "n3 is a replica of n4 with its link up");
     let _: () = n4.set(&keys[1], "after").unwrap();
     assert_eq!(wait1(&mut n4), 1);
     assert_eq!(
@@ -612,13 +623,7 @@ fn a_primary_cut_off_from_the_control_plane_and_its_replica_stops_writing_before
             latest.insert(key.clone(), *n);
         }
     }
-    for (key, value) in &latest {
-        let got: Option<u64> = n3.get(key).unwrap();
-        assert!(
-            got.is_some_and(|g| g >= *value),
-            "{key}: WAIT confirmed {value}, the new primary has {got:?}"
-        );
-    }
+    assert_has_confirmed(&mut n3, &latest);
     let lost = acked
         .iter()
         .filter(|(key, n, _, waited)| {
@@ -634,12 +639,7 @@ fn a_primary_cut_off_from_the_control_plane_and_its_replica_stops_writing_before
     // Healed: n2 learns it was replaced, follows n3 and converges.
     cp_proxy.heal();
     link_proxy.heal();
-    c.wait("n2 is a replica of n3 with its link up", T, |c| {
-        let i = info(&mut c.conn(1)?, "replication");
-        Ok(field(&i, "role").as_deref() == Some("slave")
-            && field(&i, "master_port") == Some(c.specs[2].port.to_string())
-            && field(&i, "master_link_status").as_deref() == Some("up"))
-    });
+    wait_follows(&c, 1, 2, "n2 is a replica of n3 with its link up");
     let _: () = n3.set(&keys[0], "healed").unwrap();
     assert_eq!(wait1(&mut n3), 1);
     assert_eq!(dataset(&mut c.conn(1).unwrap()), dataset(&mut n3));
@@ -1008,4 +1008,72 @@ fn a_replica_applies_each_transaction_whole() {
         seen > 100,
         "the reader saw the transactions land ({seen} of {reads})"
     );
+}
+
+#[test]
+fn a_replica_whose_link_was_down_too_long_is_not_promoted_and_says_why() {
+    let node_timeout = Duration::from_millis(500);
+    let options = ember_tests::NodeOptions {
+        control_plane_args: vec!["--replica-validity-factor".into(), "2".into()],
+        ..Default::default()
+    };
+    let mut c = TestCluster::start_with(1, node_timeout, options);
+    let mut proxy = None;
+    c.add_node_with(|port| {
+        let p = Proxy::start(format!("127.0.0.1:{port}"));
+        let a = p.addr();
+        proxy = Some(p);
+        Some(a)
+    });
+    let proxy = proxy.unwrap();
+    c.add_node();
+    c.wait("three registered", T, |c| {
+        Ok(c.ctl_json(&["pending"])?["pending"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 3)
+    });
+    c.ctl_ok(&["bootstrap", "n1", "n2"]);
+    c.ctl_ok(&["join", "n3", "--replica-of", "n2"]);
+    wait_link_up(&c, 2, "n3 streams from n2");
+    let n3 = |c: &TestCluster| -> anyhow::Result<serde_json::Value> {
+        let nodes = c.ctl_json(&["nodes"])?;
+        Ok(nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "n3")
+            .unwrap()
+            .clone())
+    };
+    c.wait("n3 is promotable (its synced link reported)", T, |c| {
+        Ok(n3(c)?["not_promotable"].is_null())
+    });
+
+    // The link stays down for longer than 2 node timeouts: n3 is too stale.
+    proxy.cut();
+    c.wait("n3 is marked not promotable", T, |c| {
+        Ok(n3(c)?["not_promotable"]
+            .as_str()
+            .is_some_and(|why| why.contains("--replica-validity-factor")))
+    });
+    let text = c.ctl_ok(&["nodes"]);
+    assert!(text.contains("not promotable"), "{text}");
+    c.nodes[1].kill();
+    c.wait("n2 is marked failed", T, |c| {
+        Ok(c.ctl_json(&["nodes"])?["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n2" && n["health"] == "fail"))
+    });
+    // Failover is evaluated every 20 ms: over ten node timeouts, n3 stays a replica.
+    let until = std::time::Instant::now() + node_timeout * 10;
+    while std::time::Instant::now() < until {
+        assert_eq!(
+            n3(&c).unwrap()["role"],
+            "replica",
+            "a stale replica was promoted"
+        );
+    }
 }
