@@ -385,12 +385,31 @@ fn killing_a_primary_promotes_its_replica_with_every_waited_write() {
             }
         })
     };
+    // A second writer without WAIT (unique keys): how many of its acknowledged writes
+    // the failover loses is reported (bounded by the replica's lag).
+    let unwaited = {
+        let keys = keys_on(&c, 2, 200, "fu:");
+        let mut conn = c.conn(2).unwrap();
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            for n in 0u64.. {
+                // A key of n3's, as a hash tag: the unique key lands in the same slot.
+                let key = format!("{{{}}}:{n}", keys[n as usize % keys.len()]);
+                match conn.set::<_, _, ()>(&key, n) {
+                    Ok(()) => acked.push(key),
+                    Err(_) => break, // n3 is gone
+                }
+            }
+            acked
+        })
+    };
     c.wait("some writes confirmed", T, |_| {
         Ok(confirmed.lock().unwrap().len() > 50)
     });
     let killed_at = std::time::Instant::now();
     c.nodes[2].kill();
     writer.join().unwrap();
+    let unwaited = unwaited.join().unwrap();
     stop.store(true, Ordering::Relaxed);
 
     // n4 takes n3's slots; every surviving node agrees.
@@ -417,6 +436,15 @@ fn killing_a_primary_promotes_its_replica_with_every_waited_write() {
     let mut n4 = c.conn(3).unwrap();
     let latest: BTreeMap<String, u64> = confirmed.lock().unwrap().iter().cloned().collect();
     assert_has_confirmed(&mut n4, &latest);
+    let lost = unwaited
+        .iter()
+        .filter(|k| n4.get::<_, Option<u64>>(*k).unwrap().is_none())
+        .count();
+    eprintln!(
+        "failover: {lost} of {} acknowledged writes without WAIT were lost (the replica's lag)",
+        unwaited.len()
+    );
+    assert!(!unwaited.is_empty());
     let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut n4).unwrap();
     assert_eq!(role[0], redis::Value::BulkString(b"master".to_vec()));
 
