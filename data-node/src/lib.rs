@@ -17,6 +17,8 @@
 //!   task.
 //! - [`state`]: the [`ServerState`] every part shares (keyspace, cluster view, settings,
 //!   clients, counters).
+//! - [`blocking`]: clients blocked on keys (`BLPOP` ...): their queues, who serves
+//!   them, and what ends a wait.
 //! - [`glob`]: the glob matcher behind every pattern (KEYS, SCAN MATCH, CONFIG GET).
 //! - [`config`]: limits and the settings `CONFIG GET/SET` expose.
 //! - [`fdlimit`]: the open files limit, fitted to `maxclients` plus a reserve.
@@ -30,6 +32,7 @@
 //!   node that takes over; used by migration, meant for the manual failover pause too.
 
 pub mod alloc;
+pub mod blocking;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

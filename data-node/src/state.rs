@@ -64,6 +64,8 @@ pub struct ClientInfo {
     pub multi: AtomicI64,
     /// `READONLY` was sent.
     pub readonly: AtomicBool,
+    /// Waiting in a blocking command (`BLPOP` ...).
+    pub blocked: AtomicBool,
 }
 
 impl ClientInfo {
@@ -85,6 +87,7 @@ impl ClientInfo {
             qbuf_cap: AtomicUsize::new(0),
             multi: AtomicI64::new(-1),
             readonly: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
         }
     }
 
@@ -123,6 +126,9 @@ impl ClientInfo {
         let mut flags = String::new();
         if multi >= 0 {
             flags.push('x');
+        }
+        if self.blocked.load(Ordering::Relaxed) {
+            flags.push('b');
         }
         if self.readonly.load(Ordering::Relaxed) {
             flags.push('r');
@@ -222,6 +228,8 @@ pub struct ServerState {
     pub lease: crate::replication::lease::Lease,
     /// A manual failover's write pause (a primary).
     pub handover: crate::replication::handover::Handover,
+    /// Clients blocked on keys (`BLPOP` ...).
+    pub blocked: crate::blocking::Blocked,
 }
 
 impl ServerState {
@@ -237,6 +245,7 @@ impl ServerState {
             link: Default::default(),
             lease: Default::default(),
             handover: Default::default(),
+            blocked: Default::default(),
             config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),

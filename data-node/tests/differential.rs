@@ -11,6 +11,8 @@
 
 #[path = "differential/big.rs"]
 mod big;
+#[path = "differential/blocking.rs"]
+mod blocking;
 mod common;
 #[path = "differential/effects.rs"]
 mod effects;
@@ -220,6 +222,43 @@ impl Gen {
         let mut v = vec![cmd.to_string(), k];
         v.extend(args.iter().map(|a| a.to_string()));
         vec![(v, cmp)]
+    }
+
+    /// A blocking pop over keys of one slot, with a timeout that never blocks long (a
+    /// few ms, or invalid): on an empty key both servers answer after the timeout.
+    fn blocking(&mut self, cmd: &str) -> Vec<String> {
+        let timeout = self
+            .pick(&["0.01", "0.002", "-1", "x", "0.005"])
+            .to_string();
+        match cmd {
+            "BLMPOP" | "BZMPOP" => {
+                let ends = if cmd == "BLMPOP" {
+                    ["LEFT", "RIGHT"]
+                } else {
+                    ["MIN", "MAX"]
+                };
+                let mut v = self.mpop(cmd, ends);
+                v.insert(1, timeout);
+                v
+            }
+            "BLMOVE" => vec![
+                cmd.into(),
+                self.tkey(),
+                self.tkey(),
+                self.pick(&["LEFT", "RIGHT", "UP"]).into(),
+                self.pick(&["LEFT", "RIGHT"]).into(),
+                timeout,
+            ],
+            "BRPOPLPUSH" => vec![cmd.into(), self.tkey(), self.tkey(), timeout],
+            _ => {
+                let mut v = vec![cmd.to_string()];
+                for _ in 0..self.rng.random_range(1..=3) {
+                    v.push(self.tkey());
+                }
+                v.push(timeout);
+                v
+            }
+        }
     }
 
     /// `LMPOP` / `ZMPOP` over keys of one slot, sometimes malformed.
@@ -591,7 +630,7 @@ impl Gen {
             // lists
             56..=70 => {
                 let m = self.mem();
-                match self.rng.random_range(0..20) {
+                match self.rng.random_range(0..22) {
                     0 => one(vec!["LPUSH".into(), k, m, self.mem()], Exact),
                     1 => one(vec!["RPUSH".into(), k, m, self.mem(), self.mem()], Exact),
                     2 => one(vec!["LPUSHX".into(), k, m], Exact),
@@ -671,6 +710,11 @@ impl Gen {
                         };
                         one(v, Exact)
                     }
+                    19 => one(self.blocking("BLPOP"), Exact),
+                    20 => {
+                        let cmd = self.pick(&["BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP"]);
+                        one(self.blocking(cmd), Exact)
+                    }
                     _ => one(vec!["LPUSH".into(), k], Exact),
                 }
             }
@@ -737,7 +781,7 @@ impl Gen {
             // sorted sets
             85..=95 => {
                 let m = self.mem();
-                match self.rng.random_range(0..28) {
+                match self.rng.random_range(0..29) {
                     0..=2 => {
                         let mut v = vec!["ZADD".into(), k];
                         for _ in 0..self.rng.random_range(0..3) {
@@ -858,6 +902,10 @@ impl Gen {
                     ),
                     24 => self.random_count("ZRANDMEMBER", k, "WITHSCORES"),
                     25 => one(self.mpop("ZMPOP", ["MIN", "MAX"]), Exact),
+                    27 => {
+                        let cmd = self.pick(&["BZPOPMIN", "BZPOPMAX", "BZMPOP"]);
+                        one(self.blocking(cmd), Exact)
+                    }
                     // Redis 7.2's WITHSCORE: not in the version ember reports.
                     26 => one(
                         vec![
@@ -1180,6 +1228,23 @@ fn ember_matches_redis_on_random_command_sequences() {
     }
     let applied = follower.applied.load(std::sync::atomic::Ordering::Relaxed);
     assert!(applied > 1000, "only {applied} effects were published");
+}
+
+/// Blocking commands with several clients: who is served, in what order, and every way a
+/// wait ends (see `differential/blocking.rs`). The effects published meanwhile rebuild
+/// ember's keyspace.
+#[test]
+fn ember_matches_redis_on_blocking_commands() {
+    let redis = RedisServer::start();
+    let (ember, state) = common::start_in_thread_with_state();
+    let follower = effects::Follower::new();
+    state.db.observers.subscribe(follower.clone());
+    blocking::compare(&redis.url(), &format!("redis://{ember}/"));
+    blocking::compare(
+        &format!("{}?protocol=resp3", redis.url()),
+        &format!("redis://{ember}/?protocol=resp3"),
+    );
+    effects::assert_follows(&state, &follower, "blocking scenarios");
 }
 
 /// The same with RESP3 (`HELLO 3`): maps, sets, doubles, nulls and nested pairs.

@@ -130,7 +130,8 @@ pub fn asking(_ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
 }
 
 /// # Format
-/// `CLIENT ID | SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | INFO | LIST`
+/// `CLIENT ID | SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | INFO | LIST |
+/// UNBLOCK id [TIMEOUT|ERROR]`
 pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     let n = args.len();
@@ -202,6 +203,8 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             s.push('\n');
         }
         Reply::Verbatim("txt", Bytes::from(s))
+    } else if eq_ic(sub, "unblock") {
+        client_unblock(ctx, args)
     } else if eq_ic(sub, "help") {
         Reply::Array(
             [
@@ -212,6 +215,7 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
                 "SETINFO <option> <value>",
                 "INFO",
                 "LIST",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]",
             ]
             .iter()
             .map(|s| Reply::simple(s))
@@ -220,4 +224,34 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     } else {
         unknown_subcommand(sub, "CLIENT")
     }
+}
+
+/// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: 1 if the client was blocked (it then answers as
+/// if its timeout passed, or with `-UNBLOCKED`), else 0.
+fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    if args.len() > 4 {
+        return Reply::err(
+            "ERR unknown subcommand or wrong number of arguments for 'unblock'. Try CLIENT HELP.",
+        );
+    }
+    let id = crate::tri!(super::arg_int(&args[2]));
+    let error = match args.get(3) {
+        None => false,
+        Some(a) if eq_ic(a, "timeout") => false,
+        Some(a) if eq_ic(a, "error") => true,
+        Some(_) => return Reply::err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+    };
+    let Ok(id) = u64::try_from(id) else {
+        return Reply::Integer(0);
+    };
+    let blocked = &ctx.state.blocked;
+    let done = match blocked.kind_of(id) {
+        Some(_) if error => blocked.unblock(
+            id,
+            Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
+        ),
+        Some(kind) => blocked.unblock(id, kind.timeout_reply()),
+        None => false,
+    };
+    Reply::Integer(done as i64)
 }

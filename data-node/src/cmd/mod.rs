@@ -11,6 +11,7 @@
 //! Commands are grouped by family, one file each; each command is a function with a
 //! `# Format` doc. Argument parsers reject leftover arguments with Redis's errors.
 
+pub mod blocking;
 pub mod connection;
 pub mod hashes;
 pub mod keys;
@@ -85,6 +86,9 @@ pub struct Client {
     /// `WAIT numreplicas timeout` ran: the connection waits for the acknowledgements and
     /// replies with their count.
     pub wait: Option<WaitFor>,
+    /// A blocking command found nothing and queued the client: the connection waits for
+    /// its reply (see [`crate::blocking`]).
+    pub block: Option<blocking::Block>,
     /// The offset of the replication log after this client's last write (what `WAIT`
     /// waits for).
     pub woff: u64,
@@ -106,6 +110,7 @@ impl Client {
             close: false,
             held_on: None,
             wait: None,
+            block: None,
             woff: 0,
             primary_link: false,
             info,
@@ -145,6 +150,8 @@ pub struct Ctx<'a> {
     pub observed: bool,
     /// What a write propagates instead of itself, if it said (see [`Ctx::propagate`]).
     pub effects: Option<Vec<Effect>>,
+    /// Blocking commands answer at once instead of blocking (inside `EXEC`).
+    pub nonblocking: bool,
 }
 
 impl Ctx<'_> {
@@ -158,6 +165,7 @@ impl Ctx<'_> {
             noop: false,
             observed: false,
             effects: None,
+            nonblocking: false,
         }
     }
 
@@ -258,6 +266,9 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
                 let mut effects = Vec::new();
                 record_write(&mut ctx, args, &r, &mut effects);
                 table.publish(&effects);
+                if table.has_waiters() {
+                    crate::blocking::serve(state, ctx.client, &mut table, slot, now);
+                }
                 if !effects.is_empty() {
                     ctx.client.woff = state.repl.end();
                 }

@@ -187,10 +187,11 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     if want("clients") {
         let _ = write!(
             s,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_output_buffer:{}\r\nblocked_clients:0\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_output_buffer:{}\r\nblocked_clients:{}\r\n\r\n",
             st.clients.len(),
             st.config.maxclients(),
             st.clients.max_output_buffer(),
+            st.blocked.len(),
         );
     }
     if want("memory") {

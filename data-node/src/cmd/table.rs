@@ -7,7 +7,9 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 
 use super::flags::*;
-use super::{connection, hashes, keys, lists, server, sets, strings, transactions, zsets, Ctx};
+use super::{
+    blocking, connection, hashes, keys, lists, server, sets, strings, transactions, zsets, Ctx,
+};
 use crate::db::SlotTable;
 use crate::resp::reply::SYNTAX;
 use crate::resp::Reply;
@@ -80,6 +82,22 @@ macro_rules! numkeys {
             keys: KeySpec::NumKeys {
                 pos: 1,
                 too_many: $too_many,
+            },
+            handler: Handler::Keyed($h),
+        }
+    };
+}
+
+/// A blocking `*MPOP`: the timeout at position 1, then `numkeys` and the keys.
+macro_rules! numkeys_at_2 {
+    ($name:expr, $arity:expr, $flags:expr, $h:path) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: KeySpec::NumKeys {
+                pos: 2,
+                too_many: SYNTAX,
             },
             handler: Handler::Keyed($h),
         }
@@ -215,6 +233,11 @@ pub static TABLE: &[CommandSpec] = &[
     keyed!("rpoplpush", 3, W, (1, 2, 1), lists::lmove),
     keyed!("lpos", -3, R, (1, 1, 1), lists::lpos),
     numkeys!("lmpop", -4, D, SYNTAX, lists::lmpop),
+    keyed!("blpop", -3, D, (1, -2, 1), blocking::blpop),
+    keyed!("brpop", -3, D, (1, -2, 1), blocking::blpop),
+    keyed!("brpoplpush", 4, W, (1, 2, 1), blocking::blmove),
+    keyed!("blmove", 6, W, (1, 2, 1), blocking::blmove),
+    numkeys_at_2!("blmpop", -5, D, blocking::blmpop),
     // sets
     keyed!("sadd", -3, WF, (1, 1, 1), sets::sadd),
     keyed!("srem", -3, DF, (1, 1, 1), sets::srem),
@@ -263,6 +286,9 @@ pub static TABLE: &[CommandSpec] = &[
     keyed!("zpopmax", -2, DF, (1, 1, 1), zsets::zpop),
     keyed!("zscan", -3, R, (1, 1, 1), zsets::zscan),
     numkeys!("zmpop", -4, D, SYNTAX, zsets::zmpop),
+    keyed!("bzpopmin", -3, DF, (1, -2, 1), blocking::bzpop),
+    keyed!("bzpopmax", -3, DF, (1, -2, 1), blocking::bzpop),
+    numkeys_at_2!("bzmpop", -5, D, blocking::bzmpop),
     keyed!("zrandmember", -2, R, (1, 1, 1), zsets::zrandmember),
 ];
 

@@ -100,6 +100,8 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
         return Reply::NullArray;
     }
     ctx.slot = ms.slot.unwrap_or(0);
+    // As in Redis, nothing blocks inside a transaction.
+    ctx.nonblocking = true;
     let mut replies = Vec::with_capacity(ms.queued.len());
     // The transaction's effects, published at once: a consumer sees it whole.
     let mut effects = Vec::new();
@@ -136,6 +138,10 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     }
     if let Some(g) = guard.as_mut() {
         g.publish(&effects);
+        // Clients blocked on what the transaction pushed are served once it is whole.
+        if g.has_waiters() {
+            crate::blocking::serve(state, ctx.client, g, ctx.slot, ctx.now);
+        }
     }
     if ms.write {
         ctx.client.woff = state.repl.end();

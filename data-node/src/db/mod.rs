@@ -86,6 +86,8 @@ pub struct SlotTable {
     expired_keys: Vec<Key>,
     /// During a migration's handoff: writes to this slot wait (see `cmd::execute`).
     held: bool,
+    /// Clients blocked on keys of this slot (see [`crate::blocking`]).
+    waiters: Option<Box<crate::blocking::Waiters>>,
 }
 
 impl SlotTable {
@@ -247,6 +249,38 @@ impl SlotTable {
     /// Whether writes must wait (a migration's handoff is in progress).
     pub fn is_held(&self) -> bool {
         self.held
+    }
+
+    /// Whether clients are blocked on keys of this slot.
+    pub fn has_waiters(&self) -> bool {
+        self.waiters.is_some()
+    }
+
+    pub fn waiters(&self) -> Option<&crate::blocking::Waiters> {
+        self.waiters.as_deref()
+    }
+
+    /// Queues a blocked client under each of its keys.
+    pub fn add_waiter(&mut self, w: &std::sync::Arc<crate::blocking::Waiter>) {
+        self.waiters.get_or_insert_with(Default::default).add(w);
+    }
+
+    /// Takes a blocked client out of the queues (if it is there).
+    pub fn remove_waiter(&mut self, w: &std::sync::Arc<crate::blocking::Waiter>) {
+        if let Some(ws) = self.waiters.as_mut() {
+            ws.remove(w);
+            if ws.is_empty() {
+                self.waiters = None;
+            }
+        }
+    }
+
+    /// Takes every blocked client out of the queues.
+    pub fn take_waiters(&mut self) -> Vec<std::sync::Arc<crate::blocking::Waiter>> {
+        self.waiters
+            .take()
+            .map(|mut ws| ws.drain())
+            .unwrap_or_default()
     }
 
     /// Takes every key out, leaving the table empty.

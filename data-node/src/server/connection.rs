@@ -80,6 +80,7 @@ pub async fn run(
         soft_since: None,
         more_input: false,
         closing: false,
+        stop: stop.clone(),
     };
     match conn.serve(stop).await {
         Ok(()) => {}
@@ -115,6 +116,8 @@ struct Conn<'a> {
     more_input: bool,
     /// QUIT or a protocol error: write what is pending, then close.
     closing: bool,
+    /// The node is shutting down.
+    stop: watch::Receiver<bool>,
 }
 
 impl Conn<'_> {
@@ -243,6 +246,18 @@ impl Conn<'_> {
                             .await;
                         reply = Reply::Integer(n as i64);
                     }
+                    if let Some(b) = self.client.block.take() {
+                        // Blocked on keys: this turn's writes go to the replicas first.
+                        self.state.repl.wake();
+                        match self.wait_blocked(b).await {
+                            Some(r) => reply = r,
+                            None => {
+                                self.closing = true;
+                                break;
+                            }
+                        }
+                        self.client.woff = self.state.repl.end();
+                    }
                     reply.encode(&mut self.out, self.client.resp3);
                     if self.client.close {
                         self.closing = true;
@@ -273,6 +288,49 @@ impl Conn<'_> {
             // the other ready connections had their turn (`server::spin`).
             SPIN.with(|s| s.batch_done());
         }
+    }
+
+    /// Waits for the reply of a blocked command: served by a writer, or its timeout,
+    /// `CLIENT UNBLOCK`, or the slot leaving this node (see [`crate::blocking`]).
+    /// Meanwhile the client's input is read (and kept), so that its disconnection ends
+    /// the wait at once: `None` then, or when the node shuts down.
+    async fn wait_blocked(&mut self, b: crate::cmd::blocking::Block) -> Option<Reply> {
+        let crate::cmd::blocking::Block {
+            waiter,
+            mut reply,
+            mut deadline,
+        } = b;
+        self.client.info.blocked.store(true, Ordering::Relaxed);
+        let mut gone = false;
+        let limit = self.state.config.client_query_buffer_limit();
+        let r = loop {
+            tokio::select! {
+                r = &mut reply => break r.unwrap_or_else(|_| waiter.kind.timeout_reply()),
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    deadline = None;
+                    waiter.answer(waiter.kind.timeout_reply());
+                }
+                ready = self.stream.readable(), if !gone => {
+                    let open = ready.is_ok() && matches!(self.read(), Ok(true));
+                    if !open || self.input.len() > limit {
+                        gone = true;
+                        waiter.answer(Reply::Null);
+                    }
+                }
+                _ = self.stop.changed(), if !gone => {
+                    gone = true;
+                    waiter.answer(Reply::Null);
+                }
+            }
+        };
+        self.state.blocked.finish(self.state, &waiter);
+        self.client.info.blocked.store(false, Ordering::Relaxed);
+        (!gone).then_some(r)
     }
 
     /// Checks the unsent replies against the class's limits (and keeps the soft

@@ -1,0 +1,188 @@
+//! Blocking commands on a real cluster: a client blocked on a slot that moves away (by
+//! migration or failover) is answered with `MOVED`, never left waiting; the new owner
+//! serves it; a served pop reaches the replicas like any write.
+
+use std::time::Duration;
+
+use ember_tests::{dataset, TestCluster};
+use redis::{Commands, Value};
+
+const T: Duration = Duration::from_secs(30);
+
+fn blocked_clients(c: &TestCluster, i: usize) -> anyhow::Result<usize> {
+    let info: String = redis::cmd("INFO").arg("clients").query(&mut c.conn(i)?)?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// Sends `args` on `conn` without reading the reply, then waits until node `i` has
+/// `n` blocked clients.
+fn block(c: &TestCluster, conn: &mut redis::Connection, i: usize, n: usize, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    // A wait that is never answered fails the test instead of hanging it.
+    conn.set_read_timeout(Some(T)).unwrap();
+    conn.send_packed_command(&cmd.get_packed_command()).unwrap();
+    c.wait(&format!("{} blocks on node {i}", args.join(" ")), T, |c| {
+        Ok(blocked_clients(c, i)? == n)
+    });
+}
+
+/// Reads the reply of a blocked command on `conn`: it must be `MOVED`; the node whose
+/// port it names.
+fn moved_to(c: &TestCluster, conn: &mut redis::Connection) -> usize {
+    let detail = match conn.recv_response() {
+        Ok(Value::ServerError(e)) if e.code() == "MOVED" => {
+            e.details().unwrap_or_default().to_string()
+        }
+        Err(e) if e.code() == Some("MOVED") => e.detail().unwrap_or_default().to_string(),
+        other => panic!("expected MOVED, got {other:?}"),
+    };
+    let port: u16 = detail
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("MOVED without an address: {detail}"));
+    c.specs
+        .iter()
+        .position(|s| s.port == port)
+        .unwrap_or_else(|| panic!("MOVED to an unknown port: {detail}"))
+}
+
+fn owner(c: &TestCluster, key: &str) -> usize {
+    let slot = ember_core::key_slot(key.as_bytes());
+    let slots = c.ctl_json(&["slots"]).unwrap();
+    let name = slots["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["start"].as_u64().unwrap() <= slot.into()
+                && u64::from(slot) <= r["end"].as_u64().unwrap()
+        })
+        .and_then(|r| r["node_name"].as_str())
+        .unwrap()
+        .to_string();
+    c.specs.iter().position(|s| s.name == name).unwrap()
+}
+
+#[test]
+fn a_client_blocked_on_a_slot_that_migrates_gets_moved_and_the_new_owner_serves_it() {
+    let c = TestCluster::start(2, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1", "n2"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let key = "{jobs}queue";
+    let from = owner(&c, key);
+    let to = 1 - from;
+    let slot = ember_core::key_slot(key.as_bytes()).to_string();
+
+    // Two clients blocked on the key, then the slot moves.
+    let mut a = c.conn(from).unwrap();
+    let mut b = c.conn(from).unwrap();
+    block(&c, &mut a, from, 1, &["BLPOP", key, "0"]);
+    block(
+        &c,
+        &mut b,
+        from,
+        2,
+        &["BLMOVE", key, "{jobs}done", "LEFT", "RIGHT", "0"],
+    );
+    c.ctl_ok(&["assign", &c.specs[to].name, &slot]);
+    for conn in [&mut a, &mut b] {
+        assert_eq!(moved_to(&c, conn), to);
+    }
+    assert_eq!(blocked_clients(&c, from).unwrap(), 0);
+
+    // Through a cluster client: blocked on the new owner, served by a push.
+    let client = c.cluster_client();
+    let waiter = std::thread::spawn(move || {
+        let mut conn = client.get_connection().unwrap();
+        redis::cmd("BLPOP")
+            .arg(key)
+            .arg(4)
+            .query::<Value>(&mut conn)
+            .unwrap()
+    });
+    c.wait("the cluster client blocks on the new owner", T, |c| {
+        Ok(blocked_clients(c, to)? == 1)
+    });
+    let mut cluster = c.cluster_client().get_connection().unwrap();
+    let _: i64 = cluster.rpush(key, "job-1").unwrap();
+    assert_eq!(
+        waiter.join().unwrap(),
+        Value::Array(vec![
+            Value::BulkString(key.into()),
+            Value::BulkString(b"job-1".to_vec())
+        ])
+    );
+    let left: i64 = cluster.llen(key).unwrap();
+    assert_eq!(left, 0, "the served element is gone from the list");
+}
+
+#[test]
+fn pops_served_to_blocked_clients_replicate_and_a_failover_redirects_the_blocked() {
+    let c = TestCluster::start(2, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.ctl_ok(&["join", "n2", "--replica-of", "n1"]);
+    c.wait("the replica's link is up", T, |c| {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut c.conn(1)?)?;
+        Ok(info.contains("master_link_status:up"))
+    });
+
+    // Served pops of every kind, then the replica must hold exactly the primary's data.
+    let mut blocked = c.conn(0).unwrap();
+    let mut writer = c.conn(0).unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["BLPOP", "{q}a", "0"], &["RPUSH", "{q}a", "1", "2", "3"]),
+        (
+            &["BLMOVE", "{q}c", "{q}b", "RIGHT", "LEFT", "0"],
+            &["RPUSH", "{q}c", "v"],
+        ),
+        (
+            &["BZPOPMIN", "{q}z", "0"],
+            &["ZADD", "{q}z", "1", "x", "2", "y"],
+        ),
+        (
+            &["BLMPOP", "0", "1", "{q}m", "LEFT", "COUNT", "2"],
+            &["RPUSH", "{q}m", "p", "q", "r"],
+        ),
+    ];
+    for (wait, push) in cases {
+        block(&c, &mut blocked, 0, 1, wait);
+        let _: Value = redis::cmd(push[0])
+            .arg(&push[1..])
+            .query(&mut writer)
+            .unwrap();
+        let r = blocked.recv_response().unwrap();
+        assert!(!matches!(r, Value::Nil), "{wait:?} was served: {r:?}");
+    }
+    let _: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query(&mut writer)
+        .unwrap();
+    let mut replica = c.conn(1).unwrap();
+    let _: () = redis::cmd("READONLY").query(&mut replica).unwrap();
+    c.wait("the replica has every served pop", T, |c| {
+        Ok(dataset(&mut c.conn(0)?) == dataset(&mut c.conn(1)?))
+    });
+    let primary = dataset(&mut c.conn(0).unwrap());
+    assert_eq!(
+        primary.len(),
+        4,
+        "{{q}}a, {{q}}b, {{q}}z, {{q}}m: {primary:?}"
+    );
+
+    // A client blocked on the primary when a manual failover swaps the roles.
+    block(&c, &mut blocked, 0, 1, &["BRPOP", "{q}w", "0"]);
+    c.ctl_ok(&["failover", "n2"]);
+    assert_eq!(moved_to(&c, &mut blocked), 1, "to the promoted replica");
+    assert_eq!(blocked_clients(&c, 0).unwrap(), 0);
+}
