@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".ember.v1.TopologyDelta")
         // Effects carry a write's arguments: shared with the log's frames, not copied.
         .bytes(".ember.v1.Effect")
+        .bytes(".ember.v1.PubSubMessage")
         .compile_protos(&["proto/ember.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto/ember.proto");
     Ok(())

@@ -26,6 +26,8 @@
 //! - [`cluster`]: the node's view of the cluster topology: the applied snapshot, routing,
 //!   `CLUSTER ...`, the node's identity and its session with the control plane.
 //! - [`migration`]: live slot migration (source streaming and handoff, target staging).
+//! - [`pubsub`]: subscriptions, delivery, and the node-to-node links that carry
+//!   messages across the cluster.
 //! - [`internal`]: the node-to-node gRPC endpoint (health, slot streaming, handoff
 //!   aborts).
 //! - [`handoff`]: one decision point for a paused handoff (commit or abort), kept by the
@@ -42,6 +44,7 @@ pub mod glob;
 pub mod handoff;
 pub mod internal;
 pub mod migration;
+pub mod pubsub;
 pub mod replication;
 pub mod resp;
 pub mod server;

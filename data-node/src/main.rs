@@ -230,7 +230,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let replication =
         ember_data_node::replication::replica::Replication::new(state.clone(), migrations.clone());
     let blocked = Arc::new(ember_data_node::blocking::BlockedListener(state.clone()));
-    let applier = Applier::new(cluster, vec![migrations.clone(), replication, blocked]);
+    let pubsub = ember_data_node::pubsub::fanout::PubSubListener::new(state.clone());
+    let applier = Applier::new(
+        cluster,
+        vec![migrations.clone(), replication, blocked, pubsub],
+    );
     let session = tokio::spawn(session::run(applier, identity, config, migrations));
     // No background task may die silently: the session and the node-to-node server run
     // for the life of the process, so either one ending stops it with a message.

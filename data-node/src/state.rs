@@ -66,6 +66,8 @@ pub struct ClientInfo {
     pub readonly: AtomicBool,
     /// Waiting in a blocking command (`BLPOP` ...).
     pub blocked: AtomicBool,
+    /// Subscriptions: channels, patterns, shard channels (`sub=`, `psub=`, `ssub=`).
+    pub subscriptions: [AtomicUsize; 3],
 }
 
 impl ClientInfo {
@@ -88,6 +90,7 @@ impl ClientInfo {
             multi: AtomicI64::new(-1),
             readonly: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
+            subscriptions: Default::default(),
         }
     }
 
@@ -124,6 +127,13 @@ impl ClientInfo {
         };
         let multi = self.multi.load(Ordering::Relaxed);
         let mut flags = String::new();
+        let subs = self
+            .subscriptions
+            .each_ref()
+            .map(|n| n.load(Ordering::Relaxed));
+        if subs.iter().any(|&n| n > 0) {
+            flags.push('P');
+        }
         if multi >= 0 {
             flags.push('x');
         }
@@ -145,13 +155,16 @@ impl ClientInfo {
         );
         let omem = self.omem.load(Ordering::Relaxed);
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs={cap} rbp={cap} obl=0 oll=0 omem={omem} tot-mem={cap} events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={idle} flags={flags} db=0 sub={} psub={} ssub={} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs={cap} rbp={cap} obl=0 oll=0 omem={omem} tot-mem={cap} events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
             self.fd.load(Ordering::Relaxed),
             s(&self.name),
             self.created.elapsed().as_secs(),
+            subs[0],
+            subs[1],
+            subs[2],
             cap.saturating_sub(qbuf),
             self.resp.load(Ordering::Relaxed),
             s(&self.lib_name),
@@ -230,6 +243,8 @@ pub struct ServerState {
     pub handover: crate::replication::handover::Handover,
     /// Clients blocked on keys (`BLPOP` ...).
     pub blocked: crate::blocking::Blocked,
+    /// Pub/sub subscriptions and the links to the other nodes.
+    pub pubsub: crate::pubsub::PubSub,
 }
 
 impl ServerState {
@@ -246,6 +261,7 @@ impl ServerState {
             lease: Default::default(),
             handover: Default::default(),
             blocked: Default::default(),
+            pubsub: Default::default(),
             config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),

@@ -16,6 +16,10 @@ mod blocking;
 mod common;
 #[path = "differential/effects.rs"]
 mod effects;
+#[path = "differential/pubsub.rs"]
+mod pubsub;
+#[path = "differential/scenario.rs"]
+mod scenario;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -1239,12 +1243,37 @@ fn ember_matches_redis_on_blocking_commands() {
     let (ember, state) = common::start_in_thread_with_state();
     let follower = effects::Follower::new();
     state.db.observers.subscribe(follower.clone());
-    blocking::compare(&redis.url(), &format!("redis://{ember}/"));
-    blocking::compare(
+    scenario::compare(
+        &redis.url(),
+        &format!("redis://{ember}/"),
+        blocking::scenarios(),
+    );
+    scenario::compare(
         &format!("{}?protocol=resp3", redis.url()),
         &format!("redis://{ember}/?protocol=resp3"),
+        blocking::scenarios(),
     );
     effects::assert_follows(&state, &follower, "blocking scenarios");
+}
+
+/// Pub/sub with several clients (see `differential/pubsub.rs`), RESP2 and RESP3.
+#[test]
+fn ember_matches_redis_on_pubsub() {
+    let redis = RedisServer::start();
+    let ember = common::start_in_thread();
+    scenario::compare(
+        &redis.url(),
+        &format!("redis://{ember}/"),
+        pubsub::scenarios(),
+    );
+    scenario::compare(
+        &format!("{}?protocol=resp3", redis.url()),
+        &format!("redis://{ember}/?protocol=resp3"),
+        pubsub::scenarios()
+            .into_iter()
+            .chain(pubsub::resp3_scenarios())
+            .collect(),
+    );
 }
 
 /// The same with RESP3 (`HELLO 3`): maps, sets, doubles, nulls and nested pairs.

@@ -17,13 +17,40 @@ pub const VERSION: &str = "7.0.15";
 
 /// # Format
 /// `PING [message]`
+///
+/// A RESP2 client in subscriber mode gets `["pong", message]` instead, as in Redis.
 pub fn ping(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
-    let _ = ctx;
-    match args.len() {
-        1 => Reply::simple("PONG"),
-        2 => Reply::Bulk(args[1].clone()),
-        _ => Reply::arity("ping"),
+    if args.len() > 2 {
+        return Reply::arity("ping");
     }
+    let subscribed = ctx.client.pubsub.as_ref().is_some_and(|s| s.any());
+    if subscribed && !ctx.client.resp3 {
+        let msg = args.get(1).cloned().unwrap_or_default();
+        return Reply::Array(vec![Reply::bulk(b"pong"), Reply::Bulk(msg)]);
+    }
+    match args.get(1) {
+        None => Reply::simple("PONG"),
+        Some(m) => Reply::Bulk(m.clone()),
+    }
+}
+
+/// # Format
+/// `RESET`: the connection as a new one (no transaction, watches, subscriptions,
+/// `READONLY`, name; RESP2).
+pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    let c = &mut *ctx.client;
+    c.multi = None;
+    c.info.multi.store(-1, Ordering::Relaxed);
+    c.watched.clear();
+    c.readonly = false;
+    c.info.readonly.store(false, Ordering::Relaxed);
+    c.resp3 = false;
+    c.info.resp.store(2, Ordering::Relaxed);
+    *c.info.name.lock() = None;
+    if let Some(mut subs) = c.pubsub.take() {
+        subs.reset(&ctx.state.pubsub, &c.info);
+    }
+    Reply::simple("RESET")
 }
 
 /// # Format

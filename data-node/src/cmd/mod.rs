@@ -17,6 +17,7 @@ pub mod hashes;
 pub mod keys;
 pub mod lists;
 pub mod meta;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -86,6 +87,9 @@ pub struct Client {
     /// `WAIT numreplicas timeout` ran: the connection waits for the acknowledgements and
     /// replies with their count.
     pub wait: Option<WaitFor>,
+    /// Pub/sub subscriptions and the mailbox their messages arrive in (created by the
+    /// first subscription).
+    pub pubsub: Option<Box<crate::pubsub::Subscriptions>>,
     /// A blocking command found nothing and queued the client: the connection waits for
     /// its reply (see [`crate::blocking`]).
     pub block: Option<blocking::Block>,
@@ -111,16 +115,20 @@ impl Client {
             held_on: None,
             wait: None,
             block: None,
+            pubsub: None,
             woff: 0,
             primary_link: false,
             info,
         }
     }
 
-    /// The class whose `client-output-buffer-limit` applies (replicas and pub/sub
-    /// subscribers get theirs with issues 9 and 10).
+    /// The class whose `client-output-buffer-limit` applies: `pubsub` while subscribed
+    /// to anything, else `normal` (replicas stream over the internal port).
     pub fn class(&self) -> crate::config::ClientClass {
-        crate::config::ClientClass::Normal
+        match self.pubsub.as_ref().is_some_and(|s| s.any()) {
+            true => crate::config::ClientClass::PubSub,
+            false => crate::config::ClientClass::Normal,
+        }
     }
 }
 
@@ -212,6 +220,9 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
         None
     };
     client.info.record_command(idx, sub, now_ms());
+    if let Some(refused) = pubsub::refused_in_subscriber_mode(client, spec.name) {
+        return refused;
+    }
     let arity_error = if !arity_ok(spec.arity, args.len()) {
         Some(spec.name)
     } else {

@@ -207,9 +207,10 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     }
     if want("stats") {
         let (_, expired) = st.db.expiry_stats();
+        let (channels, patterns, shard) = st.pubsub.counts();
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
             st.stats.connections.load(Ordering::Relaxed),
             st.stats.commands.load(Ordering::Relaxed),
             st.stats.rejected_connections.load(Ordering::Relaxed),

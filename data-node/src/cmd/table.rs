@@ -8,7 +8,8 @@ use bytes::Bytes;
 
 use super::flags::*;
 use super::{
-    blocking, connection, hashes, keys, lists, server, sets, strings, transactions, zsets, Ctx,
+    blocking, connection, hashes, keys, lists, pubsub, server, sets, strings, transactions, zsets,
+    Ctx,
 };
 use crate::db::SlotTable;
 use crate::resp::reply::SYNTAX;
@@ -215,6 +216,17 @@ pub static TABLE: &[CommandSpec] = &[
     keyed!("hincrbyfloat", 4, WF, (1, 1, 1), hashes::hincrbyfloat),
     keyed!("hrandfield", -2, R, (1, 1, 1), hashes::hrandfield),
     keyed!("hscan", -3, R, (1, 1, 1), hashes::hscan),
+    keyless!("reset", 1, FAST | NOQUEUE, connection::reset),
+    // pub/sub
+    keyless!("subscribe", -2, 0, pubsub::subscribe),
+    keyless!("unsubscribe", -1, 0, pubsub::unsubscribe),
+    keyless!("psubscribe", -2, 0, pubsub::psubscribe),
+    keyless!("punsubscribe", -1, 0, pubsub::punsubscribe),
+    keyless!("publish", 3, FAST, pubsub::publish),
+    keyless!("pubsub", -2, CONTAINER, pubsub::pubsub),
+    keyless!("ssubscribe", -2, 0, pubsub::ssubscribe),
+    keyless!("sunsubscribe", -1, 0, pubsub::sunsubscribe),
+    keyless!("spublish", 3, FAST, pubsub::spublish),
     // lists
     keyed!("lpush", -3, WF, (1, 1, 1), lists::push),
     keyed!("rpush", -3, WF, (1, 1, 1), lists::push),

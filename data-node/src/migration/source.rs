@@ -72,6 +72,15 @@ impl pb::internal_server::Internal for InternalService {
             .map(Response::new)
     }
 
+    async fn publish(
+        &self,
+        req: Request<tonic::Streaming<pb::PubSubMessage>>,
+    ) -> Result<Response<pb::PubSubAck>, Status> {
+        crate::pubsub::fanout::receive(&self.migrations.state, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn pull(&self, req: Request<pb::PullRequest>) -> Result<Response<ChunkStream>, Status> {
         let req = req.into_inner();
         let m = &self.migrations;

@@ -29,6 +29,12 @@ pub enum Reply {
     Boolean(bool),
     /// A verbatim string with its three-letter format (`txt`).
     Verbatim(&'static str, Bytes),
+    /// Out-of-band data (pub/sub messages, `subscribe` confirmations): a push frame
+    /// (`>`) in RESP3, an array in RESP2.
+    Push(Vec<Reply>),
+    /// Several replies to one command, one after the other (`SUBSCRIBE a b` confirms
+    /// each channel).
+    Many(Vec<Reply>),
 }
 
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
@@ -91,6 +97,17 @@ impl Reply {
                 int_line(out, b'*', items.len() as i64);
                 for i in items {
                     i.encode(out, resp3);
+                }
+            }
+            Reply::Push(items) => {
+                int_line(out, if resp3 { b'>' } else { b'*' }, items.len() as i64);
+                for i in items {
+                    i.encode(out, resp3);
+                }
+            }
+            Reply::Many(replies) => {
+                for r in replies {
+                    r.encode(out, resp3);
                 }
             }
             Reply::Set(items) => {

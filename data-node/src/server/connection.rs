@@ -87,6 +87,9 @@ pub async fn run(
         Err(e) => tracing::debug!(%peer, error = %e, "connection ended"),
     }
     conn.release();
+    if let Some(mut subs) = conn.client.pubsub.take() {
+        subs.leave_all(&state.pubsub, id);
+    }
     state.clients.unregister(id);
     drop(admitted);
 }
@@ -188,6 +191,7 @@ impl Conn<'_> {
                 .soft_since
                 .filter(|_| limit.soft > 0)
                 .map(|since| since + limit.soft_for() + std::time::Duration::from_millis(1));
+            let inbox = self.client.pubsub.as_mut().map(|s| &mut s.inbox);
             tokio::select! {
                 ready = self.stream.readable(), if want_read => {
                     ready?;
@@ -196,6 +200,12 @@ impl Conn<'_> {
                     }
                 }
                 ready = self.stream.writable(), if want_write => ready?,
+                Some(push) = async {
+                    match inbox {
+                        Some(inbox) => inbox.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.take_pushes(push),
                 _ = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -288,6 +298,27 @@ impl Conn<'_> {
             // the other ready connections had their turn (`server::spin`).
             SPIN.with(|s| s.batch_done());
         }
+    }
+
+    /// Moves `first` and every other push already in the mailbox into the output
+    /// buffer, where the output buffer limit applies to them.
+    fn take_pushes(&mut self, first: crate::pubsub::Push) {
+        let Some(subs) = self.client.pubsub.as_mut() else {
+            return;
+        };
+        if self.out.capacity() == 0 {
+            self.out = buffers::take_write();
+        }
+        let resp3 = self.client.resp3;
+        let mut next = Some(first);
+        while let Some(push) = next {
+            crate::cmd::pubsub::encode_push(push, subs).encode(&mut self.out, resp3);
+            if self.out.len() - self.sent >= TURN_REPLY_BYTES * 16 {
+                break;
+            }
+            next = subs.inbox.try_recv().ok();
+        }
+        subs.show_in(&self.client.info);
     }
 
     /// Waits for the reply of a blocked command: served by a writer, or its timeout,

@@ -1,134 +1,10 @@
-//! Blocking commands, compared with redis-server: scripted scenarios with several
-//! connections, where some block and others write. Each scenario runs on both servers;
-//! the transcripts (every reply, in the order the script reads them) must be equal.
-//!
-//! A step that blocks is sent without reading its reply; the script then waits until
-//! the server reports that many blocked clients (`INFO clients`), so the next write
-//! finds the client parked, on both servers alike.
+//! Blocking commands, compared with redis-server: clients that block and clients that
+//! write (see `scenario.rs`).
 
-use std::time::{Duration, Instant};
-
-use redis::Value;
-
-use super::{connect, show};
-
-/// One step of a scenario.
-enum Step {
-    /// Client `c` runs a command and reads its reply.
-    Run(usize, &'static [&'static str]),
-    /// Client `c` sends a command that blocks; then `blocked` clients must be blocked.
-    Block(usize, &'static [&'static str], usize),
-    /// Reads the reply of client `c`'s blocked command.
-    Reply(usize),
-    /// Client `c` sends `CLIENT UNBLOCK <id of client target> [reason]`.
-    Unblock(usize, usize, Option<&'static str>),
-    /// Client `c` disconnects (while blocked); then `blocked` clients are blocked.
-    Drop(usize, usize),
-}
-
-use Step::*;
-
-fn packed(args: &[&str]) -> Vec<u8> {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c.get_packed_command()
-}
-
-fn blocked_clients(con: &mut redis::Connection) -> usize {
-    let info: String = redis::cmd("INFO").arg("clients").query(con).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("blocked_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("INFO clients has blocked_clients")
-}
-
-fn wait_blocked(admin: &mut redis::Connection, n: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = blocked_clients(admin);
-        if now == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {now} blocked clients, expected {n}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn reply(v: redis::RedisResult<Value>) -> String {
-    match v {
-        Ok(v) => show(&v),
-        Err(e) => format!("-{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or("")),
-    }
-}
-
-fn client(cons: &mut [Option<redis::Connection>], c: usize) -> &mut redis::Connection {
-    cons[c].as_mut().expect("client still connected")
-}
-
-/// Runs `steps` with `clients` connections on the server at `url`: the transcript.
-fn transcript(url: &str, clients: usize, steps: &[Step]) -> Vec<String> {
-    let mut admin = connect(url);
-    redis::cmd("FLUSHALL").query::<()>(&mut admin).unwrap();
-    let mut cons: Vec<Option<redis::Connection>> =
-        (0..clients).map(|_| Some(connect(url))).collect();
-    let ids: Vec<i64> = cons
-        .iter_mut()
-        .map(|c| {
-            redis::cmd("CLIENT")
-                .arg("ID")
-                .query(c.as_mut().unwrap())
-                .unwrap()
-        })
-        .collect();
-    let mut out = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        match step {
-            Run(c, args) => {
-                let con = client(&mut cons, *c);
-                con.send_packed_command(&packed(args)).unwrap();
-                out.push(format!(
-                    "{c}: {} -> {}",
-                    args.join(" "),
-                    reply(con.recv_response())
-                ));
-            }
-            Block(c, args, n) => {
-                let con = client(&mut cons, *c);
-                con.send_packed_command(&packed(args)).unwrap();
-                wait_blocked(&mut admin, *n, &format!("step {i} ({})", args.join(" ")));
-            }
-            Reply(c) => {
-                let con = client(&mut cons, *c);
-                out.push(format!("{c}: (blocked) -> {}", reply(con.recv_response())));
-            }
-            Unblock(c, target, reason) => {
-                let con = client(&mut cons, *c);
-                let mut cmd = redis::cmd("CLIENT");
-                cmd.arg("UNBLOCK").arg(ids[*target]);
-                if let Some(r) = reason {
-                    cmd.arg(*r);
-                }
-                out.push(format!(
-                    "{c}: CLIENT UNBLOCK {target} {reason:?} -> {}",
-                    reply(cmd.query::<Value>(con))
-                ));
-            }
-            Drop(c, n) => {
-                cons[*c] = None;
-                wait_blocked(&mut admin, *n, &format!("step {i} (disconnect)"));
-            }
-        }
-    }
-    out
-}
+use super::scenario::*;
 
 /// The scenarios: (name, clients, steps).
-fn scenarios() -> Vec<(&'static str, usize, Vec<Step>)> {
+pub fn scenarios() -> Vec<Scenario> {
     vec![
         (
             "first blocked, first served; each push serves as many as it has elements",
@@ -305,16 +181,4 @@ fn scenarios() -> Vec<(&'static str, usize, Vec<Step>)> {
             ],
         ),
     ]
-}
-
-/// Every scenario gives the same transcript on ember as on redis-server.
-pub fn compare(redis_url: &str, ember_url: &str) {
-    for (name, clients, steps) in scenarios() {
-        let want = transcript(redis_url, clients, &steps);
-        let got = transcript(ember_url, clients, &steps);
-        assert_eq!(
-            want, got,
-            "blocking scenario `{name}`:\n  redis: {want:#?}\n  ember: {got:#?}"
-        );
-    }
 }
