@@ -186,3 +186,88 @@ fn pops_served_to_blocked_clients_replicate_and_a_failover_redirects_the_blocked
     assert_eq!(moved_to(&c, &mut blocked), 1, "to the promoted replica");
     assert_eq!(blocked_clients(&c, 0).unwrap(), 0);
 }
+
+#[test]
+fn a_blpop_worker_pool_across_a_rebalance_loses_no_job_and_runs_none_twice() {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let c = TestCluster::start(3, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.wait("n1 serves", T, |c| {
+        Ok(c.cluster_info(0)?["cluster_state"] == "ok")
+    });
+    c.ctl_ok(&["join", "n2"]);
+    c.ctl_ok(&["join", "n3"]);
+    // Jobs on 8 queues (slots spread over the nodes after the rebalance), 4 workers per
+    // queue blocking with BLPOP through the cluster client, a producer pushing unique
+    // jobs round robin while the slots move.
+    const QUEUES: usize = 8;
+    let queue = |q: usize| format!("jobs:{q}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = Arc::new(AtomicBool::new(true));
+    let workers: Vec<_> = (0..QUEUES * 4)
+        .map(|w| {
+            let (client, producing) = (c.cluster_client(), producing.clone());
+            let q = queue(w % QUEUES);
+            std::thread::spawn(move || {
+                let mut conn = client.get_connection().unwrap();
+                let (mut got, mut errors) = (Vec::new(), Vec::new());
+                loop {
+                    let r: redis::RedisResult<Option<(String, String)>> =
+                        redis::cmd("BLPOP").arg(&q).arg(0.2).query(&mut conn);
+                    match r {
+                        Ok(Some((_, job))) => got.push(job),
+                        Ok(None) if !producing.load(Ordering::Relaxed) => break,
+                        Ok(None) => {}
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+                (got, errors)
+            })
+        })
+        .collect();
+    let producer = {
+        let (client, stop) = (c.cluster_client(), stop.clone());
+        std::thread::spawn(move || {
+            let mut conn = client.get_connection().unwrap();
+            let (mut pushed, mut errors) = (Vec::new(), Vec::new());
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) || n < 2000 {
+                n += 1;
+                let job = format!("job-{n}");
+                match conn.rpush::<_, _, i64>(queue(n % QUEUES), &job) {
+                    Ok(_) => pushed.push(job),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (pushed, errors)
+        })
+    };
+    let out = c.ctl_ok(&["rebalance"]);
+    eprintln!("{out}");
+    stop.store(true, Ordering::Relaxed);
+    let (pushed, push_errors) = producer.join().unwrap();
+    // Every queue drains, then the workers stop.
+    c.wait("every queue is drained", T, |c| {
+        let mut conn = c.cluster_client().get_connection()?;
+        Ok((0..QUEUES).all(|q| conn.llen::<_, i64>(queue(q)).unwrap_or(1) == 0))
+    });
+    producing.store(false, Ordering::Relaxed);
+    let (mut got, mut worker_errors) = (Vec::new(), Vec::new());
+    for w in workers {
+        let (g, e) = w.join().unwrap();
+        got.extend(g);
+        worker_errors.extend(e);
+    }
+    assert!(push_errors.is_empty(), "producer errors: {push_errors:?}");
+    assert!(worker_errors.is_empty(), "worker errors: {worker_errors:?}");
+    let unique: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "a job was delivered twice");
+    let pushed: BTreeSet<&String> = pushed.iter().collect();
+    assert_eq!(unique, pushed, "jobs lost or invented");
+    // The slots did move: each node serves some of the queues.
+    let owners: BTreeSet<usize> = (0..QUEUES).map(|q| owner(&c, &queue(q))).collect();
+    assert!(owners.len() > 1, "the rebalance moved no queue");
+}
