@@ -108,6 +108,8 @@ pub struct RuntimeConfig {
     /// `min-replicas-to-write` (0: off) and `min-replicas-max-lag` (seconds).
     min_replicas_to_write: AtomicU64,
     min_replicas_max_lag: AtomicU64,
+    /// `busy-reply-threshold` (ms).
+    busy_reply_threshold: AtomicU64,
 }
 
 /// How a setting can change at run time.
@@ -219,6 +221,22 @@ const PARAMS: &[Param] = &[
             max: i32::MAX as u64,
         },
     },
+    // How long a script may run before the node answers BUSY (ms); `lua-time-limit` is
+    // its older name, as in Redis 7.
+    Param {
+        name: "busy-reply-threshold",
+        kind: Kind::Integer {
+            min: 0,
+            max: i64::MAX as u64,
+        },
+    },
+    Param {
+        name: "lua-time-limit",
+        kind: Kind::Integer {
+            min: 0,
+            max: i64::MAX as u64,
+        },
+    },
 ];
 
 /// Why `CONFIG SET` refused; `Display` is Redis 7's error line.
@@ -284,10 +302,16 @@ impl RuntimeConfig {
             repl_backlog_size: std::sync::Arc::new(AtomicU64::new(c.repl_backlog_size)),
             min_replicas_to_write: AtomicU64::new(0),
             min_replicas_max_lag: AtomicU64::new(10),
+            busy_reply_threshold: AtomicU64::new(5000),
         }
     }
 
     /// Bytes of recent writes the replication backlog keeps.
+    /// How long a script may run before the node answers `BUSY`.
+    pub fn busy_reply_threshold(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.busy_reply_threshold.load(Ordering::Relaxed))
+    }
+
     /// `min-replicas-to-write` and `min-replicas-max-lag`: a primary refuses writes
     /// unless that many replicas acknowledged within that many seconds (0: no rule).
     pub fn min_replicas(&self) -> (u64, u64) {
@@ -349,6 +373,9 @@ impl RuntimeConfig {
             "repl-backlog-size" => self.repl_backlog_size().to_string(),
             "min-replicas-to-write" => self.min_replicas().0.to_string(),
             "min-replicas-max-lag" => self.min_replicas().1.to_string(),
+            "busy-reply-threshold" | "lua-time-limit" => {
+                self.busy_reply_threshold().as_millis().to_string()
+            }
             _ => return None,
         })
     }
@@ -428,6 +455,9 @@ impl RuntimeConfig {
                 }
                 ("min-replicas-max-lag", NewValue::Integer(v)) => {
                     self.min_replicas_max_lag.store(v, Ordering::Relaxed)
+                }
+                ("busy-reply-threshold" | "lua-time-limit", NewValue::Integer(v)) => {
+                    self.busy_reply_threshold.store(v, Ordering::Relaxed)
                 }
                 (_, NewValue::Save(v)) => *self.save.lock() = v,
                 (_, NewValue::Maxclients(n)) => self.maxclients.store(n, Ordering::Relaxed),

@@ -28,6 +28,7 @@
 //! - [`migration`]: live slot migration (source streaming and handoff, target staging).
 //! - [`pubsub`]: subscriptions, delivery, and the node-to-node links that carry
 //!   messages across the cluster.
+//! - [`script`]: Lua scripting: the script cache, the script thread and its VM.
 //! - [`internal`]: the node-to-node gRPC endpoint (health, slot streaming, handoff
 //!   aborts).
 //! - [`handoff`]: one decision point for a paused handoff (commit or abort), kept by the
@@ -47,6 +48,7 @@ pub mod migration;
 pub mod pubsub;
 pub mod replication;
 pub mod resp;
+pub mod script;
 pub mod server;
 pub mod state;
 

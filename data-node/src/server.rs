@@ -37,6 +37,7 @@ pub use accept::MAX_CLIENTS_REACHED;
 /// Connections run on [`ConnectionThreads`]; this task only accepts.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: impl Future) {
     let (stop_tx, stop_rx) = watch::channel(false);
+    crate::script::Scripts::start(&state);
     tokio::spawn(active_expiry(state.clone(), stop_rx.clone()));
     let mut threads = ConnectionThreads::start(state.config.io_threads, &state, &stop_rx);
     let mut backoff = accept::Backoff::default();

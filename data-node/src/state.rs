@@ -245,6 +245,8 @@ pub struct ServerState {
     pub blocked: crate::blocking::Blocked,
     /// Pub/sub subscriptions and the links to the other nodes.
     pub pubsub: crate::pubsub::PubSub,
+    /// Lua scripts: the cache, the script thread, the running script.
+    pub scripts: crate::script::Scripts,
 }
 
 impl ServerState {
@@ -262,6 +264,7 @@ impl ServerState {
             handover: Default::default(),
             blocked: Default::default(),
             pubsub: Default::default(),
+            scripts: Default::default(),
             config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),

@@ -20,6 +20,8 @@ mod effects;
 mod pubsub;
 #[path = "differential/scenario.rs"]
 mod scenario;
+#[path = "differential/scripting.rs"]
+mod scripting;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -1273,6 +1275,27 @@ fn ember_matches_redis_on_pubsub() {
             .into_iter()
             .chain(pubsub::resp3_scenarios())
             .collect(),
+    );
+}
+
+/// Lua scripting (see `differential/scripting.rs`), RESP2 and RESP3. The effects the
+/// scripts published rebuild ember's keyspace.
+#[test]
+fn ember_matches_redis_on_scripting() {
+    let redis = RedisServer::start();
+    let (ember, state) = common::start_in_thread_with_state();
+    let follower = effects::Follower::new();
+    state.db.observers.subscribe(follower.clone());
+    scenario::compare(
+        &redis.url(),
+        &format!("redis://{ember}/"),
+        scripting::scenarios(),
+    );
+    effects::assert_follows(&state, &follower, "scripting scenarios");
+    scenario::compare(
+        &format!("{}?protocol=resp3", redis.url()),
+        &format!("redis://{ember}/?protocol=resp3"),
+        scripting::scenarios(),
     );
 }
 

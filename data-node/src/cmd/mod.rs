@@ -18,6 +18,7 @@ pub mod keys;
 pub mod lists;
 pub mod meta;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -90,6 +91,11 @@ pub struct Client {
     /// Pub/sub subscriptions and the mailbox their messages arrive in (created by the
     /// first subscription).
     pub pubsub: Option<Box<crate::pubsub::Subscriptions>>,
+    /// `EVAL` handed a script to the script thread: the connection waits for its reply.
+    pub script: Option<scripting::Pending>,
+    /// The command was not run because a script holds its slot: the connection waits
+    /// for the script to end and runs it again.
+    pub behind_script: bool,
     /// A blocking command found nothing and queued the client: the connection waits for
     /// its reply (see [`crate::blocking`]).
     pub block: Option<blocking::Block>,
@@ -115,6 +121,8 @@ impl Client {
             held_on: None,
             wait: None,
             block: None,
+            script: None,
+            behind_script: false,
             pubsub: None,
             woff: 0,
             primary_link: false,
@@ -223,6 +231,11 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
     if let Some(refused) = pubsub::refused_in_subscriber_mode(client, spec.name) {
         return refused;
     }
+    if state.scripts.busy(state.config.busy_reply_threshold())
+        && scripting::refused_while_busy(idx, sub)
+    {
+        return crate::script::busy_reply();
+    }
     let arity_error = if !arity_ok(spec.arity, args.len()) {
         Some(spec.name)
     } else {
@@ -241,12 +254,24 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
     }
     let mut ctx = Ctx::new(state, client, now);
     match spec.handler {
-        Handler::Keyless(f) => f(&mut ctx, args),
+        Handler::Keyless(f) => {
+            // A keyless command on the keyspace (KEYS, SCAN, DBSIZE ...) locks every
+            // slot: it waits for a running script rather than block its thread on one.
+            if spec.flags & (flags::READONLY | flags::WRITE) != 0 && state.scripts.running() {
+                ctx.client.behind_script = true;
+                return Reply::Null;
+            }
+            f(&mut ctx, args)
+        }
         Handler::Keyed(f) => {
             let slot = match command_slot(spec, args) {
                 Ok(s) => s,
                 Err(r) => return r,
             };
+            if state.scripts.holds(slot) && !ctx.client.primary_link {
+                ctx.client.behind_script = true;
+                return Reply::Null;
+            }
             let write = spec.flags & flags::WRITE != 0;
             ctx.slot = slot;
             let mut table = state.db.lock(slot);

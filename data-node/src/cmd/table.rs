@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use super::flags::*;
 use super::{
-    blocking, connection, hashes, keys, lists, pubsub, server, sets, strings, transactions, zsets,
-    Ctx,
+    blocking, connection, hashes, keys, lists, pubsub, scripting, server, sets, strings,
+    transactions, zsets, Ctx,
 };
 use crate::db::SlotTable;
 use crate::resp::reply::SYNTAX;
@@ -227,6 +227,12 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("ssubscribe", -2, 0, pubsub::ssubscribe),
     keyless!("sunsubscribe", -1, 0, pubsub::sunsubscribe),
     keyless!("spublish", 3, FAST, pubsub::spublish),
+    // scripting
+    keyless!("eval", -3, 0, scripting::eval),
+    keyless!("evalsha", -3, 0, scripting::evalsha),
+    keyless!("eval_ro", -3, 0, scripting::eval),
+    keyless!("evalsha_ro", -3, 0, scripting::evalsha),
+    keyless!("script", -2, CONTAINER, scripting::script),
     // lists
     keyed!("lpush", -3, WF, (1, 1, 1), lists::push),
     keyed!("rpush", -3, WF, (1, 1, 1), lists::push),

@@ -256,6 +256,21 @@ impl Conn<'_> {
                             .await;
                         reply = Reply::Integer(n as i64);
                     }
+                    while self.client.behind_script {
+                        // A script holds what this command needs: after it, again.
+                        self.client.behind_script = false;
+                        self.state.repl.wake();
+                        self.state.scripts.wait_done().await;
+                        reply = execute(self.state, &mut self.client, &self.args);
+                    }
+                    if let Some(pending) = self.client.script.take() {
+                        // This turn's writes go to the replicas before the script's.
+                        self.state.repl.wake();
+                        reply = pending
+                            .await
+                            .unwrap_or_else(|_| Reply::err("ERR the script thread is gone"));
+                        self.client.woff = self.state.repl.end();
+                    }
                     if let Some(b) = self.client.block.take() {
                         // Blocked on keys: this turn's writes go to the replicas first.
                         self.state.repl.wake();

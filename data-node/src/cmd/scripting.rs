@@ -1,0 +1,227 @@
+//! Scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT LOAD / EXISTS / FLUSH /
+//! KILL. The script runs on the script thread ([`crate::script`]); the connection waits
+//! for its reply.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{eq_ic, unknown_subcommand, Ctx, CROSSSLOT};
+use crate::resp::parse::parse_i64;
+use crate::resp::Reply;
+use crate::script::Job;
+
+/// A script handed to the script thread: the connection waits for the reply.
+pub type Pending = tokio::sync::oneshot::Receiver<Reply>;
+
+/// The flags of a `#!lua flags=...` first line that ember acts on.
+#[derive(Default)]
+struct Shebang {
+    no_writes: bool,
+    no_cluster: bool,
+}
+
+/// Parses the shebang line of `body` (if it has one): its flags, and the body without
+/// that line (an empty first line keeps line numbers as they were).
+fn shebang(body: &Bytes) -> Result<(Shebang, Bytes), Reply> {
+    if !body.starts_with(b"#!") {
+        return Ok((Shebang::default(), body.clone()));
+    }
+    let end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    let line = String::from_utf8_lossy(&body[..end]).into_owned();
+    let mut words = line[2..].split_whitespace();
+    if words.next() != Some("lua") {
+        return Err(Reply::error(format!(
+            "ERR Unexpected engine in script shebang: {}",
+            line.split_whitespace().next().unwrap_or("#!")
+        )));
+    }
+    let mut flags = Shebang::default();
+    for w in words {
+        let Some(list) = w.strip_prefix("flags=") else {
+            return Err(Reply::error(format!("ERR Unknown lua shebang option: {w}")));
+        };
+        for f in list.split(',').filter(|f| !f.is_empty()) {
+            match f {
+                "no-writes" => flags.no_writes = true,
+                "no-cluster" => flags.no_cluster = true,
+                "allow-oom" | "allow-stale" | "allow-cross-slot-keys" => {}
+                other => {
+                    return Err(Reply::error(format!(
+                        "ERR Unexpected flag in script shebang: {other}"
+                    )))
+                }
+            }
+        }
+    }
+    Ok((flags, body.slice(end..)))
+}
+
+/// `EVAL`, `EVALSHA` and their `_RO` forms.
+fn run(ctx: &mut Ctx, args: &[Bytes], sha: String, original: Bytes, read_only: bool) -> Reply {
+    let n = match parse_i64(&args[2]) {
+        None => return Reply::not_integer(),
+        Some(n) if n < 0 => return Reply::err("ERR Number of keys can't be negative"),
+        Some(n) if n as u64 > (args.len() - 3) as u64 => {
+            return Reply::err("ERR Number of keys can't be greater than number of args")
+        }
+        Some(n) => n as usize,
+    };
+    let (flags, body) = match shebang(&original) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if flags.no_cluster && !ctx.state.cluster.is_standalone() {
+        return Reply::err("ERR Can not run script on cluster, 'no-cluster' flag is set.");
+    }
+    let read_only = read_only || flags.no_writes;
+    let keys = &args[3..3 + n];
+    let mut slot = None;
+    for k in keys {
+        let s = ember_core::key_slot(k);
+        if slot.is_some_and(|x| x != s) {
+            return Reply::err(CROSSSLOT);
+        }
+        slot = Some(s);
+    }
+    if let Some(s) = slot {
+        let replica_read = read_only && ctx.client.readonly;
+        if let Err(e) = ctx.state.cluster.route(s, replica_read) {
+            return Reply::error(e.to_string());
+        }
+        if !read_only && ctx.state.db.with_slot(s, |t| t.is_held()) {
+            // A migration's handoff holds the slot: wait for its decision, then again.
+            ctx.client.held_on = Some(s);
+            return Reply::Null;
+        }
+    }
+    submit(
+        ctx,
+        Job {
+            sha,
+            body,
+            original,
+            keys: keys.to_vec(),
+            args: args[3 + n..].to_vec(),
+            slot,
+            read_only,
+            readonly_client: ctx.client.readonly,
+            load_only: false,
+            reply: tokio::sync::oneshot::channel().0,
+        },
+    )
+}
+
+/// Hands `job` to the script thread; the connection waits for the reply.
+fn submit(ctx: &mut Ctx, mut job: Job) -> Reply {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    job.reply = tx;
+    ctx.state.scripts.submit(job);
+    ctx.client.script = Some(rx);
+    Reply::Null
+}
+
+/// # Format
+/// `EVAL script numkeys [key ...] [arg ...]`, `EVAL_RO ...`
+pub fn eval(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let sha = crate::script::sha1_hex(&args[1]);
+    let read_only = eq_ic(&args[0], "eval_ro");
+    run(ctx, args, sha, args[1].clone(), read_only)
+}
+
+/// # Format
+/// `EVALSHA sha1 numkeys [key ...] [arg ...]`, `EVALSHA_RO ...`
+pub fn evalsha(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+    let Some(body) = ctx.state.scripts.get(&sha) else {
+        return Reply::err("NOSCRIPT No matching script. Please use EVAL.");
+    };
+    let read_only = eq_ic(&args[0], "evalsha_ro");
+    run(ctx, args, sha, body, read_only)
+}
+
+/// # Format
+/// `SCRIPT LOAD script | EXISTS sha1 [sha1 ...] | FLUSH [ASYNC|SYNC] | KILL | HELP`
+pub fn script(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let sub = &args[1];
+    let scripts = &ctx.state.scripts;
+    if eq_ic(sub, "load") {
+        let original = args[2].clone();
+        let body = match shebang(&original) {
+            Ok((_, body)) => body,
+            Err(r) => return r,
+        };
+        let job = Job {
+            sha: crate::script::sha1_hex(&original),
+            body,
+            original,
+            keys: Vec::new(),
+            args: Vec::new(),
+            slot: None,
+            read_only: true,
+            readonly_client: false,
+            load_only: true,
+            reply: tokio::sync::oneshot::channel().0,
+        };
+        submit(ctx, job)
+    } else if eq_ic(sub, "exists") {
+        Reply::Array(
+            args[2..]
+                .iter()
+                .map(|s| Reply::Integer(scripts.exists(s) as i64))
+                .collect(),
+        )
+    } else if eq_ic(sub, "flush") {
+        match args.get(2) {
+            None => {}
+            Some(m) if args.len() == 3 && (eq_ic(m, "async") || eq_ic(m, "sync")) => {}
+            Some(_) => {
+                return Reply::err("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
+            }
+        }
+        scripts.flush();
+        Reply::ok()
+    } else if eq_ic(sub, "kill") {
+        if !scripts.running() {
+            return Reply::err("NOTBUSY No scripts in execution right now.");
+        }
+        if scripts.wrote.load(Ordering::Relaxed) {
+            return Reply::err(
+                "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
+            );
+        }
+        scripts.kill.store(true, Ordering::Relaxed);
+        Reply::ok()
+    } else if eq_ic(sub, "help") {
+        Reply::Array(
+            [
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "EXISTS <sha1> [<sha1> ...]",
+                "    Return information about the existence of the scripts in the script cache.",
+                "FLUSH [ASYNC|SYNC]",
+                "    Flush the Lua scripts cache.",
+                "KILL",
+                "    Kill the currently executing Lua script.",
+                "LOAD <script>",
+                "    Load a script into the scripts cache without executing it.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .iter()
+            .map(|s| Reply::simple(s))
+            .collect(),
+        )
+    } else {
+        unknown_subcommand(sub, "SCRIPT")
+    }
+}
+
+/// While a script runs past its time limit, the node answers `BUSY` to all but the
+/// commands flagged `allow_busy` (`SCRIPT KILL`, `HELLO`, `QUIT`, `RESET` ...).
+pub fn refused_while_busy(idx: usize, sub: Option<usize>) -> bool {
+    let allowed = match sub.and_then(|n| super::meta::subcommand(idx, n)) {
+        Some(m) => m.has_flag("allow_busy"),
+        None => super::meta::of_command(idx).has_flag("allow_busy"),
+    };
+    !allowed
+}

@@ -1,0 +1,204 @@
+//! Lua scripting (`EVAL`, `EVALSHA`, `SCRIPT ...`): the script cache, the thread that
+//! runs scripts, and what other clients see while one runs.
+//!
+//! - **One script thread.** Scripts run one at a time on a dedicated thread with one Lua
+//!   5.1 VM ([`lua`]), as Redis runs them on its one thread. The connection that sent
+//!   `EVAL` waits for the reply without blocking its connection thread, so the other
+//!   clients of that thread go on, and `SCRIPT KILL` can be served.
+//! - **Atomic on its slot.** A script's declared keys must share one slot (`CROSSSLOT`
+//!   otherwise); the script runs with that slot's table locked from start to end (a
+//!   script without keys locks the slot of the first key it touches), so no other client
+//!   sees it half done. Its writes are published as one frame of effects, as `EXEC`'s
+//!   are, so replicas apply them whole and deterministically.
+//! - **While a script runs**, commands on its slot wait for it (asynchronously); once it
+//!   has run longer than `busy-reply-threshold` (5 s by default), every command but `SCRIPT KILL`,
+//!   `SHUTDOWN NOSAVE` and a few connection commands answers `BUSY`, as in Redis.
+//!   `SCRIPT KILL` stops a script that has not written yet.
+
+pub mod lua;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{oneshot, watch};
+
+use crate::resp::Reply;
+use crate::state::ServerState;
+
+/// One script execution, handed to the script thread.
+pub struct Job {
+    /// The script's hex SHA1 and body (the body is also in the cache).
+    pub sha: String,
+    /// What runs (the shebang line blanked) and what was sent (what the cache keeps).
+    pub body: Bytes,
+    pub original: Bytes,
+    pub keys: Vec<Bytes>,
+    pub args: Vec<Bytes>,
+    /// The slot of the declared keys, routed already.
+    pub slot: Option<u16>,
+    /// `EVAL_RO` / `EVALSHA_RO`: write commands are refused.
+    pub read_only: bool,
+    /// The caller sent `READONLY` (reads may be served by a replica).
+    pub readonly_client: bool,
+    /// `SCRIPT LOAD`: compile and cache only (the reply is the SHA1 or the error).
+    pub load_only: bool,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// The script that is running.
+struct Running {
+    started: Instant,
+    slot: Option<u16>,
+}
+
+/// Scripts: the per-node cache of bodies, the script thread, the running one.
+pub struct Scripts {
+    cache: RwLock<HashMap<String, Bytes>>,
+    jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    running: Mutex<Option<Running>>,
+    /// `SCRIPT KILL` was asked for the running script (read by the VM's hook).
+    pub kill: Arc<AtomicBool>,
+    /// The running script has written (it can no longer be killed).
+    pub wrote: AtomicBool,
+    /// Bumped when a script ends: connections waiting for one watch it.
+    done: watch::Sender<u64>,
+    /// Bumped by `SCRIPT FLUSH`: the script thread forgets its compiled functions.
+    pub generation: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Scripts {
+            cache: RwLock::default(),
+            jobs: Mutex::new(None),
+            running: Mutex::new(None),
+            kill: Arc::default(),
+            wrote: AtomicBool::new(false),
+            done: watch::channel(0).0,
+            generation: Default::default(),
+        }
+    }
+}
+
+/// The hex SHA1 of a script body (as `SCRIPT LOAD` returns it).
+pub fn sha1_hex(body: &[u8]) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(body);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Scripts {
+    /// Starts the script thread (once; `serve` calls it).
+    pub fn start(state: &Arc<ServerState>) {
+        let mut jobs = state.scripts.jobs.lock();
+        if jobs.is_some() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let weak = Arc::downgrade(state);
+        std::thread::Builder::new()
+            .name("ember-scripts".into())
+            .spawn(move || lua::run_thread(weak, rx))
+            .expect("cannot start the script thread");
+        *jobs = Some(tx);
+    }
+
+    /// Caches `body` (the script thread does, once it compiled).
+    pub(crate) fn insert(&self, sha: &str, body: &Bytes) {
+        self.cache
+            .write()
+            .entry(sha.to_string())
+            .or_insert_with(|| body.clone());
+    }
+
+    pub fn get(&self, sha: &str) -> Option<Bytes> {
+        self.cache.read().get(&sha.to_ascii_lowercase()).cloned()
+    }
+
+    pub fn exists(&self, sha: &[u8]) -> bool {
+        std::str::from_utf8(sha).is_ok_and(|s| self.get(s).is_some())
+    }
+
+    /// `SCRIPT FLUSH`.
+    pub fn flush(&self) {
+        self.cache.write().clear();
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hands `job` to the script thread.
+    pub fn submit(&self, job: Job) {
+        let jobs = self.jobs.lock();
+        match jobs.as_ref() {
+            Some(tx) => {
+                if let Err(e) = tx.send(job) {
+                    let _ = e.0.reply.send(Reply::err("ERR the script thread is gone"));
+                }
+            }
+            None => {
+                let _ = job.reply.send(Reply::err("ERR scripting is not available"));
+            }
+        }
+    }
+
+    pub(crate) fn begin(&self, slot: Option<u16>) {
+        self.kill.store(false, Ordering::Relaxed);
+        self.wrote.store(false, Ordering::Relaxed);
+        *self.running.lock() = Some(Running {
+            started: Instant::now(),
+            slot,
+        });
+    }
+
+    pub(crate) fn set_slot(&self, slot: u16) {
+        if let Some(r) = self.running.lock().as_mut() {
+            r.slot = Some(slot);
+        }
+    }
+
+    pub(crate) fn end(&self) {
+        *self.running.lock() = None;
+        self.done.send_modify(|n| *n += 1);
+    }
+
+    /// Whether a script has run longer than `after` (`busy-reply-threshold`: the node
+    /// answers `BUSY`).
+    pub fn busy(&self, after: Duration) -> bool {
+        self.running
+            .lock()
+            .as_ref()
+            .is_some_and(|r| r.started.elapsed() >= after)
+    }
+
+    /// Whether a script holds `slot` now (a command on it must wait).
+    pub fn holds(&self, slot: u16) -> bool {
+        self.running
+            .lock()
+            .as_ref()
+            .is_some_and(|r| r.slot == Some(slot))
+    }
+
+    /// Whether a script is running.
+    pub fn running(&self) -> bool {
+        self.running.lock().is_some()
+    }
+
+    /// Waits until the running script (if any) ends.
+    pub async fn wait_done(&self) {
+        let mut rx = self.done.subscribe();
+        if !self.running() {
+            return;
+        }
+        let _ = rx.changed().await;
+    }
+}
+
+/// `BUSY` as Redis words it.
+pub fn busy_reply() -> Reply {
+    Reply::err(
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+    )
+}

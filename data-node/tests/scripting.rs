@@ -1,0 +1,118 @@
+//! Scripts that run long: atomic for the other clients of their slot, then `BUSY` for
+//! everyone past `busy-reply-threshold`, `SCRIPT KILL` for one that did not write and
+//! `UNKILLABLE` for one that did.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+fn connect(addr: std::net::SocketAddr) -> redis::Connection {
+    let c = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let con = c.get_connection().unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    con
+}
+
+/// A script that loops for `ms` milliseconds (by the server's clock).
+fn spin(ms: u64) -> String {
+    format!(
+        "local function now() local t = redis.call('TIME'); return t[1] * 1000 + t[2] / 1000 end \
+         local stop = now() + {ms} while now() < stop do end"
+    )
+}
+
+fn send_eval(con: &mut redis::Connection, script: &str, keys: &[&str]) {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(keys.len());
+    for k in keys {
+        cmd.arg(*k);
+    }
+    con.send_packed_command(&cmd.get_packed_command()).unwrap();
+}
+
+fn error_code(v: redis::RedisResult<Value>) -> Option<String> {
+    match v {
+        Ok(Value::ServerError(e)) => Some(e.code().to_string()),
+        Err(e) => e.code().map(str::to_string),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_script_is_atomic_for_its_slot_then_busy_then_killable_until_it_writes() {
+    let addr = common::start_in_thread();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+
+    // Atomic: a reader of the script's key sees it before or after, never half done.
+    let script = format!(
+        "redis.call('SET', KEYS[1], 'half') {} redis.call('SET', KEYS[1], 'done') return 1",
+        spin(300)
+    );
+    send_eval(&mut a, &script, &["{s}k"]);
+    let began = Instant::now();
+    let mut seen = Vec::new();
+    while began.elapsed() < Duration::from_millis(200) {
+        let v: Option<String> = redis::cmd("GET").arg("{s}k").query(&mut b).unwrap();
+        seen.push(v);
+    }
+    assert_eq!(a.recv_response().unwrap(), Value::Int(1));
+    assert!(
+        seen.iter().all(|v| v.as_deref() != Some("half")),
+        "a reader saw the script half done: {seen:?}"
+    );
+    let v: String = redis::cmd("GET").arg("{s}k").query(&mut b).unwrap();
+    assert_eq!(v, "done");
+
+    // Past the threshold everyone gets BUSY; SCRIPT KILL stops a script that only read.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(100)
+        .query(&mut b)
+        .unwrap();
+    send_eval(&mut a, "while true do end", &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = redis::cmd("GET").arg("other").query::<Value>(&mut b);
+        if error_code(r).as_deref() == Some("BUSY") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never BUSY");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed: String = redis::cmd("SCRIPT").arg("KILL").query(&mut b).unwrap();
+    assert_eq!(killed, "OK");
+    match a.recv_response() {
+        Ok(Value::ServerError(e)) => assert!(
+            e.details()
+                .unwrap_or_default()
+                .starts_with("Script killed by user with SCRIPT KILL"),
+            "{e:?}"
+        ),
+        other => panic!("expected the killed script's error, got {other:?}"),
+    }
+    let v: Option<String> = redis::cmd("GET").arg("other").query(&mut b).unwrap();
+    assert_eq!(v, None, "the node serves again");
+
+    // A script that wrote cannot be killed: it runs to its end.
+    let script = format!("redis.call('SET', KEYS[1], 'w') {} return 2", spin(1500));
+    send_eval(&mut a, &script, &["{s}w"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = redis::cmd("SCRIPT").arg("KILL").query::<Value>(&mut b);
+        match error_code(r).as_deref() {
+            Some("UNKILLABLE") => break,
+            // Not started yet, or BUSY is not SCRIPT KILL's answer: try again.
+            Some("NOTBUSY") | None => {}
+            Some(other) => panic!("SCRIPT KILL answered {other}"),
+        }
+        assert!(Instant::now() < deadline, "never UNKILLABLE");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(a.recv_response().unwrap(), Value::Int(2));
+    let v: String = redis::cmd("GET").arg("{s}w").query(&mut b).unwrap();
+    assert_eq!(v, "w");
+}
