@@ -230,8 +230,8 @@ pub static TABLE: &[CommandSpec] = &[
     // scripting
     keyless!("eval", -3, 0, scripting::eval),
     keyless!("evalsha", -3, 0, scripting::evalsha),
-    keyless!("eval_ro", -3, 0, scripting::eval),
-    keyless!("evalsha_ro", -3, 0, scripting::evalsha),
+    keyless!("eval_ro", -3, R, scripting::eval),
+    keyless!("evalsha_ro", -3, R, scripting::evalsha),
     keyless!("script", -2, CONTAINER, scripting::script),
     // lists
     keyed!("lpush", -3, WF, (1, 1, 1), lists::push),
