@@ -23,6 +23,9 @@ fn args_for(name: &str, arity: i32) -> Vec<Bytes> {
     if ["sintercard", "lmpop", "zmpop"].contains(&name) {
         v[1] = Bytes::from_static(b"1");
     }
+    if ["blmpop", "bzmpop"].contains(&name) {
+        v[2] = Bytes::from_static(b"1");
+    }
     if arity > 0 {
         v.truncate(n);
     }
@@ -52,6 +55,24 @@ fn every_keyed_command_is_routed() {
         checked += 1;
     }
     assert!(checked > 100, "only {checked} keyed commands");
+    // Keyless in the table, routed by the handler: shard channels and scripts' keys.
+    for args in [
+        &["SSUBSCRIBE", "{t}1"][..],
+        &["SPUBLISH", "{t}1", "m"],
+        &["EVAL", "return 1", "1", "{t}1"],
+        &["EVAL_RO", "return 1", "1", "{t}1"],
+    ] {
+        let args: Vec<Bytes> = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let reply = execute(&state, &mut c, &args);
+        assert_eq!(
+            reply,
+            ember_data_node::Reply::err("CLUSTERDOWN The cluster is down"),
+            "{args:?} was not routed"
+        );
+    }
     // MEMORY USAGE routes its key itself.
     let reply = execute(
         &state,

@@ -93,3 +93,82 @@ fn used_memory_is_the_allocators_figure() {
         "used_memory {with} -> {without} after DEL"
     );
 }
+
+/// redis-py's cluster client: pub/sub across nodes, sharded pub/sub routed by slot,
+/// BLPOP served by a push from another client, a registered script (EVALSHA, NOSCRIPT,
+/// SCRIPT LOAD on every primary) and a transaction-free lock released by a script.
+#[test]
+fn redis_py_cluster_client_uses_pubsub_blocking_pops_and_scripts() {
+    let python = "python3";
+    let c = TestCluster::start(3, Duration::from_secs(2));
+    c.ctl_ok(&["bootstrap", "n1", "n2", "n3"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let script = r#"
+import sys, threading, time
+from redis.cluster import RedisCluster, ClusterNode
+port = int(sys.argv[1])
+rc = RedisCluster(host="127.0.0.1", port=port, socket_timeout=10)
+
+# Classic pub/sub: subscribed through one node, published through the cluster client
+# (which sends PUBLISH to some node): every message arrives, in order.
+p = rc.pubsub(node=rc.get_nodes()[0])
+p.subscribe("news")
+assert p.get_message(timeout=5)["type"] == "subscribe"
+for i in range(20):
+    rc.publish("news", f"m{i}")
+got = []
+deadline = time.time() + 10
+while len(got) < 20 and time.time() < deadline:
+    m = p.get_message(timeout=1)
+    if m and m["type"] == "message":
+        got.append(m["data"].decode())
+assert got == [f"m{i}" for i in range(20)], got
+print("pubsub ok")
+
+# Sharded pub/sub: redis-py routes SSUBSCRIBE and SPUBLISH by the channel's slot.
+sp = rc.pubsub()
+sp.ssubscribe("orders:{eu}")
+m = sp.get_sharded_message(timeout=5)
+assert m["type"] == "ssubscribe", m
+assert rc.spublish("orders:{eu}", "o1") == 1
+m = sp.get_sharded_message(timeout=5)
+assert m and m["type"] == "smessage" and m["data"] == b"o1", m
+print("sharded ok")
+
+# BLPOP blocks until another client pushes.
+result = {}
+def worker():
+    result["v"] = RedisCluster(host="127.0.0.1", port=port, socket_timeout=10).blpop(["jobs:{q}"], timeout=5)
+t = threading.Thread(target=worker)
+t.start()
+time.sleep(0.2)
+rc.rpush("jobs:{q}", "j1")
+t.join()
+assert result["v"] == (b"jobs:{q}", b"j1") or result["v"] == [b"jobs:{q}", b"j1"], result
+print("blpop ok")
+
+# A lock: SET NX PX to take it, a script to release it only by its owner.
+release = rc.register_script(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end")
+assert rc.set("lock:{r}", "me", nx=True, px=10000)
+assert not rc.set("lock:{r}", "you", nx=True, px=10000)
+assert release(keys=["lock:{r}"], args=["you"]) == 0
+assert release(keys=["lock:{r}"], args=["me"]) == 1
+assert rc.get("lock:{r}") is None
+print("script ok")
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &c.specs[0].port.to_string()])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        c.dump_logs();
+    }
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+}
