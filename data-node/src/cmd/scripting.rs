@@ -112,6 +112,29 @@ fn run(ctx: &mut Ctx, args: &[Bytes], sha: String, original: Bytes, read_only: b
     )
 }
 
+/// Whether `name` is a command that hands a script to the script thread.
+pub fn is_script(name: &[u8]) -> bool {
+    ["eval", "evalsha", "eval_ro", "evalsha_ro"]
+        .iter()
+        .any(|s| eq_ic(name, s))
+}
+
+/// Waits on this thread for a script's reply (inside `EXEC`, which cannot yield): the
+/// connection thread is held until the script thread answered.
+pub fn wait_here(mut pending: Pending) -> Reply {
+    loop {
+        match pending.try_recv() {
+            Ok(r) => return r,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                std::thread::sleep(std::time::Duration::from_micros(20))
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                return Reply::err("ERR the script thread is gone")
+            }
+        }
+    }
+}
+
 /// Hands `job` to the script thread; the connection waits for the reply.
 fn submit(ctx: &mut Ctx, mut job: Job) -> Reply {
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -127,6 +127,11 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
                 }
                 drop(guard.take());
                 let mut r = f(ctx, args);
+                if let Some(pending) = ctx.client.script.take() {
+                    // A script inside the transaction: its reply is this command's. The
+                    // slot is released meanwhile (the script takes it).
+                    r = super::scripting::wait_here(pending);
+                }
                 if let Some(w) = ctx.client.wait.take() {
                     // A transaction never blocks: `WAIT` counts the replicas there now.
                     r = Reply::Integer(state.followers.count_at(w.offset) as i64);

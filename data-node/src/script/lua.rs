@@ -81,6 +81,8 @@ setmetatable(_G, {
 
 struct Vm {
     lua: Lua,
+    /// The client scripts' commands run as.
+    client: Client,
     compiled: HashMap<String, Function>,
     generation: u64,
 }
@@ -90,6 +92,7 @@ pub fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<Job>
     let mut vm = match new_vm() {
         Ok(lua) => Vm {
             lua,
+            client: Client::new(Arc::new(ClientInfo::new(0, "lua".into(), String::new()))),
             compiled: HashMap::new(),
             generation: 0,
         },
@@ -101,10 +104,23 @@ pub fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<Job>
             return;
         }
     };
+    let mut hooked = false;
     while let Ok(job) = jobs.recv() {
         let Some(state) = state.upgrade() else {
             return;
         };
+        if !hooked {
+            // `SCRIPT KILL` is seen every 10,000 VM instructions.
+            let kill = state.scripts.kill.clone();
+            let hook = vm.lua.set_hook(
+                HookTriggers::new().every_nth_instruction(10_000),
+                move |_, _| match kill.load(Ordering::Relaxed) {
+                    true => Err(mlua::Error::runtime("killed")),
+                    false => Ok(VmState::Continue),
+                },
+            );
+            hooked = hook.is_ok();
+        }
         let generation = state.scripts.generation.load(Ordering::Relaxed);
         if generation != vm.generation {
             vm.compiled.clear();
@@ -209,7 +225,7 @@ fn new_vm() -> mlua::Result<Lua> {
 struct Run<'s> {
     state: &'s ServerState,
     job: &'s Job,
-    client: Client,
+    client: &'s mut Client,
     guard: Option<SlotGuard<'s>>,
     slot: Option<u16>,
     effects: Vec<Effect>,
@@ -242,9 +258,7 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
         return Reply::Bulk(Bytes::from(job.sha.clone()));
     }
     let _ = lua.set_named_registry_value("ember_resp", 2);
-    let info = Arc::new(ClientInfo::new(0, "lua".into(), String::new()));
-    let mut client = Client::new(info);
-    client.primary_link = false;
+    let client = &mut vm.client;
     client.readonly = job.readonly_client;
     let mut r = Run {
         state,
@@ -279,17 +293,8 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
         let g = lua.globals();
         g.raw_set("KEYS", strings_table(lua, &job.keys)?)?;
         g.raw_set("ARGV", strings_table(lua, &job.args)?)?;
-        let kill = state.scripts.kill.clone();
-        lua.set_hook(
-            HookTriggers::new().every_nth_instruction(10_000),
-            move |_, _| match kill.load(Ordering::Relaxed) {
-                true => Err(mlua::Error::runtime("killed")),
-                false => Ok(VmState::Continue),
-            },
-        )?;
         let runner: Function = lua.globals().raw_get("__ember_run")?;
         let out = runner.call::<mlua::MultiValue>(f.clone());
-        lua.remove_hook();
         if state.scripts.kill.load(Ordering::Relaxed) {
             killed.set(true);
         }
@@ -322,7 +327,6 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
         Err(e) => Reply::error(format!("ERR Error running script: {e}")),
     };
     r.into_inner().finish();
-    lua.gc_collect().ok();
     reply
 }
 

@@ -18,7 +18,7 @@
 pub mod lua;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,17 +49,18 @@ pub struct Job {
     pub reply: oneshot::Sender<Reply>,
 }
 
-/// The script that is running.
-struct Running {
-    started: Instant,
-    slot: Option<u16>,
-}
+/// No slot held (in [`Scripts`]' `slot`).
+const NO_SLOT: u32 = u32::MAX;
 
 /// Scripts: the per-node cache of bodies, the script thread, the running one.
 pub struct Scripts {
     cache: RwLock<HashMap<String, Bytes>>,
     jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
-    running: Mutex<Option<Running>>,
+    /// When the running script started (µs since `epoch`, 0: none) and the slot it
+    /// holds: read by every command, so atomics rather than a lock.
+    started: AtomicU64,
+    slot: AtomicU32,
+    epoch: Instant,
     /// `SCRIPT KILL` was asked for the running script (read by the VM's hook).
     pub kill: Arc<AtomicBool>,
     /// The running script has written (it can no longer be killed).
@@ -75,7 +76,9 @@ impl Default for Scripts {
         Scripts {
             cache: RwLock::default(),
             jobs: Mutex::new(None),
-            running: Mutex::new(None),
+            started: AtomicU64::new(0),
+            slot: AtomicU32::new(NO_SLOT),
+            epoch: Instant::now(),
             kill: Arc::default(),
             wrote: AtomicBool::new(false),
             done: watch::channel(0).0,
@@ -144,46 +147,45 @@ impl Scripts {
         }
     }
 
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64 + 1
+    }
+
     pub(crate) fn begin(&self, slot: Option<u16>) {
         self.kill.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
-        *self.running.lock() = Some(Running {
-            started: Instant::now(),
-            slot,
-        });
+        self.slot
+            .store(slot.map_or(NO_SLOT, u32::from), Ordering::Release);
+        self.started.store(self.now_us(), Ordering::Release);
     }
 
     pub(crate) fn set_slot(&self, slot: u16) {
-        if let Some(r) = self.running.lock().as_mut() {
-            r.slot = Some(slot);
-        }
+        self.slot.store(u32::from(slot), Ordering::Release);
     }
 
     pub(crate) fn end(&self) {
-        *self.running.lock() = None;
+        self.started.store(0, Ordering::Release);
+        self.slot.store(NO_SLOT, Ordering::Release);
         self.done.send_modify(|n| *n += 1);
     }
 
     /// Whether a script has run longer than `after` (`busy-reply-threshold`: the node
     /// answers `BUSY`).
     pub fn busy(&self, after: Duration) -> bool {
-        self.running
-            .lock()
-            .as_ref()
-            .is_some_and(|r| r.started.elapsed() >= after)
+        match self.started.load(Ordering::Acquire) {
+            0 => false,
+            t => self.now_us().saturating_sub(t) >= after.as_micros() as u64,
+        }
     }
 
     /// Whether a script holds `slot` now (a command on it must wait).
     pub fn holds(&self, slot: u16) -> bool {
-        self.running
-            .lock()
-            .as_ref()
-            .is_some_and(|r| r.slot == Some(slot))
+        self.slot.load(Ordering::Acquire) == u32::from(slot)
     }
 
     /// Whether a script is running.
     pub fn running(&self) -> bool {
-        self.running.lock().is_some()
+        self.started.load(Ordering::Acquire) != 0
     }
 
     /// Waits until the running script (if any) ends.

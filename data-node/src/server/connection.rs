@@ -81,6 +81,7 @@ pub async fn run(
         more_input: false,
         closing: false,
         stop: stop.clone(),
+        scripts: std::collections::VecDeque::new(),
     };
     match conn.serve(stop).await {
         Ok(()) => {}
@@ -121,6 +122,9 @@ struct Conn<'a> {
     closing: bool,
     /// The node is shutting down.
     stop: watch::Receiver<bool>,
+    /// Scripts of this turn handed to the script thread, replies not written yet, in
+    /// order: consecutive `EVAL`s of a pipeline go to the script thread together.
+    scripts: std::collections::VecDeque<crate::cmd::scripting::Pending>,
 }
 
 impl Conn<'_> {
@@ -235,6 +239,11 @@ impl Conn<'_> {
             self.args.clear();
             match self.parser.parse(&mut self.input, &limits, &mut self.args) {
                 Ok(true) => {
+                    if !self.scripts.is_empty() && !crate::cmd::scripting::is_script(&self.args[0])
+                    {
+                        // What follows the scripts may read what they wrote.
+                        self.finish_scripts().await;
+                    }
                     executed += 1;
                     let mut reply = execute(self.state, &mut self.client, &self.args);
                     while let Some(slot) = self.client.held_on.take() {
@@ -264,12 +273,11 @@ impl Conn<'_> {
                         reply = execute(self.state, &mut self.client, &self.args);
                     }
                     if let Some(pending) = self.client.script.take() {
-                        // This turn's writes go to the replicas before the script's.
+                        // This turn's writes go to the replicas before the script's; the
+                        // reply is written once it arrives, after the scripts before it.
                         self.state.repl.wake();
-                        reply = pending
-                            .await
-                            .unwrap_or_else(|_| Reply::err("ERR the script thread is gone"));
-                        self.client.woff = self.state.repl.end();
+                        self.scripts.push_back(pending);
+                        continue;
                     }
                     if let Some(b) = self.client.block.take() {
                         // Blocked on keys: this turn's writes go to the replicas first.
@@ -297,12 +305,14 @@ impl Conn<'_> {
                     break;
                 }
                 Err(e) => {
+                    self.finish_scripts().await;
                     Reply::error(e.to_string()).encode(&mut self.out, self.client.resp3);
                     self.closing = true;
                     break;
                 }
             }
         }
+        self.finish_scripts().await;
         self.args.clear();
         if executed > 0 {
             self.state
@@ -313,6 +323,20 @@ impl Conn<'_> {
             // the other ready connections had their turn (`server::spin`).
             SPIN.with(|s| s.batch_done());
         }
+    }
+
+    /// Waits for the replies of the scripts handed over, and writes them in order.
+    async fn finish_scripts(&mut self) {
+        if self.scripts.is_empty() {
+            return;
+        }
+        while let Some(pending) = self.scripts.pop_front() {
+            let reply = pending
+                .await
+                .unwrap_or_else(|_| Reply::err("ERR the script thread is gone"));
+            reply.encode(&mut self.out, self.client.resp3);
+        }
+        self.client.woff = self.state.repl.end();
     }
 
     /// Moves `first` and every other push already in the mailbox into the output

@@ -114,6 +114,19 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
         ),
         (
+            "scripts inside a transaction",
+            1,
+            vec![
+                Run(0, &["MULTI"]),
+                Run(0, &["SET", "{t}m", "1"]),
+                Run(0, &["EVAL", "return redis.call('INCR', KEYS[1])", "1", "{t}m"]),
+                Run(0, &["EVAL", "return redis.call('GET', KEYS[1])", "1", "{t}m"]),
+                Run(0, &["EVAL", "error('inside')", "0"]),
+                Run(0, &["GET", "{t}m"]),
+                Run(0, &["EXEC"]),
+            ],
+        ),
+        (
             "a script's push wakes a blocked client after the script",
             2,
             vec![
