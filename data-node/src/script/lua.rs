@@ -371,7 +371,7 @@ impl<'s> Run<'s> {
         if let (Some(mut g), Some(slot)) = (self.guard.take(), self.slot) {
             g.publish(&std::mem::take(&mut self.effects));
             if g.has_waiters() {
-                crate::blocking::serve(self.state, &mut self.client, &mut g, slot, self.now);
+                crate::blocking::serve(self.state, self.client, &mut g, slot, self.now);
             }
         }
     }
@@ -422,7 +422,7 @@ impl<'s> Run<'s> {
                 if let Some(mut g) = self.guard.take() {
                     g.publish(&std::mem::take(&mut self.effects));
                 }
-                let mut ctx = Ctx::new(state, &mut self.client, self.now);
+                let mut ctx = Ctx::new(state, self.client, self.now);
                 ctx.nonblocking = true;
                 let r = f(&mut ctx, &argv);
                 if let Some(slot) = held {
@@ -460,7 +460,7 @@ impl<'s> Run<'s> {
                 let Some(g) = self.guard.as_mut() else {
                     return Reply::err("ERR no slot locked");
                 };
-                let mut ctx = Ctx::new(state, &mut self.client, self.now);
+                let mut ctx = Ctx::new(state, self.client, self.now);
                 ctx.slot = slot;
                 ctx.nonblocking = true;
                 ctx.observed = g.observed();
