@@ -23,22 +23,7 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 source bench/lib.sh
 bench_setup commands
 
-RP=$(free_port); CP=$(free_port); EP=$(free_port); EIP=$(free_port)
-redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
-  --logfile "$TMP/redis.log" &
-PIDS+=("$!")
-RUST_LOG=warn "$BIN/ember-control-plane" --listen "127.0.0.1:$CP" --data-dir "$TMP/cp" \
-  2>"$TMP/cp.log" &
-PIDS+=("$!")
-RUST_LOG=warn "$BIN/ember-data-node" --port "$EP" --internal-port "$EIP" \
-  --control-plane "http://127.0.0.1:$CP" --data-dir "$TMP/n1" --name n1 2>"$TMP/n1.log" &
-PIDS+=("$!")
-"$BIN/emberctl" --control-plane "http://127.0.0.1:$CP" bootstrap --wait 30s n1 >/dev/null
-for _ in $(seq 300); do
-  if redis-cli -p "$EP" cluster info 2>/dev/null | grep -q 'cluster_state:ok' &&
-     redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; then break; fi
-  sleep 0.1
-done
+start_redis_and_ember
 
 # One subscriber per server, reading (and discarding) every message.
 for PORT in "$RP" "$EP"; do

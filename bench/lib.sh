@@ -20,3 +20,26 @@ rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
 used() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '$1=="used_memory" {print $2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 mib() { awk -v a="$1" 'BEGIN { printf "%.1f MiB", a / 1048576 }'; }
+
+# start_redis_and_ember: a redis-server (no persistence) on $RP and one ember data node
+# owning every slot on $EP (its control plane on $CP), both answering; $RPID and $EPID
+# are their pids. Needs $BIN (the release binaries) and bench_setup first.
+start_redis_and_ember() {
+  RP=$(free_port); CP=$(free_port); EP=$(free_port); EIP=$(free_port)
+  redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
+    --logfile "$TMP/redis.log" &
+  RPID=$!; PIDS+=("$RPID")
+  RUST_LOG=warn "$BIN/ember-control-plane" --listen "127.0.0.1:$CP" --data-dir "$TMP/cp" \
+    2>"$TMP/cp.log" &
+  PIDS+=("$!")
+  RUST_LOG=warn "$BIN/ember-data-node" --port "$EP" --internal-port "$EIP" \
+    --control-plane "http://127.0.0.1:$CP" --data-dir "$TMP/n1" --name n1 2>"$TMP/n1.log" &
+  EPID=$!; PIDS+=("$EPID")
+  "$BIN/emberctl" --control-plane "http://127.0.0.1:$CP" bootstrap --wait 30s n1 >/dev/null
+  for _ in $(seq 300); do
+    if redis-cli -p "$EP" cluster info 2>/dev/null | grep -q 'cluster_state:ok' &&
+       redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; then break; fi
+    sleep 0.1
+  done
+  redis-cli -p "$EP" cluster info | grep -q 'cluster_state:ok' || { echo "ember not ok" >&2; exit 1; }
+}

@@ -22,24 +22,7 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 source bench/lib.sh
 bench_setup resp
 
-RP=$(free_port); CP=$(free_port); EP=$(free_port); EIP=$(free_port)
-
-redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
-  --logfile "$TMP/redis.log" &
-RPID=$!; PIDS+=("$RPID")
-RUST_LOG=warn "$BIN/ember-control-plane" --listen "127.0.0.1:$CP" --data-dir "$TMP/cp" \
-  2>"$TMP/cp.log" &
-PIDS+=("$!")
-RUST_LOG=warn "$BIN/ember-data-node" --port "$EP" --internal-port "$EIP" \
-  --control-plane "http://127.0.0.1:$CP" --data-dir "$TMP/n1" --name n1 2>"$TMP/n1.log" &
-EPID=$!; PIDS+=("$EPID")
-"$BIN/emberctl" --control-plane "http://127.0.0.1:$CP" bootstrap --wait 30s n1 >/dev/null
-for _ in $(seq 300); do
-  if redis-cli -p "$EP" cluster info 2>/dev/null | grep -q 'cluster_state:ok' &&
-     redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; then break; fi
-  sleep 0.1
-done
-redis-cli -p "$EP" cluster info | grep -q 'cluster_state:ok' || { echo "ember not ok" >&2; exit 1; }
+start_redis_and_ember
 
 # ---- memory ----
 R_RSS0=$(rss "$RPID"); E_RSS0=$(rss "$EPID"); R_USED0=$(used "$RP"); E_USED0=$(used "$EP")

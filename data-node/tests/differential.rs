@@ -1236,67 +1236,44 @@ fn ember_matches_redis_on_random_command_sequences() {
     assert!(applied > 1000, "only {applied} effects were published");
 }
 
+/// Runs `resp2` on both servers over RESP2 and `resp3` over RESP3 (see
+/// `differential/scenario.rs`); the effects ember published meanwhile must rebuild its
+/// keyspace.
+fn compare_scenarios(what: &str, resp2: Vec<scenario::Scenario>, resp3: Vec<scenario::Scenario>) {
+    let redis = RedisServer::start();
+    let (ember, state) = common::start_in_thread_with_state();
+    let follower = effects::Follower::new();
+    state.db.observers.subscribe(follower.clone());
+    scenario::compare(&redis.url(), &format!("redis://{ember}/"), resp2);
+    effects::assert_follows(&state, &follower, what);
+    scenario::compare(
+        &format!("{}?protocol=resp3", redis.url()),
+        &format!("redis://{ember}/?protocol=resp3"),
+        resp3,
+    );
+}
+
 /// Blocking commands with several clients: who is served, in what order, and every way a
-/// wait ends (see `differential/blocking.rs`). The effects published meanwhile rebuild
-/// ember's keyspace.
+/// wait ends (see `differential/blocking.rs`).
 #[test]
 fn ember_matches_redis_on_blocking_commands() {
-    let redis = RedisServer::start();
-    let (ember, state) = common::start_in_thread_with_state();
-    let follower = effects::Follower::new();
-    state.db.observers.subscribe(follower.clone());
-    scenario::compare(
-        &redis.url(),
-        &format!("redis://{ember}/"),
-        blocking::scenarios(),
-    );
-    scenario::compare(
-        &format!("{}?protocol=resp3", redis.url()),
-        &format!("redis://{ember}/?protocol=resp3"),
-        blocking::scenarios(),
-    );
-    effects::assert_follows(&state, &follower, "blocking scenarios");
+    compare_scenarios("blocking", blocking::scenarios(), blocking::scenarios());
 }
 
-/// Pub/sub with several clients (see `differential/pubsub.rs`), RESP2 and RESP3.
+/// Pub/sub with several clients (see `differential/pubsub.rs`).
 #[test]
 fn ember_matches_redis_on_pubsub() {
-    let redis = RedisServer::start();
-    let ember = common::start_in_thread();
-    scenario::compare(
-        &redis.url(),
-        &format!("redis://{ember}/"),
-        pubsub::scenarios(),
-    );
-    scenario::compare(
-        &format!("{}?protocol=resp3", redis.url()),
-        &format!("redis://{ember}/?protocol=resp3"),
-        pubsub::scenarios()
-            .into_iter()
-            .chain(pubsub::resp3_scenarios())
-            .collect(),
-    );
+    let resp3 = pubsub::scenarios()
+        .into_iter()
+        .chain(pubsub::resp3_scenarios())
+        .collect();
+    compare_scenarios("pub/sub", pubsub::scenarios(), resp3);
 }
 
-/// Lua scripting (see `differential/scripting.rs`), RESP2 and RESP3. The effects the
-/// scripts published rebuild ember's keyspace.
+/// Lua scripting (see `differential/scripting.rs`).
 #[test]
 fn ember_matches_redis_on_scripting() {
-    let redis = RedisServer::start();
-    let (ember, state) = common::start_in_thread_with_state();
-    let follower = effects::Follower::new();
-    state.db.observers.subscribe(follower.clone());
-    scenario::compare(
-        &redis.url(),
-        &format!("redis://{ember}/"),
-        scripting::scenarios(),
-    );
-    effects::assert_follows(&state, &follower, "scripting scenarios");
-    scenario::compare(
-        &format!("{}?protocol=resp3", redis.url()),
-        &format!("redis://{ember}/?protocol=resp3"),
-        scripting::scenarios(),
-    );
+    compare_scenarios("scripting", scripting::scenarios(), scripting::scenarios());
 }
 
 /// The same with RESP3 (`HELLO 3`): maps, sets, doubles, nulls and nested pairs.

@@ -450,6 +450,31 @@ impl TestCluster {
             .collect())
     }
 
+    /// The name of the node that owns `slot` by `emberctl slots` ("-" if none).
+    pub fn slot_owner(&self, slot: u16) -> String {
+        let slots = self.ctl_json(&["slots"]).unwrap();
+        slots["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["start"].as_u64().unwrap() <= slot.into()
+                    && u64::from(slot) <= r["end"].as_u64().unwrap()
+            })
+            .and_then(|r| r["node_name"].as_str())
+            .unwrap_or("-")
+            .to_string()
+    }
+
+    /// The index of the node that owns `key`'s slot.
+    pub fn key_owner(&self, key: &str) -> usize {
+        let name = self.slot_owner(ember_core::key_slot(key.as_bytes()));
+        self.specs
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no node owns {key} ({name})"))
+    }
+
     /// A cluster client seeded with every node.
     pub fn cluster_client(&self) -> redis::cluster::ClusterClient {
         redis::cluster::ClusterClient::builder(

@@ -54,21 +54,16 @@ fn moved_to(c: &TestCluster, conn: &mut redis::Connection) -> usize {
         .unwrap_or_else(|| panic!("MOVED to an unknown port: {detail}"))
 }
 
-fn owner(c: &TestCluster, key: &str) -> usize {
-    let slot = ember_core::key_slot(key.as_bytes());
-    let slots = c.ctl_json(&["slots"]).unwrap();
-    let name = slots["slots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| {
-            r["start"].as_u64().unwrap() <= slot.into()
-                && u64::from(slot) <= r["end"].as_u64().unwrap()
-        })
-        .and_then(|r| r["node_name"].as_str())
-        .unwrap()
-        .to_string();
-    c.specs.iter().position(|s| s.name == name).unwrap()
+/// n1 serves every slot; n2 and n3 are joined, empty: `rebalance` moves slots onto them.
+fn one_primary_and_two_to_rebalance_onto() -> TestCluster {
+    let c = TestCluster::start(3, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.wait("n1 serves", T, |c| {
+        Ok(c.cluster_info(0)?["cluster_state"] == "ok")
+    });
+    c.ctl_ok(&["join", "n2"]);
+    c.ctl_ok(&["join", "n3"]);
+    c
 }
 
 #[test]
@@ -77,7 +72,7 @@ fn a_client_blocked_on_a_slot_that_migrates_gets_moved_and_the_new_owner_serves_
     c.ctl_ok(&["bootstrap", "n1", "n2"]);
     c.wait_all_info("cluster_state", "ok", T);
     let key = "{jobs}queue";
-    let from = owner(&c, key);
+    let from = c.key_owner(key);
     let to = 1 - from;
     let slot = ember_core::key_slot(key.as_bytes()).to_string();
 
@@ -193,13 +188,7 @@ fn a_blpop_worker_pool_across_a_rebalance_loses_no_job_and_runs_none_twice() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    let c = TestCluster::start(3, Duration::from_secs(5));
-    c.ctl_ok(&["bootstrap", "n1"]);
-    c.wait("n1 serves", T, |c| {
-        Ok(c.cluster_info(0)?["cluster_state"] == "ok")
-    });
-    c.ctl_ok(&["join", "n2"]);
-    c.ctl_ok(&["join", "n3"]);
+    let c = one_primary_and_two_to_rebalance_onto();
     // Jobs on 8 queues (slots spread over the nodes after the rebalance), 4 workers per
     // queue blocking with BLPOP through the cluster client, a producer pushing unique
     // jobs round robin while the slots move.
@@ -268,7 +257,7 @@ fn a_blpop_worker_pool_across_a_rebalance_loses_no_job_and_runs_none_twice() {
     let pushed: BTreeSet<&String> = pushed.iter().collect();
     assert_eq!(unique, pushed, "jobs lost or invented");
     // The slots did move: each node serves some of the queues.
-    let owners: BTreeSet<usize> = (0..QUEUES).map(|q| owner(&c, &queue(q))).collect();
+    let owners: BTreeSet<usize> = (0..QUEUES).map(|q| c.key_owner(&queue(q))).collect();
     assert!(owners.len() > 1, "the rebalance moved no queue");
 }
 
@@ -277,13 +266,7 @@ fn a_script_based_lock_under_a_rebalance_is_never_held_twice() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
 
-    let c = TestCluster::start(3, Duration::from_secs(5));
-    c.ctl_ok(&["bootstrap", "n1"]);
-    c.wait("n1 serves", T, |c| {
-        Ok(c.cluster_info(0)?["cluster_state"] == "ok")
-    });
-    c.ctl_ok(&["join", "n2"]);
-    c.ctl_ok(&["join", "n3"]);
+    let c = one_primary_and_two_to_rebalance_onto();
     // Workers take locks with one script (SET NX PX), increment the counter the lock
     // protects with a read and a write, and release with another script (DEL only if
     // still the owner). Counters that lose an increment mean a lock was held twice.

@@ -7,17 +7,36 @@ use std::time::Duration;
 use ember_tests::TestCluster;
 
 const T: Duration = Duration::from_secs(20);
+const PYTHON: &str = "python3";
+
+/// Runs the Python `script` with the port of node 0 as its argument: its output (the
+/// test fails, with every log, if it does).
+fn redis_py(c: &TestCluster, script: &str) -> String {
+    let out = Command::new(PYTHON)
+        .args(["-c", script, &c.specs[0].port.to_string()])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        c.dump_logs();
+    }
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// redis-py's cluster client routes `MEMORY USAGE key` by the subcommand's key
 /// specification in `COMMAND`'s reply (the container `memory` has no keys itself), so
 /// it needs Redis 7's reply shape, subcommands included.
 #[test]
 fn redis_py_cluster_client_runs_memory_usage() {
-    let python = "python3";
-    let probe = Command::new(python)
+    let probe = Command::new(PYTHON)
         .args(["-c", "import redis.cluster"])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} ({e}): this test needs Python 3"));
+        .unwrap_or_else(|e| panic!("cannot run {PYTHON} ({e}): this test needs Python 3"));
     assert!(
         probe.status.success(),
         "this test needs redis-py (python3 -m pip install redis): {}",
@@ -37,20 +56,7 @@ for key in ["user:1", "{t}x", "another key"]:
     print(key, n)
 assert rc.memory_usage("missing") is None
 "#;
-    let out = Command::new(python)
-        .args(["-c", script, &c.specs[0].port.to_string()])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        c.dump_logs();
-    }
-    assert!(
-        out.status.success(),
-        "redis-py failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert_eq!(redis_py(&c, script).lines().count(), 3);
 }
 
 fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> u64 {
@@ -99,7 +105,6 @@ fn used_memory_is_the_allocators_figure() {
 /// SCRIPT LOAD on every primary) and a transaction-free lock released by a script.
 #[test]
 fn redis_py_cluster_client_uses_pubsub_blocking_pops_and_scripts() {
-    let python = "python3";
     let c = TestCluster::start(3, Duration::from_secs(2));
     c.ctl_ok(&["bootstrap", "n1", "n2", "n3"]);
     c.wait_all_info("cluster_state", "ok", T);
@@ -157,18 +162,5 @@ assert release(keys=["lock:{r}"], args=["me"]) == 1
 assert rc.get("lock:{r}") is None
 print("script ok")
 "#;
-    let out = Command::new(python)
-        .args(["-c", script, &c.specs[0].port.to_string()])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        c.dump_logs();
-    }
-    assert!(
-        out.status.success(),
-        "redis-py failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+    assert_eq!(redis_py(&c, script).lines().count(), 4);
 }

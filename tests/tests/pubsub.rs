@@ -48,23 +48,6 @@ fn subscriber(c: &TestCluster, i: usize, verb: &str, names: &[&str]) -> redis::C
     conn
 }
 
-fn owner(c: &TestCluster, key: &str) -> usize {
-    let slot = ember_core::key_slot(key.as_bytes());
-    let slots = c.ctl_json(&["slots"]).unwrap();
-    let name = slots["slots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| {
-            r["start"].as_u64().unwrap() <= slot.into()
-                && u64::from(slot) <= r["end"].as_u64().unwrap()
-        })
-        .and_then(|r| r["node_name"].as_str())
-        .unwrap()
-        .to_string();
-    c.specs.iter().position(|s| s.name == name).unwrap()
-}
-
 #[test]
 fn a_publish_on_any_node_reaches_every_subscriber_in_order() {
     let c = TestCluster::start(3, Duration::from_secs(5));
@@ -123,7 +106,7 @@ fn shard_channels_follow_their_slot_through_migration_and_failover() {
     let on = |i: usize| {
         (0..)
             .map(|n| format!("orders:{n}"))
-            .find(|ch| owner(&c, ch) == i)
+            .find(|ch| c.key_owner(ch) == i)
             .unwrap()
     };
     let (ch1, ch2) = (on(0), on(1));

@@ -65,21 +65,6 @@ fn converged(c: &TestCluster) -> anyhow::Result<bool> {
         .all(|n| n["applied_version"].as_u64() == Some(version)))
 }
 
-fn owner_of(c: &TestCluster, slot: u16) -> String {
-    let slots = c.ctl_json(&["slots"]).unwrap();
-    slots["slots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| {
-            r["start"].as_u64().unwrap() <= slot.into()
-                && u64::from(slot) <= r["end"].as_u64().unwrap()
-        })
-        .and_then(|r| r["node_name"].as_str())
-        .unwrap_or("-")
-        .to_string()
-}
-
 #[test]
 fn a_control_plane_restored_from_an_old_copy_freezes_and_import_state_loses_no_key() {
     let mut c = TestCluster::start(2, Duration::from_secs(2));
@@ -91,7 +76,7 @@ fn a_control_plane_restored_from_an_old_copy_freezes_and_import_state_loses_no_k
     // Move slots 0-999 from n1 to n2 by live migration: the backup predates it.
     c.ctl_ok(&["assign", "n2", "0-999"]);
     c.wait("every node applied the move", T, converged);
-    assert_eq!(owner_of(&c, 0), "n2");
+    assert_eq!(c.slot_owner(0), "n2");
     let before = c.ctl_json(&["status"]).unwrap();
     let (version, epoch) = (
         before["version"].as_u64().unwrap(),
@@ -132,9 +117,9 @@ fn a_control_plane_restored_from_an_old_copy_freezes_and_import_state_loses_no_k
     assert!(after["alarm"].is_null(), "{after}");
     assert!(after["version"].as_u64().unwrap() > version);
     assert!(after["current_epoch"].as_u64().unwrap() > epoch);
-    assert_eq!(owner_of(&c, 0), "n2");
-    assert_eq!(owner_of(&c, 999), "n2");
-    assert_eq!(owner_of(&c, 1000), "n1");
+    assert_eq!(c.slot_owner(0), "n2");
+    assert_eq!(c.slot_owner(999), "n2");
+    assert_eq!(c.slot_owner(1000), "n1");
     assert_eq!(dbsize(&c, 1), n2_keys);
     assert_eq!(missing(&c).unwrap(), 0);
 
