@@ -68,6 +68,11 @@ pub struct ClientInfo {
     pub blocked: AtomicBool,
     /// Subscriptions: channels, patterns, shard channels (`sub=`, `psub=`, `ssub=`).
     pub subscriptions: [AtomicUsize; 3],
+    /// `CLIENT NO-EVICT on` (flag `e`).
+    pub no_evict: AtomicBool,
+    /// `CLIENT KILL` chose this client: its connection closes.
+    pub killed: AtomicBool,
+    pub kill: tokio::sync::Notify,
 }
 
 impl ClientInfo {
@@ -91,7 +96,16 @@ impl ClientInfo {
             readonly: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
             subscriptions: Default::default(),
+            no_evict: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            kill: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Closes this client's connection (`CLIENT KILL`).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.kill.notify_one();
     }
 
     /// Records the command being run (`TABLE[idx]`, its subcommand position) at `now`.
@@ -142,6 +156,9 @@ impl ClientInfo {
         }
         if self.readonly.load(Ordering::Relaxed) {
             flags.push('r');
+        }
+        if self.no_evict.load(Ordering::Relaxed) {
+            flags.push('e');
         }
         if flags.is_empty() {
             flags.push('N');

@@ -232,6 +232,40 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         Reply::Verbatim("txt", Bytes::from(s))
     } else if eq_ic(sub, "unblock") {
         client_unblock(ctx, args)
+    } else if eq_ic(sub, "kill") {
+        client_kill(ctx, args)
+    } else if eq_ic(sub, "reply") {
+        if n != 3 {
+            return arity("reply");
+        }
+        let c = &mut *ctx.client;
+        if eq_ic(&args[2], "on") {
+            c.reply_off = false;
+            Reply::ok()
+        } else if eq_ic(&args[2], "off") {
+            c.reply_off = true;
+            c.skip_this = true;
+            Reply::ok()
+        } else if eq_ic(&args[2], "skip") {
+            c.skip_this = true;
+            c.skip_next = !c.reply_off;
+            Reply::ok()
+        } else {
+            Reply::syntax()
+        }
+    } else if eq_ic(sub, "no-evict") {
+        if n != 3 {
+            return arity("no-evict");
+        }
+        let on = if eq_ic(&args[2], "on") {
+            true
+        } else if eq_ic(&args[2], "off") {
+            false
+        } else {
+            return Reply::syntax();
+        };
+        ctx.client.info.no_evict.store(on, Ordering::Relaxed);
+        Reply::ok()
     } else if eq_ic(sub, "help") {
         Reply::Array(
             [
@@ -243,6 +277,10 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
                 "INFO",
                 "LIST",
                 "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+                "KILL <ip:port> | KILL <option> <value> [<option> <value> ...]",
+                "    Options: ID, ADDR, LADDR, USER, TYPE (normal|master|replica|pubsub), SKIPME (yes|no).",
+                "REPLY (ON|OFF|SKIP)",
+                "NO-EVICT (ON|OFF)",
             ]
             .iter()
             .map(|s| Reply::simple(s))
@@ -281,4 +319,91 @@ fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         None => false,
     };
     Reply::Integer(done as i64)
+}
+
+/// `CLIENT KILL ip:port` (OK or `No such client`), or `CLIENT KILL <filter> <value> ...`
+/// with ID, ADDR, LADDR, USER, TYPE, SKIPME (the number of clients closed), as Redis 7.
+fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let me = ctx.client.id;
+    if args.len() == 3 {
+        let addr = String::from_utf8_lossy(&args[2]);
+        let Some(c) = ctx
+            .state
+            .clients
+            .list()
+            .into_iter()
+            .find(|c| c.addr == addr)
+        else {
+            return Reply::err("ERR No such client");
+        };
+        kill_one(ctx, &c, me);
+        return Reply::ok();
+    }
+    if args.len() % 2 != 0 {
+        return Reply::syntax();
+    }
+    let (mut id, mut addr, mut laddr, mut pubsub) = (None, None, None, None);
+    let mut skipme = true;
+    for pair in args[2..].chunks(2) {
+        let (name, value) = (&pair[0], &pair[1]);
+        let text = String::from_utf8_lossy(value).into_owned();
+        if eq_ic(name, "id") {
+            match crate::resp::parse::parse_i64(value) {
+                Some(v) if v > 0 => id = Some(v as u64),
+                _ => return Reply::err("ERR client-id should be greater than 0"),
+            }
+        } else if eq_ic(name, "addr") {
+            addr = Some(text);
+        } else if eq_ic(name, "laddr") {
+            laddr = Some(text);
+        } else if eq_ic(name, "user") {
+            if text != "default" {
+                return Reply::error(format!("ERR No such user '{text}'"));
+            }
+        } else if eq_ic(name, "type") {
+            pubsub = Some(match text.to_ascii_lowercase().as_str() {
+                "normal" => Some(false),
+                "pubsub" => Some(true),
+                // Replicas and primaries stream over the internal port: never RESP clients.
+                "master" | "replica" | "slave" => None,
+                _ => return Reply::error(format!("ERR Unknown client type '{text}'")),
+            });
+        } else if eq_ic(name, "skipme") {
+            skipme = if eq_ic(value, "yes") {
+                true
+            } else if eq_ic(value, "no") {
+                false
+            } else {
+                return Reply::syntax();
+            };
+        } else {
+            return Reply::syntax();
+        }
+    }
+    let mut killed = 0;
+    for c in ctx.state.clients.list() {
+        let subscribed = c
+            .subscriptions
+            .iter()
+            .any(|n| n.load(Ordering::Relaxed) > 0);
+        let matches = id.is_none_or(|id| c.id == id)
+            && addr.as_ref().is_none_or(|a| c.addr == *a)
+            && laddr.as_ref().is_none_or(|a| c.laddr == *a)
+            && pubsub.is_none_or(|kind| kind == Some(subscribed))
+            && !(skipme && c.id == me);
+        if matches {
+            kill_one(ctx, &c, me);
+            killed += 1;
+        }
+    }
+    Reply::Integer(killed)
+}
+
+/// Closes client `c` (the caller itself after its reply).
+fn kill_one(ctx: &mut Ctx, c: &crate::state::ClientInfo, me: u64) {
+    if c.id == me {
+        ctx.client.close = true;
+    } else {
+        c.kill();
+    }
 }

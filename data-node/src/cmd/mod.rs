@@ -82,6 +82,12 @@ pub struct Client {
     pub watched: Vec<(u16, u64)>,
     /// Close the connection once the reply is written (`QUIT`).
     pub close: bool,
+    /// `CLIENT REPLY OFF`: no replies until `CLIENT REPLY ON`.
+    pub reply_off: bool,
+    /// `CLIENT REPLY OFF|SKIP`'s own reply, and after `SKIP` the next command's, are not
+    /// written.
+    pub skip_this: bool,
+    pub skip_next: bool,
     /// The last command was not run because a migration's handoff holds writes to this
     /// slot: the connection waits for the hold to end and runs it again.
     pub held_on: Option<u16>,
@@ -118,6 +124,9 @@ impl Client {
             multi: None,
             watched: Vec::new(),
             close: false,
+            reply_off: false,
+            skip_this: false,
+            skip_next: false,
             held_on: None,
             wait: None,
             block: None,
@@ -128,6 +137,17 @@ impl Client {
             primary_link: false,
             info,
         }
+    }
+
+    /// Whether the reply of the command just run is not to be written (`CLIENT REPLY`).
+    pub fn reply_suppressed(&mut self) -> bool {
+        if std::mem::take(&mut self.skip_this) {
+            return true;
+        }
+        if std::mem::take(&mut self.skip_next) {
+            return true;
+        }
+        self.reply_off
     }
 
     /// The class whose `client-output-buffer-limit` applies: `pubsub` while subscribed

@@ -217,6 +217,7 @@ impl Conn<'_> {
                     }
                 } => {}
                 _ = stop.changed() => return Ok(()),
+                _ = self.client.info.kill.notified() => return Ok(()),
             }
         }
     }
@@ -291,7 +292,9 @@ impl Conn<'_> {
                         }
                         self.client.woff = self.state.repl.end();
                     }
-                    reply.encode(&mut self.out, self.client.resp3);
+                    if !self.client.reply_suppressed() {
+                        reply.encode(&mut self.out, self.client.resp3);
+                    }
                     if self.client.close {
                         self.closing = true;
                         break;
@@ -393,6 +396,10 @@ impl Conn<'_> {
                     }
                 }
                 _ = self.stop.changed(), if !gone => {
+                    gone = true;
+                    waiter.answer(Reply::Null);
+                }
+                _ = self.client.info.kill.notified(), if !gone => {
                     gone = true;
                     waiter.answer(Reply::Null);
                 }

@@ -148,6 +148,25 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
         ),
         (
+            "CLIENT REPLY OFF / SKIP / ON, CLIENT KILL of a blocked client",
+            2,
+            vec![
+                Send(0, &["CLIENT", "REPLY", "OFF"]),
+                Send(0, &["SET", "{t}r", "1"]),
+                Send(0, &["GET", "{t}r"]),
+                Run(0, &["CLIENT", "REPLY", "ON"]),
+                Run(0, &["GET", "{t}r"]),
+                Send(0, &["CLIENT", "REPLY", "SKIP"]),
+                Send(0, &["SET", "{t}r", "2"]),
+                Run(0, &["GET", "{t}r"]),
+                Run(0, &["CLIENT", "REPLY", "MAYBE"]),
+                Block(0, &["BLPOP", "{t}k", "0"], 1),
+                Kill(1, 0),
+                Run(1, &["RPUSH", "{t}k", "v"]),
+                Run(1, &["LLEN", "{t}k"]),
+            ],
+        ),
+        (
             "a client that disconnects while blocked takes nothing",
             2,
             vec![

@@ -27,6 +27,9 @@ pub enum Step {
     Unblock(usize, usize, Option<&'static str>),
     /// Client `c` disconnects (while blocked); then `blocked` clients are blocked.
     Drop(usize, usize),
+    /// Client `c` sends `CLIENT KILL ID <id of client target>`; then client `target` must
+    /// be gone (its next read fails on both servers).
+    Kill(usize, usize),
     /// Client `c` sends a command and reads nothing yet.
     Send(usize, &'static [&'static str]),
     /// Reads one reply or push of client `c`.
@@ -130,6 +133,19 @@ pub fn transcript(url: &str, clients: usize, steps: &[Step]) -> Vec<String> {
                     "{c}: CLIENT UNBLOCK {target} {reason:?} -> {}",
                     reply(cmd.query::<Value>(con))
                 ));
+            }
+            Kill(c, target) => {
+                let con = client(&mut cons, *c);
+                let r = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(ids[*target])
+                    .query::<Value>(con);
+                out.push(format!("{c}: CLIENT KILL ID {target} -> {}", reply(r)));
+                let gone = redis::cmd("PING")
+                    .query::<Value>(client(&mut cons, *target))
+                    .is_err();
+                out.push(format!("{target}: killed -> {gone}"));
             }
             Send(c, args) => {
                 client(&mut cons, *c)
