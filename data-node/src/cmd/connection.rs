@@ -339,7 +339,7 @@ fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         kill_one(ctx, &c, me);
         return Reply::ok();
     }
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Reply::syntax();
     }
     let (mut id, mut addr, mut laddr, mut pubsub) = (None, None, None, None);
