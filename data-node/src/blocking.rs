@@ -182,16 +182,11 @@ impl Blocked {
         self.len() == 0
     }
 
-    /// What `client` is blocked in, if it is.
-    pub fn kind_of(&self, client: u64) -> Option<Kind> {
-        self.by_client.lock().get(&client).map(|w| w.kind.clone())
-    }
-
-    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: answers the client's wait with `r` if it is
-    /// blocked and nobody answered it yet.
-    pub fn unblock(&self, client: u64, r: Reply) -> bool {
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: answers the client's wait with `reply` of what
+    /// it waits in, if it is blocked and nobody answered it yet.
+    pub fn unblock(&self, client: u64, reply: impl FnOnce(&Kind) -> Reply) -> bool {
         let w = self.by_client.lock().get(&client).cloned();
-        w.is_some_and(|w| w.answer(r))
+        w.is_some_and(|w| w.answer(reply(&w.kind)))
     }
 
     /// After a topology change: waiters on slots this node no longer serves as a primary
@@ -217,7 +212,7 @@ impl Blocked {
 /// documentation), publishing what each pop changed. `client` is the writer's (only its
 /// context is borrowed; nothing of it changes).
 pub fn serve(state: &ServerState, client: &mut Client, t: &mut SlotGuard, slot: u16, now: u64) {
-    loop {
+    while t.has_waiters() {
         let mut progress = false;
         for key in t.waiters().map(Waiters::keys).unwrap_or_default() {
             while let Some(w) = t.waiters().and_then(|ws| ws.front(&key)) {
@@ -246,7 +241,7 @@ pub fn serve(state: &ServerState, client: &mut Client, t: &mut SlotGuard, slot: 
                 progress = true;
             }
         }
-        if !progress || !t.has_waiters() {
+        if !progress {
             return;
         }
     }

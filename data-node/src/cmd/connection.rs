@@ -244,11 +244,10 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             Reply::ok()
         } else if eq_ic(&args[2], "off") {
             c.reply_off = true;
-            c.skip_this = true;
+            c.skip_replies = 1;
             Reply::ok()
         } else if eq_ic(&args[2], "skip") {
-            c.skip_this = true;
-            c.skip_next = !c.reply_off;
+            c.skip_replies = if c.reply_off { 1 } else { 2 };
             Reply::ok()
         } else {
             Reply::syntax()
@@ -309,15 +308,10 @@ fn client_unblock(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let Ok(id) = u64::try_from(id) else {
         return Reply::Integer(0);
     };
-    let blocked = &ctx.state.blocked;
-    let done = match blocked.kind_of(id) {
-        Some(_) if error => blocked.unblock(
-            id,
-            Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
-        ),
-        Some(kind) => blocked.unblock(id, kind.timeout_reply()),
-        None => false,
-    };
+    let done = ctx.state.blocked.unblock(id, |kind| match error {
+        true => Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
+        false => kind.timeout_reply(),
+    });
     Reply::Integer(done as i64)
 }
 

@@ -84,10 +84,9 @@ pub struct Client {
     pub close: bool,
     /// `CLIENT REPLY OFF`: no replies until `CLIENT REPLY ON`.
     pub reply_off: bool,
-    /// `CLIENT REPLY OFF|SKIP`'s own reply, and after `SKIP` the next command's, are not
-    /// written.
-    pub skip_this: bool,
-    pub skip_next: bool,
+    /// Replies not to write, from this command's on: `CLIENT REPLY OFF` skips its own,
+    /// `SKIP` its own and the next command's.
+    pub skip_replies: u8,
     /// The last command was not run because a migration's handoff holds writes to this
     /// slot: the connection waits for the hold to end and runs it again.
     pub held_on: Option<u16>,
@@ -125,8 +124,7 @@ impl Client {
             watched: Vec::new(),
             close: false,
             reply_off: false,
-            skip_this: false,
-            skip_next: false,
+            skip_replies: 0,
             held_on: None,
             wait: None,
             block: None,
@@ -141,10 +139,8 @@ impl Client {
 
     /// Whether the reply of the command just run is not to be written (`CLIENT REPLY`).
     pub fn reply_suppressed(&mut self) -> bool {
-        if std::mem::take(&mut self.skip_this) {
-            return true;
-        }
-        if std::mem::take(&mut self.skip_next) {
+        if self.skip_replies > 0 {
+            self.skip_replies -= 1;
             return true;
         }
         self.reply_off
@@ -322,9 +318,7 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
                 let mut effects = Vec::new();
                 record_write(&mut ctx, args, &r, &mut effects);
                 table.publish(&effects);
-                if table.has_waiters() {
-                    crate::blocking::serve(state, ctx.client, &mut table, slot, now);
-                }
+                crate::blocking::serve(state, ctx.client, &mut table, slot, now);
                 if !effects.is_empty() {
                     ctx.client.woff = state.repl.end();
                 }
@@ -488,7 +482,8 @@ fn key_positions(spec: &CommandSpec, args: &[Bytes]) -> Result<(usize, usize, us
     Ok((first, last, step))
 }
 
-fn arity_ok(arity: i32, n: usize) -> bool {
+/// Whether `n` arguments (the name included) fit `arity` (negative: at least).
+pub fn arity_ok(arity: i32, n: usize) -> bool {
     if arity >= 0 {
         n == arity as usize
     } else {

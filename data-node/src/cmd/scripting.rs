@@ -107,7 +107,6 @@ fn run(ctx: &mut Ctx, args: &[Bytes], sha: String, original: Bytes, read_only: b
             read_only,
             readonly_client: ctx.client.readonly,
             load_only: false,
-            reply: tokio::sync::oneshot::channel().0,
         },
     )
 }
@@ -136,11 +135,8 @@ pub fn wait_here(mut pending: Pending) -> Reply {
 }
 
 /// Hands `job` to the script thread; the connection waits for the reply.
-fn submit(ctx: &mut Ctx, mut job: Job) -> Reply {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    job.reply = tx;
-    ctx.state.scripts.submit(job);
-    ctx.client.script = Some(rx);
+fn submit(ctx: &mut Ctx, job: Job) -> Reply {
+    ctx.client.script = Some(ctx.state.scripts.submit(job));
     Reply::Null
 }
 
@@ -184,7 +180,6 @@ pub fn script(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             read_only: true,
             readonly_client: false,
             load_only: true,
-            reply: tokio::sync::oneshot::channel().0,
         };
         submit(ctx, job)
     } else if eq_ic(sub, "exists") {

@@ -144,9 +144,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     if let Some(g) = guard.as_mut() {
         g.publish(&effects);
         // Clients blocked on what the transaction pushed are served once it is whole.
-        if g.has_waiters() {
-            crate::blocking::serve(state, ctx.client, g, ctx.slot, ctx.now);
-        }
+        crate::blocking::serve(state, ctx.client, g, ctx.slot, ctx.now);
     }
     if ms.write {
         ctx.client.woff = state.repl.end();

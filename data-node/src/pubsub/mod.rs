@@ -142,7 +142,8 @@ impl PubSub {
 
     /// Delivers a shard message to this node's subscribers of `channel`.
     pub fn deliver_shard(&self, channel: &Bytes, payload: &Bytes) -> usize {
-        let Some(subs) = self.shard.read().map.get(channel).cloned() else {
+        let shard = self.shard.read();
+        let Some(subs) = shard.map.get(channel) else {
             return 0;
         };
         subs.iter()

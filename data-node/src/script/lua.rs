@@ -88,7 +88,7 @@ struct Vm {
 }
 
 /// The script thread: runs jobs until the node is gone.
-pub fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<Job>) {
+pub fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<super::Submitted>) {
     let mut vm = match new_vm() {
         Ok(lua) => Vm {
             lua,
@@ -98,29 +98,29 @@ pub fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<Job>
         },
         Err(e) => {
             tracing::error!("cannot create the Lua VM: {e}");
-            for job in jobs {
-                let _ = job.reply.send(Reply::err("ERR scripting is not available"));
+            for (_, reply) in jobs {
+                let _ = reply.send(Reply::err("ERR scripting is not available"));
             }
             return;
         }
     };
-    let mut hooked = false;
-    while let Ok(job) = jobs.recv() {
+    // `SCRIPT KILL` is seen every 10,000 VM instructions.
+    if let Some(kill) = state.upgrade().map(|s| s.scripts.kill.clone()) {
+        let hooked = vm.lua.set_hook(
+            HookTriggers::new().every_nth_instruction(10_000),
+            move |_, _| match kill.load(Ordering::Relaxed) {
+                true => Err(mlua::Error::runtime("killed")),
+                false => Ok(VmState::Continue),
+            },
+        );
+        if let Err(e) = hooked {
+            tracing::error!("cannot hook the Lua VM: SCRIPT KILL will not work: {e}");
+        }
+    }
+    while let Ok((job, reply_to)) = jobs.recv() {
         let Some(state) = state.upgrade() else {
             return;
         };
-        if !hooked {
-            // `SCRIPT KILL` is seen every 10,000 VM instructions.
-            let kill = state.scripts.kill.clone();
-            let hook = vm.lua.set_hook(
-                HookTriggers::new().every_nth_instruction(10_000),
-                move |_, _| match kill.load(Ordering::Relaxed) {
-                    true => Err(mlua::Error::runtime("killed")),
-                    false => Ok(VmState::Continue),
-                },
-            );
-            hooked = hook.is_ok();
-        }
         let generation = state.scripts.generation.load(Ordering::Relaxed);
         if generation != vm.generation {
             vm.compiled.clear();
@@ -131,7 +131,7 @@ pub fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<Job>
         state.scripts.end();
         // The script's writes go to the replicas now (no connection turn follows).
         state.repl.wake();
-        let _ = job.reply.send(reply);
+        let _ = reply_to.send(reply);
     }
 }
 
@@ -370,9 +370,7 @@ impl<'s> Run<'s> {
     fn finish(&mut self) {
         if let (Some(mut g), Some(slot)) = (self.guard.take(), self.slot) {
             g.publish(&std::mem::take(&mut self.effects));
-            if g.has_waiters() {
-                crate::blocking::serve(self.state, self.client, &mut g, slot, self.now);
-            }
+            crate::blocking::serve(self.state, self.client, &mut g, slot, self.now);
         }
     }
 
@@ -396,12 +394,7 @@ impl<'s> Run<'s> {
             return Reply::err("ERR Unknown Redis command called from script");
         };
         let spec = &TABLE[idx];
-        let arity_ok = if spec.arity >= 0 {
-            argv.len() == spec.arity as usize
-        } else {
-            argv.len() >= (-spec.arity) as usize
-        };
-        if !arity_ok {
+        if !crate::cmd::arity_ok(spec.arity, argv.len()) {
             return Reply::err("ERR Wrong number of args calling Redis command from script");
         }
         let write = spec.flags & flags::WRITE != 0;
@@ -466,11 +459,10 @@ impl<'s> Run<'s> {
                 ctx.observed = g.observed();
                 let r = f(&mut ctx, g, &argv);
                 if write {
-                    let before = self.effects.len();
-                    record_write(&mut ctx, &argv, &r, &mut self.effects);
-                    if crate::cmd::changed(&ctx, &r) || self.effects.len() > before {
+                    if crate::cmd::changed(&ctx, &r) {
                         state.scripts.wrote.store(true, Ordering::Relaxed);
                     }
+                    record_write(&mut ctx, &argv, &r, &mut self.effects);
                 }
                 r
             }

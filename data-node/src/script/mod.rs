@@ -46,8 +46,10 @@ pub struct Job {
     pub readonly_client: bool,
     /// `SCRIPT LOAD`: compile and cache only (the reply is the SHA1 or the error).
     pub load_only: bool,
-    pub reply: oneshot::Sender<Reply>,
 }
+
+/// A job and where its reply goes.
+pub(crate) type Submitted = (Job, oneshot::Sender<Reply>);
 
 /// No slot held (in [`Scripts`]' `slot`).
 const NO_SLOT: u32 = u32::MAX;
@@ -55,7 +57,7 @@ const NO_SLOT: u32 = u32::MAX;
 /// Scripts: the per-node cache of bodies, the script thread, the running one.
 pub struct Scripts {
     cache: RwLock<HashMap<String, Bytes>>,
-    jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<std::sync::mpsc::Sender<Submitted>>>,
     /// When the running script started (µs since `epoch`, 0: none) and the slot it
     /// holds: read by every command, so atomics rather than a lock.
     started: AtomicU64,
@@ -101,7 +103,7 @@ impl Scripts {
         if jobs.is_some() {
             return;
         }
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let (tx, rx) = std::sync::mpsc::channel::<Submitted>();
         let weak = Arc::downgrade(state);
         std::thread::Builder::new()
             .name("ember-scripts".into())
@@ -132,19 +134,20 @@ impl Scripts {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Hands `job` to the script thread.
-    pub fn submit(&self, job: Job) {
-        let jobs = self.jobs.lock();
-        match jobs.as_ref() {
+    /// Hands `job` to the script thread: where its reply will arrive.
+    pub fn submit(&self, job: Job) -> oneshot::Receiver<Reply> {
+        let (reply, pending) = oneshot::channel();
+        match self.jobs.lock().as_ref() {
             Some(tx) => {
-                if let Err(e) = tx.send(job) {
-                    let _ = e.0.reply.send(Reply::err("ERR the script thread is gone"));
+                if let Err(e) = tx.send((job, reply)) {
+                    let _ = (e.0).1.send(Reply::err("ERR the script thread is gone"));
                 }
             }
             None => {
-                let _ = job.reply.send(Reply::err("ERR scripting is not available"));
+                let _ = reply.send(Reply::err("ERR scripting is not available"));
             }
         }
+        pending
     }
 
     fn now_us(&self) -> u64 {
