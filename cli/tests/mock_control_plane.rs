@@ -261,6 +261,34 @@ impl Admin for Mock {
         Err(Status::unimplemented("not in the mock"))
     }
 
+    async fn load_library(
+        &self,
+        _: Request<pb::LoadLibraryRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn restore_libraries(
+        &self,
+        _: Request<pb::RestoreLibrariesRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn delete_library(
+        &self,
+        _: Request<pb::DeleteLibraryRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn flush_libraries(
+        &self,
+        _: Request<pb::FlushLibrariesRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
     async fn migrate(
         &self,
         r: Request<pb::MigrateRequest>,

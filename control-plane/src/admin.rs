@@ -12,8 +12,9 @@ use tonic::{Request, Response, Status};
 use crate::authority::{Authority, AuthorityError};
 use crate::restore;
 use crate::scheduler;
-use crate::state::Op;
+use crate::state::{LibraryOp, Op, StateError};
 use crate::store;
+use ember_core::functions::{self, Library, RestorePolicy};
 use ember_core::topology::resolve_node;
 use std::path::Path;
 use uuid::Uuid;
@@ -70,6 +71,20 @@ impl AdminService {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// Runs each library's code (off the async threads: up to 500 ms each) to learn what it
+/// registers; the first that fails refuses the request.
+async fn check_libraries(codes: Vec<String>) -> Result<Vec<Library>, Status> {
+    let checked = tokio::task::spawn_blocking(move || {
+        codes
+            .iter()
+            .map(|code| functions::lua::check(code))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| Status::internal(format!("checking the library failed: {e}")))?;
+    checked.map_err(|e| AuthorityError::State(StateError::Function(e)).into())
 }
 
 fn required(what: &str, value: &str) -> Result<String, Status> {
@@ -290,6 +305,54 @@ impl pb::admin_server::Admin for AdminService {
             reports,
         })
         .await
+    }
+
+    async fn load_library(
+        &self,
+        req: Request<pb::LoadLibraryRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let req = req.into_inner();
+        let mut checked = check_libraries(vec![req.code]).await?;
+        let library = checked.remove(0);
+        self.change(Op::Libraries(LibraryOp::Load {
+            library,
+            replace: req.replace,
+        }))
+        .await
+    }
+
+    async fn restore_libraries(
+        &self,
+        req: Request<pb::RestoreLibrariesRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let req = req.into_inner();
+        let policy = match req.policy() {
+            pb::restore_libraries_request::Policy::Append => RestorePolicy::Append,
+            pb::restore_libraries_request::Policy::Replace => RestorePolicy::Replace,
+            pb::restore_libraries_request::Policy::Flush => RestorePolicy::Flush,
+        };
+        let libraries = check_libraries(req.code).await?;
+        self.change(Op::Libraries(LibraryOp::Restore { libraries, policy }))
+            .await
+    }
+
+    async fn delete_library(
+        &self,
+        req: Request<pb::DeleteLibraryRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let req = req.into_inner();
+        self.change(Op::Libraries(LibraryOp::Delete {
+            name: req.name,
+            missing_ok: req.missing_ok,
+        }))
+        .await
+    }
+
+    async fn flush_libraries(
+        &self,
+        _: Request<pb::FlushLibrariesRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        self.change(Op::Libraries(LibraryOp::Flush)).await
     }
 
     async fn plan_moves(

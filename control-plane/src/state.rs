@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ember_core::functions::{self, FunctionError, Library, RestorePolicy};
 use ember_core::registration::{check_addr, check_name, RegistrationError};
 use ember_core::slots::{split_evenly, SlotSet, SLOT_COUNT};
 use ember_core::topology::{resolve_node, ResolveError};
@@ -109,12 +110,33 @@ pub enum Op {
     ExpirePending {
         ids: Vec<NodeId>,
     },
+    /// Function libraries (`FUNCTION LOAD/RESTORE/DELETE/FLUSH`, `emberctl functions`),
+    /// checked already (see `ember_core::functions::lua::check`).
+    Libraries(LibraryOp),
     /// `emberctl import-state`: replace the state with `backup`, reconciled with what the
     /// nodes report (see `restore.rs`). The only op that sets the version itself.
     Restore {
         backup: Box<ClusterState>,
         reports: Vec<NodeReport>,
     },
+}
+
+/// A change of the function libraries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LibraryOp {
+    Load {
+        library: Library,
+        replace: bool,
+    },
+    Restore {
+        libraries: Vec<Library>,
+        policy: RestorePolicy,
+    },
+    Delete {
+        name: String,
+        missing_ok: bool,
+    },
+    Flush,
 }
 
 /// Most pending registrations kept: a hello beyond this is refused.
@@ -148,6 +170,9 @@ pub enum StateError {
     /// As many migrations run as allowed: retry once one ends.
     #[error("{0}")]
     Busy(String),
+    /// In Redis's words (a client's `FUNCTION ...` answers `ERR` and this).
+    #[error(transparent)]
+    Function(#[from] FunctionError),
     #[error("{MAX_PENDING} nodes are already pending: join or forget some (`emberctl pending`)")]
     TooManyPending,
 }
@@ -285,6 +310,7 @@ impl ClusterState {
                 ))
             }
             Op::Restore { .. } => unreachable!("handled in apply"),
+            Op::Libraries(op) => self.change_libraries(op),
             Op::AbortMigration { id, reason } => {
                 let before = self.topology.migrations.len();
                 self.topology.migrations.retain(|m| m.id != *id);
@@ -294,6 +320,33 @@ impl ClusterState {
                 Ok(format!("migration {id} aborted: {reason}"))
             }
         }
+    }
+
+    fn change_libraries(&mut self, op: &LibraryOp) -> Result<String, StateError> {
+        let libs = &mut self.topology.libraries;
+        Ok(match op {
+            LibraryOp::Load { library, replace } => {
+                functions::load(libs, library.clone(), *replace)?;
+                format!("function library {} loaded", library.name)
+            }
+            LibraryOp::Restore { libraries, policy } => {
+                functions::restore(libs, libraries.clone(), *policy)?;
+                format!("{} function librar(ies) restored", libraries.len())
+            }
+            LibraryOp::Delete { name, missing_ok } => match functions::delete(libs, name) {
+                Err(FunctionError::NotFound) if *missing_ok => {
+                    format!("function library {name} was deleted already")
+                }
+                r => {
+                    r?;
+                    format!("function library {name} deleted")
+                }
+            },
+            LibraryOp::Flush => {
+                libs.clear();
+                "every function library deleted".to_string()
+            }
+        })
     }
 
     fn start_migration(

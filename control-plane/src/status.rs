@@ -4,6 +4,7 @@
 //! that emberctl tells it apart (exit 4) from an unreachable control plane without
 //! reading the message.
 
+use ember_core::functions::FunctionError;
 use ember_core::topology::ResolveError;
 use tonic::Status;
 
@@ -36,6 +37,16 @@ impl From<AuthorityError> for Status {
                     Status::invalid_argument(msg)
                 }
                 StateError::TooManyPending => Status::resource_exhausted(msg),
+                StateError::Function(f) => {
+                    let status = match f {
+                        FunctionError::NotFound => Status::not_found(msg),
+                        FunctionError::Exists(_)
+                        | FunctionError::ExistsOnRestore(_)
+                        | FunctionError::FunctionExists(_) => Status::already_exists(msg),
+                        _ => Status::invalid_argument(msg),
+                    };
+                    kind(status, ember_proto::ERROR_FUNCTION)
+                }
                 StateError::Busy(_) => {
                     kind(Status::failed_precondition(msg), ember_proto::ERROR_BUSY)
                 }

@@ -1,6 +1,7 @@
 //! Shared domain types of ember, used by the control plane, the data node and emberctl.
 //!
 //! - [`slots`]: hash slots, inclusive slot ranges, parsing `0-5460 7000` and compacting.
+//! - [`functions`]: function libraries (cluster-wide configuration) and their rules.
 //! - [`flags`]: range checks for the binaries' duration and number flags.
 //! - [`keyslot`]: which slot a key hashes to (CRC16 with hash tags, as the cluster spec says).
 //! - [`lineage`]: which history a topology version belongs to, and when a node may
@@ -8,9 +9,10 @@
 //! - [`registration`]: bounds on node names and announced addresses.
 //! - [`topology`]: the versioned cluster topology that the control plane owns and streams.
 //!
-//! Nothing here does I/O; the prost types live in `ember-proto` and convert to these.
+//! Nothing here does I/O (with feature `lua`, [`functions`] runs library code); the prost types live in `ember-proto` and convert to these.
 
 pub mod flags;
+pub mod functions;
 pub mod keyslot;
 pub mod lineage;
 pub mod registration;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::functions::Libraries;
 use crate::lineage::History;
 use crate::slots::{compact, SlotRange, SlotSet, SLOT_COUNT};
 
@@ -198,6 +199,10 @@ pub struct Topology {
     /// never. A node that applied an older version accepts the restored history.
     #[serde(default)]
     pub restored_at: u64,
+    /// Function libraries (`FUNCTION LOAD`), cluster-wide configuration that every node
+    /// applies with the topology.
+    #[serde(default)]
+    pub libraries: Libraries,
 }
 
 impl Topology {
@@ -212,6 +217,7 @@ impl Topology {
             migrations: Vec::new(),
             history: History::default(),
             restored_at: 0,
+            libraries: Libraries::new(),
         }
     }
 

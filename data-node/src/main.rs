@@ -196,6 +196,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
         })?;
     let state = Arc::new(ServerState::new(cluster.clone(), config));
+    state
+        .scripts
+        .functions
+        .set_control_plane(args.control_plane.clone());
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .await
@@ -231,9 +235,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ember_data_node::replication::replica::Replication::new(state.clone(), migrations.clone());
     let blocked = Arc::new(ember_data_node::blocking::BlockedListener(state.clone()));
     let pubsub = ember_data_node::pubsub::fanout::PubSubListener::new(state.clone());
+    let functions = Arc::new(ember_data_node::script::functions::FunctionsListener(
+        state.clone(),
+    ));
     let applier = Applier::new(
         cluster,
-        vec![migrations.clone(), replication, blocked, pubsub],
+        vec![migrations.clone(), replication, blocked, pubsub, functions],
     );
     let session = tokio::spawn(session::run(applier, identity, config, migrations));
     // No background task may die silently: the session and the node-to-node server run

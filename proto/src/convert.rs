@@ -9,6 +9,7 @@ use ember_core::{
     Migration, MigrationState, NodeId, NodeInfo, Role, SlotMap, SlotRange, SlotSet, Topology,
 };
 
+use ember_core::functions::{FunctionInfo, Library};
 use ember_core::lineage::{History, Stretch};
 
 use crate::pb;
@@ -155,6 +156,39 @@ pub fn topology_to_pb(t: &Topology) -> pb::Topology {
             })
             .collect(),
         restored_at: t.restored_at,
+        libraries: t.libraries.values().map(library_to_pb).collect(),
+    }
+}
+
+pub fn library_to_pb(l: &Library) -> pb::Library {
+    pb::Library {
+        name: l.name.clone(),
+        code: l.code.clone(),
+        functions: l
+            .functions
+            .iter()
+            .map(|f| pb::FunctionInfo {
+                name: f.name.clone(),
+                description: f.description.clone(),
+                flags: f.flags.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn library_from_pb(l: &pb::Library) -> Library {
+    Library {
+        name: l.name.clone(),
+        code: l.code.clone(),
+        functions: l
+            .functions
+            .iter()
+            .map(|f| FunctionInfo {
+                name: f.name.clone(),
+                description: f.description.clone(),
+                flags: f.flags.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -223,6 +257,11 @@ pub fn topology_from_pb(t: &pb::Topology) -> Result<Topology, ConvertError> {
                 .collect(),
         ),
         restored_at: t.restored_at,
+        libraries: t
+            .libraries
+            .iter()
+            .map(|l| (l.name.clone(), library_from_pb(l)))
+            .collect(),
     })
 }
 

@@ -44,6 +44,9 @@ pub const ERROR_PERSISTENCE: &str = "persistence";
 /// [`ERROR_KIND`] of a migration refused only because `--max-migrations` are running:
 /// wait and retry.
 pub const ERROR_BUSY: &str = "busy";
+/// [`ERROR_KIND`] of a refused function-library change: the message is Redis's (a node
+/// answers its client `ERR` and the message).
+pub const ERROR_FUNCTION: &str = "function";
 
 /// Largest admin API message (both ways): a GetState of a very large cluster, or an
 /// import-state document, must always fit.

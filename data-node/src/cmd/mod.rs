@@ -13,6 +13,7 @@
 
 pub mod blocking;
 pub mod connection;
+pub mod functions;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
@@ -250,7 +251,7 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
     if state.scripts.busy(state.config.busy_reply_threshold())
         && scripting::refused_while_busy(idx, sub)
     {
-        return crate::script::busy_reply();
+        return state.scripts.busy_reply();
     }
     let arity_error = if !arity_ok(spec.arity, args.len()) {
         Some(spec.name)

@@ -2,8 +2,6 @@
 //! KILL. The script runs on the script thread ([`crate::script`]); the connection waits
 //! for its reply.
 
-use std::sync::atomic::Ordering;
-
 use bytes::Bytes;
 
 use super::{eq_ic, unknown_subcommand, Ctx, CROSSSLOT};
@@ -76,25 +74,11 @@ fn run(ctx: &mut Ctx, args: &[Bytes], sha: String, original: Bytes, read_only: b
     }
     let read_only = read_only || flags.no_writes;
     let keys = &args[3..3 + n];
-    let mut slot = None;
-    for k in keys {
-        let s = ember_core::key_slot(k);
-        if slot.is_some_and(|x| x != s) {
-            return Reply::err(CROSSSLOT);
-        }
-        slot = Some(s);
-    }
-    if let Some(s) = slot {
-        let replica_read = read_only && ctx.client.readonly;
-        if let Err(e) = ctx.state.cluster.route(s, replica_read) {
-            return Reply::error(e.to_string());
-        }
-        if !read_only && ctx.state.db.with_slot(s, |t| t.is_held()) {
-            // A migration's handoff holds the slot: wait for its decision, then again.
-            ctx.client.held_on = Some(s);
-            return Reply::Null;
-        }
-    }
+    let slot = match route_keys(ctx, keys, read_only) {
+        Ok(Some(slot)) => slot,
+        Ok(None) => return Reply::Null,
+        Err(r) => return r,
+    };
     submit(
         ctx,
         Job {
@@ -107,15 +91,53 @@ fn run(ctx: &mut Ctx, args: &[Bytes], sha: String, original: Bytes, read_only: b
             read_only,
             readonly_client: ctx.client.readonly,
             load_only: false,
+            function: None,
         },
     )
 }
 
+/// The slot of a script's (or function's) declared keys, routed here: `Err` is the
+/// reply (`CROSSSLOT`, `MOVED` ...); `Ok(None)`: a migration's handoff holds the slot, the
+/// command runs again after its decision (answer `Reply::Null` meanwhile).
+pub fn route_keys(
+    ctx: &mut Ctx,
+    keys: &[Bytes],
+    read_only: bool,
+) -> Result<Option<Option<u16>>, Reply> {
+    let mut slot = None;
+    for k in keys {
+        let s = ember_core::key_slot(k);
+        if slot.is_some_and(|x| x != s) {
+            return Err(Reply::err(CROSSSLOT));
+        }
+        slot = Some(s);
+    }
+    if let Some(s) = slot {
+        let replica_read = read_only && ctx.client.readonly;
+        if let Err(e) = ctx.state.cluster.route(s, replica_read) {
+            return Err(Reply::error(e.to_string()));
+        }
+        if !read_only && ctx.state.db.with_slot(s, |t| t.is_held()) {
+            // A migration's handoff holds the slot: wait for its decision, then again.
+            ctx.client.held_on = Some(s);
+            return Ok(None);
+        }
+    }
+    Ok(Some(slot))
+}
+
 /// Whether `name` is a command that hands a script to the script thread.
 pub fn is_script(name: &[u8]) -> bool {
-    ["eval", "evalsha", "eval_ro", "evalsha_ro"]
-        .iter()
-        .any(|s| eq_ic(name, s))
+    [
+        "eval",
+        "evalsha",
+        "eval_ro",
+        "evalsha_ro",
+        "fcall",
+        "fcall_ro",
+    ]
+    .iter()
+    .any(|s| eq_ic(name, s))
 }
 
 /// Waits on this thread for a script's reply (inside `EXEC`, which cannot yield): the
@@ -180,6 +202,7 @@ pub fn script(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             read_only: true,
             readonly_client: false,
             load_only: true,
+            function: None,
         };
         submit(ctx, job)
     } else if eq_ic(sub, "exists") {
@@ -200,16 +223,7 @@ pub fn script(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         scripts.flush();
         Reply::ok()
     } else if eq_ic(sub, "kill") {
-        if !scripts.running() {
-            return Reply::err("NOTBUSY No scripts in execution right now.");
-        }
-        if scripts.wrote.load(Ordering::Relaxed) {
-            return Reply::err(
-                "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
-            );
-        }
-        scripts.kill.store(true, Ordering::Relaxed);
-        Reply::ok()
+        scripts.kill(false)
     } else if eq_ic(sub, "help") {
         Reply::Array(
             [

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::flags::*;
 use super::{
-    blocking, connection, hashes, keys, lists, pubsub, scripting, server, sets, strings,
+    blocking, connection, functions, hashes, keys, lists, pubsub, scripting, server, sets, strings,
     transactions, zsets, Ctx,
 };
 use crate::db::SlotTable;
@@ -233,6 +233,9 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("eval_ro", -3, R, scripting::eval),
     keyless!("evalsha_ro", -3, R, scripting::evalsha),
     keyless!("script", -2, CONTAINER, scripting::script),
+    keyless!("fcall", -3, 0, functions::fcall),
+    keyless!("fcall_ro", -3, R, functions::fcall),
+    keyless!("function", -2, CONTAINER, functions::function),
     // lists
     keyed!("lpush", -3, WF, (1, 1, 1), lists::push),
     keyed!("rpush", -3, WF, (1, 1, 1), lists::push),

@@ -24,6 +24,7 @@ use crate::cmd::{flags, lookup, meta, record_write, Client, Ctx, Handler, TABLE}
 use crate::db::{now_ms, Effect, SlotGuard};
 use crate::resp::Reply;
 use crate::state::{ClientInfo, ServerState};
+use ember_core::functions::Libraries;
 
 /// Most memory the Lua VM may use.
 pub const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
@@ -41,7 +42,7 @@ __ember_handler = function(e)
   repeat
     info = getinfo(level, 'Sl')
     level = level + 1
-  until info == nil or info.source == '@user_script'
+  until info == nil or info.source == '@user_script' or info.source == '@user_function'
   if type(e) ~= 'table' then
     local failed = __ember_call_error()
     if failed ~= nil then
@@ -56,8 +57,8 @@ __ember_handler = function(e)
   end
   return e
 end
-__ember_run = function(f)
-  return xpcall(f, __ember_handler)
+__ember_run = function(f, keys, args)
+  return xpcall(function() return f(keys, args) end, __ember_handler)
 end
 redis = setmetatable({}, {
   __index = real,
@@ -85,54 +86,121 @@ struct Vm {
     client: Client,
     compiled: HashMap<String, Function>,
     generation: u64,
+    /// Where `FCALL` runs: a VM of its own, as in Redis, rebuilt when libraries change.
+    functions: FunctionsVm,
+}
+
+/// The libraries' VM and their callbacks by function name.
+struct FunctionsVm {
+    lua: Lua,
+    libraries: Arc<Libraries>,
+    callbacks: HashMap<String, Function>,
 }
 
 /// The script thread: runs jobs until the node is gone.
-pub fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<super::Submitted>) {
-    let mut vm = match new_vm() {
-        Ok(lua) => Vm {
+pub(crate) fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<super::Work>) {
+    let Some(kill) = state.upgrade().map(|s| s.scripts.kill.clone()) else {
+        return;
+    };
+    let vms = new_vm().and_then(|lua| {
+        hook_kill(&lua, kill.clone())?;
+        let functions = build_functions(&Arc::default(), &kill)?;
+        Ok((lua, functions))
+    });
+    let mut vm = match vms {
+        Ok((lua, functions)) => Vm {
             lua,
             client: Client::new(Arc::new(ClientInfo::new(0, "lua".into(), String::new()))),
             compiled: HashMap::new(),
             generation: 0,
+            functions,
         },
         Err(e) => {
             tracing::error!("cannot create the Lua VM: {e}");
-            for (_, reply) in jobs {
-                let _ = reply.send(Reply::err("ERR scripting is not available"));
+            for work in jobs {
+                if let super::Work::Run(_, reply) = work {
+                    let _ = reply.send(Reply::err("ERR scripting is not available"));
+                }
             }
             return;
         }
     };
-    // `SCRIPT KILL` is seen every 10,000 VM instructions.
-    if let Some(kill) = state.upgrade().map(|s| s.scripts.kill.clone()) {
-        let hooked = vm.lua.set_hook(
-            HookTriggers::new().every_nth_instruction(10_000),
-            move |_, _| match kill.load(Ordering::Relaxed) {
-                true => Err(mlua::Error::runtime("killed")),
-                false => Ok(VmState::Continue),
-            },
-        );
-        if let Err(e) = hooked {
-            tracing::error!("cannot hook the Lua VM: SCRIPT KILL will not work: {e}");
-        }
-    }
-    while let Ok((job, reply_to)) = jobs.recv() {
+    while let Ok(work) = jobs.recv() {
         let Some(state) = state.upgrade() else {
             return;
+        };
+        let (job, reply_to) = match work {
+            super::Work::Run(job, reply_to) => (job, reply_to),
+            super::Work::Libraries(version, libs) => {
+                if libs != vm.functions.libraries {
+                    match build_functions(&libs, &kill) {
+                        Ok(f) => {
+                            vm.functions = f;
+                            state.scripts.functions.set_applied(libs);
+                        }
+                        Err(e) => tracing::error!(
+                            "cannot load the function libraries of topology version {version}: {e}"
+                        ),
+                    }
+                }
+                state.scripts.functions.applied_through(version);
+                continue;
+            }
         };
         let generation = state.scripts.generation.load(Ordering::Relaxed);
         if generation != vm.generation {
             vm.compiled.clear();
             vm.generation = generation;
         }
-        state.scripts.begin(job.slot);
+        let running = job
+            .function
+            .as_ref()
+            .map(|f| (f.name.clone(), f.command.clone()));
+        state.scripts.begin(job.slot, running);
         let reply = run(&mut vm, &state, &job);
         state.scripts.end();
         // The script's writes go to the replicas now (no connection turn follows).
         state.repl.wake();
         let _ = reply_to.send(reply);
     }
+}
+
+/// `SCRIPT KILL` / `FUNCTION KILL` are seen every 10,000 VM instructions.
+fn hook_kill(lua: &Lua, kill: Arc<std::sync::atomic::AtomicBool>) -> mlua::Result<()> {
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(10_000),
+        move |_, _| match kill.load(Ordering::Relaxed) {
+            true => Err(mlua::Error::runtime("killed")),
+            false => Ok(VmState::Continue),
+        },
+    )
+}
+
+/// A functions VM with every library of `libs` registered (the control plane checked
+/// them, so a failure here is unexpected: the caller keeps the VM it has).
+fn build_functions(
+    libs: &Arc<Libraries>,
+    kill: &Arc<std::sync::atomic::AtomicBool>,
+) -> mlua::Result<FunctionsVm> {
+    let lua = new_vm()?;
+    let globals = lua.globals();
+    let redis: Table = globals.raw_get("__ember_redis")?;
+    let log: Function = redis.raw_get("log")?;
+    let mut callbacks = HashMap::new();
+    for lib in libs.values() {
+        let (_, registered) =
+            ember_core::functions::lua::register(&lua, &lib.code, &globals, log.clone())
+                .map_err(|e| mlua::Error::runtime(format!("library {}: {e}", lib.name)))?;
+        for (info, f) in lib.functions.iter().zip(registered) {
+            callbacks.insert(info.name.clone(), f);
+        }
+    }
+    hook_kill(&lua, kill.clone())?;
+    Ok(FunctionsVm {
+        lua,
+        libraries: libs.clone(),
+        callbacks,
+    })
 }
 
 fn new_vm() -> mlua::Result<Lua> {
@@ -233,6 +301,19 @@ struct Run<'s> {
 }
 
 fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
+    if let Some(call) = &job.function {
+        let Some(f) = vm.functions.callbacks.get(&call.name).cloned() else {
+            return Reply::err("ERR Function not found");
+        };
+        return execute(
+            &vm.functions.lua,
+            &mut vm.client,
+            state,
+            job,
+            &f,
+            &call.name,
+        );
+    }
     let lua = &vm.lua;
     let f = match vm.compiled.get(&job.sha) {
         Some(f) => f.clone(),
@@ -257,8 +338,29 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
     if job.load_only {
         return Reply::Bulk(Bytes::from(job.sha.clone()));
     }
+    let g = lua.globals();
+    if let (Ok(keys), Ok(argv)) = (strings_table(lua, &job.keys), strings_table(lua, &job.args)) {
+        let _ = g.raw_set("KEYS", keys);
+        let _ = g.raw_set("ARGV", argv);
+    }
+    let reply = execute(lua, &mut vm.client, state, job, &f, &job.sha);
+    let _ = g.raw_set("KEYS", Value::Nil);
+    let _ = g.raw_set("ARGV", Value::Nil);
+    reply
+}
+
+/// Runs `f` (a script's chunk, or a function's callback given the keys and arguments),
+/// with `redis.call` bound to this run; `name` is what errors name (the SHA1 or the
+/// function).
+fn execute(
+    lua: &Lua,
+    client: &mut Client,
+    state: &ServerState,
+    job: &Job,
+    f: &Function,
+    name: &str,
+) -> Reply {
     let _ = lua.set_named_registry_value("ember_resp", 2);
-    let client = &mut vm.client;
     client.readonly = job.readonly_client;
     let mut r = Run {
         state,
@@ -290,11 +392,15 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
             .create_function(|lua, args: mlua::Variadic<Value>| run_command(lua, &args, false))?;
         let set: Function = lua.globals().raw_get("__ember_set_commands")?;
         set.call::<()>((call, pcall))?;
-        let g = lua.globals();
-        g.raw_set("KEYS", strings_table(lua, &job.keys)?)?;
-        g.raw_set("ARGV", strings_table(lua, &job.args)?)?;
+        let (keys, args) = match job.function {
+            Some(_) => (
+                Value::Table(strings_table(lua, &job.keys)?),
+                Value::Table(strings_table(lua, &job.args)?),
+            ),
+            None => (Value::Nil, Value::Nil),
+        };
         let runner: Function = lua.globals().raw_get("__ember_run")?;
-        let out = runner.call::<mlua::MultiValue>(f.clone());
+        let out = runner.call::<mlua::MultiValue>((f.clone(), keys, args));
         if state.scripts.kill.load(Ordering::Relaxed) {
             killed.set(true);
         }
@@ -304,22 +410,13 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
         let value = values.next().unwrap_or(Value::Nil);
         Ok(match (ok, killed.get()) {
             (true, _) => from_lua(&value),
-            (false, false) => error_from_handler(&value, &job.sha, None),
-            (false, true) => error_from_handler(
-                &value,
-                &job.sha,
-                Some("ERR Script killed by user with SCRIPT KILL..."),
-            ),
+            (false, false) => error_from_handler(&value, name, None),
+            (false, true) => error_from_handler(&value, name, Some(KILLED)),
         })
     });
-    let _ = lua.globals().raw_set("KEYS", Value::Nil);
-    let _ = lua.globals().raw_set("ARGV", Value::Nil);
     let reply = match result {
         Ok(reply) => reply,
-        Err(_) if killed.get() => Reply::error(format!(
-            "ERR Script killed by user with SCRIPT KILL... script: {}",
-            job.sha
-        )),
+        Err(_) if killed.get() => Reply::error(format!("{KILLED} script: {name}")),
         Err(mlua::Error::MemoryError(_)) => {
             lua.gc_collect().ok();
             Reply::err("ERR Error running script: the script used more than its memory limit")
@@ -329,6 +426,9 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
     r.into_inner().finish();
     reply
 }
+
+/// As Redis words it, for functions too.
+const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
 
 fn strings_table(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
     let t = lua.create_table_with_capacity(items.len(), 0)?;

@@ -15,6 +15,8 @@
 //!   `SHUTDOWN NOSAVE` and a few connection commands answers `BUSY`, as in Redis.
 //!   `SCRIPT KILL` stops a script that has not written yet.
 
+pub mod dump;
+pub mod functions;
 pub mod lua;
 
 use std::collections::HashMap;
@@ -46,10 +48,25 @@ pub struct Job {
     pub readonly_client: bool,
     /// `SCRIPT LOAD`: compile and cache only (the reply is the SHA1 or the error).
     pub load_only: bool,
+    /// `FCALL`: the function that runs (`sha` and the bodies are empty).
+    pub function: Option<Call>,
 }
 
-/// A job and where its reply goes.
-pub(crate) type Submitted = (Job, oneshot::Sender<Reply>);
+/// A function call: what `FUNCTION STATS` shows of it.
+pub struct Call {
+    pub name: String,
+    /// The command as sent (`FCALL name numkeys ...`).
+    pub command: Vec<Bytes>,
+}
+
+/// What the script thread is handed.
+pub(crate) enum Work {
+    /// A script or a function call, and where its reply goes.
+    Run(Job, oneshot::Sender<Reply>),
+    /// The function libraries as of a topology version: the functions VM is rebuilt
+    /// with them if they changed.
+    Libraries(u64, Arc<ember_core::functions::Libraries>),
+}
 
 /// No slot held (in [`Scripts`]' `slot`).
 const NO_SLOT: u32 = u32::MAX;
@@ -57,7 +74,7 @@ const NO_SLOT: u32 = u32::MAX;
 /// Scripts: the per-node cache of bodies, the script thread, the running one.
 pub struct Scripts {
     cache: RwLock<HashMap<String, Bytes>>,
-    jobs: Mutex<Option<std::sync::mpsc::Sender<Submitted>>>,
+    jobs: Mutex<Option<std::sync::mpsc::Sender<Work>>>,
     /// When the running script started (µs since `epoch`, 0: none) and the slot it
     /// holds: read by every command, so atomics rather than a lock.
     started: AtomicU64,
@@ -71,6 +88,8 @@ pub struct Scripts {
     done: watch::Sender<u64>,
     /// Bumped by `SCRIPT FLUSH`: the script thread forgets its compiled functions.
     pub generation: std::sync::atomic::AtomicU64,
+    /// The function libraries and what runs now (`FCALL`, `FUNCTION ...`).
+    pub functions: functions::Functions,
 }
 
 impl Default for Scripts {
@@ -85,6 +104,7 @@ impl Default for Scripts {
             wrote: AtomicBool::new(false),
             done: watch::channel(0).0,
             generation: Default::default(),
+            functions: Default::default(),
         }
     }
 }
@@ -103,13 +123,18 @@ impl Scripts {
         if jobs.is_some() {
             return;
         }
-        let (tx, rx) = std::sync::mpsc::channel::<Submitted>();
+        let (tx, rx) = std::sync::mpsc::channel::<Work>();
         let weak = Arc::downgrade(state);
         std::thread::Builder::new()
             .name("ember-scripts".into())
             .spawn(move || lua::run_thread(weak, rx))
             .expect("cannot start the script thread");
+        // Libraries that arrived with a topology before the thread was there.
+        let (version, libs) = state.scripts.functions.requested();
+        let _ = tx.send(Work::Libraries(version, libs));
         *jobs = Some(tx);
+        let rt = tokio::runtime::Handle::try_current().ok();
+        state.scripts.functions.started(state, rt);
     }
 
     /// Caches `body` (the script thread does, once it compiled).
@@ -139,8 +164,10 @@ impl Scripts {
         let (reply, pending) = oneshot::channel();
         match self.jobs.lock().as_ref() {
             Some(tx) => {
-                if let Err(e) = tx.send((job, reply)) {
-                    let _ = (e.0).1.send(Reply::err("ERR the script thread is gone"));
+                if let Err(std::sync::mpsc::SendError(Work::Run(_, reply))) =
+                    tx.send(Work::Run(job, reply))
+                {
+                    let _ = reply.send(Reply::err("ERR the script thread is gone"));
                 }
             }
             None => {
@@ -150,11 +177,19 @@ impl Scripts {
         pending
     }
 
+    /// Hands the script thread the libraries of topology `version` (see [`functions`]).
+    pub(crate) fn send_libraries(&self, version: u64, libs: Arc<ember_core::functions::Libraries>) {
+        if let Some(tx) = self.jobs.lock().as_ref() {
+            let _ = tx.send(Work::Libraries(version, libs));
+        }
+    }
+
     fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64 + 1
     }
 
-    pub(crate) fn begin(&self, slot: Option<u16>) {
+    pub(crate) fn begin(&self, slot: Option<u16>, function: Option<(String, Vec<Bytes>)>) {
+        *self.functions.running.lock() = function;
         self.kill.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
         self.slot
@@ -167,6 +202,7 @@ impl Scripts {
     }
 
     pub(crate) fn end(&self) {
+        *self.functions.running.lock() = None;
         self.started.store(0, Ordering::Release);
         self.slot.store(NO_SLOT, Ordering::Release);
         self.done.send_modify(|n| *n += 1);
@@ -191,6 +227,44 @@ impl Scripts {
         self.started.load(Ordering::Acquire) != 0
     }
 
+    /// How long the running script has run, in milliseconds.
+    pub fn running_ms(&self) -> u64 {
+        match self.started.load(Ordering::Acquire) {
+            0 => 0,
+            t => self.now_us().saturating_sub(t) / 1000,
+        }
+    }
+
+    /// `SCRIPT KILL` (`function` false) or `FUNCTION KILL` (true): Redis's rules (each
+    /// stops only its own kind, and only before the first write).
+    pub fn kill(&self, function: bool) -> Reply {
+        if !self.running() {
+            return Reply::err("NOTBUSY No scripts in execution right now.");
+        }
+        if self.wrote.load(Ordering::Relaxed) {
+            return Reply::err(
+                "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
+            );
+        }
+        if self.functions.running.lock().is_some() != function {
+            return self.busy_reply();
+        }
+        self.kill.store(true, Ordering::Relaxed);
+        Reply::ok()
+    }
+
+    /// `BUSY` as Redis words it for what runs (a script, or a function).
+    pub fn busy_reply(&self) -> Reply {
+        match self.functions.running.lock().is_some() {
+            false => Reply::err(
+                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            ),
+            true => Reply::err(
+                "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.",
+            ),
+        }
+    }
+
     /// Waits until the running script (if any) ends.
     pub async fn wait_done(&self) {
         let mut rx = self.done.subscribe();
@@ -199,11 +273,4 @@ impl Scripts {
         }
         let _ = rx.changed().await;
     }
-}
-
-/// `BUSY` as Redis words it.
-pub fn busy_reply() -> Reply {
-    Reply::err(
-        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
-    )
 }
