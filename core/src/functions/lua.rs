@@ -21,10 +21,9 @@ pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
 /// called; writes are refused in both.
 const ENVIRONMENT: &str = r#"
 local api, globals = ...
-local loading = true
-local env = setmetatable({}, {
+local mt = {
   __index = function(_, k)
-    local v = rawget(loading and api or globals, k)
+    local v = rawget(api, k)
     if v == nil then
       error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
     end
@@ -32,8 +31,8 @@ local env = setmetatable({}, {
   end,
   __newindex = function() error('Attempt to modify a readonly table', 2) end,
   __metatable = false,
-})
-return env, function() loading = false end
+}
+return setmetatable({}, mt), function() mt.__index = globals end
 "#;
 
 /// A read-only table whose missing fields are errors, as Redis's load-time `redis`.

@@ -1,7 +1,8 @@
 //! The Lua 5.1 VM of the script thread: the sandbox, `redis.*`, the conversions between
 //! Redis replies and Lua values (Redis's rules), and one script execution.
 //!
-//! Sandbox: the base, table, string and math libraries only (no `os`, `io`, `package`,
+//! Sandbox: the base, table, string and math libraries, and Redis's `cjson`, `cmsgpack`,
+//! `bit` and `struct` ([`super::libs`]) only (no `os`, `io`, `package`,
 //! `debug`, `loadfile`, `dofile`); globals are read-only and reading an undefined one is
 //! an error, as in Redis 7; at most [`MEMORY_LIMIT`] bytes.
 //!
@@ -68,16 +69,27 @@ redis = setmetatable({}, {
 __ember_redis = real
 "#;
 
-/// Freezes the globals, after which nothing can be defined or read undefined.
+/// Freezes the globals, after which nothing can be defined, changed or read undefined,
+/// as Redis's read-only tables: the globals table is left empty (every write meets
+/// `__newindex`), its values and read-only views of the library tables behind it.
 const FREEZE: &str = r#"
 debug = nil
-setmetatable(_G, {
+local G, error, tostring, setmetatable, rawset = _G, error, tostring, setmetatable, rawset
+local readonly = function() error('Attempt to modify a readonly table', 2) end
+local backing = {}
+for k, v in pairs(_G) do
+  if type(v) == 'table' and k ~= '_G' and k ~= 'redis' and k ~= '__ember_redis' then
+    v = setmetatable({}, {__index = v, __newindex = readonly, __metatable = false})
+  end
+  backing[k] = v
+end
+for k in pairs(backing) do rawset(G, k, nil) end
+setmetatable(backing, {
   __index = function(_, k)
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end,
-  __newindex = function() error('Attempt to modify a readonly table', 2) end,
-  __metatable = false,
 })
+setmetatable(G, {__index = backing, __newindex = readonly, __metatable = false})
 "#;
 
 struct Vm {
@@ -184,7 +196,7 @@ fn build_functions(
 ) -> mlua::Result<FunctionsVm> {
     let lua = new_vm()?;
     let globals = lua.globals();
-    let redis: Table = globals.raw_get("__ember_redis")?;
+    let redis: Table = globals.get("__ember_redis")?;
     let log: Function = redis.raw_get("log")?;
     let mut callbacks = HashMap::new();
     for lib in libs.values() {
@@ -284,6 +296,7 @@ fn new_vm() -> mlua::Result<Lua> {
     ] {
         real.raw_set(name, v)?;
     }
+    super::libs::install(&lua)?;
     lua.load(FREEZE).set_name("=ember").exec()?;
     lua.set_memory_limit(MEMORY_LIMIT)?;
     Ok(lua)
@@ -390,7 +403,7 @@ fn execute(
             .create_function(|lua, args: mlua::Variadic<Value>| run_command(lua, &args, true))?;
         let pcall = scope
             .create_function(|lua, args: mlua::Variadic<Value>| run_command(lua, &args, false))?;
-        let set: Function = lua.globals().raw_get("__ember_set_commands")?;
+        let set: Function = lua.globals().get("__ember_set_commands")?;
         set.call::<()>((call, pcall))?;
         let (keys, args) = match job.function {
             Some(_) => (
@@ -399,7 +412,7 @@ fn execute(
             ),
             None => (Value::Nil, Value::Nil),
         };
-        let runner: Function = lua.globals().raw_get("__ember_run")?;
+        let runner: Function = lua.globals().get("__ember_run")?;
         let out = runner.call::<mlua::MultiValue>((f.clone(), keys, args));
         if state.scripts.kill.load(Ordering::Relaxed) {
             killed.set(true);
@@ -692,6 +705,38 @@ mod tests {
     #[test]
     fn the_vm_starts() {
         new_vm().unwrap();
+    }
+
+    #[test]
+    fn a_functions_vm_registers_libraries() {
+        let code = "#!lua name=l\nredis.register_function('f', function(k, a) return a[1] end)";
+        let lib = ember_core::functions::lua::check(code).unwrap();
+        let libs = Arc::new(Libraries::from([(lib.name.clone(), lib)]));
+        let vm = build_functions(&libs, &Arc::default()).unwrap();
+        assert!(vm.callbacks.contains_key("f"));
+    }
+
+    /// Globals and the library tables are read-only, as in Redis.
+    #[test]
+    fn globals_cannot_be_changed() {
+        let lua = new_vm().unwrap();
+        for code in [
+            "cjson = nil",
+            "string = 1",
+            "string.format = nil",
+            "x = 1",
+            "redis.call = 1",
+        ] {
+            let e = lua.load(code).exec().unwrap_err().to_string();
+            assert!(
+                e.contains("Attempt to modify a readonly table"),
+                "{code}: {e}"
+            );
+        }
+        let e = lua.load("return nosuch").exec().unwrap_err().to_string();
+        assert!(e.contains("nonexistent global variable 'nosuch'"), "{e}");
+        let v: String = lua.load("return string.format('%d', 5)").eval().unwrap();
+        assert_eq!(v, "5");
     }
 
     use proptest::prelude::*;

@@ -17,6 +17,7 @@
 
 pub mod dump;
 pub mod functions;
+pub mod libs;
 pub mod lua;
 
 use std::collections::HashMap;
