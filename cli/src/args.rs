@@ -207,6 +207,11 @@ Stop with Ctrl-C.")]
     #[command(subcommand)]
     Config(ConfigCommand),
 
+    /// Function libraries (FUNCTION LOAD / FCALL), cluster-wide: loaded once here, every
+    /// node has them (also nodes that join or restart later).
+    #[command(subcommand)]
+    Functions(FunctionsCommand),
+
     /// Print the control plane's state (a backup, readable by import-state).
     #[command(after_help = "\
 Examples:
@@ -375,6 +380,51 @@ pub struct ForgetArgs {
     /// them are dropped.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FunctionsCommand {
+    /// Load a library from a file (its first line `#!lua name=NAME`).
+    #[command(after_help = "\
+Examples:
+  emberctl functions load mylib.lua
+  emberctl functions load --replace mylib.lua   a new version of a loaded library
+
+Loading the library that is loaded already (same code) changes nothing.")]
+    Load(FunctionsLoadArgs),
+    /// The libraries and their functions.
+    #[command(after_help = "\
+Examples:
+  emberctl functions list
+  emberctl functions list --code               with each library's code
+  emberctl --json functions list")]
+    List(FunctionsListArgs),
+    /// Delete a library (and its functions).
+    Delete(FunctionsDeleteArgs),
+    /// Delete every library.
+    Flush,
+}
+
+#[derive(Debug, Args)]
+pub struct FunctionsLoadArgs {
+    /// The library's code (`-` reads standard input).
+    pub file: std::path::PathBuf,
+    /// Replace the library of the same name.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FunctionsListArgs {
+    /// Print each library's code too.
+    #[arg(long)]
+    pub code: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FunctionsDeleteArgs {
+    /// The library's name.
+    pub name: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -301,6 +301,31 @@ impl Admin {
         Ok(Change::from_pb(&reply)?)
     }
 
+    pub async fn load_library(&mut self, code: String, replace: bool) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let req = pb::LoadLibraryRequest { code, replace };
+        let reply = self.unary(c.load_library(req)).await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
+    pub async fn delete_library(&mut self, name: String) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let req = pb::DeleteLibraryRequest {
+            name,
+            missing_ok: false,
+        };
+        let reply = self.unary(c.delete_library(req)).await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
+    pub async fn flush_libraries(&mut self) -> Result<Change, CliError> {
+        let mut c = self.client.clone();
+        let reply = self
+            .unary(c.flush_libraries(pb::FlushLibrariesRequest {}))
+            .await?;
+        Ok(Change::from_pb(&reply)?)
+    }
+
     /// The control plane's state as its stored document (JSON).
     pub async fn export_state(&mut self) -> Result<Vec<u8>, CliError> {
         let mut c = self.client.clone();

@@ -13,6 +13,7 @@ use crate::output;
 mod assign;
 mod completions;
 mod config;
+mod functions;
 mod membership;
 mod migrations;
 mod moves;
@@ -74,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pending => show::pending(&ctx).await,
         Command::Watch => watch::run(&ctx).await,
         Command::Config(ConfigCommand::Set(a)) => config::set(&ctx, a).await,
+        Command::Functions(a) => functions::run(&ctx, a).await,
         Command::ExportState(a) => state::export(&ctx, a).await,
         Command::ImportState(a) => state::import(&ctx, a).await,
         Command::Completions(a) => {

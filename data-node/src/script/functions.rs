@@ -50,7 +50,13 @@ pub struct Functions {
     runtime: OnceLock<tokio::runtime::Handle>,
     /// The node, for the tasks that carry changes out.
     node: OnceLock<std::sync::Weak<ServerState>>,
+    /// Libraries this node stopped having lately, and when: a `FUNCTION DELETE` of one is
+    /// a client's repeat (sent to every primary), answered `OK` as the first was.
+    deleted: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a deleted library's name is remembered (see [`Functions`]' `deleted`).
+const REPEAT_WINDOW: Duration = Duration::from_secs(10);
 
 /// A client's change of the libraries.
 pub enum Change {
@@ -87,6 +93,15 @@ impl Functions {
 
     /// The script thread rebuilt its functions VM with `libs`.
     pub(crate) fn set_applied(&self, libs: Arc<Libraries>) {
+        let now = std::time::Instant::now();
+        let mut deleted = self.deleted.lock();
+        deleted.retain(|_, at| now.duration_since(*at) < REPEAT_WINDOW);
+        for name in self.applied().libraries.keys() {
+            if !libs.contains_key(name) {
+                deleted.insert(name.clone(), now);
+            }
+        }
+        drop(deleted);
         let by_name = libs
             .values()
             .flat_map(|l| &l.functions)
@@ -268,14 +283,14 @@ async fn at_control_plane(url: &str, state: &ServerState, change: Change) -> Res
                 .await
         }
         Change::Delete { name } => {
-            // This node has it: if it is gone at the control plane, a client's repeat
-            // (the same DELETE sent to every primary) deleted it.
-            let missing_ok = state
-                .scripts
-                .functions
-                .applied()
-                .libraries
-                .contains_key(&name);
+            // This node has it, or had it until a moment ago: if it is gone at the
+            // control plane, the same DELETE sent to every primary deleted it.
+            let f = &state.scripts.functions;
+            let missing_ok = f.applied().libraries.contains_key(&name)
+                || f.deleted
+                    .lock()
+                    .get(&name)
+                    .is_some_and(|at| at.elapsed() < REPEAT_WINDOW);
             admin
                 .delete_library(pb::DeleteLibraryRequest { name, missing_ok })
                 .await
