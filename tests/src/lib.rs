@@ -582,3 +582,27 @@ pub fn dataset(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, String> {
     }
     out
 }
+
+/// The Python interpreter the redis-py tests run.
+pub const PYTHON: &str = "python3";
+
+/// Runs the Python `script` with the port of node 0 and `args` as its arguments: its
+/// output (the test fails, with every log, if it does).
+pub fn redis_py(c: &TestCluster, script: &str, args: &[&str]) -> String {
+    let port = c.specs[0].port.to_string();
+    let out = std::process::Command::new(PYTHON)
+        .args(["-c", script, &port])
+        .args(args)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        c.dump_logs();
+    }
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -7,36 +7,21 @@ use std::time::Duration;
 use ember_tests::TestCluster;
 
 const T: Duration = Duration::from_secs(20);
-const PYTHON: &str = "python3";
-
-/// Runs the Python `script` with the port of node 0 as its argument: its output (the
-/// test fails, with every log, if it does).
-fn redis_py(c: &TestCluster, script: &str) -> String {
-    let out = Command::new(PYTHON)
-        .args(["-c", script, &c.specs[0].port.to_string()])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        c.dump_logs();
-    }
-    assert!(
-        out.status.success(),
-        "redis-py failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// redis-py's cluster client routes `MEMORY USAGE key` by the subcommand's key
 /// specification in `COMMAND`'s reply (the container `memory` has no keys itself), so
 /// it needs Redis 7's reply shape, subcommands included.
 #[test]
 fn redis_py_cluster_client_runs_memory_usage() {
-    let probe = Command::new(PYTHON)
+    let probe = Command::new(ember_tests::PYTHON)
         .args(["-c", "import redis.cluster"])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {PYTHON} ({e}): this test needs Python 3"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): this test needs Python 3",
+                ember_tests::PYTHON
+            )
+        });
     assert!(
         probe.status.success(),
         "this test needs redis-py (python3 -m pip install redis): {}",
@@ -56,7 +41,7 @@ for key in ["user:1", "{t}x", "another key"]:
     print(key, n)
 assert rc.memory_usage("missing") is None
 "#;
-    assert_eq!(redis_py(&c, script).lines().count(), 3);
+    assert_eq!(ember_tests::redis_py(&c, script, &[]).lines().count(), 3);
 }
 
 fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> u64 {
@@ -162,5 +147,5 @@ assert release(keys=["lock:{r}"], args=["me"]) == 1
 assert rc.get("lock:{r}") is None
 print("script ok")
 "#;
-    assert_eq!(redis_py(&c, script).lines().count(), 4);
+    assert_eq!(ember_tests::redis_py(&c, script, &[]).lines().count(), 4);
 }

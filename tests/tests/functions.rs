@@ -4,7 +4,6 @@
 //! them across its own restart; redis-py's cluster client, which sends `FUNCTION LOAD` and
 //! `FUNCTION DELETE` to every primary, gets the same answer from each.
 
-use std::process::Command;
 use std::time::Duration;
 
 use ember_tests::TestCluster;
@@ -199,17 +198,5 @@ except Exception as e:
     assert "Function not found" in str(e), e
 print("ok")
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &c.specs[0].port.to_string(), COUNTER])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        c.dump_logs();
-    }
-    assert!(
-        out.status.success(),
-        "redis-py failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(ember_tests::redis_py(&c, script, &[COUNTER]).trim(), "ok");
 }

@@ -22,25 +22,20 @@ pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
 const ENVIRONMENT: &str = r#"
 local api, globals = ...
 local mt = {
-  __index = function(_, k)
-    local v = rawget(api, k)
-    if v == nil then
-      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
-    end
-    return v
-  end,
+  __index = api,
   __newindex = function() error('Attempt to modify a readonly table', 2) end,
   __metatable = false,
 }
 return setmetatable({}, mt), function() mt.__index = globals end
 "#;
 
-/// A read-only table whose missing fields are errors, as Redis's load-time `redis`.
+/// A read-only view of a table whose missing fields are errors, as Redis's load-time
+/// globals and `redis` table.
 const STRICT: &str = r#"
 local t = ...
 return setmetatable({}, {
   __index = function(_, k)
-    local v = t[k]
+    local v = rawget(t, k)
     if v == nil then
       error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
     end
@@ -89,9 +84,10 @@ pub fn register(
         ] {
             redis.raw_set(name, level)?;
         }
-        let strict: Table = lua.load(STRICT).set_name("=ember").call(redis)?;
+        let strict = |t: Table| lua.load(STRICT).set_name("=ember").call::<Table>(t);
         let api = lua.create_table()?;
-        api.raw_set("redis", strict)?;
+        api.raw_set("redis", strict(redis)?)?;
+        let api = strict(api)?;
         let (env, done): (Table, Function) = lua
             .load(ENVIRONMENT)
             .set_name("=ember")
