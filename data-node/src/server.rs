@@ -255,6 +255,10 @@ async fn active_expiry(state: Arc<ServerState>, mut stop: watch::Receiver<bool>)
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        if state.pause.writes_paused() {
+            // CLIENT PAUSE: the dataset holds still (as Redis, keys do not expire).
+            continue;
+        }
         for _ in 0..16 {
             next = state.db.active_expire_cycle(next, 64);
             tokio::task::yield_now().await;

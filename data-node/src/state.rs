@@ -264,6 +264,8 @@ pub struct ServerState {
     pub pubsub: crate::pubsub::PubSub,
     /// Lua scripts: the cache, the script thread, the running script.
     pub scripts: crate::script::Scripts,
+    /// `CLIENT PAUSE`.
+    pub pause: crate::pause::Pause,
 }
 
 impl ServerState {
@@ -282,6 +284,7 @@ impl ServerState {
             blocked: Default::default(),
             pubsub: Default::default(),
             scripts: Default::default(),
+            pause: Default::default(),
             config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),

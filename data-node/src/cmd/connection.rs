@@ -159,6 +159,30 @@ pub fn asking(_ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
 /// # Format
 /// `CLIENT ID | SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | INFO | LIST |
 /// UNBLOCK id [TIMEOUT|ERROR]`
+/// `CLIENT PAUSE timeout [WRITE|ALL]` (milliseconds; `ALL` by default).
+fn client_pause(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    if args.len() > 4 {
+        return Reply::err(
+            "ERR unknown subcommand or wrong number of arguments for 'PAUSE'. Try CLIENT HELP.",
+        );
+    }
+    let ms = match crate::resp::parse::parse_i64(&args[2]) {
+        None => return Reply::err("ERR timeout is not an integer or out of range"),
+        Some(ms) if ms < 0 => return Reply::err("ERR timeout is negative"),
+        Some(ms) => ms as u64,
+    };
+    let all = match args.get(3) {
+        None => true,
+        Some(m) if eq_ic(m, "all") => true,
+        Some(m) if eq_ic(m, "write") => false,
+        Some(_) => return Reply::err("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+    };
+    ctx.state
+        .pause
+        .pause(std::time::Duration::from_millis(ms), all);
+    Reply::ok()
+}
+
 pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     let n = args.len();
@@ -252,6 +276,14 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         } else {
             Reply::syntax()
         }
+    } else if eq_ic(sub, "pause") {
+        client_pause(ctx, args)
+    } else if eq_ic(sub, "unpause") {
+        if n != 2 {
+            return arity("unpause");
+        }
+        ctx.state.pause.unpause();
+        Reply::ok()
     } else if eq_ic(sub, "no-evict") {
         if n != 3 {
             return arity("no-evict");

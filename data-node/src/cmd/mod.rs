@@ -215,6 +215,27 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether `CLIENT PAUSE WRITE` holds this command, as Redis decides: it may write or
+/// replicate (its flags, a subcommand's, a transaction's writes, a script or function).
+pub fn pausable_write(client: &Client, args: &[Bytes]) -> bool {
+    let Some(idx) = lookup(&args[0]) else {
+        return false;
+    };
+    let spec = &TABLE[idx];
+    if spec.name == "exec" {
+        return client.multi.as_ref().is_some_and(|m| m.write);
+    }
+    if matches!(spec.name, "eval" | "evalsha" | "fcall") {
+        return true;
+    }
+    let m = match args.get(1).filter(|_| spec.flags & flags::CONTAINER != 0) {
+        Some(sub) => meta::subcommand_position(idx, sub).and_then(|n| meta::subcommand(idx, n)),
+        None => Some(meta::of_command(idx)),
+    };
+    spec.flags & flags::WRITE != 0
+        || m.is_some_and(|m| m.has_flag("write") || m.has_flag("may_replicate"))
+}
+
 /// Executes one command and returns its reply.
 pub fn execute(state: &ServerState, client: &mut Client, args: &[Bytes]) -> Reply {
     execute_at(state, client, args, now_ms())

@@ -191,7 +191,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             st.clients.len(),
             st.config.maxclients(),
             st.clients.max_output_buffer(),
-            st.blocked.len(),
+            st.blocked.len() + st.pause.waiting(),
         );
     }
     if want("memory") {

@@ -228,7 +228,7 @@ impl Conn<'_> {
         let limits = Limits {
             max_bulk_len: self.state.config.proto_max_bulk_len(),
         };
-        let start = self.out.len();
+        let mut start = self.out.len();
         let mut executed = 0u64;
         if self.out.capacity() == 0 {
             self.out = buffers::take_write();
@@ -246,6 +246,10 @@ impl Conn<'_> {
                         self.finish_scripts().await;
                     }
                     executed += 1;
+                    if !self.client.primary_link && self.wait_unpaused().await {
+                        // The replies before were written out meanwhile.
+                        start = self.out.len();
+                    }
                     let mut reply = execute(self.state, &mut self.client, &self.args);
                     while let Some(slot) = self.client.held_on.take() {
                         // A migration's handoff holds writes to this slot: wait for the
@@ -326,6 +330,21 @@ impl Conn<'_> {
             // the other ready connections had their turn (`server::spin`).
             SPIN.with(|s| s.batch_done());
         }
+    }
+
+    /// `CLIENT PAUSE`: waits while the pause holds this command, the replies before it
+    /// written out first (and the scripts before it finished). Whether it waited.
+    async fn wait_unpaused(&mut self) -> bool {
+        let pause = &self.state.pause;
+        let writes = crate::cmd::pausable_write(&self.client, &self.args);
+        if !pause.would_hold(writes) {
+            return false;
+        }
+        self.finish_scripts().await;
+        self.state.repl.wake();
+        let _ = self.write_some();
+        pause.wait(writes).await;
+        true
     }
 
     /// Waits for the replies of the scripts handed over, and writes them in order.
