@@ -234,7 +234,7 @@ pub fn serve(state: &ServerState, client: &mut Client, t: &mut SlotGuard, slot: 
                 // `ready` said the key has something, so there is a reply.
                 let reply = reply.unwrap_or_else(|| w.kind.timeout_reply());
                 let mut effects = Vec::new();
-                record_write(&mut ctx, &argv, &reply, &mut effects);
+                record_write(&mut ctx, t, &argv, &reply, &mut effects);
                 t.publish(&effects);
                 t.remove_waiter(&w);
                 let _ = tx.send(reply);

@@ -110,6 +110,8 @@ pub struct RuntimeConfig {
     min_replicas_max_lag: AtomicU64,
     /// `busy-reply-threshold` (ms).
     busy_reply_threshold: AtomicU64,
+    /// `notify-keyspace-events`.
+    pub notify: std::sync::Arc<crate::notify::Notify>,
 }
 
 /// How a setting can change at run time.
@@ -125,6 +127,8 @@ enum Kind {
     Maxclients,
     /// `client-output-buffer-limit`: `class hard soft seconds ...`.
     OutputLimits,
+    /// `notify-keyspace-events`: Redis's class letters.
+    Notify,
     /// Fixed at start-up, or decided elsewhere (the control plane).
     Immutable,
 }
@@ -231,6 +235,10 @@ const PARAMS: &[Param] = &[
         },
     },
     Param {
+        name: "notify-keyspace-events",
+        kind: Kind::Notify,
+    },
+    Param {
         name: "lua-time-limit",
         kind: Kind::Integer {
             min: 0,
@@ -276,6 +284,8 @@ pub enum InvalidValue {
     TooManyClients { fits: u64 },
     #[error("{0}")]
     OutputLimits(output_limits::LimitsError),
+    #[error("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")]
+    NotifyFlags,
 }
 
 /// A validated new value.
@@ -285,6 +295,7 @@ enum NewValue {
     Save(String),
     Maxclients(u64),
     OutputLimits([ClassLimit; 3]),
+    Notify(u32),
 }
 
 impl RuntimeConfig {
@@ -303,6 +314,7 @@ impl RuntimeConfig {
             min_replicas_to_write: AtomicU64::new(0),
             min_replicas_max_lag: AtomicU64::new(10),
             busy_reply_threshold: AtomicU64::new(5000),
+            notify: Default::default(),
         }
     }
 
@@ -376,6 +388,7 @@ impl RuntimeConfig {
             "busy-reply-threshold" | "lua-time-limit" => {
                 self.busy_reply_threshold().as_millis().to_string()
             }
+            "notify-keyspace-events" => crate::notify::format(self.notify.flags()),
             _ => return None,
         })
     }
@@ -436,6 +449,11 @@ impl RuntimeConfig {
                         .parse(value)
                         .map_err(|e| invalid(InvalidValue::OutputLimits(e)))?,
                 ),
+                Kind::Notify => NewValue::Notify(
+                    crate::notify::parse(value)
+                        .ok_or(InvalidValue::NotifyFlags)
+                        .map_err(invalid)?,
+                ),
                 Kind::Immutable => unreachable!("refused above"),
             });
         }
@@ -462,6 +480,7 @@ impl RuntimeConfig {
                 (_, NewValue::Save(v)) => *self.save.lock() = v,
                 (_, NewValue::Maxclients(n)) => self.maxclients.store(n, Ordering::Relaxed),
                 (_, NewValue::OutputLimits(l)) => self.output_limits.store(l),
+                (_, NewValue::Notify(f)) => self.notify.set(f),
                 (name, _) => unreachable!("no setter for {name}"),
             }
         }

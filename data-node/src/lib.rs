@@ -26,6 +26,7 @@
 //! - [`cluster`]: the node's view of the cluster topology: the applied snapshot, routing,
 //!   `CLUSTER ...`, the node's identity and its session with the control plane.
 //! - [`migration`]: live slot migration (source streaming and handoff, target staging).
+//! - [`notify`]: keyspace notifications (`notify-keyspace-events`).
 //! - [`pause`]: `CLIENT PAUSE`: which commands wait, until when.
 //! - [`pubsub`]: subscriptions, delivery, and the node-to-node links that carry
 //!   messages across the cluster.
@@ -46,6 +47,7 @@ pub mod glob;
 pub mod handoff;
 pub mod internal;
 pub mod migration;
+pub mod notify;
 pub mod pause;
 pub mod pubsub;
 pub mod replication;

@@ -38,6 +38,12 @@ pub use accept::MAX_CLIENTS_REACHED;
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: impl Future) {
     let (stop_tx, stop_rx) = watch::channel(false);
     crate::script::Scripts::start(&state);
+    state
+        .db
+        .set_expiry_listener(Arc::new(crate::notify::ExpiredEvents {
+            notify: state.config.notify.clone(),
+            node: Arc::downgrade(&state),
+        }));
     tokio::spawn(active_expiry(state.clone(), stop_rx.clone()));
     let mut threads = ConnectionThreads::start(state.config.io_threads, &state, &stop_rx);
     let mut backoff = accept::Backoff::default();

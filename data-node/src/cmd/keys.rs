@@ -11,10 +11,16 @@ use crate::tri;
 /// # Format
 /// `DEL key [key ...]`, `UNLINK key [key ...]`
 pub fn del(ctx: &mut Ctx, t: &mut SlotTable, args: &[Bytes]) -> Reply {
-    let n = args[1..]
-        .iter()
-        .filter(|k| t.remove(k, ctx.now).is_some())
-        .count();
+    let notify = ctx.state.config.notify.wants(crate::notify::GENERIC);
+    let mut n = 0;
+    for k in &args[1..] {
+        if t.remove(k, ctx.now).is_some() {
+            n += 1;
+            if notify {
+                ctx.deleted.push(k.clone());
+            }
+        }
+    }
     ctx.noop = n == 0;
     Reply::Integer(n as i64)
 }

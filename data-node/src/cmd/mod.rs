@@ -185,6 +185,8 @@ pub struct Ctx<'a> {
     pub effects: Option<Vec<Effect>>,
     /// Blocking commands answer at once instead of blocking (inside `EXEC`).
     pub nonblocking: bool,
+    /// Keys a `DEL`/`UNLINK` removed, while keyspace notifications are on.
+    pub deleted: Vec<Bytes>,
 }
 
 impl Ctx<'_> {
@@ -199,6 +201,7 @@ impl Ctx<'_> {
             observed: false,
             effects: None,
             nonblocking: false,
+            deleted: Vec::new(),
         }
     }
 
@@ -338,7 +341,7 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
             let r = f(&mut ctx, &mut table, args);
             if write {
                 let mut effects = Vec::new();
-                record_write(&mut ctx, args, &r, &mut effects);
+                record_write(&mut ctx, &mut table, args, &r, &mut effects);
                 table.publish(&effects);
                 crate::blocking::serve(state, ctx.client, &mut table, slot, now);
                 if !effects.is_empty() {
@@ -378,17 +381,44 @@ pub fn changed(ctx: &Ctx, r: &Reply) -> bool {
 /// After a write command ran on `table` and replied `r`: bumps the slot's version for
 /// `WATCH` and appends its effects (when the keyspace is observed) to `effects`, for the
 /// caller to publish. Nothing happens for a write that changed nothing.
-pub fn record_write(ctx: &mut Ctx, args: &[Bytes], r: &Reply, effects: &mut Vec<Effect>) {
+pub fn record_write(
+    ctx: &mut Ctx,
+    table: &mut SlotTable,
+    args: &[Bytes],
+    r: &Reply,
+    effects: &mut Vec<Effect>,
+) {
     let said = ctx.effects.take();
+    let deleted = std::mem::take(&mut ctx.deleted);
     if !changed(ctx, r) {
         return;
     }
     ctx.state.db.bump_version(ctx.slot);
+    notify(ctx, table, args, r, &deleted);
     if ctx.observed {
         match said {
             Some(said) => effects.extend(said),
             None => effects.push(Effect::Command(args.to_vec())),
         }
+    }
+}
+
+/// Keyspace notifications of a write that changed something (see [`crate::notify`]).
+fn notify(ctx: &Ctx, table: &mut SlotTable, args: &[Bytes], r: &Reply, deleted: &[Bytes]) {
+    let notify = &ctx.state.config.notify;
+    if !notify.wants(crate::notify::ALL) {
+        return;
+    }
+    // Keys the command found expired come first, as Redis expires them before it runs.
+    for key in table.take_expired_notes() {
+        notify.send(&ctx.state.pubsub, crate::notify::EXPIRED, "expired", &key);
+    }
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let now = ctx.now;
+    for (class, event, key) in
+        crate::notify::events(&name, args, r, deleted, |k| table.contains(k, now))
+    {
+        notify.send(&ctx.state.pubsub, class, event, &key);
     }
 }
 

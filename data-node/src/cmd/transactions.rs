@@ -117,7 +117,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
                 ctx.observed = g.observed();
                 let r = f(ctx, g, args);
                 if spec.flags & flags::WRITE != 0 {
-                    crate::cmd::record_write(ctx, args, &r, &mut effects);
+                    crate::cmd::record_write(ctx, g, args, &r, &mut effects);
                 }
                 replies.push(r);
             }

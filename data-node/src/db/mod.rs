@@ -53,6 +53,12 @@ pub type Map<K, V> = HashMap<K, V, Hasher>;
 /// connection's read buffer).
 pub type Key = Box<[u8]>;
 
+/// Told of the keys that expire (lazily or by the active cycle), while it wants.
+pub trait ExpiryListener: Send + Sync {
+    fn wants(&self) -> bool;
+    fn expired(&self, keys: &[Key]);
+}
+
 /// One process-wide, randomly seeded hasher for the dense tables (slot tables, sets,
 /// hashes): they do not each need a seed.
 static HASHER: LazyLock<Hasher> = LazyLock::new(Hasher::default);
@@ -84,6 +90,11 @@ pub struct SlotTable {
     observed: bool,
     /// Keys expired under the current lock, not yet published as `DEL`.
     expired_keys: Vec<Key>,
+    /// Someone listens for expiries (keyspace notifications; set when the slot is
+    /// locked): expired keys are kept in `expired_notes` for them.
+    noted: bool,
+    /// Keys expired under the current lock, not yet told to the expiry listener.
+    expired_notes: Vec<Key>,
     /// During a migration's handoff: writes to this slot wait (see `cmd::execute`).
     held: bool,
     /// Clients blocked on keys of this slot (see [`crate::blocking`]).
@@ -119,6 +130,9 @@ impl SlotTable {
                 self.expired += 1;
                 if self.observed {
                     self.expired_keys.push(key.into());
+                }
+                if self.noted {
+                    self.expired_notes.push(key.into());
                 }
                 true
             }
@@ -235,10 +249,18 @@ impl SlotTable {
         }
         self.expired += dead.len() as u64;
         let n = dead.len();
+        if self.noted {
+            self.expired_notes.extend(dead.iter().cloned());
+        }
         if self.observed {
             self.expired_keys.extend(dead);
         }
         n
+    }
+
+    /// The keys found expired since the last call (while an expiry listener listens).
+    pub fn take_expired_notes(&mut self) -> Vec<Key> {
+        std::mem::take(&mut self.expired_notes)
     }
 
     /// Holds writes to this slot (a migration's handoff), or releases them.
@@ -345,6 +367,11 @@ impl SlotGuard<'_> {
     }
 
     fn publish_expired(&mut self) {
+        if !self.guard.expired_notes.is_empty() {
+            if let Some(l) = self.db.expiry_listener.get() {
+                l.expired(&self.guard.take_expired_notes());
+            }
+        }
         if self.guard.expired_keys.is_empty() {
             return;
         }
@@ -406,6 +433,8 @@ pub struct Db {
     released: tokio::sync::Notify,
     /// Who sees every change (see [`observe`]).
     pub observers: Observers,
+    /// Who is told of expired keys (keyspace notifications).
+    expiry_listener: std::sync::OnceLock<std::sync::Arc<dyn ExpiryListener>>,
 }
 
 impl Default for Db {
@@ -425,7 +454,13 @@ impl Db {
             versions: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             released: tokio::sync::Notify::new(),
             observers: Observers::default(),
+            expiry_listener: Default::default(),
         }
+    }
+
+    /// Sets who is told of expired keys (once).
+    pub fn set_expiry_listener(&self, l: std::sync::Arc<dyn ExpiryListener>) {
+        let _ = self.expiry_listener.set(l);
     }
 
     /// Locks the table of `slot` (which must be < 16384). Do not hold the guard across
@@ -433,6 +468,7 @@ impl Db {
     pub fn lock(&self, slot: u16) -> SlotGuard<'_> {
         let mut guard = self.slots[slot as usize].lock();
         guard.observed = self.observers.active();
+        guard.noted = self.expiry_listener.get().is_some_and(|l| l.wants());
         let len_before = guard.len();
         SlotGuard {
             guard,

@@ -575,7 +575,7 @@ impl<'s> Run<'s> {
                     if crate::cmd::changed(&ctx, &r) {
                         state.scripts.wrote.store(true, Ordering::Relaxed);
                     }
-                    record_write(&mut ctx, &argv, &r, &mut self.effects);
+                    record_write(&mut ctx, g, &argv, &r, &mut self.effects);
                 }
                 r
             }

@@ -7,6 +7,87 @@ use super::scenario::*;
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         (
+            "keyspace notifications: each command's events, in order",
+            2,
+            {
+                // Client 1 hears every event; after each command of client 0, one Read
+                // per event Redis sends (a missing or extra one shows in the transcript).
+                let mut steps = vec![
+                    Run(0, &["CONFIG", "SET", "notify-keyspace-events", "KEA"]),
+                    Run(0, &["CONFIG", "GET", "notify-keyspace-events"]),
+                    Run(1, &["PSUBSCRIBE", "__keyevent@0__:*"]),
+                ];
+                let commands: &[(&[&str], usize)] = &[
+                    (&["SET", "{n}s", "1"], 1),
+                    (&["SET", "{n}s", "2", "EX", "100"], 2),
+                    (&["SETEX", "{n}s", "100", "3"], 2),
+                    (&["INCR", "{n}i"], 1),
+                    (&["DECRBY", "{n}i", "3"], 1),
+                    (&["INCRBYFLOAT", "{n}i", "1.5"], 1),
+                    (&["APPEND", "{n}s", "x"], 1),
+                    (&["SETRANGE", "{n}s", "0", "y"], 1),
+                    (&["MSET", "{n}a", "1", "{n}b", "2"], 2),
+                    (&["SETNX", "{n}a", "9"], 0),
+                    (&["GETDEL", "{n}a"], 1),
+                    (&["EXPIRE", "{n}b", "100"], 1),
+                    (&["PERSIST", "{n}b"], 1),
+                    (&["PERSIST", "{n}b"], 0),
+                    (&["RENAME", "{n}b", "{n}c"], 2),
+                    (&["DEL", "{n}c", "{n}missing", "{n}i"], 2),
+                    (&["RPUSH", "{n}l", "a", "b", "c"], 1),
+                    (&["LPUSH", "{n}l", "z"], 1),
+                    (&["LPOP", "{n}l"], 1),
+                    (&["LSET", "{n}l", "0", "q"], 1),
+                    (&["LINSERT", "{n}l", "BEFORE", "q", "p"], 1),
+                    (&["LREM", "{n}l", "0", "p"], 1),
+                    (&["LMOVE", "{n}l", "{n}l2", "LEFT", "RIGHT"], 2),
+                    (&["LTRIM", "{n}l", "5", "10"], 2),
+                    (&["RPOP", "{n}l2"], 2),
+                    (&["SADD", "{n}set", "a", "b"], 1),
+                    (&["SADD", "{n}set", "a"], 0),
+                    (&["SREM", "{n}set", "a"], 1),
+                    (&["SMOVE", "{n}set", "{n}set2", "b"], 3),
+                    (&["SINTERSTORE", "{n}set3", "{n}set2", "{n}set2"], 1),
+                    (&["SPOP", "{n}set2"], 2),
+                    (&["HSET", "{n}h", "f", "1", "g", "2"], 1),
+                    (&["HINCRBY", "{n}h", "f", "2"], 1),
+                    (&["HINCRBYFLOAT", "{n}h", "f", "0.5"], 1),
+                    (&["HDEL", "{n}h", "f"], 1),
+                    (&["HDEL", "{n}h", "g"], 2),
+                    (&["ZADD", "{n}z", "1", "a", "2", "b", "3", "c"], 1),
+                    (&["ZINCRBY", "{n}z", "1", "a"], 1),
+                    (&["ZADD", "{n}z", "INCR", "1", "a"], 1),
+                    (&["ZREM", "{n}z", "a"], 1),
+                    (&["ZPOPMIN", "{n}z"], 1),
+                    (&["ZREMRANGEBYSCORE", "{n}z", "0", "10"], 2),
+                    (&["SET", "{n}e", "v", "PX", "1"], 2),
+                ];
+                for (cmd, events) in commands {
+                    steps.push(Run(0, cmd));
+                    for _ in 0..*events {
+                        steps.push(Read(1));
+                    }
+                }
+                steps.extend([
+                    // `{n}e` expired meanwhile: found by a read, or by the active cycle.
+                    Run(0, &["BLPOP", "{n}nothing", "0.05"]),
+                    Run(0, &["GET", "{n}e"]),
+                    Read(1),
+                    Run(0, &["CONFIG", "SET", "notify-keyspace-events", "K$"]),
+                    Run(1, &["PSUBSCRIBE", "__keyspace@0__:*"]),
+                    Run(0, &["SET", "{n}k", "1"]),
+                    Run(0, &["LPUSH", "{n}other", "1"]),
+                    Run(0, &["SET", "{n}k", "2"]),
+                    Read(1),
+                    Read(1),
+                    Run(0, &["CONFIG", "SET", "notify-keyspace-events", "Q"]),
+                    Run(0, &["CONFIG", "SET", "notify-keyspace-events", ""]),
+                    Run(0, &["CONFIG", "GET", "notify-keyspace-events"]),
+                ]);
+                steps
+            },
+        ),
+        (
             "subscribe, publish, patterns, introspection",
             2,
             vec![
