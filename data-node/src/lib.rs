@@ -27,6 +27,7 @@
 //!   `CLUSTER ...`, the node's identity and its session with the control plane.
 //! - [`migration`]: live slot migration (source streaming and handoff, target staging).
 //! - [`notify`]: keyspace notifications (`notify-keyspace-events`).
+//! - [`tracking`]: client-side caching (`CLIENT TRACKING`): who read what, invalidations.
 //! - [`pause`]: `CLIENT PAUSE`: which commands wait, until when.
 //! - [`pubsub`]: subscriptions, delivery, and the node-to-node links that carry
 //!   messages across the cluster.
@@ -55,6 +56,7 @@ pub mod resp;
 pub mod script;
 pub mod server;
 pub mod state;
+pub mod tracking;
 
 pub use config::Config;
 pub use db::Db;

@@ -238,9 +238,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let functions = Arc::new(ember_data_node::script::functions::FunctionsListener(
         state.clone(),
     ));
+    let tracking = Arc::new(ember_data_node::tracking::TrackingListener(state.clone()));
     let applier = Applier::new(
         cluster,
-        vec![migrations.clone(), replication, blocked, pubsub, functions],
+        vec![
+            migrations.clone(),
+            replication,
+            blocked,
+            pubsub,
+            functions,
+            tracking,
+        ],
     );
     let session = tokio::spawn(session::run(applier, identity, config, migrations));
     // No background task may die silently: the session and the node-to-node server run

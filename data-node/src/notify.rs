@@ -121,16 +121,17 @@ impl Notify {
     }
 }
 
-/// Sends `expired` events for the keys the keyspace expires (asked on every slot lock:
-/// one atomic load while notifications are off).
+/// Sends `expired` events for the keys the keyspace expires, and invalidates them for
+/// tracking clients (asked on every slot lock: two atomic loads while both are off).
 pub struct ExpiredEvents {
     pub notify: std::sync::Arc<Notify>,
+    pub tracker: std::sync::Arc<crate::tracking::Tracker>,
     pub node: std::sync::Weak<crate::state::ServerState>,
 }
 
 impl crate::db::ExpiryListener for ExpiredEvents {
     fn wants(&self) -> bool {
-        self.notify.wants(EXPIRED)
+        self.notify.wants(EXPIRED) || self.tracker.active()
     }
 
     fn expired(&self, keys: &[crate::db::Key]) {
@@ -138,6 +139,8 @@ impl crate::db::ExpiryListener for ExpiredEvents {
             for k in keys {
                 self.notify.send(&s.pubsub, EXPIRED, "expired", k);
             }
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_ref()).collect();
+            self.tracker.changed(&keys, None, &s.clients);
         }
     }
 }

@@ -42,6 +42,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: imp
         .db
         .set_expiry_listener(Arc::new(crate::notify::ExpiredEvents {
             notify: state.config.notify.clone(),
+            tracker: state.tracker.clone(),
             node: Arc::downgrade(&state),
         }));
     tokio::spawn(active_expiry(state.clone(), stop_rx.clone()));

@@ -40,6 +40,9 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct ClientInfo {
     pub id: u64,
+    /// Where pushes for this client go, once it has a mailbox (it subscribed, or tracks
+    /// keys): invalidations for clients that redirect to it are sent there.
+    pub mailbox: Mutex<Option<crate::pubsub::Mailbox>>,
     pub addr: String,
     pub laddr: String,
     pub created: Instant,
@@ -79,6 +82,7 @@ impl ClientInfo {
     pub fn new(id: u64, addr: String, laddr: String) -> ClientInfo {
         ClientInfo {
             id,
+            mailbox: Mutex::new(None),
             addr,
             laddr,
             created: Instant::now(),
@@ -208,6 +212,10 @@ impl ClientRegistry {
         info
     }
 
+    pub fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
+        self.clients.lock().get(&id).cloned()
+    }
+
     pub(crate) fn unregister(&self, id: u64) {
         self.clients.lock().remove(&id);
     }
@@ -264,6 +272,8 @@ pub struct ServerState {
     pub pubsub: crate::pubsub::PubSub,
     /// Lua scripts: the cache, the script thread, the running script.
     pub scripts: crate::script::Scripts,
+    /// Client-side caching: who read which keys.
+    pub tracker: Arc<crate::tracking::Tracker>,
     /// `CLIENT PAUSE`.
     pub pause: crate::pause::Pause,
 }
@@ -284,6 +294,7 @@ impl ServerState {
             blocked: Default::default(),
             pubsub: Default::default(),
             scripts: Default::default(),
+            tracker: Default::default(),
             pause: Default::default(),
             config: runtime,
             stats: Stats::default(),

@@ -24,6 +24,8 @@ mod pubsub;
 mod scenario;
 #[path = "differential/scripting.rs"]
 mod scripting;
+#[path = "differential/tracking.rs"]
+mod tracking;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -1276,6 +1278,12 @@ fn ember_matches_redis_on_pubsub() {
 #[test]
 fn ember_matches_redis_on_scripting() {
     compare_scenarios("scripting", scripting::scenarios(), scripting::scenarios());
+}
+
+/// Client-side caching (see `differential/tracking.rs`).
+#[test]
+fn ember_matches_redis_on_client_tracking() {
+    compare_scenarios("tracking", tracking::resp2(), tracking::resp3());
 }
 
 /// Functions (see `differential/functions.rs`).

@@ -213,3 +213,75 @@ fn a_subscriber_that_does_not_read_is_disconnected_by_the_pubsub_limit() {
         ]
     );
 }
+
+/// Client-side caching in a cluster: a tracking client that read a key is told it is
+/// invalid when the key's slot migrates away (the new owner never saw the read), and the
+/// new owner tracks what it reads there.
+#[test]
+fn tracked_keys_are_invalidated_when_their_slot_moves_away() {
+    let c = TestCluster::start(2, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1", "n2"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let key = "{cache}user:1";
+    let from = c.key_owner(key);
+    let to = 1 - from;
+    let url = |i: usize| format!("redis://{}/?protocol=resp3", c.specs[i].addr());
+    let mut tracking = redis::Client::open(url(from))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    tracking
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("on")
+        .query(&mut tracking)
+        .unwrap();
+    let _: Value = redis::cmd("GET").arg(key).query(&mut tracking).unwrap();
+
+    let slot = ember_core::key_slot(key.as_bytes()).to_string();
+    c.ctl_ok(&["assign", &c.specs[to].name, &slot]);
+    let push = tracking.recv_response().unwrap();
+    let Value::Push { kind, data } = push else {
+        panic!("expected an invalidation push, got {push:?}")
+    };
+    assert_eq!(kind, redis::PushKind::Invalidate);
+    assert_eq!(
+        data,
+        vec![Value::Array(vec![Value::BulkString(
+            key.as_bytes().to_vec()
+        )])]
+    );
+
+    // On the new owner: read, written by another client, invalidated.
+    let mut there = redis::Client::open(url(to))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    there
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("on")
+        .query(&mut there)
+        .unwrap();
+    let _: Value = redis::cmd("GET").arg(key).query(&mut there).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg("v")
+        .query(&mut c.conn(to).unwrap())
+        .unwrap();
+    let push = there.recv_response().unwrap();
+    assert!(
+        matches!(
+            &push,
+            Value::Push {
+                kind: redis::PushKind::Invalidate,
+                ..
+            }
+        ),
+        "{push:?}"
+    );
+}

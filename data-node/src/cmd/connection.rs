@@ -49,7 +49,12 @@ pub fn reset(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     *c.info.name.lock() = None;
     if let Some(mut subs) = c.pubsub.take() {
         subs.reset(&ctx.state.pubsub, &c.info);
+        *c.info.mailbox.lock() = None;
     }
+    if c.tracking.take().is_some() {
+        ctx.state.tracker.disable(c.id);
+    }
+    c.caching = None;
     Reply::simple("RESET")
 }
 
@@ -159,6 +164,155 @@ pub fn asking(_ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
 /// # Format
 /// `CLIENT ID | SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | INFO | LIST |
 /// UNBLOCK id [TIMEOUT|ERROR]`
+/// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT]
+/// [NOLOOP]`, with Redis's checks and messages.
+fn client_tracking(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let on = if eq_ic(&args[2], "on") {
+        true
+    } else if eq_ic(&args[2], "off") {
+        false
+    } else {
+        return Reply::syntax();
+    };
+    let mut o = crate::tracking::Options::default();
+    let mut i = 3;
+    while i < args.len() {
+        let a = &args[i];
+        if eq_ic(a, "redirect") && i + 1 < args.len() {
+            i += 1;
+            match crate::resp::parse::parse_i64(&args[i]) {
+                Some(id) if id >= 0 => o.redirect = Some(id as u64),
+                _ => return Reply::not_integer(),
+            }
+        } else if eq_ic(a, "bcast") {
+            o.bcast = true;
+        } else if eq_ic(a, "optin") {
+            o.optin = true;
+        } else if eq_ic(a, "optout") {
+            o.optout = true;
+        } else if eq_ic(a, "noloop") {
+            o.noloop = true;
+        } else if eq_ic(a, "prefix") && i + 1 < args.len() {
+            i += 1;
+            o.prefixes.push(args[i].clone());
+        } else {
+            return Reply::syntax();
+        }
+        i += 1;
+    }
+    let tracker = &ctx.state.tracker;
+    if !on {
+        if ctx.client.tracking.take().is_some() {
+            tracker.disable(ctx.client.id);
+        }
+        return Reply::ok();
+    }
+    if !o.bcast && !o.prefixes.is_empty() {
+        return Reply::err("ERR PREFIX option requires BCAST mode to be enabled");
+    }
+    if let Some(old) = &ctx.client.tracking {
+        if old.bcast != o.bcast {
+            return Reply::err("ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode.");
+        }
+        if (old.optin, old.optout) != (o.optin, o.optout)
+            && (o.optin || o.optout || old.optin || old.optout)
+        {
+            return Reply::err("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode.");
+        }
+    }
+    if o.optin && o.optout {
+        return Reply::err("ERR You can't specify both OPTIN mode and OPTOUT mode");
+    }
+    if o.bcast && (o.optin || o.optout) {
+        return Reply::err("ERR OPTIN and OPTOUT are not compatible with BCAST");
+    }
+    if let Some(r) = o.redirect {
+        if r != ctx.client.id && ctx.state.clients.get(r).is_none() {
+            return Reply::err("ERR The client ID you want redirect to does not exist");
+        }
+    }
+    let existing = ctx
+        .client
+        .tracking
+        .as_ref()
+        .map_or(&[][..], |t| &t.prefixes[..]);
+    let overlap = |a: &Bytes, b: &Bytes| a.starts_with(b) || b.starts_with(a);
+    for (n, p) in o.prefixes.iter().enumerate() {
+        if let Some(e) = existing.iter().find(|e| overlap(p, e) && *e != p) {
+            return Reply::error(format!(
+                "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single client must not overlap.",
+                String::from_utf8_lossy(p),
+                String::from_utf8_lossy(e)
+            ));
+        }
+        if let Some(q) = o.prefixes[n + 1..].iter().find(|q| overlap(p, q)) {
+            return Reply::error(format!(
+                "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a single client must not overlap.",
+                String::from_utf8_lossy(p),
+                String::from_utf8_lossy(q)
+            ));
+        }
+    }
+    let mut prefixes = existing.to_vec();
+    for p in o.prefixes.drain(..) {
+        if !prefixes.contains(&p) {
+            prefixes.push(p);
+        }
+    }
+    o.prefixes = prefixes;
+    // Invalidations arrive in this connection's mailbox (or its redirect target's).
+    ctx.client.subscriptions();
+    tracker.enable(ctx.client.id, o.clone());
+    ctx.client.tracking = Some(o);
+    Reply::ok()
+}
+
+/// `CLIENT TRACKINGINFO`.
+fn tracking_info(ctx: &Ctx) -> Reply {
+    let c = &*ctx.client;
+    let mut flags = Vec::new();
+    let (redirect, prefixes) = match &c.tracking {
+        None => {
+            flags.push("off");
+            (-1, Vec::new())
+        }
+        Some(o) => {
+            flags.push("on");
+            for (set, name) in [(o.bcast, "bcast"), (o.optin, "optin"), (o.optout, "optout")] {
+                if set {
+                    flags.push(name);
+                }
+            }
+            match c.caching {
+                Some(true) => flags.push("caching-yes"),
+                Some(false) => flags.push("caching-no"),
+                None => {}
+            }
+            if o.noloop {
+                flags.push("noloop");
+            }
+            if o.redirect
+                .is_some_and(|r| ctx.state.clients.get(r).is_none())
+            {
+                flags.push("broken_redirect");
+            }
+            (
+                o.redirect.map_or(0, |r| r as i64),
+                o.prefixes.iter().cloned().map(Reply::Bulk).collect(),
+            )
+        }
+    };
+    let bulk = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
+    Reply::Map(vec![
+        (
+            bulk("flags"),
+            Reply::Set(flags.into_iter().map(bulk).collect()),
+        ),
+        (bulk("redirect"), Reply::Integer(redirect)),
+        (bulk("prefixes"), Reply::Array(prefixes)),
+    ])
+}
+
 /// `CLIENT PAUSE timeout [WRITE|ALL]` (milliseconds; `ALL` by default).
 fn client_pause(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     if args.len() > 4 {
@@ -276,6 +430,46 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         } else {
             Reply::syntax()
         }
+    } else if eq_ic(sub, "tracking") {
+        client_tracking(ctx, args)
+    } else if eq_ic(sub, "caching") {
+        if n != 3 {
+            return arity("caching");
+        }
+        let Some(o) = ctx.client.tracking.as_ref().filter(|o| o.optin || o.optout) else {
+            return Reply::err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled");
+        };
+        if eq_ic(&args[2], "yes") {
+            if !o.optin {
+                return Reply::err(
+                    "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+                );
+            }
+            ctx.client.caching = Some(true);
+        } else if eq_ic(&args[2], "no") {
+            if !o.optout {
+                return Reply::err(
+                    "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+                );
+            }
+            ctx.client.caching = Some(false);
+        } else {
+            return Reply::syntax();
+        }
+        Reply::ok()
+    } else if eq_ic(sub, "getredir") {
+        if n != 2 {
+            return arity("getredir");
+        }
+        Reply::Integer(match &ctx.client.tracking {
+            None => -1,
+            Some(o) => o.redirect.map_or(0, |r| r as i64),
+        })
+    } else if eq_ic(sub, "trackinginfo") {
+        if n != 2 {
+            return arity("trackinginfo");
+        }
+        tracking_info(ctx)
     } else if eq_ic(sub, "pause") {
         client_pause(ctx, args)
     } else if eq_ic(sub, "unpause") {

@@ -111,6 +111,10 @@ pub struct Client {
     /// This is the link from this node's primary (a replica applying the stream): its
     /// commands are not routed, never held, and run as at time 0.
     pub primary_link: bool,
+    /// `CLIENT TRACKING on` options (see [`crate::tracking`]).
+    pub tracking: Option<crate::tracking::Options>,
+    /// `CLIENT CACHING yes|no`, for the next command only.
+    pub caching: Option<bool>,
     /// The shared, listable part (`CLIENT LIST`).
     pub info: Arc<ClientInfo>,
 }
@@ -134,8 +138,21 @@ impl Client {
             pubsub: None,
             woff: 0,
             primary_link: false,
+            tracking: None,
+            caching: None,
             info,
         }
+    }
+
+    /// The connection's subscriptions and mailbox, made (and the mailbox registered for
+    /// others to find) the first time.
+    pub fn subscriptions(&mut self) -> &mut crate::pubsub::Subscriptions {
+        let info = &self.info;
+        self.pubsub.get_or_insert_with(|| {
+            let subs = Box::<crate::pubsub::Subscriptions>::default();
+            *info.mailbox.lock() = Some(subs.mailbox.clone());
+            subs
+        })
     }
 
     /// Whether the reply of the command just run is not to be written (`CLIENT REPLY`).
@@ -347,9 +364,27 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
                 if !effects.is_empty() {
                     ctx.client.woff = state.repl.end();
                 }
+            } else if ctx.client.tracking.is_some() && !r.is_error() {
+                track_read(state, ctx.client, args);
             }
             r
         }
+    }
+}
+
+/// A tracking client read the keys of `args` (default mode, and `CLIENT CACHING`'s
+/// say for `OPTIN`/`OPTOUT`).
+fn track_read(state: &ServerState, client: &Client, args: &[Bytes]) {
+    let Some(o) = &client.tracking else { return };
+    let remember = match (o.optin, o.optout) {
+        (true, _) => client.caching == Some(true),
+        (_, true) => client.caching != Some(false),
+        _ => true,
+    };
+    if !o.bcast && remember {
+        state
+            .tracker
+            .read(client.id, &keys_of(args), &state.clients);
     }
 }
 
@@ -395,6 +430,12 @@ pub fn record_write(
     }
     ctx.state.db.bump_version(ctx.slot);
     notify(ctx, table, args, r, &deleted);
+    if ctx.state.tracker.active() {
+        let keys: Vec<&[u8]> = keys_of(args).into_iter().map(|k| k.as_ref()).collect();
+        ctx.state
+            .tracker
+            .changed(&keys, Some(ctx.client.id), &ctx.state.clients);
+    }
     if ctx.observed {
         match said {
             Some(said) => effects.extend(said),

@@ -35,8 +35,11 @@ pub fn refused_in_subscriber_mode(client: &Client, name: &str) -> Option<Reply> 
     )))
 }
 
+/// Where a RESP2 redirect target hears invalidations (`CLIENT TRACKING ... REDIRECT`).
+pub const INVALIDATE_CHANNEL: &str = "__redis__:invalidate";
+
 /// What a push becomes on the wire for a client with `subs`.
-pub fn encode_push(push: Push, subs: &mut Subscriptions) -> Reply {
+pub fn encode_push(push: Push, subs: &mut Subscriptions, resp3: bool) -> Reply {
     let b = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
     match push {
         Push::Message { channel, payload } => Reply::Push(vec![
@@ -59,6 +62,19 @@ pub fn encode_push(push: Push, subs: &mut Subscriptions) -> Reply {
             Reply::Bulk(channel),
             Reply::Bulk(payload),
         ]),
+        Push::Invalidate { keys } => {
+            let keys = keys.map_or(Reply::Null, |k| {
+                Reply::Array(k.into_iter().map(Reply::Bulk).collect())
+            });
+            if resp3 {
+                Reply::Push(vec![b("invalidate"), keys])
+            } else if subs.channels.iter().any(|c| c == INVALIDATE_CHANNEL) {
+                Reply::Push(vec![b("message"), b(INVALIDATE_CHANNEL), keys])
+            } else {
+                // A RESP2 connection not subscribed to the channel cannot be told.
+                Reply::Many(Vec::new())
+            }
+        }
         Push::SUnsubscribed { channel } => {
             subs.shard.retain(|c| *c != channel);
             Reply::Push(vec![
@@ -80,7 +96,8 @@ fn confirm(verb: &'static str, name: Option<Bytes>, count: usize) -> Reply {
 
 fn subscribe_to(ctx: &mut Ctx, kind: Kind, names: &[Bytes], verb: &'static str) -> Reply {
     let id = ctx.client.id;
-    let subs = ctx.client.pubsub.get_or_insert_with(Default::default);
+    let info = ctx.client.info.clone();
+    let subs = ctx.client.subscriptions();
     let mut out = Vec::with_capacity(names.len());
     for name in names {
         if !subs.list(kind).contains(name) {
@@ -89,7 +106,7 @@ fn subscribe_to(ctx: &mut Ctx, kind: Kind, names: &[Bytes], verb: &'static str) 
         }
         out.push(confirm(verb, Some(name.clone()), subs.count(kind)));
     }
-    subs.show_in(&ctx.client.info);
+    subs.show_in(&info);
     Reply::Many(out)
 }
 
@@ -196,12 +213,13 @@ pub fn publish(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 /// Redis, a client subscribed to the channel it publishes on (RESP3) gets the message
 /// before the reply.
 fn with_own_pushes(ctx: &mut Ctx, reply: Reply) -> Reply {
+    let resp3 = ctx.client.resp3;
     let Some(subs) = ctx.client.pubsub.as_mut() else {
         return reply;
     };
     let mut out = Vec::new();
     while let Ok(push) = subs.inbox.try_recv() {
-        out.push(encode_push(push, subs));
+        out.push(encode_push(push, subs, resp3));
     }
     if out.is_empty() {
         return reply;

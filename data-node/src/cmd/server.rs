@@ -24,6 +24,7 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         return Reply::syntax();
     }
     ctx.state.db.flush();
+    ctx.state.tracker.flushed(&ctx.state.clients);
     Reply::ok()
 }
 
@@ -187,11 +188,12 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     if want("clients") {
         let _ = write!(
             s,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_output_buffer:{}\r\nblocked_clients:{}\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nclient_recent_max_output_buffer:{}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\n\r\n",
             st.clients.len(),
             st.config.maxclients(),
             st.clients.max_output_buffer(),
             st.blocked.len() + st.pause.waiting(),
+            st.tracker.counts().0,
         );
     }
     if want("memory") {
@@ -210,7 +212,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         let (channels, patterns, shard) = st.pubsub.counts();
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\ntracking_total_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
             st.stats.connections.load(Ordering::Relaxed),
             st.stats.commands.load(Ordering::Relaxed),
             st.stats.rejected_connections.load(Ordering::Relaxed),
@@ -218,6 +220,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             st.stats.sync_partial_ok.load(Ordering::Relaxed),
             st.stats.sync_partial_err.load(Ordering::Relaxed),
             expired,
+            st.tracker.counts().1,
             st.stats.query_limit_disconnections.load(Ordering::Relaxed),
             st.stats.output_limit_disconnections.load(Ordering::Relaxed),
         );

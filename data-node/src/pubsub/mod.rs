@@ -47,6 +47,11 @@ pub enum Push {
     SUnsubscribed {
         channel: Bytes,
     },
+    /// Client-side caching: these keys changed (`None`: every key), see
+    /// [`crate::tracking`].
+    Invalidate {
+        keys: Option<Vec<Bytes>>,
+    },
 }
 
 /// Where a connection's pushes go.

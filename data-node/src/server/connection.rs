@@ -91,6 +91,7 @@ pub async fn run(
     if let Some(mut subs) = conn.client.pubsub.take() {
         subs.leave_all(&state.pubsub, id);
     }
+    state.tracker.disable(id);
     state.clients.unregister(id);
     drop(admitted);
 }
@@ -251,6 +252,14 @@ impl Conn<'_> {
                         start = self.out.len();
                     }
                     let mut reply = execute(self.state, &mut self.client, &self.args);
+                    if self.client.caching.is_some()
+                        && self.client.multi.is_none()
+                        && !self.args[0].eq_ignore_ascii_case(b"client")
+                    {
+                        // `CLIENT CACHING` speaks for the next command (or transaction)
+                        // other than a `CLIENT` one, as in Redis.
+                        self.client.caching = None;
+                    }
                     while let Some(slot) = self.client.held_on.take() {
                         // A migration's handoff holds writes to this slot: wait for the
                         // control plane's decision, then run it again (it re-routes, so
@@ -373,7 +382,7 @@ impl Conn<'_> {
         let resp3 = self.client.resp3;
         let mut next = Some(first);
         while let Some(push) = next {
-            crate::cmd::pubsub::encode_push(push, subs).encode(&mut self.out, resp3);
+            crate::cmd::pubsub::encode_push(push, subs, resp3).encode(&mut self.out, resp3);
             if self.out.len() - self.sent >= TURN_REPLY_BYTES * 16 {
                 break;
             }

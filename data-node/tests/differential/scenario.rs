@@ -34,6 +34,8 @@ pub enum Step {
     Send(usize, &'static [&'static str]),
     /// Reads one reply or push of client `c`.
     Read(usize),
+    /// Client `c` sends `CLIENT TRACKING on REDIRECT <id of client target>` and `more`.
+    Redirect(usize, usize, &'static [&'static str]),
 }
 
 pub use Step::*;
@@ -151,6 +153,21 @@ pub fn transcript(url: &str, clients: usize, steps: &[Step]) -> Vec<String> {
                 client(&mut cons, *c)
                     .send_packed_command(&packed(args))
                     .unwrap();
+            }
+            Redirect(c, target, more) => {
+                let con = client(&mut cons, *c);
+                let mut cmd = redis::cmd("CLIENT");
+                cmd.arg("TRACKING")
+                    .arg("on")
+                    .arg("REDIRECT")
+                    .arg(ids[*target]);
+                for a in *more {
+                    cmd.arg(*a);
+                }
+                out.push(format!(
+                    "{c}: CLIENT TRACKING on REDIRECT {target} {more:?} -> {}",
+                    reply(cmd.query::<Value>(con))
+                ));
             }
             Read(c) => {
                 let con = client(&mut cons, *c);
