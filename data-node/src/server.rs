@@ -31,7 +31,8 @@ use crate::state::ServerState;
 use accept::Admitted;
 pub use accept::MAX_CLIENTS_REACHED;
 
-/// Serves RESP clients on `listener` until `shutdown` completes, then stops accepting,
+/// Serves RESP clients on `listener` until `shutdown` completes (or a client sends
+/// `SHUTDOWN`), then stops accepting,
 /// tells every connection to close and returns. Also runs the active expiry task.
 ///
 /// Connections run on [`ConnectionThreads`]; this task only accepts.
@@ -53,6 +54,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: imp
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = state.shutdown.notified() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff.succeeded();

@@ -272,6 +272,8 @@ pub struct ServerState {
     pub pubsub: crate::pubsub::PubSub,
     /// Lua scripts: the cache, the script thread, the running script.
     pub scripts: crate::script::Scripts,
+    /// `SHUTDOWN`: the node stops serving (see [`crate::server::serve`]).
+    pub shutdown: tokio::sync::Notify,
     /// Client-side caching: who read which keys.
     pub tracker: Arc<crate::tracking::Tracker>,
     /// `CLIENT PAUSE`.
@@ -295,6 +297,7 @@ impl ServerState {
             pubsub: Default::default(),
             scripts: Default::default(),
             tracker: Default::default(),
+            shutdown: tokio::sync::Notify::new(),
             pause: Default::default(),
             config: runtime,
             stats: Stats::default(),

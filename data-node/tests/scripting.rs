@@ -116,3 +116,91 @@ fn a_script_is_atomic_for_its_slot_then_busy_then_killable_until_it_writes() {
     let v: String = redis::cmd("GET").arg("{s}w").query(&mut b).unwrap();
     assert_eq!(v, "w");
 }
+
+/// A busy function is stopped by `FUNCTION KILL`, not `SCRIPT KILL` (Redis's rule), and
+/// `FUNCTION STATS` shows it meanwhile.
+#[test]
+fn a_busy_function_is_killed_by_function_kill() {
+    let addr = common::start_in_thread();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg("100")
+        .query(&mut b)
+        .unwrap();
+    let code = format!(
+        "#!lua name=slow\nredis.register_function('spin', function() {} return 1 end)",
+        spin(20_000)
+    );
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(code)
+        .query(&mut b)
+        .unwrap();
+    a.send_packed_command(&redis::cmd("FCALL").arg("spin").arg(0).get_packed_command())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = redis::cmd("GET").arg("other").query::<Value>(&mut b);
+        if error_code(r).as_deref() == Some("BUSY") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never BUSY");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats: Value = redis::cmd("FUNCTION").arg("STATS").query(&mut b).unwrap();
+    assert!(format!("{stats:?}").contains("spin"), "{stats:?}");
+    let r = redis::cmd("SCRIPT").arg("KILL").query::<Value>(&mut b);
+    assert_eq!(error_code(r).as_deref(), Some("BUSY"));
+    let ok: String = redis::cmd("FUNCTION").arg("KILL").query(&mut b).unwrap();
+    assert_eq!(ok, "OK");
+    let killed = a.recv_response();
+    assert!(
+        format!("{killed:?}").contains("Script killed by user"),
+        "{killed:?}"
+    );
+}
+
+/// `SHUTDOWN NOSAVE` stops a node whose script cannot be killed (it wrote); a plain
+/// `SHUTDOWN` is refused with `BUSY` meanwhile.
+#[test]
+fn shutdown_nosave_stops_a_node_busy_in_a_script() {
+    let addr = common::start_in_thread();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg("100")
+        .query(&mut b)
+        .unwrap();
+    let script = format!("redis.call('SET', KEYS[1], 'w') {} return 2", spin(60_000));
+    send_eval(&mut a, &script, &["{s}w"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = redis::cmd("GET").arg("other").query::<Value>(&mut b);
+        if error_code(r).as_deref() == Some("BUSY") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never BUSY");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = redis::cmd("SHUTDOWN").query::<Value>(&mut b);
+    assert_eq!(error_code(r).as_deref(), Some("BUSY"));
+    let r = redis::cmd("SHUTDOWN").arg("NOSAVE").query::<Value>(&mut b);
+    assert!(
+        r.is_err(),
+        "SHUTDOWN closes the connection without a reply: {r:?}"
+    );
+    // The node stops: nothing more is accepted, and the script's client is let go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the node still accepts connections"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -29,6 +29,50 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 }
 
 /// # Format
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`: stops the node (it has nothing to
+/// save: `SAVE` is refused until it has snapshots). While a script is busy only `NOSAVE`
+/// does, and the script is stopped. The client's connection closes without a reply, as
+/// in Redis.
+pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let (mut nosave, mut save, mut abort, mut other) = (false, false, false, false);
+    for a in &args[1..] {
+        if eq_ic(a, "nosave") {
+            nosave = true;
+        } else if eq_ic(a, "save") {
+            save = true;
+        } else if eq_ic(a, "now") || eq_ic(a, "force") {
+            other = true;
+        } else if eq_ic(a, "abort") {
+            abort = true;
+        } else {
+            return Reply::syntax();
+        }
+    }
+    if (abort && (nosave || save || other)) || (nosave && save) {
+        return Reply::syntax();
+    }
+    if abort {
+        return Reply::err("ERR No shutdown in progress.");
+    }
+    let scripts = &ctx.state.scripts;
+    if !nosave && scripts.busy(ctx.state.config.busy_reply_threshold()) {
+        return scripts.busy_reply();
+    }
+    if save {
+        return Reply::err(
+            "ERR ember keeps no snapshots yet, so SHUTDOWN SAVE cannot save: use SHUTDOWN NOSAVE",
+        );
+    }
+    tracing::warn!(client = %ctx.client.info.addr, "SHUTDOWN: the node stops");
+    scripts
+        .kill
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    ctx.state.shutdown.notify_one();
+    ctx.client.close = true;
+    Reply::Many(Vec::new())
+}
+
+/// # Format
 /// `TIME`
 pub fn time(_ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     let d = std::time::SystemTime::now()

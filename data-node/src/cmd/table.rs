@@ -143,6 +143,7 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("flushdb", -1, D, server::flushdb),
     keyless!("flushall", -1, D, server::flushdb),
     keyless!("time", 1, FAST, server::time),
+    keyless!("shutdown", -1, ADMIN, server::shutdown),
     keyless!("memory", -2, READONLY | CONTAINER, server::memory),
     keyless!("cluster", -2, CONTAINER, server::cluster),
     keyless!("lastsave", 1, FAST, server::lastsave),

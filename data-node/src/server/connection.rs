@@ -125,7 +125,8 @@ struct Conn<'a> {
     stop: watch::Receiver<bool>,
     /// Scripts of this turn handed to the script thread, replies not written yet, in
     /// order: consecutive `EVAL`s of a pipeline go to the script thread together.
-    scripts: std::collections::VecDeque<crate::cmd::scripting::Pending>,
+    /// Each with whether its reply is suppressed (`CLIENT REPLY OFF|SKIP`).
+    scripts: std::collections::VecDeque<(crate::cmd::scripting::Pending, bool)>,
 }
 
 impl Conn<'_> {
@@ -290,7 +291,8 @@ impl Conn<'_> {
                         // This turn's writes go to the replicas before the script's; the
                         // reply is written once it arrives, after the scripts before it.
                         self.state.repl.wake();
-                        self.scripts.push_back(pending);
+                        let suppressed = self.client.reply_suppressed();
+                        self.scripts.push_back((pending, suppressed));
                         continue;
                     }
                     if let Some(b) = self.client.block.take() {
@@ -361,11 +363,13 @@ impl Conn<'_> {
         if self.scripts.is_empty() {
             return;
         }
-        while let Some(pending) = self.scripts.pop_front() {
+        while let Some((pending, suppressed)) = self.scripts.pop_front() {
             let reply = pending
                 .await
                 .unwrap_or_else(|_| Reply::err("ERR the script thread is gone"));
-            reply.encode(&mut self.out, self.client.resp3);
+            if !suppressed {
+                reply.encode(&mut self.out, self.client.resp3);
+            }
         }
         self.client.woff = self.state.repl.end();
     }

@@ -160,6 +160,22 @@ pub fn scenarios() -> Vec<Scenario> {
                 Send(0, &["SET", "{t}r", "2"]),
                 Run(0, &["GET", "{t}r"]),
                 Run(0, &["CLIENT", "REPLY", "MAYBE"]),
+                // A script's reply is suppressed too.
+                Send(0, &["CLIENT", "REPLY", "SKIP"]),
+                Send(
+                    0,
+                    &["EVAL", "return redis.call('INCR', KEYS[1])", "1", "{t}r"],
+                ),
+                Send(0, &["CLIENT", "REPLY", "OFF"]),
+                Send(
+                    0,
+                    &["EVAL", "return redis.call('INCR', KEYS[1])", "1", "{t}r"],
+                ),
+                Run(0, &["CLIENT", "REPLY", "ON"]),
+                Run(
+                    0,
+                    &["EVAL", "return redis.call('INCR', KEYS[1])", "1", "{t}r"],
+                ),
                 Block(0, &["BLPOP", "{t}k", "0"], 1),
                 Kill(1, 0),
                 Run(1, &["RPUSH", "{t}k", "v"]),
