@@ -3,7 +3,8 @@
 # by side on loopback, with redis-benchmark:
 #
 # - PUBLISH with one subscriber attached to the channel (redis-cli reading every message);
-# - EVALSHA of a small script (`return redis.call('INCR', KEYS[1])`);
+# - EVALSHA of a small script (`return redis.call('INCR', KEYS[1])`), and FCALL of the
+#   same as a function (loaded through the node, so through ember's control plane);
 # - a queue: consumers looping on `BLPOP q 1` while producers `LPUSH q x` (two
 #   redis-benchmark runs at once, N each); the consumers' rate is the queue's throughput.
 #
@@ -34,6 +35,11 @@ SCRIPT="return redis.call('INCR', KEYS[1])"
 R_SHA=$(redis-cli -p "$RP" script load "$SCRIPT")
 E_SHA=$(redis-cli -p "$EP" script load "$SCRIPT")
 [ "$R_SHA" = "$E_SHA" ] || { echo "SCRIPT LOAD differs: $R_SHA vs $E_SHA" >&2; exit 1; }
+LIB="#!lua name=bench
+redis.register_function('incr', function(keys) return redis.call('INCR', keys[1]) end)"
+for PORT in "$RP" "$EP"; do
+  [ "$(redis-cli -p "$PORT" function load replace "$LIB")" = bench ] || { echo "FUNCTION LOAD failed on $PORT" >&2; exit 1; }
+done
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # bench SYS PORT NAME PIPELINE CMD...: one redis-benchmark run, appended to runs.txt.
@@ -57,6 +63,7 @@ for R in $(seq "$ROUNDS"); do
     for P in 1 16; do
       bench "$SYS" "$PORT" publish "$P" PUBLISH news hello
       bench "$SYS" "$PORT" evalsha "$P" EVALSHA "$R_SHA" 1 counter
+      bench "$SYS" "$PORT" fcall "$P" FCALL incr 1 counter
     done
     queue "$SYS" "$PORT"
   done
@@ -66,11 +73,11 @@ stat() { awk -v s="$1" -v n="$2" -v p="$3" -v c="$4" '$1 == s && $2 == n && $3 =
 echo
 echo "## Pub/sub, scripting, blocking queue (date: $(date -u +%F); median of $ROUNDS)"
 echo
-echo "\`bench/commands.sh\`: redis-benchmark -n $REQS -c 50: \`PUBLISH news hello\` with one subscriber reading, \`EVALSHA <sha of return redis.call('INCR', KEYS[1])> 1 counter\`, and a queue (25 clients \`LPUSH q x\` while 25 clients \`BLPOP q 1\`; the consumers' rate)"
+echo "\`bench/commands.sh\`: redis-benchmark -n $REQS -c 50: \`PUBLISH news hello\` with one subscriber reading, \`EVALSHA <sha of return redis.call('INCR', KEYS[1])> 1 counter\`, \`FCALL incr 1 counter\` (the same as a function), and a queue (25 clients \`LPUSH q x\` while 25 clients \`BLPOP q 1\`; the consumers' rate)"
 echo
 echo "| test | pipeline | redis rps | ember rps | ember / redis | redis p99 | ember p99 |"
 echo "|---|---|---|---|---|---|---|"
-for T in publish evalsha queue; do
+for T in publish evalsha fcall queue; do
   for P in 1 16; do
     [ "$T" = queue ] && [ "$P" = 16 ] && continue
     r=$(stat redis "$T" "$P" 4); e=$(stat ember "$T" "$P" 4)

@@ -89,6 +89,11 @@ impl Pause {
         }
     }
 
+    /// Whether a pause may be in force (one atomic load: every command asks).
+    pub fn maybe_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
     /// Whether a command of this kind would wait now.
     pub fn would_hold(&self, writes: bool) -> bool {
         self.holds(writes).is_some()

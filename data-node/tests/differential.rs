@@ -20,6 +20,8 @@ mod effects;
 mod functions;
 #[path = "differential/pubsub.rs"]
 mod pubsub;
+#[path = "differential/raw.rs"]
+mod raw;
 #[path = "differential/scenario.rs"]
 mod scenario;
 #[path = "differential/scripting.rs"]
@@ -1264,6 +1266,15 @@ fn ember_matches_redis_on_blocking_commands() {
     compare_scenarios("blocking", blocking::scenarios(), blocking::scenarios());
 }
 
+/// Seeded random interleavings of three clients pushing, popping, blocking and
+/// unblocking (see `blocking::random`); a failure names its seed.
+#[test]
+fn ember_matches_redis_on_random_blocking_interleavings() {
+    let resp2 = (0..12).map(blocking::random).collect();
+    let resp3 = (100..104).map(blocking::random).collect();
+    compare_scenarios("random blocking", resp2, resp3);
+}
+
 /// Pub/sub with several clients (see `differential/pubsub.rs`).
 #[test]
 fn ember_matches_redis_on_pubsub() {
@@ -1278,6 +1289,19 @@ fn ember_matches_redis_on_pubsub() {
 #[test]
 fn ember_matches_redis_on_scripting() {
     compare_scenarios("scripting", scripting::scenarios(), scripting::scenarios());
+}
+
+/// RESP3 pushes, byte for byte (see `differential/raw.rs`).
+#[test]
+fn resp3_pushes_match_redis_byte_for_byte() {
+    let redis = RedisServer::start();
+    let ember = common::start_in_thread();
+    let want = raw::transcript(redis.port);
+    let got = raw::transcript(ember.port());
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w, g, "redis and ember sent different bytes");
+    }
+    assert_eq!(want.len(), got.len());
 }
 
 /// Client-side caching (see `differential/tracking.rs`).

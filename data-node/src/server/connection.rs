@@ -347,6 +347,9 @@ impl Conn<'_> {
     /// written out first (and the scripts before it finished). Whether it waited.
     async fn wait_unpaused(&mut self) -> bool {
         let pause = &self.state.pause;
+        if !pause.maybe_active() {
+            return false;
+        }
         let writes = crate::cmd::pausable_write(&self.client, &self.args);
         if !pause.would_hold(writes) {
             return false;

@@ -246,3 +246,137 @@ pub fn scenarios() -> Vec<Scenario> {
         ),
     ]
 }
+
+/// A seeded random interleaving of three clients that push, pop, block on one or two
+/// lists and unblock each other; a model of the lists' lengths and of who waits on which
+/// key (first blocked, first served) says which steps block and which replies arrive.
+/// One client always stays free; every blocked client is served before the end.
+pub fn random(seed: u64) -> Scenario {
+    use rand::{Rng, SeedableRng};
+    use std::collections::VecDeque;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    const KEYS: [&str; 2] = ["{t}r1", "{t}r2"];
+    let leak = |v: Vec<String>| -> &'static [&'static str] {
+        Box::leak(
+            v.into_iter()
+                .map(|s| &*Box::leak(s.into_boxed_str()))
+                .collect::<Vec<&'static str>>()
+                .into_boxed_slice(),
+        )
+    };
+    let mut len = [0usize; 2];
+    let mut waiters: [VecDeque<usize>; 2] = Default::default();
+    let mut blocked = [false; 3];
+    let mut steps = Vec::new();
+    let mut value = 0;
+    // A push of `n` elements to `k` serves that many waiters of `k`, in order.
+    let serve = |k: usize,
+                 len: &mut [usize; 2],
+                 waiters: &mut [VecDeque<usize>; 2],
+                 blocked: &mut [bool; 3],
+                 steps: &mut Vec<Step>| {
+        while len[k] > 0 {
+            let Some(w) = waiters[k].pop_front() else {
+                break;
+            };
+            for q in waiters.iter_mut() {
+                q.retain(|x| *x != w);
+            }
+            len[k] -= 1;
+            blocked[w] = false;
+            steps.push(Reply(w));
+        }
+    };
+    for _ in 0..40 {
+        let free: Vec<usize> = (0..3).filter(|c| !blocked[*c]).collect();
+        let c = free[rng.random_range(0..free.len())];
+        let k = rng.random_range(0..2);
+        match rng.random_range(0..10) {
+            0..=3 => {
+                let n = rng.random_range(1..=3);
+                let verb = if rng.random_bool(0.5) {
+                    "RPUSH"
+                } else {
+                    "LPUSH"
+                };
+                let mut args = vec![verb.to_string(), KEYS[k].to_string()];
+                for _ in 0..n {
+                    value += 1;
+                    args.push(format!("v{value}"));
+                }
+                steps.push(Run(c, leak(args)));
+                len[k] += n;
+                serve(k, &mut len, &mut waiters, &mut blocked, &mut steps);
+            }
+            4..=6 => {
+                let verb = if rng.random_bool(0.5) {
+                    "BLPOP"
+                } else {
+                    "BRPOP"
+                };
+                let keys: Vec<usize> = match rng.random_range(0..3) {
+                    0 => vec![k],
+                    1 => vec![k, 1 - k],
+                    _ => vec![1 - k, k],
+                };
+                let mut args = vec![verb.to_string()];
+                args.extend(keys.iter().map(|k| KEYS[*k].to_string()));
+                args.push("0".into());
+                let n = blocked.iter().filter(|b| **b).count();
+                match keys.iter().find(|k| len[**k] > 0) {
+                    Some(&ready) => {
+                        len[ready] -= 1;
+                        steps.push(Run(c, leak(args)));
+                    }
+                    // One client always stays free to push.
+                    None if n == 2 => {}
+                    None => {
+                        blocked[c] = true;
+                        for k in &keys {
+                            waiters[*k].push_back(c);
+                        }
+                        steps.push(Block(c, leak(args), n + 1));
+                    }
+                }
+            }
+            7 => {
+                if let Some(b) = (0..3).find(|b| blocked[*b]) {
+                    steps.push(Unblock(c, b, None));
+                    for q in waiters.iter_mut() {
+                        q.retain(|x| *x != b);
+                    }
+                    blocked[b] = false;
+                    steps.push(Reply(b));
+                }
+            }
+            8 => {
+                steps.push(Run(c, leak(vec!["LPOP".into(), KEYS[k].into()])));
+                len[k] = len[k].saturating_sub(1);
+            }
+            _ => steps.push(Run(c, leak(vec!["LLEN".into(), KEYS[k].into()]))),
+        }
+    }
+    // Serve whoever still waits, then show what is left.
+    while let Some(b) = (0..3).find(|b| blocked[*b]) {
+        let k = (0..2)
+            .find(|k| waiters[*k].contains(&b))
+            .expect("a blocked client waits");
+        let pusher = (0..3)
+            .find(|c| !blocked[*c])
+            .expect("one client never blocks");
+        value += 1;
+        let args = vec!["RPUSH".into(), KEYS[k].into(), format!("v{value}")];
+        steps.push(Run(pusher, leak(args)));
+        len[k] += 1;
+        serve(k, &mut len, &mut waiters, &mut blocked, &mut steps);
+    }
+    for k in KEYS {
+        steps.push(Run(
+            0,
+            leak(vec!["LRANGE".into(), k.into(), "0".into(), "-1".into()]),
+        ));
+    }
+    let name: &'static str =
+        Box::leak(format!("random interleaving, seed {seed}").into_boxed_str());
+    (name, 3, steps)
+}
