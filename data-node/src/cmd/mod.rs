@@ -414,8 +414,10 @@ pub fn changed(ctx: &Ctx, r: &Reply) -> bool {
 }
 
 /// After a write command ran on `table` and replied `r`: bumps the slot's version for
-/// `WATCH` and appends its effects (when the keyspace is observed) to `effects`, for the
-/// caller to publish. Nothing happens for a write that changed nothing.
+/// `WATCH`, sends its keyspace notifications and tracking invalidations, and appends its
+/// effects (when the keyspace is observed) to `effects`, for the caller to publish.
+/// Every write goes through here (commands, `EXEC`, scripts, served blocking pops).
+/// Nothing happens for a write that changed nothing.
 pub fn record_write(
     ctx: &mut Ctx,
     table: &mut SlotTable,
