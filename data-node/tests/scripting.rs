@@ -32,6 +32,29 @@ fn send_eval(con: &mut redis::Connection, script: &str, keys: &[&str]) {
     con.send_packed_command(&cmd.get_packed_command()).unwrap();
 }
 
+/// Scripts make the node `BUSY` after 100 ms.
+fn busy_after_100ms(con: &mut redis::Connection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(100)
+        .query(con)
+        .unwrap();
+}
+
+/// Polls through `con` until the node answers `BUSY`.
+fn wait_busy(con: &mut redis::Connection) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = redis::cmd("GET").arg("other").query::<Value>(con);
+        if error_code(r).as_deref() == Some("BUSY") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never BUSY");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn error_code(v: redis::RedisResult<Value>) -> Option<String> {
     match v {
         Ok(Value::ServerError(e)) => Some(e.code().to_string()),
@@ -67,22 +90,9 @@ fn a_script_is_atomic_for_its_slot_then_busy_then_killable_until_it_writes() {
     assert_eq!(v, "done");
 
     // Past the threshold everyone gets BUSY; SCRIPT KILL stops a script that only read.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("busy-reply-threshold")
-        .arg(100)
-        .query(&mut b)
-        .unwrap();
+    busy_after_100ms(&mut b);
     send_eval(&mut a, "while true do end", &[]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = redis::cmd("GET").arg("other").query::<Value>(&mut b);
-        if error_code(r).as_deref() == Some("BUSY") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never BUSY");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_busy(&mut b);
     let killed: String = redis::cmd("SCRIPT").arg("KILL").query(&mut b).unwrap();
     assert_eq!(killed, "OK");
     match a.recv_response() {
@@ -101,15 +111,7 @@ fn a_script_is_atomic_for_its_slot_then_busy_then_killable_until_it_writes() {
     let script = format!("redis.call('SET', KEYS[1], 'w') {} return 2", spin(1500));
     send_eval(&mut a, &script, &["{s}w"]);
     // Once the node is BUSY the script is past its first statement, the write.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = redis::cmd("GET").arg("other").query::<Value>(&mut b);
-        if error_code(r).as_deref() == Some("BUSY") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never BUSY");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_busy(&mut b);
     let r = redis::cmd("SCRIPT").arg("KILL").query::<Value>(&mut b);
     assert_eq!(error_code(r).as_deref(), Some("UNKILLABLE"));
     assert_eq!(a.recv_response().unwrap(), Value::Int(2));
@@ -124,12 +126,7 @@ fn a_busy_function_is_killed_by_function_kill() {
     let addr = common::start_in_thread();
     let mut a = connect(addr);
     let mut b = connect(addr);
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("busy-reply-threshold")
-        .arg("100")
-        .query(&mut b)
-        .unwrap();
+    busy_after_100ms(&mut b);
     let code = format!(
         "#!lua name=slow\nredis.register_function('spin', function() {} return 1 end)",
         spin(20_000)
@@ -141,15 +138,7 @@ fn a_busy_function_is_killed_by_function_kill() {
         .unwrap();
     a.send_packed_command(&redis::cmd("FCALL").arg("spin").arg(0).get_packed_command())
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = redis::cmd("GET").arg("other").query::<Value>(&mut b);
-        if error_code(r).as_deref() == Some("BUSY") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never BUSY");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_busy(&mut b);
     let stats: Value = redis::cmd("FUNCTION").arg("STATS").query(&mut b).unwrap();
     assert!(format!("{stats:?}").contains("spin"), "{stats:?}");
     let r = redis::cmd("SCRIPT").arg("KILL").query::<Value>(&mut b);
@@ -170,23 +159,10 @@ fn shutdown_nosave_stops_a_node_busy_in_a_script() {
     let addr = common::start_in_thread();
     let mut a = connect(addr);
     let mut b = connect(addr);
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("busy-reply-threshold")
-        .arg("100")
-        .query(&mut b)
-        .unwrap();
+    busy_after_100ms(&mut b);
     let script = format!("redis.call('SET', KEYS[1], 'w') {} return 2", spin(60_000));
     send_eval(&mut a, &script, &["{s}w"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = redis::cmd("GET").arg("other").query::<Value>(&mut b);
-        if error_code(r).as_deref() == Some("BUSY") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never BUSY");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_busy(&mut b);
     let r = redis::cmd("SHUTDOWN").query::<Value>(&mut b);
     assert_eq!(error_code(r).as_deref(), Some("BUSY"));
     let r = redis::cmd("SHUTDOWN").arg("NOSAVE").query::<Value>(&mut b);

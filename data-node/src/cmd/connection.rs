@@ -161,9 +161,6 @@ pub fn asking(_ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     Reply::ok()
 }
 
-/// # Format
-/// `CLIENT ID | SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | INFO | LIST |
-/// UNBLOCK id [TIMEOUT|ERROR]`
 /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT]
 /// [NOLOOP]`, with Redis's checks and messages.
 fn client_tracking(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
@@ -337,6 +334,11 @@ fn client_pause(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     Reply::ok()
 }
 
+/// # Format
+/// `CLIENT ID | SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | INFO | LIST |
+/// UNBLOCK id [TIMEOUT|ERROR] | KILL ... | REPLY ON|OFF|SKIP | NO-EVICT ON|OFF |
+/// TRACKING ... | CACHING YES|NO | GETREDIR | TRACKINGINFO | PAUSE ms [WRITE|ALL] |
+/// UNPAUSE | HELP`
 pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     let n = args.len();
