@@ -148,11 +148,11 @@ impl crate::db::ExpiryListener for ExpiredEvents {
 /// One event: its class, name and key.
 pub type Event = (u32, &'static str, Bytes);
 
-/// The events of write command `args` (lowercase `name`) that changed something and
+/// The events of write command `args` (`name`: its table name) that changed something and
 /// replied `reply`; `exists` tells whether a key exists now, `deleted` the keys a
 /// `DEL`/`UNLINK` removed.
 pub fn events(
-    name: &str,
+    name: &'static str,
     args: &[Bytes],
     reply: &crate::resp::Reply,
     deleted: &[Bytes],
@@ -215,14 +215,14 @@ pub fn events(
             out.push((GENERIC, "rename_to", args[2].clone()));
         }
         "copy" => out.push((GENERIC, "copy_to", args[2].clone())),
-        "incrbyfloat" | "append" | "setrange" => out.push((STRING, static_name(name), key())),
+        "incrbyfloat" | "append" | "setrange" => out.push((STRING, name, key())),
         "lpush" | "lpushx" => out.push((LIST, "lpush", key())),
         "rpush" | "rpushx" => out.push((LIST, "rpush", key())),
         "lpop" | "rpop" | "linsert" | "lset" | "ltrim" | "lrem" | "blpop" | "brpop" => {
             let event = match name {
                 "blpop" => "lpop",
                 "brpop" => "rpop",
-                other => static_name(other),
+                other => other,
             };
             let k = match name {
                 // The key a blocking pop took from is the first of its reply.
@@ -271,7 +271,7 @@ pub fn events(
         }
         "sadd" => out.push((SET, "sadd", key())),
         "srem" | "spop" => {
-            out.push((SET, static_name(name), key()));
+            out.push((SET, name, key()));
             emptied(&mut out, &key());
         }
         "smove" => {
@@ -280,14 +280,14 @@ pub fn events(
             out.push((SET, "sadd", args[2].clone()));
         }
         "sinterstore" | "sunionstore" | "sdiffstore" => {
-            let event = static_name(name);
+            let event = name;
             match exists(&key()) {
                 true => out.push((SET, event, key())),
                 false => out.push((GENERIC, "del", key())),
             }
         }
         "hset" | "hmset" | "hsetnx" => out.push((HASH, "hset", key())),
-        "hincrby" | "hincrbyfloat" => out.push((HASH, static_name(name), key())),
+        "hincrby" | "hincrbyfloat" => out.push((HASH, name, key())),
         "hdel" => {
             out.push((HASH, "hdel", key()));
             emptied(&mut out, &key());
@@ -298,18 +298,18 @@ pub fn events(
         }
         "zincrby" => out.push((ZSET, "zincr", key())),
         "zrem" | "zremrangebyscore" | "zremrangebyrank" | "zremrangebylex" => {
-            out.push((ZSET, static_name(name), key()));
+            out.push((ZSET, name, key()));
             emptied(&mut out, &key());
         }
         "zpopmin" | "zpopmax" => {
-            out.push((ZSET, static_name(name), key()));
+            out.push((ZSET, name, key()));
             emptied(&mut out, &key());
         }
         "bzpopmin" | "bzpopmax" => {
             // [key, member, score]
             if let Reply::Array(items) = reply {
                 if let Some(Reply::Bulk(k)) = items.first() {
-                    out.push((ZSET, &static_name(name)[1..], k.clone()));
+                    out.push((ZSET, &name[1..], k.clone()));
                     emptied(&mut out, k);
                 }
             }
@@ -317,41 +317,6 @@ pub fn events(
         _ => {}
     }
     out
-}
-
-/// The `&'static` name of a command this module matches on.
-fn static_name(name: &str) -> &'static str {
-    const NAMES: &[&str] = &[
-        "incrbyfloat",
-        "append",
-        "setrange",
-        "lpop",
-        "rpop",
-        "linsert",
-        "lset",
-        "ltrim",
-        "lrem",
-        "srem",
-        "spop",
-        "zrem",
-        "zremrangebyscore",
-        "zremrangebyrank",
-        "zremrangebylex",
-        "sinterstore",
-        "sunionstore",
-        "sdiffstore",
-        "hincrby",
-        "hincrbyfloat",
-        "zpopmin",
-        "zpopmax",
-        "bzpopmin",
-        "bzpopmax",
-    ];
-    NAMES
-        .iter()
-        .find(|n| **n == name)
-        .copied()
-        .unwrap_or("unknown")
 }
 
 #[cfg(test)]

@@ -161,14 +161,19 @@ pub fn asking(_ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     Reply::ok()
 }
 
+/// `ON` or `OFF`, any case.
+fn on_off(arg: &[u8]) -> Option<bool> {
+    match () {
+        _ if eq_ic(arg, "on") => Some(true),
+        _ if eq_ic(arg, "off") => Some(false),
+        _ => None,
+    }
+}
+
 /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT]
 /// [NOLOOP]`, with Redis's checks and messages.
 fn client_tracking(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
-    let on = if eq_ic(&args[2], "on") {
-        true
-    } else if eq_ic(&args[2], "off") {
-        false
-    } else {
+    let Some(on) = on_off(&args[2]) else {
         return Reply::syntax();
     };
     let mut o = crate::tracking::Options::default();
@@ -484,11 +489,7 @@ pub fn client(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         if n != 3 {
             return arity("no-evict");
         }
-        let on = if eq_ic(&args[2], "on") {
-            true
-        } else if eq_ic(&args[2], "off") {
-            false
-        } else {
+        let Some(on) = on_off(&args[2]) else {
             return Reply::syntax();
         };
         ctx.client.info.no_evict.store(on, Ordering::Relaxed);

@@ -456,11 +456,13 @@ fn notify(ctx: &Ctx, table: &mut SlotTable, args: &[Bytes], r: &Reply, deleted: 
     for key in table.take_expired_notes() {
         notify.send(&ctx.state.pubsub, crate::notify::EXPIRED, "expired", &key);
     }
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let Some(idx) = lookup(&args[0]) else {
+        return;
+    };
     let now = ctx.now;
-    for (class, event, key) in
-        crate::notify::events(&name, args, r, deleted, |k| table.contains(k, now))
-    {
+    for (class, event, key) in crate::notify::events(TABLE[idx].name, args, r, deleted, |k| {
+        table.contains(k, now)
+    }) {
         notify.send(&ctx.state.pubsub, class, event, &key);
     }
 }

@@ -86,7 +86,7 @@ fn tohex(lua: &Lua, args: &[Value]) -> Res<MultiValue> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{eval, vm};
+    use super::super::testutil::{check, vm};
 
     /// Expected values are redis-server 7.0.15's replies to the same script.
     #[test]
@@ -133,8 +133,6 @@ mod tests {
             ),
             ("return bit.tobit(2^52)", "0"),
         ];
-        for (code, want) in cases {
-            assert_eq!(eval(&lua, code), want, "{code}");
-        }
+        check(&lua, &cases);
     }
 }

@@ -453,7 +453,7 @@ enum Item {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{eval, vm};
+    use super::super::testutil::{check, vm};
 
     /// Expected values are redis-server 7.0.15's replies to the same script.
     #[test]
@@ -525,8 +525,6 @@ mod tests {
             ("local s = cmsgpack.pack(setmetatable({1, 2}, {__index = function() return 9 end})) return #s", "3"),
             ("local s = cmsgpack.pack({[2^31] = 1}) return (s:gsub('.', function(c) return string.format('%02x', c:byte()) end))", "81ce8000000001"),
         ];
-        for (code, want) in cases {
-            assert_eq!(eval(&lua, code), *want, "{code}");
-        }
+        check(&lua, cases);
     }
 }

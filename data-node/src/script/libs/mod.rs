@@ -254,6 +254,13 @@ pub(crate) mod testutil {
         lua
     }
 
+    /// Runs each case's code in `lua`, in order, and checks its result.
+    pub fn check(lua: &mlua::Lua, cases: &[(&str, &str)]) {
+        for (code, want) in cases {
+            assert_eq!(eval(lua, code), *want, "{code}");
+        }
+    }
+
     /// Runs `code` (a chunk that returns one value) and returns it as a string: what
     /// `tostring` gives, or the error message for a failure.
     pub fn eval(lua: &mlua::Lua, code: &str) -> String {

@@ -306,7 +306,7 @@ fn size(lua: &Lua, args: &[Value]) -> Res<MultiValue> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{eval, vm};
+    use super::super::testutil::{check, vm};
 
     /// Expected values are redis-server 7.0.15's replies to the same script.
     #[test]
@@ -366,8 +366,6 @@ mod tests {
             ("return struct.pack('c', 'ab') .. '|' .. struct.pack('i0', 5) .. '|'", "a||"),
             ("return struct.pack(' <i>h', 1, 2):len()", "6"),
         ];
-        for (code, want) in cases {
-            assert_eq!(eval(&lua, code), *want, "{code}");
-        }
+        check(&lua, cases);
     }
 }
