@@ -14,7 +14,7 @@ use crate::restore;
 use crate::scheduler;
 use crate::state::{LibraryOp, Op, StateError};
 use crate::store;
-use ember_core::functions::{self, Library, RestorePolicy};
+use ember_core::functions::{self, Library};
 use ember_core::topology::resolve_node;
 use std::path::Path;
 use uuid::Uuid;
@@ -76,14 +76,9 @@ impl AdminService {
 /// Runs each library's code (off the async threads: up to 500 ms each) to learn what it
 /// registers; the first that fails refuses the request.
 async fn check_libraries(codes: Vec<String>) -> Result<Vec<Library>, Status> {
-    let checked = tokio::task::spawn_blocking(move || {
-        codes
-            .iter()
-            .map(|code| functions::lua::check(code))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| Status::internal(format!("checking the library failed: {e}")))?;
+    let checked = tokio::task::spawn_blocking(move || functions::lua::check_all(&codes))
+        .await
+        .map_err(|e| Status::internal(format!("checking the library failed: {e}")))?;
     checked.map_err(|e| AuthorityError::State(StateError::Function(e)).into())
 }
 
@@ -326,11 +321,7 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::RestoreLibrariesRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
         let req = req.into_inner();
-        let policy = match req.policy() {
-            pb::restore_libraries_request::Policy::Append => RestorePolicy::Append,
-            pb::restore_libraries_request::Policy::Replace => RestorePolicy::Replace,
-            pb::restore_libraries_request::Policy::Flush => RestorePolicy::Flush,
-        };
+        let policy = convert::restore_policy_from_pb(req.policy());
         let libraries = check_libraries(req.code).await?;
         self.change(Op::Libraries(LibraryOp::Restore { libraries, policy }))
             .await

@@ -9,7 +9,7 @@ use ember_core::{
     Migration, MigrationState, NodeId, NodeInfo, Role, SlotMap, SlotRange, SlotSet, Topology,
 };
 
-use ember_core::functions::{FunctionInfo, Library};
+use ember_core::functions::{FunctionInfo, Library, RestorePolicy};
 use ember_core::lineage::{History, Stretch};
 
 use crate::pb;
@@ -160,6 +160,24 @@ pub fn topology_to_pb(t: &Topology) -> pb::Topology {
     }
 }
 
+pub fn restore_policy_to_pb(p: RestorePolicy) -> pb::restore_libraries_request::Policy {
+    use pb::restore_libraries_request::Policy;
+    match p {
+        RestorePolicy::Append => Policy::Append,
+        RestorePolicy::Replace => Policy::Replace,
+        RestorePolicy::Flush => Policy::Flush,
+    }
+}
+
+pub fn restore_policy_from_pb(p: pb::restore_libraries_request::Policy) -> RestorePolicy {
+    use pb::restore_libraries_request::Policy;
+    match p {
+        Policy::Append => RestorePolicy::Append,
+        Policy::Replace => RestorePolicy::Replace,
+        Policy::Flush => RestorePolicy::Flush,
+    }
+}
+
 pub fn library_to_pb(l: &Library) -> pb::Library {
     pb::Library {
         name: l.name.clone(),
@@ -268,6 +286,17 @@ pub fn topology_from_pb(t: &pb::Topology) -> Result<Topology, ConvertError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restore_policies_round_trip() {
+        for p in [
+            RestorePolicy::Append,
+            RestorePolicy::Replace,
+            RestorePolicy::Flush,
+        ] {
+            assert_eq!(restore_policy_from_pb(restore_policy_to_pb(p)), p);
+        }
+    }
     use uuid::Uuid;
 
     #[test]

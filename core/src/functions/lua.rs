@@ -133,6 +133,11 @@ pub fn check(code: &str) -> Result<Library, FunctionError> {
     register(&lua, code, &lua.globals(), log).map(|(lib, _)| lib)
 }
 
+/// [`check`] of each library in turn: all of them, or the first failure.
+pub fn check_all(codes: &[String]) -> Result<Vec<Library>, FunctionError> {
+    codes.iter().map(|code| check(code)).collect()
+}
+
 /// The message of the error that started it all (a callback's error is wrapped), without
 /// the traceback mlua adds.
 fn root_message(e: &mlua::Error) -> String {

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ember_core::functions::{self, FunctionError, FunctionInfo, Libraries, Library, RestorePolicy};
+use ember_core::functions::{self, FunctionError, FunctionInfo, Libraries, RestorePolicy};
 use ember_core::Topology;
 use ember_proto::pb;
 use parking_lot::{Mutex, RwLock};
@@ -215,15 +215,10 @@ fn function_error(e: FunctionError) -> Reply {
 /// Standalone: checks and applies `change` to this node's libraries; the new version.
 async fn here(state: &ServerState, change: Change) -> Result<u64, Reply> {
     let checked = |codes: Vec<String>| async move {
-        tokio::task::spawn_blocking(move || {
-            codes
-                .iter()
-                .map(|c| functions::lua::check(c))
-                .collect::<Result<Vec<Library>, _>>()
-        })
-        .await
-        .map_err(|_| Reply::err("ERR checking the library failed"))?
-        .map_err(function_error)
+        tokio::task::spawn_blocking(move || functions::lua::check_all(&codes))
+            .await
+            .map_err(|_| Reply::err("ERR checking the library failed"))?
+            .map_err(function_error)
     };
     let (version, libs) = state.scripts.functions.requested();
     let mut libs = (*libs).clone();
@@ -270,11 +265,7 @@ async fn at_control_plane(url: &str, state: &ServerState, change: Change) -> Res
                 .await
         }
         Change::Restore { code, policy } => {
-            let policy = match policy {
-                RestorePolicy::Append => pb::restore_libraries_request::Policy::Append,
-                RestorePolicy::Replace => pb::restore_libraries_request::Policy::Replace,
-                RestorePolicy::Flush => pb::restore_libraries_request::Policy::Flush,
-            };
+            let policy = ember_proto::convert::restore_policy_to_pb(policy);
             admin
                 .restore_libraries(pb::RestoreLibrariesRequest {
                     code,
