@@ -6,48 +6,60 @@
 //! `#[global_allocator] static A: Counting<mimalloc::MiMalloc> = Counting::new(MiMalloc);`
 //! Without it (tests, tools), `used_memory` falls back to the resident set size.
 //!
-//! The count is split over cache-line-sized shards, one per thread (round robin), so
-//! that threads allocating at once do not contend on one counter; a shard may go
-//! negative (memory freed by another thread than the one that allocated it), the sum
-//! never does.
+//! The count is split over cache-line-sized shards: each of the first threads to
+//! allocate owns one, which only it writes (a plain load and store, no atomic
+//! read-modify-write: the allocator is called for every allocation, Lua's included),
+//! and the threads after them share shard 0. A shard may go negative (memory freed by
+//! another thread than the one that allocated it), the sum never does.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
-const SHARDS: usize = 32;
+const SHARDS: usize = 64;
 
 #[repr(align(128))]
 struct Shard(AtomicIsize);
 
 static COUNTS: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(1);
 
 thread_local! {
     // `const` and without a destructor: usable from inside the allocator.
     static MY_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-fn shard() -> &'static AtomicIsize {
+/// Adds `n` to this thread's shard.
+fn count(n: isize) {
     let i = MY_SHARD
         .try_with(|c| {
             let mut i = c.get();
             if i == usize::MAX {
-                i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+                i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+                if i >= SHARDS {
+                    i = 0;
+                }
                 c.set(i);
             }
             i
         })
         .unwrap_or(0);
-    &COUNTS[i].0
+    let shard = &COUNTS[i].0;
+    match i {
+        0 => {
+            shard.fetch_add(n, Ordering::Relaxed);
+        }
+        // Owned: no other thread writes it.
+        _ => shard.store(shard.load(Ordering::Relaxed) + n, Ordering::Relaxed),
+    }
 }
 
 fn add(n: usize) {
-    shard().fetch_add(n as isize, Ordering::Relaxed);
+    count(n as isize);
 }
 
 fn sub(n: usize) {
-    shard().fetch_sub(n as isize, Ordering::Relaxed);
+    count(-(n as isize));
 }
 
 /// Bytes currently allocated through [`Counting`] (0 if it is not installed).

@@ -1288,7 +1288,11 @@ fn ember_matches_redis_on_pubsub() {
 /// Lua scripting (see `differential/scripting.rs`).
 #[test]
 fn ember_matches_redis_on_scripting() {
-    compare_scenarios("scripting", scripting::scenarios(), scripting::scenarios());
+    compare_scenarios(
+        "scripting",
+        scenario::twice(scripting::scenarios()),
+        scenario::twice(scripting::scenarios()),
+    );
 }
 
 /// RESP3 pushes, byte for byte (see `differential/raw.rs`).
@@ -1313,7 +1317,11 @@ fn ember_matches_redis_on_client_tracking() {
 /// Functions (see `differential/functions.rs`).
 #[test]
 fn ember_matches_redis_on_functions() {
-    compare_scenarios("functions", functions::scenarios(), functions::scenarios());
+    compare_scenarios(
+        "functions",
+        scenario::twice(functions::scenarios()),
+        scenario::twice(functions::scenarios()),
+    );
 }
 
 /// `FUNCTION DUMP` payloads move both ways between redis-server and ember, and

@@ -1,6 +1,7 @@
 //! Scripts that run long: atomic for the other clients of their slot, then `BUSY` for
 //! everyone past `busy-reply-threshold`, `SCRIPT KILL` for one that did not write and
-//! `UNKILLABLE` for one that did.
+//! `UNKILLABLE` for one that did; short scripts that turn long on their connection's
+//! thread; the VM's memory cap.
 
 mod common;
 
@@ -179,4 +180,131 @@ fn shutdown_nosave_stops_a_node_busy_in_a_script() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A node with one connection thread: every client shares it (a script running there
+/// would hold them all).
+fn one_connection_thread() -> std::net::SocketAddr {
+    let config = ember_data_node::Config {
+        io_threads: 1,
+        ..Default::default()
+    };
+    common::start_in_thread_with(config).0
+}
+
+fn eval(con: &mut redis::Connection, script: &str, key: &str, arg: &str) -> Value {
+    redis::cmd("EVAL")
+        .arg(script)
+        .arg(1)
+        .arg(key)
+        .arg(arg)
+        .query(con)
+        .unwrap()
+}
+
+/// Makes `script` known short: quick runs (the first on the script thread, the next
+/// ones on the connection's thread).
+fn run_quickly(con: &mut redis::Connection, script: &str, key: &str, arg: &str, times: usize) {
+    for _ in 0..times {
+        eval(con, script, key, arg);
+    }
+}
+
+/// A short script whose run turns long before it writes is abandoned on its
+/// connection's thread and run again on the script thread: the other clients of that
+/// thread are served meanwhile (`BUSY`, `SCRIPT KILL`), and nothing of the abandoned
+/// run happened.
+#[test]
+fn a_short_script_that_turns_long_before_writing_leaves_the_connection_thread() {
+    let addr = one_connection_thread();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    let script =
+        "if ARGV[1] == 'spin' then while true do end end return redis.call('INCR', KEYS[1])";
+    run_quickly(&mut a, script, "{s}n", "no", 5);
+    busy_after_100ms(&mut b);
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(1).arg("{s}n").arg("spin");
+    a.send_packed_command(&cmd.get_packed_command()).unwrap();
+    wait_busy(&mut b);
+    let killed: String = redis::cmd("SCRIPT").arg("KILL").query(&mut b).unwrap();
+    assert_eq!(killed, "OK");
+    let r = a.recv_response();
+    assert!(format!("{r:?}").contains("Script killed by user"), "{r:?}");
+    assert_eq!(eval(&mut a, script, "{s}n", "no"), Value::Int(6));
+}
+
+/// A short script that wrote and then runs long runs to its end where it is, once: its
+/// write is not repeated.
+#[test]
+fn a_short_script_that_wrote_then_turns_long_runs_once() {
+    let addr = one_connection_thread();
+    let mut a = connect(addr);
+    let script = format!(
+        "redis.call('INCR', KEYS[1]) if ARGV[1] == 'slow' then {} end return redis.call('GET', KEYS[1])",
+        spin(30)
+    );
+    run_quickly(&mut a, &script, "{s}w", "fast", 5);
+    let v = eval(&mut a, &script, "{s}w", "slow");
+    assert_eq!(v, Value::BulkString(b"6".to_vec()));
+    let n: i64 = redis::cmd("GET").arg("{s}w").query(&mut a).unwrap();
+    assert_eq!(n, 6);
+}
+
+/// Nor is a `PUBLISH`: a short script that published and then runs long is not run
+/// again (subscribers get each message once).
+#[test]
+fn a_short_script_that_published_then_turns_long_runs_once() {
+    let addr = one_connection_thread();
+    let mut a = connect(addr);
+    let mut sub = connect(addr);
+    let mut subscribe = redis::cmd("SUBSCRIBE");
+    subscribe.arg("ch");
+    sub.send_packed_command(&subscribe.get_packed_command())
+        .unwrap();
+    sub.recv_response().unwrap();
+    let script = format!(
+        "redis.call('PUBLISH', 'ch', ARGV[1]) if ARGV[1] == 'slow' then {} end return 1",
+        spin(30)
+    );
+    run_quickly(&mut a, &script, "{s}p", "fast", 5);
+    eval(&mut a, &script, "{s}p", "slow");
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("ch")
+        .arg("end")
+        .query(&mut a)
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let Value::Array(m) = sub.recv_response().unwrap() else {
+            panic!("not a message");
+        };
+        let Some(Value::BulkString(payload)) = m.last() else {
+            panic!("not a message: {m:?}");
+        };
+        let payload = String::from_utf8(payload.clone()).unwrap();
+        if payload == "end" {
+            break;
+        }
+        got.push(payload);
+    }
+    assert_eq!(got, ["fast", "fast", "fast", "fast", "fast", "slow"]);
+}
+
+/// A script cannot take more than the VM's memory cap; the node goes on.
+#[test]
+fn a_script_is_capped_in_memory() {
+    let addr = common::start_in_thread();
+    let mut a = connect(addr);
+    let r = redis::cmd("EVAL")
+        .arg("local t = {} local s = string.rep('x', 1048576) for i = 1, 1000 do t[i] = s .. i end return #t")
+        .arg(0)
+        .query::<Value>(&mut a);
+    assert!(format!("{r:?}").contains("memory"), "{r:?}");
+    let one: i64 = redis::cmd("EVAL")
+        .arg("return 1")
+        .arg(0)
+        .query(&mut a)
+        .unwrap();
+    assert_eq!(one, 1);
 }

@@ -16,17 +16,14 @@ use crate::script::{Call, Job};
 /// `FCALL function numkeys [key ...] [arg ...]`, `FCALL_RO ...`
 pub fn fcall(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let name = String::from_utf8_lossy(&args[1]).into_owned();
-    let Some(info) = ctx
-        .state
-        .scripts
-        .functions
-        .applied()
-        .by_name
-        .get(&name)
-        .cloned()
-    else {
+    let applied = ctx.state.scripts.functions.applied();
+    let Some(info) = applied.by_name.get(&name) else {
         return Reply::err("ERR Function not found");
     };
+    let short = applied
+        .short
+        .get(&name)
+        .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
     let n = match parse_i64(&args[2]) {
         None => return Reply::err("ERR Bad number of keys provided"),
         Some(n) if n < 0 => return Reply::err("ERR Number of keys can't be negative"),
@@ -63,9 +60,9 @@ pub fn fcall(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             name,
             command: args.to_vec(),
         }),
+        short,
     };
-    ctx.client.script = Some(ctx.state.scripts.submit(job));
-    Reply::Null
+    super::scripting::submit(ctx, job)
 }
 
 /// # Format

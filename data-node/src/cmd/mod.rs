@@ -99,6 +99,9 @@ pub struct Client {
     pub pubsub: Option<Box<crate::pubsub::Subscriptions>>,
     /// `EVAL` handed a script to the script thread: the connection waits for its reply.
     pub script: Option<scripting::Pending>,
+    /// Scripts of this connection wait for the script thread: the next one must not
+    /// run before them (on the connection's thread).
+    pub scripts_queued: bool,
     /// The command was not run because a script holds its slot: the connection waits
     /// for the script to end and runs it again.
     pub behind_script: bool,
@@ -134,6 +137,7 @@ impl Client {
             wait: None,
             block: None,
             script: None,
+            scripts_queued: false,
             behind_script: false,
             pubsub: None,
             woff: 0,

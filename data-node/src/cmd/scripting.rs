@@ -1,6 +1,6 @@
 //! Scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT LOAD / EXISTS / FLUSH /
-//! KILL. The script runs on the script thread ([`crate::script`]); the connection waits
-//! for its reply.
+//! KILL. A script known short runs here, on the connection's thread; any other on the
+//! script thread ([`crate::script`]), and the connection waits for its reply.
 
 use bytes::Bytes;
 
@@ -56,7 +56,12 @@ fn shebang(body: &Bytes) -> Result<(Shebang, Bytes), Reply> {
 }
 
 /// `EVAL`, `EVALSHA` and their `_RO` forms.
-fn run(ctx: &mut Ctx, args: &[Bytes], sha: String, original: Bytes, read_only: bool) -> Reply {
+fn run(
+    ctx: &mut Ctx,
+    args: &[Bytes],
+    (sha, original, short): (String, Bytes, bool),
+    read_only: bool,
+) -> Reply {
     let n = match parse_i64(&args[2]) {
         None => return Reply::not_integer(),
         Some(n) if n < 0 => return Reply::err("ERR Number of keys can't be negative"),
@@ -92,6 +97,7 @@ fn run(ctx: &mut Ctx, args: &[Bytes], sha: String, original: Bytes, read_only: b
             readonly_client: ctx.client.readonly,
             load_only: false,
             function: None,
+            short,
         },
     )
 }
@@ -156,8 +162,15 @@ pub fn wait_here(mut pending: Pending) -> Reply {
     }
 }
 
-/// Hands `job` to the script thread; the connection waits for the reply.
-fn submit(ctx: &mut Ctx, job: Job) -> Reply {
+/// Runs `job` here if it is known short and nothing is in its way (the connection's
+/// earlier scripts, another script running); otherwise hands it to the script thread
+/// and the connection waits for the reply.
+pub fn submit(ctx: &mut Ctx, job: Job) -> Reply {
+    if job.short && !ctx.client.scripts_queued {
+        if let Some(reply) = crate::script::lua::run_here(ctx.state, &job) {
+            return reply;
+        }
+    }
     ctx.client.script = Some(ctx.state.scripts.submit(job));
     Reply::Null
 }
@@ -166,19 +179,20 @@ fn submit(ctx: &mut Ctx, job: Job) -> Reply {
 /// `EVAL script numkeys [key ...] [arg ...]`, `EVAL_RO ...`
 pub fn eval(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let sha = crate::script::sha1_hex(&args[1]);
+    let short = ctx.state.scripts.lookup(&sha).is_some_and(|(_, s)| s);
     let read_only = eq_ic(&args[0], "eval_ro");
-    run(ctx, args, sha, args[1].clone(), read_only)
+    run(ctx, args, (sha, args[1].clone(), short), read_only)
 }
 
 /// # Format
 /// `EVALSHA sha1 numkeys [key ...] [arg ...]`, `EVALSHA_RO ...`
 pub fn evalsha(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-    let Some(body) = ctx.state.scripts.get(&sha) else {
+    let Some((body, short)) = ctx.state.scripts.lookup(&sha) else {
         return Reply::err("NOSCRIPT No matching script. Please use EVAL.");
     };
     let read_only = eq_ic(&args[0], "evalsha_ro");
-    run(ctx, args, sha, body, read_only)
+    run(ctx, args, (sha, body, short), read_only)
 }
 
 /// # Format
@@ -203,6 +217,7 @@ pub fn script(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             readonly_client: false,
             load_only: true,
             function: None,
+            short: false,
         };
         submit(ctx, job)
     } else if eq_ic(sub, "exists") {

@@ -31,6 +31,9 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Applied {
     pub libraries: Arc<Libraries>,
     pub by_name: HashMap<String, FunctionInfo>,
+    /// The functions known short (they may run on a connection's thread, see
+    /// [`super`]).
+    pub short: HashMap<String, std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Default)]
@@ -102,14 +105,19 @@ impl Functions {
             }
         }
         drop(deleted);
-        let by_name = libs
+        let by_name: HashMap<_, _> = libs
             .values()
             .flat_map(|l| &l.functions)
             .map(|f| (f.name.clone(), f.clone()))
             .collect();
+        let short = by_name
+            .keys()
+            .map(|n| (n.clone(), Default::default()))
+            .collect();
         *self.applied.write() = Arc::new(Applied {
             libraries: libs,
             by_name,
+            short,
         });
     }
 

@@ -13,9 +13,12 @@
 //! → arrays up to the first nil. After `redis.setresp(3)` the RESP3 types come to Lua as
 //! `{map=}`, `{set=}`, `{double=}`, booleans and nil.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
@@ -58,8 +61,16 @@ __ember_handler = function(e)
   end
   return e
 end
+local call_f, call_keys, call_args
+local function call_function()
+  local f, keys, args = call_f, call_keys, call_args
+  call_f, call_keys, call_args = nil, nil, nil
+  return f(keys, args)
+end
 __ember_run = function(f, keys, args)
-  return xpcall(function() return f(keys, args) end, __ember_handler)
+  if keys == nil then return xpcall(f, __ember_handler) end
+  call_f, call_keys, call_args = f, keys, args
+  return xpcall(call_function, __ember_handler)
 end
 redis = setmetatable({}, {
   __index = real,
@@ -92,41 +103,169 @@ setmetatable(backing, {
 setmetatable(G, {__index = backing, __newindex = readonly, __metatable = false})
 "#;
 
+/// A script run on a connection's thread that has not written yet after this long is
+/// abandoned and handed to the script thread (see [`super`]).
+pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
+
+/// A run on the script thread shorter than this makes its script known short.
+pub const SHORT: Duration = Duration::from_micros(500);
+
+/// A pair of VMs (scripts and functions) and what one thread keeps with them: the
+/// script thread has one, and so has every connection thread that ran a short script.
 struct Vm {
-    lua: Lua,
+    lua: Engine,
     /// The client scripts' commands run as.
     client: Client,
     compiled: HashMap<String, Function>,
     generation: u64,
     /// Where `FCALL` runs: a VM of its own, as in Redis, rebuilt when libraries change.
     functions: FunctionsVm,
+    watch: Watch,
 }
 
 /// The libraries' VM and their callbacks by function name.
 struct FunctionsVm {
-    lua: Lua,
+    lua: Engine,
     libraries: Arc<Libraries>,
     callbacks: HashMap<String, Function>,
 }
 
-/// The script thread: runs jobs until the node is gone.
-pub(crate) fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<super::Work>) {
-    let Some(kill) = state.upgrade().map(|s| s.scripts.kill.clone()) else {
-        return;
-    };
-    let vms = new_vm().and_then(|lua| {
-        hook_kill(&lua, kill.clone())?;
-        let functions = build_functions(&Arc::default(), &kill)?;
-        Ok((lua, functions))
-    });
-    let mut vm = match vms {
-        Ok((lua, functions)) => Vm {
+/// One Lua state and its entry point (kept: looking it up on every run costs).
+struct Engine {
+    lua: Lua,
+    /// `__ember_run(f, keys, args)`: runs `f` under the error handler.
+    runner: Function,
+    /// The names `KEYS` and `ARGV`, as Lua strings.
+    names: (mlua::LuaString, mlua::LuaString),
+}
+
+/// What a VM's instruction hook watches.
+#[derive(Clone)]
+struct Watch {
+    /// `SCRIPT KILL` / `FUNCTION KILL` (the node's [`super::Scripts`]' flags).
+    kill: Arc<AtomicBool>,
+    wrote: Arc<AtomicBool>,
+    budget: Rc<Budget>,
+}
+
+/// When a run on a connection's thread gives up.
+#[derive(Default)]
+struct Budget {
+    /// Unset on the script thread.
+    deadline: Cell<Option<Instant>>,
+    /// The deadline passed before the script wrote: the run is abandoned.
+    over: Cell<bool>,
+    /// The script did what cannot be undone without writing (`PUBLISH`): the run cannot
+    /// be abandoned (nor can a run that wrote).
+    committed: Cell<bool>,
+}
+
+impl Vm {
+    fn new(state: &ServerState) -> mlua::Result<Vm> {
+        let watch = Watch {
+            kill: state.scripts.kill.clone(),
+            wrote: state.scripts.wrote.clone(),
+            budget: Rc::default(),
+        };
+        let lua = new_vm()?;
+        hook(&lua.lua, &watch)?;
+        Ok(Vm {
             lua,
             client: Client::new(Arc::new(ClientInfo::new(0, "lua".into(), String::new()))),
             compiled: HashMap::new(),
             generation: 0,
-            functions,
-        },
+            functions: build_functions(&Arc::default(), &watch)?,
+            watch,
+        })
+    }
+
+    /// Runs `job` as the holder of the run token; `None`: abandoned (its budget ran out).
+    fn run_job(&mut self, state: &ServerState, job: &Job) -> Option<Reply> {
+        let generation = state.scripts.generation.load(Ordering::Relaxed);
+        if generation != self.generation {
+            self.compiled.clear();
+            self.generation = generation;
+        }
+        let running = job
+            .function
+            .as_ref()
+            .map(|f| (f.name.clone(), f.command.clone()));
+        state.scripts.begin(job.slot, running);
+        let reply = run(self, state, job);
+        state.scripts.end();
+        reply
+    }
+
+    /// Rebuilds the functions VM if the node's libraries changed since.
+    fn follow_libraries(&mut self, state: &ServerState) -> mlua::Result<()> {
+        let applied = state.scripts.functions.applied();
+        if !Arc::ptr_eq(&applied.libraries, &self.functions.libraries) {
+            self.functions = build_functions(&applied.libraries, &self.watch)?;
+        }
+        Ok(())
+    }
+}
+
+/// Records whether `job`'s script or function is known short.
+fn known_short(state: &ServerState, job: &Job, short: bool) {
+    match &job.function {
+        Some(call) => {
+            if let Some(s) = state.scripts.functions.applied().short.get(&call.name) {
+                s.store(short, Ordering::Relaxed);
+            }
+        }
+        None => state.scripts.set_short(&job.sha, short),
+    }
+}
+
+thread_local! {
+    /// This connection thread's VMs, made on its first short script.
+    static HERE: RefCell<Option<Vm>> = const { RefCell::new(None) };
+}
+
+/// Runs `job` on this thread: its reply, or `None` if another script runs or it
+/// outlasted [`INLINE_BUDGET`] before its first write (nothing of it happened, and it
+/// is no longer known short), and it is for the script thread.
+pub(crate) fn run_here(state: &ServerState, job: &Job) -> Option<Reply> {
+    let token = state.scripts.token.try_lock()?;
+    let reply = HERE.with(|here| {
+        let mut here = here.try_borrow_mut().ok()?;
+        if here.is_none() {
+            *here = Vm::new(state)
+                .map_err(|e| tracing::error!("cannot create a Lua VM on this thread: {e}"))
+                .ok();
+        }
+        let vm = here.as_mut()?;
+        if job.function.is_some() {
+            vm.follow_libraries(state)
+                .map_err(|e| tracing::error!("cannot load the function libraries here: {e}"))
+                .ok()?;
+        }
+        vm.watch
+            .budget
+            .deadline
+            .set(Some(Instant::now() + INLINE_BUDGET));
+        let reply = vm.run_job(state, job);
+        let budget = &vm.watch.budget;
+        budget.deadline.set(None);
+        budget.over.set(false);
+        budget.committed.set(false);
+        reply
+    });
+    drop(token);
+    if reply.is_none() {
+        known_short(state, job, false);
+    }
+    reply
+}
+
+/// The script thread: runs jobs until the node is gone.
+pub(crate) fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiver<super::Work>) {
+    let Some(vm) = state.upgrade().map(|s| Vm::new(&s)) else {
+        return;
+    };
+    let mut vm = match vm {
+        Ok(vm) => vm,
         Err(e) => {
             tracing::error!("cannot create the Lua VM: {e}");
             for work in jobs {
@@ -145,7 +284,7 @@ pub(crate) fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiv
             super::Work::Run(job, reply_to) => (job, reply_to),
             super::Work::Libraries(version, libs) => {
                 if libs != vm.functions.libraries {
-                    match build_functions(&libs, &kill) {
+                    match build_functions(&libs, &vm.watch) {
                         Ok(f) => {
                             vm.functions = f;
                             state.scripts.functions.set_applied(libs);
@@ -159,63 +298,70 @@ pub(crate) fn run_thread(state: Weak<ServerState>, jobs: std::sync::mpsc::Receiv
                 continue;
             }
         };
-        let generation = state.scripts.generation.load(Ordering::Relaxed);
-        if generation != vm.generation {
-            vm.compiled.clear();
-            vm.generation = generation;
+        let token = state.scripts.token.lock();
+        let began = Instant::now();
+        let reply = vm
+            .run_job(&state, &job)
+            .unwrap_or_else(|| Reply::err("ERR the script was abandoned"));
+        drop(token);
+        if !job.load_only {
+            known_short(&state, &job, began.elapsed() < SHORT);
         }
-        let running = job
-            .function
-            .as_ref()
-            .map(|f| (f.name.clone(), f.command.clone()));
-        state.scripts.begin(job.slot, running);
-        let reply = run(&mut vm, &state, &job);
-        state.scripts.end();
         // The script's writes go to the replicas now (no connection turn follows).
         state.repl.wake();
         let _ = reply_to.send(reply);
     }
 }
 
-/// `SCRIPT KILL` / `FUNCTION KILL` are seen every 10,000 VM instructions.
-fn hook_kill(lua: &Lua, kill: Arc<std::sync::atomic::AtomicBool>) -> mlua::Result<()> {
+/// Every 1,000 VM instructions: `SCRIPT KILL` / `FUNCTION KILL`, and the budget of a
+/// run on a connection's thread.
+fn hook(lua: &Lua, watch: &Watch) -> mlua::Result<()> {
+    let watch = watch.clone();
     lua.set_hook(
-        HookTriggers::new().every_nth_instruction(10_000),
-        move |_, _| match kill.load(Ordering::Relaxed) {
-            true => Err(mlua::Error::runtime("killed")),
-            false => Ok(VmState::Continue),
+        HookTriggers::new().every_nth_instruction(1_000),
+        move |_, _| {
+            if watch.kill.load(Ordering::Relaxed) {
+                return Err(mlua::Error::runtime("killed"));
+            }
+            let budget = &watch.budget;
+            if let Some(deadline) = budget.deadline.get() {
+                let undoable = !watch.wrote.load(Ordering::Relaxed) && !budget.committed.get();
+                if undoable && Instant::now() >= deadline {
+                    budget.over.set(true);
+                    return Err(mlua::Error::runtime("abandoned"));
+                }
+            }
+            Ok(VmState::Continue)
         },
     )
 }
 
 /// A functions VM with every library of `libs` registered (the control plane checked
 /// them, so a failure here is unexpected: the caller keeps the VM it has).
-fn build_functions(
-    libs: &Arc<Libraries>,
-    kill: &Arc<std::sync::atomic::AtomicBool>,
-) -> mlua::Result<FunctionsVm> {
-    let lua = new_vm()?;
+fn build_functions(libs: &Arc<Libraries>, watch: &Watch) -> mlua::Result<FunctionsVm> {
+    let engine = new_vm()?;
+    let lua = &engine.lua;
     let globals = lua.globals();
     let redis: Table = globals.get("__ember_redis")?;
     let log: Function = redis.raw_get("log")?;
     let mut callbacks = HashMap::new();
     for lib in libs.values() {
         let (_, registered) =
-            ember_core::functions::lua::register(&lua, &lib.code, &globals, log.clone())
+            ember_core::functions::lua::register(lua, &lib.code, &globals, log.clone())
                 .map_err(|e| mlua::Error::runtime(format!("library {}: {e}", lib.name)))?;
         for (info, f) in lib.functions.iter().zip(registered) {
             callbacks.insert(info.name.clone(), f);
         }
     }
-    hook_kill(&lua, kill.clone())?;
+    hook(lua, watch)?;
     Ok(FunctionsVm {
-        lua,
+        lua: engine,
         libraries: libs.clone(),
         callbacks,
     })
 }
 
-fn new_vm() -> mlua::Result<Lua> {
+fn new_vm() -> mlua::Result<Engine> {
     // SAFETY: `debug` is needed only by the error handler, which keeps `debug.getinfo`
     // in a local before `FREEZE` removes the library; scripts never see it.
     let lua = unsafe {
@@ -272,12 +418,11 @@ fn new_vm() -> mlua::Result<Lua> {
     )?;
     real.raw_set(
         "setresp",
-        lua.create_function(|lua, v: i64| {
+        lua.create_function(|_, v: i64| {
             if v != 2 && v != 3 {
                 return Err(mlua::Error::runtime("RESP version must be 2 or 3."));
             }
-            lua.set_named_registry_value("ember_resp", v)?;
-            Ok(())
+            with_active(|run| run.resp3 = v == 3)
         })?,
     )?;
     // Effects replication is the only mode: these exist for scripts that call them.
@@ -296,10 +441,17 @@ fn new_vm() -> mlua::Result<Lua> {
     ] {
         real.raw_set(name, v)?;
     }
+    let call =
+        lua.create_function(|lua, args: mlua::Variadic<Value>| redis_call(lua, &args, true))?;
+    let pcall =
+        lua.create_function(|lua, args: mlua::Variadic<Value>| redis_call(lua, &args, false))?;
+    g.raw_get::<Function>("__ember_set_commands")?
+        .call::<()>((call, pcall))?;
     super::libs::install(&lua)?;
+    let runner = g.raw_get("__ember_run")?;
     lua.load(FREEZE).set_name("=ember").exec()?;
-    lua.set_memory_limit(MEMORY_LIMIT)?;
-    Ok(lua)
+    let names = (lua.create_string("KEYS")?, lua.create_string("ARGV")?);
+    Ok(Engine { lua, runner, names })
 }
 
 /// What one execution holds while it runs.
@@ -311,23 +463,29 @@ struct Run<'s> {
     slot: Option<u16>,
     effects: Vec<Effect>,
     now: u64,
+    /// Once over, no command runs: the run is abandoned.
+    budget: &'s Budget,
+    /// `redis.setresp(3)` was called.
+    resp3: bool,
 }
 
-fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
+/// Runs `job` on `vm`: its reply, or `None` if it was abandoned (see [`Budget`]).
+fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Option<Reply> {
+    let budget = &vm.watch.budget;
     if let Some(call) = &job.function {
         let Some(f) = vm.functions.callbacks.get(&call.name).cloned() else {
-            return Reply::err("ERR Function not found");
+            return Some(Reply::err("ERR Function not found"));
         };
         return execute(
             &vm.functions.lua,
             &mut vm.client,
             state,
             job,
-            &f,
-            &call.name,
+            (&f, &call.name),
+            budget,
         );
     }
-    let lua = &vm.lua;
+    let lua = &vm.lua.lua;
     let f = match vm.compiled.get(&job.sha) {
         Some(f) => f.clone(),
         None => match lua
@@ -341,24 +499,24 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
                 f
             }
             Err(mlua::Error::SyntaxError { message, .. }) => {
-                return Reply::error(format!(
+                return Some(Reply::error(format!(
                     "ERR Error compiling script (new function): {message}"
-                ));
+                )));
             }
-            Err(e) => return Reply::error(format!("ERR Error compiling script: {e}")),
+            Err(e) => return Some(Reply::error(format!("ERR Error compiling script: {e}"))),
         },
     };
     if job.load_only {
-        return Reply::Bulk(Bytes::from(job.sha.clone()));
+        return Some(Reply::Bulk(Bytes::from(job.sha.clone())));
     }
     let g = lua.globals();
     if let (Ok(keys), Ok(argv)) = (strings_table(lua, &job.keys), strings_table(lua, &job.args)) {
-        let _ = g.raw_set("KEYS", keys);
-        let _ = g.raw_set("ARGV", argv);
+        let _ = g.raw_set(&vm.lua.names.0, keys);
+        let _ = g.raw_set(&vm.lua.names.1, argv);
     }
-    let reply = execute(lua, &mut vm.client, state, job, &f, &job.sha);
-    let _ = g.raw_set("KEYS", Value::Nil);
-    let _ = g.raw_set("ARGV", Value::Nil);
+    let reply = execute(&vm.lua, &mut vm.client, state, job, (&f, &job.sha), budget);
+    let _ = g.raw_set(&vm.lua.names.0, Value::Nil);
+    let _ = g.raw_set(&vm.lua.names.1, Value::Nil);
     reply
 }
 
@@ -366,14 +524,14 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Reply {
 /// with `redis.call` bound to this run; `name` is what errors name (the SHA1 or the
 /// function).
 fn execute(
-    lua: &Lua,
+    engine: &Engine,
     client: &mut Client,
     state: &ServerState,
     job: &Job,
-    f: &Function,
-    name: &str,
-) -> Reply {
-    let _ = lua.set_named_registry_value("ember_resp", 2);
+    (f, name): (&Function, &str),
+    budget: &Budget,
+) -> Option<Reply> {
+    let lua = &engine.lua;
     client.readonly = job.readonly_client;
     let mut r = Run {
         state,
@@ -383,62 +541,130 @@ fn execute(
         slot: None,
         effects: Vec::new(),
         now: now_ms(),
+        budget,
+        resp3: false,
     };
     if let Some(slot) = job.slot {
         r.lock(slot);
     }
-    let killed = std::cell::Cell::new(false);
-    let r = std::cell::RefCell::new(r);
-    let run_command = |lua: &Lua, args: &[Value], raise: bool| -> mlua::Result<Value> {
-        let reply = r.borrow_mut().command(lua, args);
-        if let (true, Reply::Error(e)) = (raise, &reply) {
-            lua.set_named_registry_value("ember_call_error", lua.create_string(e.as_bytes())?)?;
-            return Err(mlua::Error::runtime("redis.call failed"));
-        }
-        let resp3 = lua.named_registry_value::<i64>("ember_resp").unwrap_or(2) == 3;
-        to_lua(lua, reply, resp3)
-    };
-    let result = lua.scope(|scope| {
-        let call = scope
-            .create_function(|lua, args: mlua::Variadic<Value>| run_command(lua, &args, true))?;
-        let pcall = scope
-            .create_function(|lua, args: mlua::Variadic<Value>| run_command(lua, &args, false))?;
-        let set: Function = lua.globals().get("__ember_set_commands")?;
-        set.call::<()>((call, pcall))?;
-        let (keys, args) = match job.function {
-            Some(_) => (
-                Value::Table(strings_table(lua, &job.keys)?),
+    let r = RefCell::new(r);
+    let active = Active::set(&r);
+    let args = match job.function {
+        Some(_) => strings_table(lua, &job.keys).and_then(|k| {
+            Ok((
+                Value::Table(k),
                 Value::Table(strings_table(lua, &job.args)?),
-            ),
-            None => (Value::Nil, Value::Nil),
-        };
-        let runner: Function = lua.globals().get("__ember_run")?;
-        let out = runner.call::<mlua::MultiValue>((f.clone(), keys, args));
-        if state.scripts.kill.load(Ordering::Relaxed) {
-            killed.set(true);
-        }
-        let out = out?;
-        let mut values = out.into_iter();
-        let ok = matches!(values.next(), Some(Value::Boolean(true)));
-        let value = values.next().unwrap_or(Value::Nil);
-        Ok(match (ok, killed.get()) {
-            (true, _) => from_lua(&value),
-            (false, false) => error_from_handler(&value, name, None),
-            (false, true) => error_from_handler(&value, name, Some(KILLED)),
+            ))
+        }),
+        None => Ok((Value::Nil, Value::Nil)),
+    };
+    let out = args.and_then(|(keys, args)| {
+        limited(lua, || {
+            engine
+                .runner
+                .call::<mlua::MultiValue>((f.clone(), keys, args))
         })
     });
-    let reply = match result {
-        Ok(reply) => reply,
-        Err(_) if killed.get() => Reply::error(format!("{KILLED} script: {name}")),
+    drop(active);
+    let killed = state.scripts.kill.load(Ordering::Relaxed);
+    let reply = match out {
+        Ok(out) => {
+            let mut values = out.into_iter();
+            let ok = matches!(values.next(), Some(Value::Boolean(true)));
+            let value = values.next().unwrap_or(Value::Nil);
+            match (ok, killed) {
+                (true, _) => from_lua(&value),
+                (false, false) => error_from_handler(&value, name, None),
+                (false, true) => error_from_handler(&value, name, Some(KILLED)),
+            }
+        }
+        Err(_) if killed => Reply::error(format!("{KILLED} script: {name}")),
         Err(mlua::Error::MemoryError(_)) => {
             lua.gc_collect().ok();
-            Reply::err("ERR Error running script: the script used more than its memory limit")
+            Reply::err(MEMORY_ERROR)
         }
         Err(e) => Reply::error(format!("ERR Error running script: {e}")),
     };
     r.into_inner().finish();
-    reply
+    (!budget.over.get()).then_some(reply)
 }
+
+thread_local! {
+    /// The run this thread executes: what `redis.call` serves (see [`Active`]).
+    static ACTIVE: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Makes a run the one `redis.call` and `redis.setresp` of this thread serve, until
+/// dropped. The VMs' `redis.call` functions are made once per Lua state, not per run
+/// (which would cost two closures and a scope every run), so they find their run here.
+struct Active(*const ());
+
+impl Active {
+    fn set(run: &RefCell<Run<'_>>) -> Active {
+        Active(ACTIVE.replace(std::ptr::from_ref(run).cast()))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        ACTIVE.set(self.0);
+    }
+}
+
+/// Calls `f` with the run this thread executes (an error outside of one, or from
+/// within one of its own commands).
+fn with_active<T>(f: impl FnOnce(&mut Run<'_>) -> T) -> mlua::Result<T> {
+    let p = ACTIVE.get();
+    if p.is_null() {
+        return Err(mlua::Error::runtime(
+            "redis.call is available only while a script runs",
+        ));
+    }
+    // SAFETY: `p` was set by `Active::set` from a `RefCell<Run>` that outlives the
+    // `Active` (both locals of `execute`, the cell declared first), and the `Active`
+    // is dropped, restoring the previous pointer, before the cell is; this thread is
+    // the only one that reads it. The `RefCell` refuses a second borrow.
+    let cell = unsafe { &*p.cast::<RefCell<Run<'_>>>() };
+    let mut run = cell
+        .try_borrow_mut()
+        .map_err(|_| mlua::Error::runtime("redis.call cannot be called from here"))?;
+    Ok(f(&mut run))
+}
+
+/// `redis.call` (`raise`: a command's error is raised) and `redis.pcall` (returned as
+/// an `{err=}` table).
+fn redis_call(lua: &Lua, args: &[Value], raise: bool) -> mlua::Result<Value> {
+    unlimited(lua, || {
+        let (reply, resp3) = with_active(|run| (run.command(lua, args), run.resp3))?;
+        if let (true, Reply::Error(e)) = (raise, &reply) {
+            lua.set_named_registry_value("ember_call_error", lua.create_string(e.as_bytes())?)?;
+            return Err(mlua::Error::runtime("redis.call failed"));
+        }
+        to_lua(lua, reply, resp3)
+    })
+}
+
+/// Runs `f` (the script) with the VM's memory limit ([`MEMORY_LIMIT`]) on. Outside of
+/// it, in ember's own conversions, the limit is off: mlua then calls Lua's API
+/// directly, where with a limit it calls it through a protected call for every value
+/// made (any allocation could fail), a closure and a `pcall` each.
+fn limited<T>(lua: &Lua, f: impl FnOnce() -> T) -> T {
+    let _ = lua.set_memory_limit(MEMORY_LIMIT);
+    let out = f();
+    let _ = lua.set_memory_limit(0);
+    out
+}
+
+/// Within [`limited`]: runs `f` (a conversion of ember's) with the limit off.
+fn unlimited<T>(lua: &Lua, f: impl FnOnce() -> T) -> T {
+    let _ = lua.set_memory_limit(0);
+    let out = f();
+    let _ = lua.set_memory_limit(MEMORY_LIMIT);
+    out
+}
+
+/// A script that reached [`MEMORY_LIMIT`] (Redis has no such limit, so no words).
+const MEMORY_ERROR: &str = "ERR Error running script: the script used more than its memory limit";
 
 /// As Redis words it, for functions too.
 const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
@@ -454,8 +680,13 @@ fn strings_table(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
 /// The reply of a script that raised an error: the handler's `{err=, source=, line=}`
 /// (with `err` replaced by `instead`, if given).
 fn error_from_handler(v: &Value, sha: &str, instead: Option<&str>) -> Reply {
-    let Value::Table(t) = v else {
-        return Reply::err("ERR Error running script");
+    let t = match v {
+        Value::Table(t) => t,
+        // Lua 5.1 calls no handler for a memory error: `xpcall` returns its message.
+        Value::String(m) if m.as_bytes().as_ref() == b"not enough memory" => {
+            return Reply::err(MEMORY_ERROR);
+        }
+        _ => return Reply::err("ERR Error running script"),
     };
     let err: String = t
         .raw_get::<mlua::LuaString>("err")
@@ -489,6 +720,9 @@ impl<'s> Run<'s> {
 
     /// `redis.call` / `redis.pcall`: runs one command, as Redis does from a script.
     fn command(&mut self, lua: &Lua, args: &[Value]) -> Reply {
+        if self.budget.over.get() {
+            return Reply::err("ERR the script is abandoned");
+        }
         if args.is_empty() {
             return Reply::err("ERR Please specify at least one argument for this redis lib call");
         }
@@ -511,15 +745,18 @@ impl<'s> Run<'s> {
             return Reply::err("ERR Wrong number of args calling Redis command from script");
         }
         let write = spec.flags & flags::WRITE != 0;
-        let noscript = meta::of_command(idx).has_flag("noscript");
+        let (noscript, pubsub) = script_flags(idx);
         if noscript || (write && matches!(spec.handler, Handler::Keyless(_))) {
             return Reply::err("ERR This Redis command is not allowed from script");
         }
         if write && self.job.read_only {
             return Reply::err("ERR Write commands are not allowed from read-only scripts.");
         }
+        if pubsub {
+            self.budget.committed.set(true);
+        }
         let state = self.state;
-        self.client.resp3 = lua.named_registry_value::<i64>("ember_resp").unwrap_or(2) == 3;
+        self.client.resp3 = self.resp3;
         match spec.handler {
             Handler::Keyless(f) => {
                 // Keyless commands may lock every slot: run with this one released, as
@@ -581,6 +818,20 @@ impl<'s> Run<'s> {
             }
         }
     }
+}
+
+/// Command `idx`'s Redis flags that scripts care about: `noscript` (refused) and
+/// `pubsub` (what it does cannot be undone, see [`Budget`]), read once.
+fn script_flags(idx: usize) -> (bool, bool) {
+    static FLAGS: std::sync::OnceLock<Vec<(bool, bool)>> = std::sync::OnceLock::new();
+    FLAGS.get_or_init(|| {
+        (0..TABLE.len())
+            .map(|i| {
+                let m = meta::of_command(i);
+                (m.has_flag("noscript"), m.has_flag("pubsub"))
+            })
+            .collect()
+    })[idx]
 }
 
 fn arg_type_error() -> Reply {
@@ -712,14 +963,19 @@ mod tests {
         let code = "#!lua name=l\nredis.register_function('f', function(k, a) return a[1] end)";
         let lib = ember_core::functions::lua::check(code).unwrap();
         let libs = Arc::new(Libraries::from([(lib.name.clone(), lib)]));
-        let vm = build_functions(&libs, &Arc::default()).unwrap();
+        let watch = Watch {
+            kill: Arc::default(),
+            wrote: Arc::default(),
+            budget: Rc::default(),
+        };
+        let vm = build_functions(&libs, &watch).unwrap();
         assert!(vm.callbacks.contains_key("f"));
     }
 
     /// Globals and the library tables are read-only, as in Redis.
     #[test]
     fn globals_cannot_be_changed() {
-        let lua = new_vm().unwrap();
+        let lua = new_vm().unwrap().lua;
         for code in [
             "cjson = nil",
             "string = 1",
@@ -761,7 +1017,7 @@ mod tests {
         /// error -> {ok=}/{err=} tables -> status and error, arrays with their nils).
         #[test]
         fn replies_survive_a_round_trip_through_lua(r in reply()) {
-            let lua = new_vm().unwrap();
+            let lua = new_vm().unwrap().lua;
             let v = to_lua(&lua, r.clone(), false).unwrap();
             prop_assert_eq!(from_lua(&v), r);
         }

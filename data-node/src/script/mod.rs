@@ -1,10 +1,18 @@
 //! Lua scripting (`EVAL`, `EVALSHA`, `SCRIPT ...`): the script cache, the thread that
 //! runs scripts, and what other clients see while one runs.
 //!
-//! - **One script thread.** Scripts run one at a time on a dedicated thread with one Lua
-//!   5.1 VM ([`lua`]), as Redis runs them on its one thread. The connection that sent
-//!   `EVAL` waits for the reply without blocking its connection thread, so the other
-//!   clients of that thread go on, and `SCRIPT KILL` can be served.
+//! - **One script at a time**, as Redis runs them on its one thread: whoever runs one
+//!   holds [`Scripts`]' run token.
+//! - **Where a script runs.** A script known to be short runs on its connection's
+//!   thread, in that thread's own Lua 5.1 VM ([`lua`]): no hand-over, as in Redis. Any
+//!   other runs on the dedicated script thread, and the connection that sent it waits
+//!   for the reply without blocking its connection thread, so the other clients of that
+//!   thread go on, get `BUSY` and can send `SCRIPT KILL`. "Known short": its last run
+//!   on the script thread took less than [`lua::SHORT`]. A run on a connection's thread
+//!   that outlasts [`lua::INLINE_BUDGET`] before its first write is abandoned (nothing
+//!   happened yet) and handed to the script thread, and the script is no longer known
+//!   short; one that wrote runs to its end there, holding that thread's other clients
+//!   (see ARCHITECTURE.md).
 //! - **Atomic on its slot.** A script's declared keys must share one slot (`CROSSSLOT`
 //!   otherwise); the script runs with that slot's table locked from start to end (a
 //!   script without keys locks the slot of the first key it touches), so no other client
@@ -51,6 +59,8 @@ pub struct Job {
     pub load_only: bool,
     /// `FCALL`: the function that runs (`sha` and the bodies are empty).
     pub function: Option<Call>,
+    /// It is known short: it may run on the connection's thread.
+    pub short: bool,
 }
 
 /// A function call: what `FUNCTION STATS` shows of it.
@@ -72,10 +82,18 @@ pub(crate) enum Work {
 /// No slot held (in [`Scripts`]' `slot`).
 const NO_SLOT: u32 = u32::MAX;
 
+/// A script of the cache: its body, and whether it is known short (see the module).
+struct Cached {
+    body: Bytes,
+    short: AtomicBool,
+}
+
 /// Scripts: the per-node cache of bodies, the script thread, the running one.
 pub struct Scripts {
-    cache: RwLock<HashMap<String, Bytes>>,
+    cache: RwLock<HashMap<String, Cached>>,
     jobs: Mutex<Option<std::sync::mpsc::Sender<Work>>>,
+    /// Held by whoever runs a script (the script thread or a connection's thread).
+    pub(crate) token: Mutex<()>,
     /// When the running script started (µs since `epoch`, 0: none) and the slot it
     /// holds: read by every command, so atomics rather than a lock.
     started: AtomicU64,
@@ -83,8 +101,8 @@ pub struct Scripts {
     epoch: Instant,
     /// `SCRIPT KILL` was asked for the running script (read by the VM's hook).
     pub kill: Arc<AtomicBool>,
-    /// The running script has written (it can no longer be killed).
-    pub wrote: AtomicBool,
+    /// The running script has written (it can no longer be killed, nor abandoned).
+    pub wrote: Arc<AtomicBool>,
     /// Bumped when a script ends: connections waiting for one watch it.
     done: watch::Sender<u64>,
     /// Bumped by `SCRIPT FLUSH`: the script thread forgets its compiled functions.
@@ -98,11 +116,12 @@ impl Default for Scripts {
         Scripts {
             cache: RwLock::default(),
             jobs: Mutex::new(None),
+            token: Mutex::new(()),
             started: AtomicU64::new(0),
             slot: AtomicU32::new(NO_SLOT),
             epoch: Instant::now(),
             kill: Arc::default(),
-            wrote: AtomicBool::new(false),
+            wrote: Arc::default(),
             done: watch::channel(0).0,
             generation: Default::default(),
             functions: Default::default(),
@@ -143,11 +162,28 @@ impl Scripts {
         self.cache
             .write()
             .entry(sha.to_string())
-            .or_insert_with(|| body.clone());
+            .or_insert_with(|| Cached {
+                body: body.clone(),
+                short: AtomicBool::new(false),
+            });
     }
 
     pub fn get(&self, sha: &str) -> Option<Bytes> {
-        self.cache.read().get(&sha.to_ascii_lowercase()).cloned()
+        self.lookup(&sha.to_ascii_lowercase()).map(|(body, _)| body)
+    }
+
+    /// The body of script `sha` (lowercase) and whether it is known short.
+    pub(crate) fn lookup(&self, sha: &str) -> Option<(Bytes, bool)> {
+        let cache = self.cache.read();
+        let c = cache.get(sha)?;
+        Some((c.body.clone(), c.short.load(Ordering::Relaxed)))
+    }
+
+    /// Records whether script `sha` is known short.
+    pub(crate) fn set_short(&self, sha: &str, short: bool) {
+        if let Some(c) = self.cache.read().get(sha) {
+            c.short.store(short, Ordering::Relaxed);
+        }
     }
 
     pub fn exists(&self, sha: &[u8]) -> bool {
@@ -206,7 +242,12 @@ impl Scripts {
         *self.functions.running.lock() = None;
         self.started.store(0, Ordering::Release);
         self.slot.store(NO_SLOT, Ordering::Release);
-        self.done.send_modify(|n| *n += 1);
+        // Pairs with the fence of `wait_done`: either it sees the script ended, or this
+        // sees its receiver (waking nobody is the common case, and it costs nothing).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.done.receiver_count() > 0 {
+            self.done.send_modify(|n| *n += 1);
+        }
     }
 
     /// Whether a script has run longer than `after` (`busy-reply-threshold`: the node
@@ -269,6 +310,7 @@ impl Scripts {
     /// Waits until the running script (if any) ends.
     pub async fn wait_done(&self) {
         let mut rx = self.done.subscribe();
+        std::sync::atomic::fence(Ordering::SeqCst);
         if !self.running() {
             return;
         }

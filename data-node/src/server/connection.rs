@@ -252,6 +252,7 @@ impl Conn<'_> {
                         // The replies before were written out meanwhile.
                         start = self.out.len();
                     }
+                    self.client.scripts_queued = !self.scripts.is_empty();
                     let mut reply = execute(self.state, &mut self.client, &self.args);
                     if self.client.caching.is_some()
                         && self.client.multi.is_none()

@@ -28,6 +28,11 @@ pub fn start_in_thread() -> SocketAddr {
 
 /// [`start_in_thread`], with the server's state.
 pub fn start_in_thread_with_state() -> (SocketAddr, Arc<ServerState>) {
+    start_in_thread_with(Config::default())
+}
+
+/// [`start_in_thread`] with `config`.
+pub fn start_in_thread_with(config: Config) -> (SocketAddr, Arc<ServerState>) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -36,7 +41,7 @@ pub fn start_in_thread_with_state() -> (SocketAddr, Arc<ServerState>) {
             .build()
             .unwrap();
         rt.block_on(async move {
-            tx.send(start().await).unwrap();
+            tx.send(start_with(config).await).unwrap();
             std::future::pending::<()>().await;
         });
     });

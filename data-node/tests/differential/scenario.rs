@@ -16,6 +16,7 @@ use super::{connect, show};
 pub type Scenario = (&'static str, usize, Vec<Step>);
 
 /// One step of a scenario.
+#[derive(Clone)]
 pub enum Step {
     /// Client `c` runs a command and reads its reply.
     Run(usize, &'static [&'static str]),
@@ -39,6 +40,16 @@ pub enum Step {
 }
 
 pub use Step::*;
+
+/// Every scenario with its steps run a second time after the first (scripts that ran
+/// once, and quickly, are known short: the second time they run on the connection's
+/// thread instead of the script thread).
+pub fn twice(scenarios: Vec<Scenario>) -> Vec<Scenario> {
+    scenarios
+        .into_iter()
+        .map(|(name, clients, steps)| (name, clients, [steps.clone(), steps].concat()))
+        .collect()
+}
 
 fn packed(args: &[&str]) -> Vec<u8> {
     let mut c = redis::cmd(args[0]);
