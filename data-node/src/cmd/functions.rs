@@ -10,7 +10,7 @@ use crate::resp::parse::parse_i64;
 use crate::resp::Reply;
 use crate::script::dump;
 use crate::script::functions::{self, Change};
-use crate::script::{Call, Job};
+use crate::script::Job;
 
 /// # Format
 /// `FCALL function numkeys [key ...] [arg ...]`, `FCALL_RO ...`
@@ -50,16 +50,13 @@ pub fn fcall(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         sha: String::new(),
         body: Bytes::new(),
         original: Bytes::new(),
-        keys: keys.to_vec(),
-        args: args[3 + n..].to_vec(),
+        command: args.into(),
+        keys: n,
         slot,
         read_only,
         readonly_client: ctx.client.readonly,
         load_only: false,
-        function: Some(Call {
-            name,
-            command: args.to_vec(),
-        }),
+        function: Some(name),
         short,
     };
     super::scripting::submit(ctx, job)
@@ -234,11 +231,11 @@ fn stats(ctx: &Ctx) -> Reply {
     }
     let running = match running {
         None => Reply::Null,
-        Some((name, command)) => Reply::Map(vec![
-            (bulk("name"), bulk(&name)),
+        Some(command) => Reply::Map(vec![
+            (bulk("name"), Reply::Bulk(command[1].clone())),
             (
                 bulk("command"),
-                Reply::Array(command.into_iter().map(Reply::Bulk).collect()),
+                Reply::Array(command.iter().cloned().map(Reply::Bulk).collect()),
             ),
             (
                 bulk("duration_ms"),

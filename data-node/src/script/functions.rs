@@ -44,8 +44,8 @@ pub struct Functions {
     requested: Mutex<(u64, Arc<Libraries>)>,
     /// The newest topology version whose libraries the script thread has applied.
     version: watch::Sender<u64>,
-    /// The function running now and its command (`FUNCTION STATS`).
-    pub(crate) running: Mutex<Option<(String, Vec<Bytes>)>>,
+    /// The command of the function running now (`FCALL name ...`: `FUNCTION STATS`).
+    pub(crate) running: Mutex<Option<Arc<[Bytes]>>>,
     /// Where changes go: the control plane's URL (unset: standalone, applied here).
     control_plane: OnceLock<String>,
     /// The runtime that talks to the control plane (a connection thread's may be held

@@ -116,7 +116,7 @@ struct Vm {
     lua: Engine,
     /// The client scripts' commands run as.
     client: Client,
-    compiled: HashMap<String, Function>,
+    compiled: HashMap<String, Function, foldhash::fast::RandomState>,
     generation: u64,
     /// Where `FCALL` runs: a VM of its own, as in Redis, rebuilt when libraries change.
     functions: FunctionsVm,
@@ -172,7 +172,7 @@ impl Vm {
         Ok(Vm {
             lua,
             client: Client::new(Arc::new(ClientInfo::new(0, "lua".into(), String::new()))),
-            compiled: HashMap::new(),
+            compiled: HashMap::default(),
             generation: 0,
             functions: build_functions(&Arc::default(), &watch)?,
             watch,
@@ -186,10 +186,7 @@ impl Vm {
             self.compiled.clear();
             self.generation = generation;
         }
-        let running = job
-            .function
-            .as_ref()
-            .map(|f| (f.name.clone(), f.command.clone()));
+        let running = job.function.as_ref().map(|_| job.command.clone());
         state.scripts.begin(job.slot, running);
         let reply = run(self, state, job);
         state.scripts.end();
@@ -209,8 +206,8 @@ impl Vm {
 /// Records whether `job`'s script or function is known short.
 fn known_short(state: &ServerState, job: &Job, short: bool) {
     match &job.function {
-        Some(call) => {
-            if let Some(s) = state.scripts.functions.applied().short.get(&call.name) {
+        Some(name) => {
+            if let Some(s) = state.scripts.functions.applied().short.get(name) {
                 s.store(short, Ordering::Relaxed);
             }
         }
@@ -472,8 +469,8 @@ struct Run<'s> {
 /// Runs `job` on `vm`: its reply, or `None` if it was abandoned (see [`Budget`]).
 fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Option<Reply> {
     let budget = &vm.watch.budget;
-    if let Some(call) = &job.function {
-        let Some(f) = vm.functions.callbacks.get(&call.name).cloned() else {
+    if let Some(name) = &job.function {
+        let Some(f) = vm.functions.callbacks.get(name).cloned() else {
             return Some(Reply::err("ERR Function not found"));
         };
         return execute(
@@ -481,7 +478,7 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Option<Reply> {
             &mut vm.client,
             state,
             job,
-            (&f, &call.name),
+            (&f, name),
             budget,
         );
     }
@@ -510,7 +507,10 @@ fn run(vm: &mut Vm, state: &ServerState, job: &Job) -> Option<Reply> {
         return Some(Reply::Bulk(Bytes::from(job.sha.clone())));
     }
     let g = lua.globals();
-    if let (Ok(keys), Ok(argv)) = (strings_table(lua, &job.keys), strings_table(lua, &job.args)) {
+    if let (Ok(keys), Ok(argv)) = (
+        strings_table(lua, job.keys()),
+        strings_table(lua, job.args()),
+    ) {
         let _ = g.raw_set(&vm.lua.names.0, keys);
         let _ = g.raw_set(&vm.lua.names.1, argv);
     }
@@ -550,10 +550,10 @@ fn execute(
     let r = RefCell::new(r);
     let active = Active::set(&r);
     let args = match job.function {
-        Some(_) => strings_table(lua, &job.keys).and_then(|k| {
+        Some(_) => strings_table(lua, job.keys()).and_then(|k| {
             Ok((
                 Value::Table(k),
-                Value::Table(strings_table(lua, &job.args)?),
+                Value::Table(strings_table(lua, job.args())?),
             ))
         }),
         None => Ok((Value::Nil, Value::Nil)),

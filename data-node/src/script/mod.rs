@@ -47,8 +47,10 @@ pub struct Job {
     /// What runs (the shebang line blanked) and what was sent (what the cache keeps).
     pub body: Bytes,
     pub original: Bytes,
-    pub keys: Vec<Bytes>,
-    pub args: Vec<Bytes>,
+    /// The command as sent (`EVAL script numkeys key ... arg ...`, `FCALL function
+    /// numkeys ...`): its first `keys` keys are from index 3, its arguments after them.
+    pub command: Arc<[Bytes]>,
+    pub keys: usize,
     /// The slot of the declared keys, routed already.
     pub slot: Option<u16>,
     /// `EVAL_RO` / `EVALSHA_RO`: write commands are refused.
@@ -58,16 +60,21 @@ pub struct Job {
     /// `SCRIPT LOAD`: compile and cache only (the reply is the SHA1 or the error).
     pub load_only: bool,
     /// `FCALL`: the function that runs (`sha` and the bodies are empty).
-    pub function: Option<Call>,
+    pub function: Option<String>,
     /// It is known short: it may run on the connection's thread.
     pub short: bool,
 }
 
-/// A function call: what `FUNCTION STATS` shows of it.
-pub struct Call {
-    pub name: String,
-    /// The command as sent (`FCALL name numkeys ...`).
-    pub command: Vec<Bytes>,
+impl Job {
+    /// The declared keys (`KEYS`).
+    pub fn keys(&self) -> &[Bytes] {
+        self.command.get(3..3 + self.keys).unwrap_or_default()
+    }
+
+    /// The arguments after them (`ARGV`).
+    pub fn args(&self) -> &[Bytes] {
+        self.command.get(3 + self.keys..).unwrap_or_default()
+    }
 }
 
 /// What the script thread is handed.
@@ -90,7 +97,7 @@ struct Cached {
 
 /// Scripts: the per-node cache of bodies, the script thread, the running one.
 pub struct Scripts {
-    cache: RwLock<HashMap<String, Cached>>,
+    cache: RwLock<HashMap<String, Cached, foldhash::fast::RandomState>>,
     jobs: Mutex<Option<std::sync::mpsc::Sender<Work>>>,
     /// Held by whoever runs a script (the script thread or a connection's thread).
     pub(crate) token: Mutex<()>,
@@ -225,7 +232,7 @@ impl Scripts {
         self.epoch.elapsed().as_micros() as u64 + 1
     }
 
-    pub(crate) fn begin(&self, slot: Option<u16>, function: Option<(String, Vec<Bytes>)>) {
+    pub(crate) fn begin(&self, slot: Option<u16>, function: Option<Arc<[Bytes]>>) {
         *self.functions.running.lock() = function;
         self.kill.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
