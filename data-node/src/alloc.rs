@@ -18,10 +18,29 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 const SHARDS: usize = 64;
 
+/// A thread's count, and what of it [`APPROXIMATE`] has (`published`, written by the
+/// owner only).
 #[repr(align(128))]
-struct Shard(AtomicIsize);
+struct Shard(AtomicIsize, AtomicIsize);
 
-static COUNTS: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
+static COUNTS: [Shard; SHARDS] =
+    [const { Shard(AtomicIsize::new(0), AtomicIsize::new(0)) }; SHARDS];
+
+/// Most an owned shard drifts from what it published to [`APPROXIMATE`].
+const DRIFT: isize = 64 * 1024;
+
+/// The sum of what the shards published: within [`APPROXIMATION`] of [`allocated`],
+/// and one load to read (what `maxmemory` is checked against before every command).
+static APPROXIMATE: AtomicIsize = AtomicIsize::new(0);
+
+/// Most [`approximate`] can be off by: the drift of every shard in use.
+pub fn approximation() -> u64 {
+    shards_in_use() as u64 * DRIFT as u64
+}
+
+fn shards_in_use() -> usize {
+    NEXT_SHARD.load(Ordering::Relaxed).min(SHARDS)
+}
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(1);
 
 thread_local! {
@@ -44,14 +63,28 @@ fn count(n: isize) {
             i
         })
         .unwrap_or(0);
-    let shard = &COUNTS[i].0;
+    let Shard(shard, published) = &COUNTS[i];
     match i {
         0 => {
             shard.fetch_add(n, Ordering::Relaxed);
+            APPROXIMATE.fetch_add(n, Ordering::Relaxed);
         }
         // Owned: no other thread writes it.
-        _ => shard.store(shard.load(Ordering::Relaxed) + n, Ordering::Relaxed),
+        _ => {
+            let now = shard.load(Ordering::Relaxed) + n;
+            shard.store(now, Ordering::Relaxed);
+            let drift = now - published.load(Ordering::Relaxed);
+            if drift.abs() >= DRIFT {
+                published.store(now, Ordering::Relaxed);
+                APPROXIMATE.fetch_add(drift, Ordering::Relaxed);
+            }
+        }
     }
+}
+
+/// [`allocated`], give or take [`APPROXIMATION`] bytes, for one load.
+pub fn approximate() -> usize {
+    APPROXIMATE.load(Ordering::Relaxed).max(0) as usize
 }
 
 fn add(n: usize) {
@@ -64,7 +97,10 @@ fn sub(n: usize) {
 
 /// Bytes currently allocated through [`Counting`] (0 if it is not installed).
 pub fn allocated() -> usize {
-    let total: isize = COUNTS.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+    let total: isize = COUNTS[..shards_in_use()]
+        .iter()
+        .map(|s| s.0.load(Ordering::Relaxed))
+        .sum();
     total.max(0) as usize
 }
 

@@ -59,6 +59,9 @@ pub struct Config {
     pub maxclients: u64,
     /// Bytes of recent writes a primary keeps for replicas to resume from.
     pub repl_backlog_size: u64,
+    /// `maxmemory` (0: no limit) and `maxmemory-policy`.
+    pub maxmemory: u64,
+    pub maxmemory_policy: crate::evict::Policy,
 }
 
 impl Config {
@@ -82,6 +85,8 @@ impl Default for Config {
             io_threads: 0,
             maxclients: DEFAULT_MAXCLIENTS,
             repl_backlog_size: DEFAULT_REPL_BACKLOG_SIZE,
+            maxmemory: 0,
+            maxmemory_policy: crate::evict::Policy::NoEviction,
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct RuntimeConfig {
     busy_reply_threshold: AtomicU64,
     /// `notify-keyspace-events`.
     pub notify: std::sync::Arc<crate::notify::Notify>,
+    /// `maxmemory` and the eviction settings.
+    pub memory: crate::evict::Settings,
 }
 
 /// How a setting can change at run time.
@@ -129,6 +136,8 @@ enum Kind {
     OutputLimits,
     /// `notify-keyspace-events`: Redis's class letters.
     Notify,
+    /// `maxmemory-policy`: one of Redis's eight.
+    Policy,
     /// Fixed at start-up, or decided elsewhere (the control plane).
     Immutable,
 }
@@ -198,11 +207,35 @@ const PARAMS: &[Param] = &[
     },
     Param {
         name: "maxmemory",
-        kind: Kind::Immutable,
+        kind: Kind::Memory {
+            min: 0,
+            max: i64::MAX as u64,
+        },
     },
     Param {
         name: "maxmemory-policy",
-        kind: Kind::Immutable,
+        kind: Kind::Policy,
+    },
+    Param {
+        name: "maxmemory-samples",
+        kind: Kind::Integer {
+            min: 1,
+            max: i32::MAX as u64,
+        },
+    },
+    Param {
+        name: "lfu-log-factor",
+        kind: Kind::Integer {
+            min: 0,
+            max: i32::MAX as u64,
+        },
+    },
+    Param {
+        name: "lfu-decay-time",
+        kind: Kind::Integer {
+            min: 0,
+            max: i32::MAX as u64,
+        },
     },
     Param {
         name: "repl-backlog-size",
@@ -286,6 +319,8 @@ pub enum InvalidValue {
     OutputLimits(output_limits::LimitsError),
     #[error("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")]
     NotifyFlags,
+    #[error("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction")]
+    Policy,
 }
 
 /// A validated new value.
@@ -296,6 +331,7 @@ enum NewValue {
     Maxclients(u64),
     OutputLimits([ClassLimit; 3]),
     Notify(u32),
+    Policy(crate::evict::Policy),
 }
 
 impl RuntimeConfig {
@@ -315,6 +351,12 @@ impl RuntimeConfig {
             min_replicas_max_lag: AtomicU64::new(10),
             busy_reply_threshold: AtomicU64::new(5000),
             notify: Default::default(),
+            memory: {
+                let m = crate::evict::Settings::default();
+                m.set_maxmemory(c.maxmemory);
+                m.set_policy(c.maxmemory_policy);
+                m
+            },
         }
     }
 
@@ -380,8 +422,11 @@ impl RuntimeConfig {
             "databases" => "1".into(),
             "save" => self.save.lock().clone(),
             "appendonly" => "no".into(),
-            "maxmemory" => "0".into(),
-            "maxmemory-policy" => "noeviction".into(),
+            "maxmemory" => self.memory.maxmemory().to_string(),
+            "maxmemory-policy" => self.memory.policy().name().into(),
+            "maxmemory-samples" => self.memory.samples().to_string(),
+            "lfu-log-factor" => self.memory.lfu().0.to_string(),
+            "lfu-decay-time" => self.memory.lfu().1.to_string(),
             "repl-backlog-size" => self.repl_backlog_size().to_string(),
             "min-replicas-to-write" => self.min_replicas().0.to_string(),
             "min-replicas-max-lag" => self.min_replicas().1.to_string(),
@@ -454,6 +499,11 @@ impl RuntimeConfig {
                         .ok_or(InvalidValue::NotifyFlags)
                         .map_err(invalid)?,
                 ),
+                Kind::Policy => NewValue::Policy(
+                    crate::evict::Policy::parse(value)
+                        .ok_or(InvalidValue::Policy)
+                        .map_err(invalid)?,
+                ),
                 Kind::Immutable => unreachable!("refused above"),
             });
         }
@@ -481,6 +531,15 @@ impl RuntimeConfig {
                 (_, NewValue::Maxclients(n)) => self.maxclients.store(n, Ordering::Relaxed),
                 (_, NewValue::OutputLimits(l)) => self.output_limits.store(l),
                 (_, NewValue::Notify(f)) => self.notify.set(f),
+                (_, NewValue::Policy(p)) => self.memory.set_policy(p),
+                ("maxmemory", NewValue::Memory(v)) => self.memory.set_maxmemory(v as u64),
+                ("maxmemory-samples", NewValue::Integer(v)) => self.memory.set_samples(v as u32),
+                ("lfu-log-factor", NewValue::Integer(v)) => {
+                    self.memory.set_lfu(Some(v as u32), None)
+                }
+                ("lfu-decay-time", NewValue::Integer(v)) => {
+                    self.memory.set_lfu(None, Some(v as u32))
+                }
                 (name, _) => unreachable!("no setter for {name}"),
             }
         }

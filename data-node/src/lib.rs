@@ -23,6 +23,7 @@
 //! - [`config`]: limits and the settings `CONFIG GET/SET` expose.
 //! - [`fdlimit`]: the open files limit, fitted to `maxclients` plus a reserve.
 //! - [`alloc`]: an optional counting global allocator for `used_memory`.
+//! - [`evict`]: `maxmemory`: the eviction policies, their sampling pool, `OOM`.
 //! - [`cluster`]: the node's view of the cluster topology: the applied snapshot, routing,
 //!   `CLUSTER ...`, the node's identity and its session with the control plane.
 //! - [`migration`]: live slot migration (source streaming and handoff, target staging).
@@ -43,6 +44,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod db;
+pub mod evict;
 pub mod fdlimit;
 pub mod glob;
 pub mod handoff;

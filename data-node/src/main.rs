@@ -71,6 +71,16 @@ struct Args {
     /// in Redis: `64mb`; `CONFIG SET repl-backlog-size`).
     #[arg(long, env = "EMBER_REPL_BACKLOG_SIZE", default_value = "64mb", value_parser = memory)]
     repl_backlog_size: u64,
+    /// Most memory the node may use before it evicts keys or refuses writes (Redis's
+    /// `maxmemory`; units as in Redis: `100mb`, `2gb`; 0: no limit; `CONFIG SET
+    /// maxmemory`).
+    #[arg(long, env = "EMBER_MAXMEMORY", default_value = "0", value_parser = memory_or_zero)]
+    maxmemory: u64,
+    /// What goes when memory is full (Redis's `maxmemory-policy`): noeviction,
+    /// allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu,
+    /// volatile-random, volatile-ttl.
+    #[arg(long, env = "EMBER_MAXMEMORY_POLICY", default_value = "noeviction", value_parser = policy)]
+    maxmemory_policy: ember_data_node::evict::Policy,
     /// Check that a node answers PING on 127.0.0.1:--port, exit 0 if so (for container
     /// health checks), instead of starting one.
     #[arg(long)]
@@ -94,6 +104,18 @@ fn memory(s: &str) -> Result<u64, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{s}: {e} (e.g. 64mb, 1gb)")),
     }
+}
+
+/// A byte size with Redis's units, 0 allowed.
+fn memory_or_zero(s: &str) -> Result<u64, String> {
+    ember_data_node::config::parse_memory(s.as_bytes())
+        .map_err(|e| format!("{s}: {e} (e.g. 0, 100mb, 2gb)"))
+}
+
+fn policy(s: &str) -> Result<ember_data_node::evict::Policy, String> {
+    ember_data_node::evict::Policy::parse(s.as_bytes()).ok_or_else(|| {
+        format!("{s}: not a policy: noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl")
+    })
 }
 
 fn io_threads(s: &str) -> Result<usize, String> {
@@ -184,6 +206,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         io_threads: args.io_threads,
         maxclients: args.maxclients,
         repl_backlog_size: args.repl_backlog_size,
+        maxmemory: args.maxmemory,
+        maxmemory_policy: args.maxmemory_policy,
         ..Config::default()
     };
     let reserve = ember_data_node::fdlimit::reserved_fds(config.resolved_io_threads());

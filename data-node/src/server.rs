@@ -264,6 +264,9 @@ async fn active_expiry(state: Arc<ServerState>, mut stop: watch::Receiver<bool>)
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        crate::db::access::tick();
+        // Eviction goes on between commands too (as Redis's eviction time event).
+        crate::evict::make_room(&state);
         if state.pause.writes_paused() {
             // CLIENT PAUSE: the dataset holds still (as Redis, keys do not expire).
             continue;

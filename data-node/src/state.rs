@@ -278,6 +278,8 @@ pub struct ServerState {
     pub tracker: Arc<crate::tracking::Tracker>,
     /// `CLIENT PAUSE`.
     pub pause: crate::pause::Pause,
+    /// `maxmemory`'s eviction pool and counts.
+    pub evictor: crate::evict::Evictor,
 }
 
 impl ServerState {
@@ -299,6 +301,7 @@ impl ServerState {
             tracker: Default::default(),
             shutdown: tokio::sync::Notify::new(),
             pause: Default::default(),
+            evictor: Default::default(),
             config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),

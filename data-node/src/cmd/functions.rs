@@ -40,6 +40,10 @@ pub fn fcall(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         return Reply::err("ERR Can not execute a script with write flag using *_ro command.");
     }
     let read_only = ro_command || info.has_flag("no-writes");
+    let allow_oom = info.has_flag("allow-oom");
+    if let Some(oom) = super::scripting::refused_out_of_memory(ctx, true, read_only, allow_oom) {
+        return oom;
+    }
     let keys = &args[3..3 + n];
     let slot = match super::scripting::route_keys(ctx, keys, read_only) {
         Ok(Some(slot)) => slot,
@@ -58,6 +62,7 @@ pub fn fcall(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         load_only: false,
         function: Some(name),
         short,
+        allow_oom,
     };
     super::scripting::submit(ctx, job)
 }

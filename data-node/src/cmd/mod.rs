@@ -18,6 +18,7 @@ pub mod hashes;
 pub mod keys;
 pub mod lists;
 pub mod meta;
+pub mod object;
 pub mod pubsub;
 pub mod scripting;
 pub mod server;
@@ -68,6 +69,8 @@ pub struct MultiState {
     pub dirty: bool,
     /// Some queued command writes.
     pub write: bool,
+    /// Some queued command may grow memory (`EXEC` is refused when memory is full).
+    pub denyoom: bool,
 }
 
 /// Per-connection state.
@@ -311,6 +314,9 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
         }
         return Reply::arity(name);
     }
+    if let Some(oom) = crate::evict::refuse(state, client, spec) {
+        return oom;
+    }
     if client.multi.is_some() && spec.flags & flags::NOQUEUE == 0 {
         return queue(state, client, idx, args);
     }
@@ -480,6 +486,7 @@ fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes]) -
         return Reply::err("ERR EXEC without MULTI");
     };
     let write = spec.flags & flags::WRITE != 0;
+    ms.denyoom |= spec.flags & flags::DENYOOM != 0;
     // As Redis: a write that could not be acknowledged now is refused when queued, and
     // the transaction is discarded (it is checked again at `EXEC`).
     if write && routed {

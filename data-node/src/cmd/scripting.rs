@@ -15,8 +15,11 @@ pub type Pending = tokio::sync::oneshot::Receiver<Reply>;
 /// The flags of a `#!lua flags=...` first line that ember acts on.
 #[derive(Default)]
 struct Shebang {
+    /// The script has a shebang line (it declares its flags).
+    declared: bool,
     no_writes: bool,
     no_cluster: bool,
+    allow_oom: bool,
 }
 
 /// Parses the shebang line of `body` (if it has one): its flags, and the body without
@@ -34,7 +37,10 @@ fn shebang(body: &Bytes) -> Result<(Shebang, Bytes), Reply> {
             line.split_whitespace().next().unwrap_or("#!")
         )));
     }
-    let mut flags = Shebang::default();
+    let mut flags = Shebang {
+        declared: true,
+        ..Shebang::default()
+    };
     for w in words {
         let Some(list) = w.strip_prefix("flags=") else {
             return Err(Reply::error(format!("ERR Unknown lua shebang option: {w}")));
@@ -43,7 +49,8 @@ fn shebang(body: &Bytes) -> Result<(Shebang, Bytes), Reply> {
             match f {
                 "no-writes" => flags.no_writes = true,
                 "no-cluster" => flags.no_cluster = true,
-                "allow-oom" | "allow-stale" | "allow-cross-slot-keys" => {}
+                "allow-oom" => flags.allow_oom = true,
+                "allow-stale" | "allow-cross-slot-keys" => {}
                 other => {
                     return Err(Reply::error(format!(
                         "ERR Unexpected flag in script shebang: {other}"
@@ -78,6 +85,9 @@ fn run(
         return Reply::err("ERR Can not run script on cluster, 'no-cluster' flag is set.");
     }
     let read_only = read_only || flags.no_writes;
+    if let Some(oom) = refused_out_of_memory(ctx, flags.declared, read_only, flags.allow_oom) {
+        return oom;
+    }
     let keys = &args[3..3 + n];
     let slot = match route_keys(ctx, keys, read_only) {
         Ok(Some(slot)) => slot,
@@ -98,8 +108,22 @@ fn run(
             load_only: false,
             function: None,
             short,
+            allow_oom: flags.allow_oom,
         },
     )
+}
+
+/// A script that declares its flags (a shebang line; every function), may write and
+/// did not declare `allow-oom` is refused at its start when memory is full, as in Redis
+/// (one without a shebang is refused at its first write instead).
+pub fn refused_out_of_memory(
+    ctx: &Ctx,
+    declared: bool,
+    read_only: bool,
+    allow_oom: bool,
+) -> Option<Reply> {
+    (declared && !read_only && !allow_oom && crate::evict::out_of_memory(ctx.state))
+        .then(|| Reply::err(crate::evict::OOM))
 }
 
 /// The slot of a script's (or function's) declared keys, routed here: `Err` is the
@@ -218,6 +242,7 @@ pub fn script(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             load_only: true,
             function: None,
             short: false,
+            allow_oom: false,
         };
         submit(ctx, job)
     } else if eq_ic(sub, "exists") {

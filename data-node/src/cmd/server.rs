@@ -166,7 +166,7 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             return Reply::error(e.to_string());
         }
         let now = ctx.now;
-        ctx.state.db.with_slot(slot, |t| match t.get(key, now) {
+        ctx.state.db.with_slot(slot, |t| match t.peek(key, now) {
             Some(v) => Reply::Integer((v.mem_usage() + key.len() + 48) as i64),
             None => Reply::Null,
         })
@@ -242,12 +242,15 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     }
     if want("memory") {
         let used = st.used_memory();
+        let max = st.config.memory.maxmemory();
         let rss = crate::state::rss_bytes();
         let _ = write!(
             s,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_allocator:{}\r\n\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_allocator:{}\r\n\r\n",
             human(used),
             human(rss),
+            human(max as usize),
+            st.config.memory.policy().name(),
             crate::state::allocator_name(),
         );
     }
@@ -256,7 +259,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         let (channels, patterns, shard) = st.pubsub.counts();
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\ntracking_total_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\ntracking_total_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
             st.stats.connections.load(Ordering::Relaxed),
             st.stats.commands.load(Ordering::Relaxed),
             st.stats.rejected_connections.load(Ordering::Relaxed),
@@ -264,6 +267,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             st.stats.sync_partial_ok.load(Ordering::Relaxed),
             st.stats.sync_partial_err.load(Ordering::Relaxed),
             expired,
+            st.evictor.evicted.load(Ordering::Relaxed),
             st.tracker.counts().1,
             st.stats.query_limit_disconnections.load(Ordering::Relaxed),
             st.stats.output_limit_disconnections.load(Ordering::Relaxed),
@@ -719,6 +723,6 @@ fn command_list(args: &[Bytes]) -> Reply {
 }
 
 /// A `HELP` subcommand's reply: one status line each.
-fn help(lines: &[&'static str]) -> Reply {
+pub(super) fn help(lines: &[&'static str]) -> Reply {
     Reply::Array(lines.iter().map(|l| Reply::simple(l)).collect())
 }

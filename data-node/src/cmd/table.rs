@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use super::flags::*;
 use super::{
-    blocking, connection, functions, hashes, keys, lists, pubsub, scripting, server, sets, strings,
-    transactions, zsets, Ctx,
+    blocking, connection, functions, hashes, keys, lists, object, pubsub, scripting, server, sets,
+    strings, transactions, zsets, Ctx,
 };
 use crate::db::SlotTable;
 use crate::resp::reply::SYNTAX;
@@ -145,6 +145,7 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("time", 1, FAST, server::time),
     keyless!("shutdown", -1, ADMIN, server::shutdown),
     keyless!("memory", -2, READONLY | CONTAINER, server::memory),
+    keyless!("object", -2, READONLY | CONTAINER, object::object),
     keyless!("cluster", -2, CONTAINER, server::cluster),
     keyless!("lastsave", 1, FAST, server::lastsave),
     keyless!("replicaof", 3, ADMIN, server::replicaof),

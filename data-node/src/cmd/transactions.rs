@@ -69,6 +69,12 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
     if ms.dirty {
         return Reply::err("EXECABORT Transaction discarded because of previous errors.");
     }
+    if ms.denyoom && crate::evict::out_of_memory(ctx.state) {
+        return Reply::error(format!(
+            "EXECABORT Transaction discarded because of: {}",
+            crate::evict::OOM
+        ));
+    }
     let state = ctx.state;
     // Routed under the slot's lock, as in `cmd::execute`.
     let mut guard = ms.slot.map(|s| state.db.lock(s));

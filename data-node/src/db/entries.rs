@@ -18,17 +18,23 @@
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::mem::{align_of, size_of, ManuallyDrop};
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::dense::{Dense, Keyed};
 use super::Value;
 
 /// Where the key's length (a `u32`) sits in an entry, right after the value.
 const LEN_AT: usize = size_of::<Value>();
+/// Where what the key remembers of its use sits ([`super::access`]), after the length.
+const ACCESS_AT: usize = LEN_AT + size_of::<u32>();
 /// Where the key's bytes start.
-const KEY_AT: usize = LEN_AT + size_of::<u32>();
+const KEY_AT: usize = ACCESS_AT + size_of::<u32>();
 const _: () = assert!(LEN_AT.is_multiple_of(align_of::<u32>()));
 
-/// One key and its value in one allocation: `[value][key length: u32][key bytes]`.
+/// One key and its value in one allocation: `[value][key length: u32][access: u32][key
+/// bytes]`. The access bits are atomic so that a read (through `&self`) can update
+/// them; the table's lock makes every access exclusive anyway.
 struct Entry(NonNull<u8>);
 
 // SAFETY: an `Entry` owns its allocation like a `Box<(Value, [u8])>` would; `Value` is
@@ -53,6 +59,10 @@ impl Entry {
             };
             p.as_ptr().cast::<Value>().write(value);
             p.as_ptr().add(LEN_AT).cast::<u32>().write(len);
+            p.as_ptr()
+                .add(ACCESS_AT)
+                .cast::<AtomicU32>()
+                .write(AtomicU32::new(super::access::fresh()));
             std::ptr::copy_nonoverlapping(key.as_ptr(), p.as_ptr().add(KEY_AT), key.len());
             Entry(p)
         }
@@ -66,6 +76,17 @@ impl Entry {
     fn key(&self) -> &[u8] {
         // SAFETY: `key_len` bytes initialised by `new` follow `KEY_AT`; borrowed from self.
         unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(KEY_AT), self.key_len()) }
+    }
+
+    fn access(&self) -> &AtomicU32 {
+        // SAFETY: written by `new` at `ACCESS_AT` (aligned for `u32`), borrowed from self.
+        unsafe { &*self.0.as_ptr().add(ACCESS_AT).cast::<AtomicU32>() }
+    }
+
+    /// Records an access.
+    fn touch(&self) {
+        let a = self.access();
+        a.store(super::access::touched(a.load(Relaxed)), Relaxed);
     }
 
     fn value(&self) -> &Value {
@@ -127,14 +148,39 @@ impl Entries {
         self.dense.get(key).map(Entry::value)
     }
 
-    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
-        self.dense.get_mut(key).map(Entry::value_mut)
+    /// [`Entries::get`], recording an access of the key.
+    pub fn get_touched(&self, key: &[u8]) -> Option<&Value> {
+        let e = self.dense.get(key)?;
+        e.touch();
+        Some(e.value())
     }
 
-    /// Inserts or replaces; returns the previous value.
+    /// [`Entries::get_mut`], recording an access of the key.
+    pub fn get_mut_touched(&mut self, key: &[u8]) -> Option<&mut Value> {
+        let e = self.dense.get_mut(key)?;
+        e.touch();
+        Some(e.value_mut())
+    }
+
+    /// What `key` remembers of its use ([`super::access`]).
+    pub fn access(&self, key: &[u8]) -> Option<u32> {
+        self.dense.get(key).map(|e| e.access().load(Relaxed))
+    }
+
+    /// The key at position `i` and what it remembers of its use (eviction samples).
+    pub fn access_at(&self, i: usize) -> Option<(&[u8], u32)> {
+        self.dense
+            .get_index(i)
+            .map(|e| (e.key(), e.access().load(Relaxed)))
+    }
+
+    /// Inserts or replaces (an access of the key); returns the previous value.
     pub fn insert(&mut self, key: &[u8], value: Value) -> Option<Value> {
         match self.dense.get_mut(key) {
-            Some(e) => Some(std::mem::replace(e.value_mut(), value)),
+            Some(e) => {
+                e.touch();
+                Some(std::mem::replace(e.value_mut(), value))
+            }
             None => {
                 self.dense.push_unique(Entry::new(key, value));
                 None

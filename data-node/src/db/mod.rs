@@ -22,6 +22,7 @@
 //! there), under the slot's lock: a command's through [`SlotGuard::publish`], the
 //! expiry of keys when the guard is dropped.
 
+pub mod access;
 pub mod dense;
 mod entries;
 pub mod observe;
@@ -140,20 +141,57 @@ impl SlotTable {
         }
     }
 
-    /// The live value of `key`.
+    /// The live value of `key` (an access of it, for eviction).
     pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Value> {
+        match self.expire_if_needed(key, now) {
+            true => None,
+            false => self.map.get_touched(key),
+        }
+    }
+
+    /// The live value of `key`, mutably (an access of it).
+    pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Value> {
+        match self.expire_if_needed(key, now) {
+            true => None,
+            false => self.map.get_mut_touched(key),
+        }
+    }
+
+    /// The live value of `key` without counting an access (`OBJECT`, `TYPE`, eviction).
+    pub fn peek(&mut self, key: &[u8], now: u64) -> Option<&Value> {
         match self.expire_if_needed(key, now) {
             true => None,
             false => self.map.get(key),
         }
     }
 
-    /// The live value of `key`, mutably.
-    pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Value> {
+    /// What live `key` remembers of its use ([`access`]).
+    pub fn access(&mut self, key: &[u8], now: u64) -> Option<u32> {
         match self.expire_if_needed(key, now) {
             true => None,
-            false => self.map.get_mut(key),
+            false => self.map.access(key),
         }
+    }
+
+    /// The key at position `i` (`0..len`, live or not) and its access bits.
+    pub fn access_at(&self, i: usize) -> Option<(&[u8], u32)> {
+        self.map.access_at(i)
+    }
+
+    /// Up to `n` keys with a TTL, from a pseudo-random place in the table (eviction
+    /// samples of the `volatile-*` policies), with their deadlines.
+    pub fn sample_expiring(&self, n: usize, start: usize) -> Vec<(Key, u64)> {
+        let len = self.expires.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        self.expires
+            .iter()
+            .cycle()
+            .skip(start % len)
+            .take(n.min(len))
+            .map(|(k, &at)| (k.clone(), at))
+            .collect()
     }
 
     pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
@@ -325,6 +363,11 @@ static REPLICA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 /// Marks this node a replica (or a primary again), for [`REPLICA`].
 pub fn set_replica(replica: bool) {
     REPLICA.store(replica, Ordering::Relaxed);
+}
+
+/// Whether this node is a replica (it never evicts: its primary's `DEL`s do).
+pub fn is_replica() -> bool {
+    REPLICA.load(Ordering::Relaxed)
 }
 
 /// A locked slot table. Dropping it publishes the expiries it saw, updates the key count

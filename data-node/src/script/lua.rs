@@ -752,6 +752,12 @@ impl<'s> Run<'s> {
         if write && self.job.read_only {
             return Reply::err("ERR Write commands are not allowed from read-only scripts.");
         }
+        if spec.flags & flags::DENYOOM != 0
+            && !self.job.allow_oom
+            && crate::evict::out_of_memory(self.state)
+        {
+            return Reply::err(crate::evict::OOM);
+        }
         if pubsub {
             self.budget.committed.set(true);
         }

@@ -63,6 +63,8 @@ pub struct Job {
     pub function: Option<String>,
     /// It is known short: it may run on the connection's thread.
     pub short: bool,
+    /// It declared `allow-oom`: its writes are not refused when memory is full.
+    pub allow_oom: bool,
 }
 
 impl Job {
