@@ -224,14 +224,14 @@ const PARAMS: &[Param] = &[
         },
     },
     Param {
-        name: "lfu-log-factor",
+        name: "lfu-decay-time",
         kind: Kind::Integer {
             min: 0,
             max: i32::MAX as u64,
         },
     },
     Param {
-        name: "lfu-decay-time",
+        name: "lfu-log-factor",
         kind: Kind::Integer {
             min: 0,
             max: i32::MAX as u64,

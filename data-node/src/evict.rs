@@ -299,24 +299,41 @@ fn pick(state: &ServerState, policy: Policy, samples: u32) -> Option<(u16, Bytes
     }
     let mut pool = state.evictor.pool.lock();
     // Sample from random non-empty slots until `samples` keys were looked at.
+    let samples = samples.max(1) as usize;
     let mut seen = 0;
-    for _ in 0..samples.max(1) * 4 {
-        if seen >= samples as usize {
+    let now = db::now_ms();
+    let from = |slot: u16, pool: &mut Vec<Candidate>, want: usize| {
+        let found = state.db.with_slot(slot, |t| sample(t, policy, want, now));
+        let n = found.len();
+        for (key, badness) in found {
+            insert(pool, Candidate { badness, slot, key });
+        }
+        n
+    };
+    for _ in 0..64 {
+        if seen >= samples {
             break;
         }
         let Some(slot) = state.db.random_nonempty() else {
             break;
         };
-        let now = db::now_ms();
-        state.db.with_slot(slot, |t| {
-            let found = sample(t, policy, samples as usize - seen, now);
-            seen += found.len().max(1);
-            for (key, badness) in found {
-                insert(&mut pool, Candidate { badness, slot, key });
-            }
-        });
+        seen += from(slot, &mut pool, samples - seen);
+    }
+    if pool.is_empty() && policy.volatile() {
+        // Keys with a TTL are few and far between: look for them slot by slot.
+        if let Some(slot) = slot_with_ttl_keys(state) {
+            from(slot, &mut pool, samples);
+        }
     }
     pool.pop().map(|c| (c.slot, c.key))
+}
+
+/// A non-empty slot holding keys with a TTL, from a random place on.
+fn slot_with_ttl_keys(state: &ServerState) -> Option<u16> {
+    let start = state.db.random_nonempty()?;
+    let has = |s: &u16| state.db.with_slot(*s, |t| t.expires_len() > 0);
+    let after = state.db.nonempty_slots().filter(|s| *s >= start).find(has);
+    after.or_else(|| state.db.nonempty_slots().filter(|s| *s < start).find(has))
 }
 
 /// Up to `n` keys of table `t` that `policy` may evict, with their badness.
@@ -364,8 +381,11 @@ fn insert(pool: &mut Vec<Candidate>, c: Candidate) {
 /// A random key of a random non-empty slot (with a TTL if `volatile`).
 fn random_key(state: &ServerState, volatile: bool) -> Option<(u16, Bytes)> {
     use rand::Rng;
-    for _ in 0..64 {
-        let slot = state.db.random_nonempty()?;
+    for attempt in 0..64 {
+        let slot = match (volatile, attempt) {
+            (true, 63) => slot_with_ttl_keys(state)?,
+            _ => state.db.random_nonempty()?,
+        };
         let key = state.db.with_slot(slot, |t| {
             let mut rng = rand::rng();
             if volatile {

@@ -138,8 +138,16 @@ fn announced_host(bind: IpAddr) -> String {
 static GLOBAL: ember_data_node::alloc::Counting<mimalloc::MiMalloc> =
     ember_data_node::alloc::Counting::new(mimalloc::MiMalloc);
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    ember_data_node::alloc::tune_mimalloc();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the runtime")
+        .block_on(start());
+}
+
+async fn start() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -47,6 +47,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: imp
             node: Arc::downgrade(&state),
         }));
     tokio::spawn(active_expiry(state.clone(), stop_rx.clone()));
+    tokio::spawn(access_clock(stop_rx.clone()));
     let mut threads = ConnectionThreads::start(state.config.io_threads, &state, &stop_rx);
     let mut backoff = accept::Backoff::default();
     let mut refusals = accept::RateLimitedLog::default();
@@ -254,6 +255,18 @@ async fn spin(spin: Rc<Spin>, log: Arc<crate::replication::log::Log>) {
     }
 }
 
+/// Advances the keys' access clock ([`crate::db::access`]) every 10 ms.
+async fn access_clock(mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => crate::db::access::tick(),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Sweeps 1024 slots every 100 ms (the whole keyspace every ~1.6 s), removing expired
 /// keys, like Redis's active expire cycle (which samples instead of sweeping).
 async fn active_expiry(state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
@@ -264,7 +277,6 @@ async fn active_expiry(state: Arc<ServerState>, mut stop: watch::Receiver<bool>)
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        crate::db::access::tick();
         // Eviction goes on between commands too (as Redis's eviction time event).
         crate::evict::make_room(&state);
         if state.pause.writes_paused() {

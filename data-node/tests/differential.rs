@@ -18,6 +18,8 @@ mod common;
 mod effects;
 #[path = "differential/functions.rs"]
 mod functions;
+#[path = "differential/memory.rs"]
+mod memory;
 #[path = "differential/pubsub.rs"]
 mod pubsub;
 #[path = "differential/raw.rs"]
@@ -1312,6 +1314,12 @@ fn resp3_pushes_match_redis_byte_for_byte() {
 #[test]
 fn ember_matches_redis_on_client_tracking() {
     compare_scenarios("tracking", tracking::resp2(), tracking::resp3());
+}
+
+/// `maxmemory`'s refusals and `OBJECT` (see `differential/memory.rs`).
+#[test]
+fn ember_matches_redis_on_memory_limits() {
+    compare_scenarios("memory", memory::scenarios(), memory::scenarios());
 }
 
 /// Functions (see `differential/functions.rs`).

@@ -1,8 +1,10 @@
 //! What each key remembers of its use, for eviction: 32 bits per key, as Redis keeps
 //! 24 in every object.
 //!
-//! - Under an LRU or any non-LFU policy: the [`clock`] (seconds) of the key's last
-//!   access. `OBJECT IDLETIME` and the LRU policies read its age.
+//! - Under an LRU or any non-LFU policy: the [`clock`] (hundredths of a second, so
+//!   that keys written and read within one second are told apart, where Redis's clock
+//!   counts seconds; it wraps after 497 days) of the key's last access. `OBJECT
+//!   IDLETIME` (in seconds) and the LRU policies read its age.
 //! - Under an LFU policy (Redis's layout): the minutes clock of the last decrement in
 //!   the high 16 bits, a logarithmic access counter (0-255, new keys at
 //!   [`LFU_INIT`]) in the low 8. Each access decays the counter by one per
@@ -39,19 +41,22 @@ pub fn lfu() -> bool {
     LFU.load(Ordering::Relaxed)
 }
 
-/// Seconds since the process started, as of the last [`tick`] (a cached clock, as
-/// Redis's `lruclock`: reading it costs one load).
+/// Hundredths of a second since the process started, as of the last [`tick`] (a
+/// cached clock, as Redis's `lruclock`: reading it costs one load).
 pub fn clock() -> u32 {
     CLOCK.load(Ordering::Relaxed)
 }
 
-/// Advances [`clock`] (the server calls it every 100 ms).
+/// Advances [`clock`] (the server calls it every 10 ms).
 pub fn tick() {
-    CLOCK.store(STARTED.elapsed().as_secs() as u32, Ordering::Relaxed);
+    CLOCK.store(
+        (STARTED.elapsed().as_millis() / 10) as u32,
+        Ordering::Relaxed,
+    );
 }
 
 fn minutes() -> u32 {
-    (clock() / 60) & 0xffff
+    (clock() / 6000) & 0xffff
 }
 
 /// What a new key starts with.
@@ -78,9 +83,14 @@ pub fn frequency(bits: u32) -> u32 {
     counter.saturating_sub(elapsed / decay)
 }
 
-/// Seconds since the access `bits` records (LRU), 0 for a time in the future.
+/// Seconds since the access `bits` records (LRU).
 pub fn idle_seconds(bits: u32) -> u32 {
-    clock().saturating_sub(bits)
+    idle(bits) / 100
+}
+
+/// Hundredths of a second since the access `bits` records (LRU).
+fn idle(bits: u32) -> u32 {
+    clock().wrapping_sub(bits)
 }
 
 /// `bits` after one access.
@@ -119,7 +129,7 @@ fn random_unit() -> f64 {
 pub fn badness(bits: u32) -> u64 {
     match lfu() {
         true => u64::from(255 - frequency(bits)),
-        false => u64::from(idle_seconds(bits)),
+        false => u64::from(idle(bits)),
     }
 }
 
