@@ -27,7 +27,7 @@ static COUNTS: [Shard; SHARDS] =
     [const { Shard(AtomicIsize::new(0), AtomicIsize::new(0)) }; SHARDS];
 
 /// Most an owned shard drifts from what it published to [`APPROXIMATE`].
-const DRIFT: isize = 64 * 1024;
+const DRIFT: isize = 16 * 1024;
 
 /// The sum of what the shards published: within [`APPROXIMATION`] of [`allocated`],
 /// and one load to read (what `maxmemory` is checked against before every command).

@@ -255,11 +255,14 @@ pub fn make_room(state: &ServerState) -> Room {
     if max == 0 || db::is_replica() {
         return Room::Enough;
     }
-    // The cheap estimate first: within the limit by more than its error, nothing to do.
-    let approx = crate::alloc::approximate() as u64;
-    if approx != 0 && approx + crate::alloc::approximation() < max {
+    // The cheap estimate first (one load): within the limit, nothing to do. Eviction
+    // goes down to the limit less the estimate's error, so that at the limit the
+    // estimate is under it and commands do not each pay for the exact count.
+    let approx = (crate::alloc::approximate() as u64).saturating_sub(state.repl.backlog().1);
+    if approx != 0 && approx <= max {
         return Room::Enough;
     }
+    let target = max - crate::alloc::approximation().min(max / 64);
     if counted(state) <= max {
         return Room::Enough;
     }
@@ -280,7 +283,7 @@ pub fn make_room(state: &ServerState) -> Room {
             evicted += 1;
         }
         // The exact count (a sum over the allocator's shards) every few keys.
-        if evicted.is_multiple_of(8) && counted(state) <= max {
+        if counted(state) <= target {
             return Room::Enough;
         }
         if began.elapsed() >= ROUND {

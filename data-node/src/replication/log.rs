@@ -129,6 +129,8 @@ pub struct Log {
     limit: Arc<AtomicU64>,
     /// `Inner::end`, readable without the lock (a client's write offset, for `WAIT`).
     end: AtomicU64,
+    /// `Inner::kept`, readable without the lock (what `maxmemory` leaves out).
+    kept: AtomicU64,
     /// Woken on new frames (stream tasks wait on it): at once, or, for frames appended
     /// on a connection thread, once at the end of the thread's turn ([`Log::wake`]).
     pub appended: tokio::sync::Notify,
@@ -171,6 +173,7 @@ impl Log {
             }),
             limit,
             end: AtomicU64::new(0),
+            kept: AtomicU64::new(0),
             appended: tokio::sync::Notify::new(),
             unwoken: std::sync::atomic::AtomicBool::new(false),
         }
@@ -178,7 +181,10 @@ impl Log {
 
     /// The bytes of frames the backlog keeps, and how many it holds now.
     pub fn backlog(&self) -> (u64, u64) {
-        (self.limit.load(Ordering::Relaxed), self.inner.lock().kept)
+        (
+            self.limit.load(Ordering::Relaxed),
+            self.kept.load(Ordering::Relaxed),
+        )
     }
 
     /// `(replid, offset)`: the dataset version this node's keyspace is at.
@@ -231,6 +237,7 @@ impl Log {
         }
         i.attached = true;
         history(&mut i);
+        self.kept.store(i.kept, Ordering::Relaxed);
         db.observers.subscribe(self.clone());
     }
 
@@ -256,6 +263,7 @@ impl Log {
             i.previous = None;
             i.frames.clear();
             i.kept = 0;
+            self.kept.store(0, Ordering::Relaxed);
         } else if i.id != id {
             i.previous = Some((i.id, i.end));
         }
@@ -322,6 +330,7 @@ impl Log {
                 };
                 i.kept -= old.end - start;
             }
+            self.kept.store(i.kept, Ordering::Relaxed);
         }
         if DEFER_WAKE.with(|d| d.get()) {
             self.unwoken.store(true, Ordering::Release);
