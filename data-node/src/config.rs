@@ -354,7 +354,12 @@ impl RuntimeConfig {
             memory: {
                 let m = crate::evict::Settings::default();
                 m.set_maxmemory(c.maxmemory);
-                m.set_policy(c.maxmemory_policy);
+                // What keys remember is process-wide (one keyspace per process): a
+                // server started with the default policy leaves it as it is (tests run
+                // several in one process).
+                if c.maxmemory_policy != crate::evict::Policy::NoEviction {
+                    m.set_policy(c.maxmemory_policy);
+                }
                 m
             },
         }
