@@ -59,6 +59,8 @@ pub struct Config {
     pub maxclients: u64,
     /// Bytes of recent writes a primary keeps for replicas to resume from.
     pub repl_backlog_size: u64,
+    /// `save` points (`"3600 1 300 100"`; empty: none).
+    pub save: String,
     /// `maxmemory` (0: no limit) and `maxmemory-policy`.
     pub maxmemory: u64,
     pub maxmemory_policy: crate::evict::Policy,
@@ -85,6 +87,7 @@ impl Default for Config {
             io_threads: 0,
             maxclients: DEFAULT_MAXCLIENTS,
             repl_backlog_size: DEFAULT_REPL_BACKLOG_SIZE,
+            save: String::new(),
             maxmemory: 0,
             maxmemory_policy: crate::evict::Policy::NoEviction,
         }
@@ -339,7 +342,7 @@ impl RuntimeConfig {
         RuntimeConfig {
             proto_max_bulk_len: AtomicUsize::new(c.proto_max_bulk_len),
             client_query_buffer_limit: AtomicUsize::new(c.client_query_buffer_limit),
-            save: parking_lot::Mutex::new(String::new()),
+            save: parking_lot::Mutex::new(c.save.clone()),
             port: c.port,
             bind: c.bind.clone(),
             io_threads: c.resolved_io_threads(),
@@ -609,7 +612,7 @@ pub fn parse_memory(v: &[u8]) -> Result<u64, InvalidValue> {
 /// words separated by single spaces, in pairs `seconds changes` with seconds >= 1 and
 /// changes >= 0 (each read like C's `strtoll`, changes then kept as a C `int`); `""`
 /// means no save points.
-fn parse_save(v: &[u8]) -> Result<String, InvalidValue> {
+pub fn parse_save(v: &[u8]) -> Result<String, InvalidValue> {
     if v.is_empty() {
         return Ok(String::new());
     }

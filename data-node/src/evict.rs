@@ -423,6 +423,7 @@ fn evict(state: &ServerState, slot: u16, key: &Bytes, policy: Policy) -> bool {
     g.publish(&[Effect::Command(observe::argv([b"DEL".as_slice(), key]))]);
     drop(g);
     state.evictor.evicted.fetch_add(1, Ordering::Relaxed);
+    state.persist.changed(1);
     state
         .config
         .notify

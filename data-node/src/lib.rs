@@ -29,6 +29,7 @@
 //! - [`migration`]: live slot migration (source streaming and handoff, target staging).
 //! - [`notify`]: keyspace notifications (`notify-keyspace-events`).
 //! - [`tracking`]: client-side caching (`CLIENT TRACKING`): who read what, invalidations.
+//! - [`persist`]: snapshots on disk (`SAVE`, `BGSAVE`, `save` points), loaded at start.
 //! - [`pause`]: `CLIENT PAUSE`: which commands wait, until when.
 //! - [`pubsub`]: subscriptions, delivery, and the node-to-node links that carry
 //!   messages across the cluster.
@@ -52,6 +53,7 @@ pub mod internal;
 pub mod migration;
 pub mod notify;
 pub mod pause;
+pub mod persist;
 pub mod pubsub;
 pub mod replication;
 pub mod resp;

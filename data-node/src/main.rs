@@ -81,6 +81,11 @@ struct Args {
     /// volatile-random, volatile-ttl.
     #[arg(long, env = "EMBER_MAXMEMORY_POLICY", default_value = "noeviction", value_parser = policy)]
     maxmemory_policy: ember_data_node::evict::Policy,
+    /// Save points: a snapshot is written to --data-dir when N seconds passed and M
+    /// keys changed since the last one (Redis's `save`: `"3600 1 300 100"`; empty: none;
+    /// `CONFIG SET save`). A snapshot in --data-dir is loaded at start either way.
+    #[arg(long, env = "EMBER_SAVE", default_value = "", value_parser = save_points)]
+    save: String,
     /// Check that a node answers PING on 127.0.0.1:--port, exit 0 if so (for container
     /// health checks), instead of starting one.
     #[arg(long)]
@@ -116,6 +121,11 @@ fn policy(s: &str) -> Result<ember_data_node::evict::Policy, String> {
     ember_data_node::evict::Policy::parse(s.as_bytes()).ok_or_else(|| {
         format!("{s}: not a policy: noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl")
     })
+}
+
+fn save_points(s: &str) -> Result<String, String> {
+    ember_data_node::config::parse_save(s.as_bytes())
+        .map_err(|e| format!("{s:?}: {e} (pairs of seconds and changes: \"3600 1 300 100\")"))
 }
 
 fn io_threads(s: &str) -> Result<usize, String> {
@@ -216,6 +226,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         repl_backlog_size: args.repl_backlog_size,
         maxmemory: args.maxmemory,
         maxmemory_policy: args.maxmemory_policy,
+        save: args.save.clone(),
         ..Config::default()
     };
     let reserve = ember_data_node::fdlimit::reserved_fds(config.resolved_io_threads());
@@ -232,6 +243,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .scripts
         .functions
         .set_control_plane(args.control_plane.clone());
+    state.persist.set_dir(args.data_dir.clone(), &state);
+    if ember_data_node::persist::snapshot::exists(&args.data_dir) {
+        // Before the node listens: it serves its data or nothing.
+        let done = ember_data_node::persist::snapshot::load(&state.db, &args.data_dir)
+            .context("the node does not start with a snapshot it cannot read whole (move the file away to start empty)")?;
+        tracing::info!(
+            keys = done.keys,
+            bytes = done.bytes,
+            ms = done.took.as_millis() as u64,
+            "snapshot loaded"
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .await
@@ -298,7 +321,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     };
-    serve(listener, state, shutdown).await;
+    serve(listener, state.clone(), shutdown).await;
+    // A signal (or a SHUTDOWN that did not save) saves if save points are set, as Redis.
+    let p = &state.persist;
+    if !p.shutdown_done.load(std::sync::atomic::Ordering::Relaxed)
+        && ember_data_node::persist::has_save_points(&state)
+    {
+        ember_data_node::persist::save(&state).context("the snapshot at shutdown failed")?;
+    }
     Ok(())
 }
 

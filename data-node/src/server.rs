@@ -48,6 +48,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: imp
         }));
     tokio::spawn(active_expiry(state.clone(), stop_rx.clone()));
     tokio::spawn(access_clock(stop_rx.clone()));
+    tokio::spawn(crate::persist::scheduler(state.clone(), stop_rx.clone()));
     let mut threads = ConnectionThreads::start(state.config.io_threads, &state, &stop_rx);
     let mut backoff = accept::Backoff::default();
     let mut refusals = accept::RateLimitedLog::default();

@@ -280,6 +280,8 @@ pub struct ServerState {
     pub pause: crate::pause::Pause,
     /// `maxmemory`'s eviction pool and counts.
     pub evictor: crate::evict::Evictor,
+    /// Snapshots on disk.
+    pub persist: crate::persist::Persistence,
 }
 
 impl ServerState {
@@ -302,6 +304,7 @@ impl ServerState {
             shutdown: tokio::sync::Notify::new(),
             pause: Default::default(),
             evictor: Default::default(),
+            persist: Default::default(),
             config: runtime,
             stats: Stats::default(),
             clients: ClientRegistry::default(),

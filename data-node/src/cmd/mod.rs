@@ -441,6 +441,7 @@ pub fn record_write(
         return;
     }
     ctx.state.db.bump_version(ctx.slot);
+    ctx.state.persist.changed(1);
     notify(ctx, table, args, r, &deleted);
     if ctx.state.tracker.active() {
         let keys: Vec<&[u8]> = keys_of(args).into_iter().map(|k| k.as_ref()).collect();

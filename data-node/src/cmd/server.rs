@@ -29,9 +29,9 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 }
 
 /// # Format
-/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`: stops the node (it has nothing to
-/// save: `SAVE` is refused until it has snapshots). While a script is busy only `NOSAVE`
-/// does, and the script is stopped. The client's connection closes without a reply, as
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`: saves the snapshot (with `SAVE`, or
+/// when `save` points are set, unless `NOSAVE`), then stops the node. While a script is
+/// busy only `NOSAVE` does, and the script is stopped. The client's connection closes without a reply, as
 /// in Redis.
 pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let (mut nosave, mut save, mut abort, mut other) = (false, false, false, false);
@@ -58,11 +58,17 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     if !nosave && scripts.busy(ctx.state.config.busy_reply_threshold()) {
         return scripts.busy_reply();
     }
-    if save {
-        return Reply::err(
-            "ERR ember keeps no snapshots yet, so SHUTDOWN SAVE cannot save: use SHUTDOWN NOSAVE",
-        );
+    let state = ctx.state;
+    if save || (!nosave && crate::persist::has_save_points(state)) {
+        if let Err(e) = crate::persist::save(state) {
+            tracing::error!("SHUTDOWN: cannot save ({e}): the node keeps running");
+            return Reply::err("ERR Errors trying to SHUTDOWN. Check logs.");
+        }
     }
+    state
+        .persist
+        .shutdown_done
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(client = %ctx.client.info.addr, "SHUTDOWN: the node stops");
     scripts
         .kill
@@ -133,9 +139,38 @@ pub fn wait(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 }
 
 /// # Format
-/// `LASTSAVE` (ember does not persist: the start time)
+/// # Format
+/// `LASTSAVE`: Unix time of the last successful save (or of the start).
 pub fn lastsave(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
-    Reply::Integer(ctx.state.started_unix as i64)
+    Reply::Integer(ctx.state.persist.last_save() as i64)
+}
+
+/// # Format
+/// `SAVE`: writes the snapshot now (the caller waits; other clients go on).
+pub fn save(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    match crate::persist::save(ctx.state) {
+        Ok(_) => Reply::ok(),
+        Err(e) => Reply::error(e.to_string()),
+    }
+}
+
+/// # Format
+/// `BGSAVE [SCHEDULE]`
+pub fn bgsave(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let schedule = match &args[1..] {
+        [] => false,
+        [s] if eq_ic(s, "schedule") => true,
+        _ => return Reply::syntax(),
+    };
+    let state = ctx.state;
+    match crate::persist::bgsave(state) {
+        Ok(()) => Reply::simple("Background saving started"),
+        Err(crate::persist::SaveRefused::InProgress) if schedule => {
+            state.persist.schedule();
+            Reply::simple("Background saving scheduled")
+        }
+        Err(e) => Reply::error(e.to_string()),
+    }
 }
 
 /// # Format
@@ -203,8 +238,8 @@ pub fn memory(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 }
 
 /// # Format
-/// `INFO [section ...]` (server, clients, memory, stats, replication, cpu, cluster,
-/// keyspace; `all`,
+/// `INFO [section ...]` (server, clients, memory, persistence, stats, replication, cpu,
+/// cluster, keyspace; `all`,
 /// `everything`, `default`)
 pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let st = ctx.state;
@@ -253,6 +288,9 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             st.config.memory.policy().name(),
             crate::state::allocator_name(),
         );
+    }
+    if want("persistence") {
+        s.push_str(&st.persist.info());
     }
     if want("stats") {
         let (_, expired) = st.db.expiry_stats();

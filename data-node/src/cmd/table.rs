@@ -148,6 +148,8 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("object", -2, READONLY | CONTAINER, object::object),
     keyless!("cluster", -2, CONTAINER, server::cluster),
     keyless!("lastsave", 1, FAST, server::lastsave),
+    keyless!("save", 1, ADMIN, server::save),
+    keyless!("bgsave", -1, ADMIN, server::bgsave),
     keyless!("replicaof", 3, ADMIN, server::replicaof),
     keyless!("role", 1, FAST, server::role),
     keyless!("slaveof", 3, ADMIN, server::replicaof),

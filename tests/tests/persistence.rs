@@ -1,0 +1,241 @@
+//! Snapshots on real data nodes: `SAVE` then kill -9 and a restart bring back every key
+//! of every type with its deadline; `BGSAVE` runs while clients write; `save` points
+//! save on their own; `SHUTDOWN SAVE` saves on the way out; a corrupt or truncated
+//! snapshot stops the node with the file and the offset.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ember_tests::{wait_until, NodeOptions, TestCluster};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const T: Duration = Duration::from_secs(30);
+
+fn node(args: &[&str]) -> TestCluster {
+    let options = NodeOptions {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let c = TestCluster::start_with(1, Duration::from_secs(5), options);
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    c
+}
+
+/// Seeded keys of every type, some with a TTL (ten minutes to an hour), one set big
+/// enough to be saved in pieces.
+fn fill(con: &mut redis::Connection, seed: u64, n: usize) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        let k = format!("k{seed}:{i}");
+        match i % 5 {
+            0 => pipe
+                .cmd("SET")
+                .arg(&k)
+                .arg(format!("v{}", rng.random::<u32>())),
+            1 => pipe
+                .cmd("HSET")
+                .arg(&k)
+                .arg("f")
+                .arg(i)
+                .arg("g")
+                .arg(rng.random::<u16>()),
+            2 => pipe.cmd("RPUSH").arg(&k).arg("a").arg(i).arg("c"),
+            3 => pipe
+                .cmd("SADD")
+                .arg(&k)
+                .arg(i)
+                .arg("x")
+                .arg(rng.random::<u8>()),
+            _ => pipe
+                .cmd("ZADD")
+                .arg(&k)
+                .arg(rng.random::<f64>())
+                .arg("m")
+                .arg(1.5)
+                .arg(i),
+        };
+        pipe.ignore();
+        if i % 3 == 0 {
+            pipe.cmd("PEXPIRE")
+                .arg(&k)
+                .arg(rng.random_range(600_000..3_600_000))
+                .ignore();
+        }
+    }
+    let _: () = pipe.query(con).unwrap();
+    let mut pipe = redis::pipe();
+    for m in 0..10_000 {
+        pipe.cmd("SADD").arg(format!("big{seed}")).arg(m).ignore();
+    }
+    let _: () = pipe.query(con).unwrap();
+}
+
+/// Every key: its type, its content (sorted where order is not kept) and its deadline.
+fn dataset(con: &mut redis::Connection) -> BTreeMap<String, (String, String, i64)> {
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(con).unwrap();
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let t: String = redis::cmd("TYPE").arg(&k).query(con).unwrap();
+        let content = match t.as_str() {
+            "string" => redis::cmd("GET").arg(&k).query::<String>(con).unwrap(),
+            "hash" => format!(
+                "{:?}",
+                redis::cmd("HGETALL")
+                    .arg(&k)
+                    .query::<BTreeMap<String, String>>(con)
+                    .unwrap()
+            ),
+            "list" => format!(
+                "{:?}",
+                redis::cmd("LRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .query::<Vec<String>>(con)
+                    .unwrap()
+            ),
+            "set" => {
+                let mut m: Vec<String> = redis::cmd("SMEMBERS").arg(&k).query(con).unwrap();
+                m.sort();
+                format!("{m:?}")
+            }
+            _ => format!(
+                "{:?}",
+                redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query::<Vec<String>>(con)
+                    .unwrap()
+            ),
+        };
+        let at: i64 = redis::cmd("PEXPIRETIME").arg(&k).query(con).unwrap();
+        out.insert(k, (t, content, at));
+    }
+    out
+}
+
+fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg(section).query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("INFO {section} has no {field}: {info}"))
+}
+
+fn restart(c: &mut TestCluster) -> redis::Connection {
+    c.restart_node(0);
+    c.wait_all_info("cluster_state", "ok", T);
+    c.conn(0).unwrap()
+}
+
+#[test]
+fn a_saved_dataset_survives_kill_9_whole_with_its_deadlines() {
+    let mut c = node(&[]);
+    let mut con = c.conn(0).unwrap();
+    fill(&mut con, 1, 5_000);
+    let before = dataset(&mut con);
+    assert_eq!(before.len(), 5_001);
+    let last: i64 = redis::cmd("LASTSAVE").query(&mut con).unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    let now: i64 = redis::cmd("LASTSAVE").query(&mut con).unwrap();
+    assert!(now >= last);
+    assert_eq!(
+        info_field(&mut con, "persistence", "rdb_changes_since_last_save"),
+        "0"
+    );
+    c.nodes[0].kill();
+    let mut con = restart(&mut c);
+    let after = dataset(&mut con);
+    assert_eq!(after.len(), before.len());
+    for (k, v) in &before {
+        assert_eq!(after.get(k), Some(v), "{k} differs after the restart");
+    }
+}
+
+#[test]
+fn bgsave_goes_on_while_clients_write_and_save_points_save_on_their_own() {
+    let mut c = node(&["--save", "1 1"]);
+    let mut con = c.conn(0).unwrap();
+    fill(&mut con, 2, 2_000);
+    // A save point: one change, one second.
+    wait_until("the save point saved", T, || {
+        Ok(info_field(&mut con, "persistence", "rdb_changes_since_last_save") == "0")
+    })
+    .unwrap();
+    let r: String = redis::cmd("BGSAVE").query(&mut con).unwrap();
+    assert!(r.starts_with("Background saving"), "{r}");
+    // Writes go on meanwhile, and are answered.
+    let mut writer = c.conn(0).unwrap();
+    for i in 0..2_000 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("w:{i}"))
+            .arg(i)
+            .query(&mut writer)
+            .unwrap();
+    }
+    wait_until("the background save ended", T, || {
+        Ok(
+            info_field(&mut con, "persistence", "rdb_bgsave_in_progress") == "0"
+                && info_field(&mut con, "persistence", "rdb_changes_since_last_save") == "0",
+        )
+    })
+    .unwrap();
+    assert_eq!(
+        info_field(&mut con, "persistence", "rdb_last_bgsave_status"),
+        "ok"
+    );
+    let before = dataset(&mut con);
+    // SHUTDOWN (save points set) saves on the way out.
+    let _ = redis::cmd("SHUTDOWN").query::<()>(&mut con);
+    assert!(
+        c.nodes[0].wait_exit(T).is_some(),
+        "SHUTDOWN did not stop the node"
+    );
+    let mut con = restart(&mut c);
+    assert_eq!(dataset(&mut con), before);
+}
+
+#[test]
+fn a_corrupt_or_truncated_snapshot_stops_the_node_with_the_offset() {
+    let mut c = node(&[]);
+    let mut con = c.conn(0).unwrap();
+    fill(&mut con, 3, 1_000);
+    let _ = redis::cmd("SHUTDOWN").arg("SAVE").query::<()>(&mut con);
+    assert!(
+        c.nodes[0].wait_exit(T).is_some(),
+        "SHUTDOWN SAVE did not stop the node"
+    );
+    let file = c.specs[0].data_dir.join("dump.ember");
+    let good = std::fs::read(&file).unwrap();
+    for (what, bytes) in [
+        ("corrupt", {
+            // A byte of the first record's payload (after the 20-byte header, the
+            // record's length and slot).
+            let mut b = good.clone();
+            b[30] ^= 0x40;
+            b
+        }),
+        ("truncated", good[..good.len() - 100].to_vec()),
+    ] {
+        std::fs::write(&file, &bytes).unwrap();
+        c.nodes[0].start();
+        let status = c.nodes[0]
+            .wait_exit(T)
+            .expect("the node started on a bad snapshot");
+        assert!(!status.success(), "{what}: exit {status:?}");
+        let log = c.nodes[0].log_tail(20);
+        assert!(log.contains("dump.ember"), "{what}: {log}");
+        assert!(log.contains(what), "{what}: {log}");
+        assert!(log.contains("byte"), "{what}: {log}");
+    }
+    // The good file loads again.
+    std::fs::write(&file, &good).unwrap();
+    let mut con = restart(&mut c);
+    let n: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert_eq!(n, 1_001);
+}
