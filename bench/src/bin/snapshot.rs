@@ -57,7 +57,7 @@ fn until_loaded(port: u16, keys: u64, began: Instant) -> anyhow::Result<Duration
 
 fn fill(port: u16, n: u64) -> anyhow::Result<()> {
     let mut c = connect(port)?;
-    let value = vec![b'v'; 100];
+    let value = [b'v'; 100];
     let mut pipe = redis::pipe();
     for i in 0..n {
         let k = format!("key:{{{}}}:{i}", i % 16384);
