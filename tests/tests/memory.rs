@@ -239,3 +239,27 @@ fn volatile_policies_spare_keys_without_ttl_and_noeviction_refuses_writes() {
         .query(&mut con)
         .unwrap();
 }
+
+/// `keyspace_hits` / `keyspace_misses` count reads that found their key and reads that
+/// did not; `CONFIG RESETSTAT` zeroes them with `evicted_keys`.
+#[test]
+fn reads_count_as_hits_and_misses() {
+    let c = node(&[]);
+    let mut con = c.conn(0).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("here")
+        .arg(1)
+        .query(&mut con)
+        .unwrap();
+    for key in ["here", "here", "nowhere"] {
+        let _: Option<String> = redis::cmd("GET").arg(key).query(&mut con).unwrap();
+    }
+    assert_eq!(info_field(&mut con, "stats", "keyspace_hits"), 2);
+    assert_eq!(info_field(&mut con, "stats", "keyspace_misses"), 1);
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(info_field(&mut con, "stats", "keyspace_hits"), 0);
+    assert_eq!(info_field(&mut con, "stats", "keyspace_misses"), 0);
+}

@@ -365,7 +365,10 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
                 }
             }
             ctx.observed = table.observed();
+            // A read command's lookups are its hits and misses (as Redis counts them).
+            table.count_reads(!write);
             let r = f(&mut ctx, &mut table, args);
+            table.count_reads(false);
             if write {
                 let mut effects = Vec::new();
                 record_write(&mut ctx, &mut table, args, &r, &mut effects);
@@ -486,6 +489,11 @@ fn queue(state: &ServerState, client: &mut Client, idx: usize, args: &[Bytes]) -
     let Some(ms) = client.multi.as_mut() else {
         return Reply::err("ERR EXEC without MULTI");
     };
+    if meta::of_command(idx).has_flag("no_multi") {
+        // `SAVE`, `SHUTDOWN` ...: refused, and the transaction with them (as Redis).
+        ms.dirty = true;
+        return Reply::err("ERR Command not allowed inside a transaction");
+    }
     let write = spec.flags & flags::WRITE != 0;
     ms.denyoom |= spec.flags & flags::DENYOOM != 0;
     // As Redis: a write that could not be acknowledged now is refused when queued, and

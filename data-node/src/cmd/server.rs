@@ -293,19 +293,21 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         s.push_str(&st.persist.info());
     }
     if want("stats") {
-        let (_, expired) = st.db.expiry_stats();
+        let tables = st.db.stats();
         let (channels, patterns, shard) = st.pubsub.counts();
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\ntracking_total_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\ntracking_total_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
             st.stats.connections.load(Ordering::Relaxed),
             st.stats.commands.load(Ordering::Relaxed),
             st.stats.rejected_connections.load(Ordering::Relaxed),
             st.stats.sync_full.load(Ordering::Relaxed),
             st.stats.sync_partial_ok.load(Ordering::Relaxed),
             st.stats.sync_partial_err.load(Ordering::Relaxed),
-            expired,
+            tables.expired,
             st.evictor.evicted.load(Ordering::Relaxed),
+            tables.hits,
+            tables.misses,
             st.tracker.counts().1,
             st.stats.query_limit_disconnections.load(Ordering::Relaxed),
             st.stats.output_limit_disconnections.load(Ordering::Relaxed),
@@ -433,9 +435,11 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             &stats.sync_partial_err,
             &stats.output_limit_disconnections,
             &stats.query_limit_disconnections,
+            &ctx.state.evictor.evicted,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
+        ctx.state.db.reset_stats();
         Reply::ok()
     } else if eq_ic(sub, "rewrite") {
         if args.len() != 2 {

@@ -86,6 +86,11 @@ pub struct SlotTable {
     expires: Map<Key, u64>,
     /// Keys removed because they expired (for `INFO stats`).
     expired: u64,
+    /// Reads that found their key, and that did not (`keyspace_hits`/`_misses`),
+    /// counted while `counting` (a read command runs).
+    hits: u64,
+    misses: u64,
+    counting: bool,
     /// Someone observes the keyspace (set when the slot is locked): expiries are
     /// recorded in `expired_keys` for them.
     observed: bool,
@@ -141,12 +146,24 @@ impl SlotTable {
         }
     }
 
-    /// The live value of `key` (an access of it, for eviction).
+    /// The live value of `key` (an access of it, for eviction; a hit or a miss).
     pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Value> {
-        match self.expire_if_needed(key, now) {
+        let v = match self.expire_if_needed(key, now) {
             true => None,
             false => self.map.get_touched(key),
+        };
+        if self.counting {
+            match v {
+                Some(_) => self.hits += 1,
+                None => self.misses += 1,
+            }
         }
+        v
+    }
+
+    /// Whether [`SlotTable::get`]s count as hits and misses (set around a read command).
+    pub fn count_reads(&mut self, on: bool) {
+        self.counting = on;
     }
 
     /// The live value of `key`, mutably (an access of it).
@@ -460,6 +477,18 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// What [`Db::stats`] counts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TableStats {
+    /// Keys with a TTL now.
+    pub with_ttl: usize,
+    /// Keys removed because they expired.
+    pub expired: u64,
+    /// Reads that found their key (`keyspace_hits`), and that did not.
+    pub hits: u64,
+    pub misses: u64,
+}
+
 /// The whole keyspace.
 pub struct Db {
     slots: Box<[Mutex<SlotTable>]>,
@@ -686,14 +715,29 @@ impl Db {
 
     /// Number of keys with a TTL, and number of keys expired so far.
     pub fn expiry_stats(&self) -> (usize, u64) {
-        let mut with_ttl = 0;
-        let mut expired = 0;
+        let s = self.stats();
+        (s.with_ttl, s.expired)
+    }
+
+    /// `CONFIG RESETSTAT`: the expired, hit and missed counts back to 0.
+    pub fn reset_stats(&self) {
+        for s in self.slots.iter() {
+            let mut t = s.lock();
+            (t.expired, t.hits, t.misses) = (0, 0, 0);
+        }
+    }
+
+    /// Counts over every slot table (each locked in turn).
+    pub fn stats(&self) -> TableStats {
+        let mut total = TableStats::default();
         for s in self.slots.iter() {
             let t = s.lock();
-            with_ttl += t.expires_len();
-            expired += t.expired;
+            total.with_ttl += t.expires_len();
+            total.expired += t.expired;
+            total.hits += t.hits;
+            total.misses += t.misses;
         }
-        (with_ttl, expired)
+        total
     }
 
     /// One round of active expiry over `count` slots starting at `start`; returns the

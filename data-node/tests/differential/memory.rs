@@ -49,6 +49,13 @@ pub fn scenarios() -> Vec<Scenario> {
                 Run(0, &["MULTI"]),
                 Run(0, &["PING"]),
                 Run(0, &["DISCARD"]),
+                // Commands flagged no_multi are refused in a transaction, and doom it.
+                Run(0, LIFT),
+                Run(0, &["MULTI"]),
+                Run(0, &["SAVE"]),
+                Run(0, &["SET", "{m}n", "1"]),
+                Run(0, &["EXEC"]),
+                Run(0, &["CONFIG", "SET", "maxmemory", "1"]),
                 // Scripts: without a shebang, at their first write; with one, at their
                 // start unless they do not write or allow OOM.
                 Run(
