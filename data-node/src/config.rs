@@ -141,6 +141,8 @@ enum Kind {
     Notify,
     /// `maxmemory-policy`: one of Redis's eight.
     Policy,
+    /// `maxmemory-clients`: a byte size or a percentage of `maxmemory`.
+    ClientsMemory,
     /// Fixed at start-up, or decided elsewhere (the control plane).
     Immutable,
 }
@@ -218,6 +220,10 @@ const PARAMS: &[Param] = &[
     Param {
         name: "maxmemory-policy",
         kind: Kind::Policy,
+    },
+    Param {
+        name: "maxmemory-clients",
+        kind: Kind::ClientsMemory,
     },
     Param {
         name: "maxmemory-samples",
@@ -322,6 +328,10 @@ pub enum InvalidValue {
     OutputLimits(output_limits::LimitsError),
     #[error("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")]
     NotifyFlags,
+    #[error("argument must be a memory or percent value")]
+    NotMemoryOrPercent,
+    #[error("percentage argument must be less or equal to 100")]
+    PercentOver100,
     #[error("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction")]
     Policy,
 }
@@ -335,6 +345,7 @@ enum NewValue {
     OutputLimits([ClassLimit; 3]),
     Notify(u32),
     Policy(crate::evict::Policy),
+    ClientsMemory(crate::evict::ClientsLimit),
 }
 
 impl RuntimeConfig {
@@ -433,6 +444,7 @@ impl RuntimeConfig {
             "maxmemory" => self.memory.maxmemory().to_string(),
             "maxmemory-policy" => self.memory.policy().name().into(),
             "maxmemory-samples" => self.memory.samples().to_string(),
+            "maxmemory-clients" => self.memory.clients().to_string(),
             "lfu-log-factor" => self.memory.lfu().0.to_string(),
             "lfu-decay-time" => self.memory.lfu().1.to_string(),
             "repl-backlog-size" => self.repl_backlog_size().to_string(),
@@ -512,6 +524,9 @@ impl RuntimeConfig {
                         .ok_or(InvalidValue::Policy)
                         .map_err(invalid)?,
                 ),
+                Kind::ClientsMemory => {
+                    NewValue::ClientsMemory(parse_clients_memory(value).map_err(invalid)?)
+                }
                 Kind::Immutable => unreachable!("refused above"),
             });
         }
@@ -540,6 +555,7 @@ impl RuntimeConfig {
                 (_, NewValue::OutputLimits(l)) => self.output_limits.store(l),
                 (_, NewValue::Notify(f)) => self.notify.set(f),
                 (_, NewValue::Policy(p)) => self.memory.set_policy(p),
+                (_, NewValue::ClientsMemory(l)) => self.memory.set_clients(l),
                 ("maxmemory", NewValue::Memory(v)) => self.memory.set_maxmemory(v as u64),
                 ("maxmemory-samples", NewValue::Integer(v)) => self.memory.set_samples(v as u32),
                 ("lfu-log-factor", NewValue::Integer(v)) => {
@@ -576,6 +592,25 @@ impl RuntimeConfig {
             Err(crate::fdlimit::FdLimitError::Unreadable(_)) => Ok(n),
         }
     }
+}
+
+/// `maxmemory-clients`: a memory value, or `N%` of `maxmemory` (0 to 100).
+fn parse_clients_memory(v: &[u8]) -> Result<crate::evict::ClientsLimit, InvalidValue> {
+    use crate::evict::ClientsLimit;
+    if let Some(p) = v.strip_suffix(b"%") {
+        let p: u64 = std::str::from_utf8(p)
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
+            .ok_or(InvalidValue::NotMemoryOrPercent)?;
+        if p > 100 {
+            return Err(InvalidValue::PercentOver100);
+        }
+        return Ok(ClientsLimit::Percent(p));
+    }
+    parse_memory(v)
+        .map(ClientsLimit::Bytes)
+        .map_err(|_| InvalidValue::NotMemoryOrPercent)
 }
 
 /// Redis's `memtoull`: digits then an optional unit (`b`, `k`, `kb`, `m`, `mb`, `g`,

@@ -105,10 +105,28 @@ impl Policy {
     }
 }
 
+/// `maxmemory-clients`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientsLimit {
+    Bytes(u64),
+    /// Of `maxmemory`.
+    Percent(u64),
+}
+
+impl std::fmt::Display for ClientsLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientsLimit::Bytes(b) => write!(f, "{b}"),
+            ClientsLimit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 /// The settings (`CONFIG SET maxmemory ...`), read on every command.
 #[derive(Debug)]
 pub struct Settings {
     maxmemory: AtomicU64,
+    clients: Mutex<ClientsLimit>,
     policy: AtomicU8,
     samples: AtomicU32,
     lfu_log_factor: AtomicU32,
@@ -119,6 +137,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             maxmemory: AtomicU64::new(0),
+            clients: Mutex::new(ClientsLimit::Bytes(0)),
             policy: AtomicU8::new(Policy::NoEviction as u8),
             samples: AtomicU32::new(5),
             lfu_log_factor: AtomicU32::new(10),
@@ -145,6 +164,22 @@ impl Settings {
             self.lfu_log_factor.load(Ordering::Relaxed),
             self.lfu_decay_time.load(Ordering::Relaxed),
         )
+    }
+
+    pub fn clients(&self) -> ClientsLimit {
+        *self.clients.lock()
+    }
+
+    pub fn set_clients(&self, l: ClientsLimit) {
+        *self.clients.lock() = l;
+    }
+
+    /// `maxmemory-clients` in bytes now (0: no limit).
+    pub fn clients_bytes(&self) -> u64 {
+        match self.clients() {
+            ClientsLimit::Bytes(b) => b,
+            ClientsLimit::Percent(p) => self.maxmemory() / 100 * p,
+        }
     }
 
     pub fn set_maxmemory(&self, v: u64) {
@@ -193,6 +228,52 @@ pub struct Evictor {
     pub evicted: AtomicU64,
     /// The last check found memory full ([`out_of_memory`]).
     full: std::sync::atomic::AtomicBool,
+    /// Clients disconnected over `maxmemory-clients` (`INFO stats` `evicted_clients`).
+    pub evicted_clients: AtomicU64,
+}
+
+/// `maxmemory-clients`: while the clients' buffers (their read buffers' capacity and
+/// their unsent replies) take more than the limit, the biggest client is disconnected,
+/// as Redis 7 evicts clients; clients with `CLIENT NO-EVICT on` are spared. Run by the
+/// server's 100 ms tick.
+pub fn evict_clients(state: &ServerState) {
+    let limit = state.config.memory.clients_bytes();
+    if limit == 0 {
+        return;
+    }
+    let size = |c: &crate::state::ClientInfo| {
+        (c.qbuf_cap.load(Ordering::Relaxed) + c.omem.load(Ordering::Relaxed)) as u64
+    };
+    // Clients already closing are going: they do not count.
+    let mut clients = state.clients.list();
+    clients.retain(|c| !c.killed.load(Ordering::Relaxed));
+    let mut total: u64 = clients.iter().map(|c| size(c)).sum();
+    if total <= limit {
+        return;
+    }
+    clients.sort_by_key(|c| std::cmp::Reverse(size(c)));
+    for c in clients {
+        if total <= limit {
+            break;
+        }
+        if c.no_evict.load(Ordering::Relaxed) {
+            continue;
+        }
+        let bytes = size(&c);
+        tracing::warn!(
+            client = c.id,
+            addr = %c.addr,
+            bytes,
+            limit,
+            "maxmemory-clients: disconnecting the biggest client"
+        );
+        c.kill();
+        total = total.saturating_sub(bytes);
+        state
+            .evictor
+            .evicted_clients
+            .fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What [`make_room`] achieved.

@@ -280,6 +280,7 @@ async fn active_expiry(state: Arc<ServerState>, mut stop: watch::Receiver<bool>)
         }
         // Eviction goes on between commands too (as Redis's eviction time event).
         crate::evict::make_room(&state);
+        crate::evict::evict_clients(&state);
         if state.pause.writes_paused() {
             // CLIENT PAUSE: the dataset holds still (as Redis, keys do not expire).
             continue;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ember_tests::{NodeOptions, TestCluster};
+use ember_tests::{wait_until, NodeOptions, TestCluster};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -262,4 +262,64 @@ fn reads_count_as_hits_and_misses() {
         .unwrap();
     assert_eq!(info_field(&mut con, "stats", "keyspace_hits"), 0);
     assert_eq!(info_field(&mut con, "stats", "keyspace_misses"), 0);
+}
+
+/// `maxmemory-clients`: when clients' buffers take more than the limit, the biggest
+/// client without `CLIENT NO-EVICT on` is disconnected (and no other once they fit),
+/// and `evicted_clients` counts it.
+#[test]
+fn the_biggest_client_goes_over_maxmemory_clients() {
+    use std::io::{Read, Write};
+    let c = node(&[]);
+    let mut admin = c.conn(0).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-clients")
+        .arg("12mb")
+        .query(&mut admin)
+        .unwrap();
+    // Two clients send most of an argument, buffered unparsed: 3 MB of a 4 MB one, then
+    // 9 MB of a 10 MB one (together over the limit, the first alone under it).
+    let half_sent = |no_evict: bool, mb: usize| {
+        let mut s = std::net::TcpStream::connect(c.specs[0].addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut read_line = |s: &mut std::net::TcpStream| {
+            let mut line = Vec::new();
+            let mut b = [0u8; 1];
+            while !line.ends_with(b"\r\n") {
+                s.read_exact(&mut b).unwrap();
+                line.push(b[0]);
+            }
+            String::from_utf8(line).unwrap()
+        };
+        s.write_all(b"CLIENT ID\r\n").unwrap();
+        let id: u64 = read_line(&mut s)[1..].trim().parse().unwrap();
+        if no_evict {
+            s.write_all(b"CLIENT NO-EVICT on\r\n").unwrap();
+            assert_eq!(read_line(&mut s), "+OK\r\n");
+        }
+        // (The read buffer makes room for the whole argument as its header arrives.)
+        let header = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", (mb + 1) << 20);
+        s.write_all(header.as_bytes()).unwrap();
+        // The evicted one may be closed while it still writes.
+        let sent = s.write_all(&vec![b'x'; mb << 20]);
+        assert!(
+            sent.is_ok() || !no_evict,
+            "the spared client was closed: {sent:?}"
+        );
+        (s, id)
+    };
+    let (_spared, spared_id) = half_sent(true, 3);
+    let (mut big, big_id) = half_sent(false, 9);
+    wait_until("a client evicted", T, || {
+        Ok(info_field(&mut admin, "stats", "evicted_clients") >= 1)
+    })
+    .unwrap();
+    assert_eq!(info_field(&mut admin, "stats", "evicted_clients"), 1);
+    // Closed: the read ends (at its end, or reset).
+    let mut rest = Vec::new();
+    let _ = big.read_to_end(&mut rest);
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
+    assert!(list.contains(&format!("id={spared_id} ")), "{list}");
+    assert!(!list.contains(&format!("id={big_id} ")), "{list}");
 }

@@ -297,7 +297,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         let (channels, patterns, shard) = st.pubsub.counts();
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\ntracking_total_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\ntracking_total_keys:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n\r\n",
             st.stats.connections.load(Ordering::Relaxed),
             st.stats.commands.load(Ordering::Relaxed),
             st.stats.rejected_connections.load(Ordering::Relaxed),
@@ -306,6 +306,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             st.stats.sync_partial_err.load(Ordering::Relaxed),
             tables.expired,
             st.evictor.evicted.load(Ordering::Relaxed),
+            st.evictor.evicted_clients.load(Ordering::Relaxed),
             tables.hits,
             tables.misses,
             st.tracker.counts().1,
@@ -436,6 +437,7 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             &stats.output_limit_disconnections,
             &stats.query_limit_disconnections,
             &ctx.state.evictor.evicted,
+            &ctx.state.evictor.evicted_clients,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
