@@ -283,7 +283,7 @@ fn the_biggest_client_goes_over_maxmemory_clients() {
     let half_sent = |no_evict: bool, mb: usize| {
         let mut s = std::net::TcpStream::connect(c.specs[0].addr()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut read_line = |s: &mut std::net::TcpStream| {
+        let read_line = |s: &mut std::net::TcpStream| {
             let mut line = Vec::new();
             let mut b = [0u8; 1];
             while !line.ends_with(b"\r\n") {
