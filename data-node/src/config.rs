@@ -159,6 +159,12 @@ const MEMORY_LIMIT: Kind = Kind::Memory {
     max: i64::MAX as u64,
 };
 
+/// Redis's `INT_CONFIG` bounds for a count: 0 to `INT_MAX`.
+const NON_NEGATIVE_INT: Kind = Kind::Integer {
+    min: 0,
+    max: i32::MAX as u64,
+};
+
 /// The settings, in the order `CONFIG GET` lists them.
 const PARAMS: &[Param] = &[
     Param {
@@ -234,17 +240,11 @@ const PARAMS: &[Param] = &[
     },
     Param {
         name: "lfu-decay-time",
-        kind: Kind::Integer {
-            min: 0,
-            max: i32::MAX as u64,
-        },
+        kind: NON_NEGATIVE_INT,
     },
     Param {
         name: "lfu-log-factor",
-        kind: Kind::Integer {
-            min: 0,
-            max: i32::MAX as u64,
-        },
+        kind: NON_NEGATIVE_INT,
     },
     Param {
         name: "repl-backlog-size",
@@ -255,17 +255,11 @@ const PARAMS: &[Param] = &[
     },
     Param {
         name: "min-replicas-to-write",
-        kind: Kind::Integer {
-            min: 0,
-            max: i32::MAX as u64,
-        },
+        kind: NON_NEGATIVE_INT,
     },
     Param {
         name: "min-replicas-max-lag",
-        kind: Kind::Integer {
-            min: 0,
-            max: i32::MAX as u64,
-        },
+        kind: NON_NEGATIVE_INT,
     },
     // How long a script may run before the node answers BUSY (ms); `lua-time-limit` is
     // its older name, as in Redis 7.

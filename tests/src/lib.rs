@@ -266,6 +266,19 @@ pub struct NodeOptions {
 }
 
 impl TestCluster {
+    /// One data node, started with `args` appended to its command line, bootstrapped:
+    /// it owns every slot and serves.
+    pub fn single_node(args: &[&str]) -> Self {
+        let options = NodeOptions {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let c = Self::start_with(1, Duration::from_secs(5), options);
+        c.ctl_ok(&["bootstrap", "n1"]);
+        c.wait_all_info("cluster_state", "ok", Duration::from_secs(30));
+        c
+    }
+
     /// Starts a control plane and `n` data nodes (not yet bootstrapped) and waits until
     /// every node has registered.
     pub fn start(n: usize, node_timeout: Duration) -> Self {

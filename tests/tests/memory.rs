@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ember_tests::{wait_until, NodeOptions, TestCluster};
+use ember_tests::{wait_until, TestCluster};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -13,17 +13,6 @@ const T: Duration = Duration::from_secs(30);
 const MB: u64 = 1024 * 1024;
 
 /// One node owning every slot, started with `args`.
-fn node(args: &[&str]) -> TestCluster {
-    let options = NodeOptions {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    let c = TestCluster::start_with(1, Duration::from_secs(5), options);
-    c.ctl_ok(&["bootstrap", "n1"]);
-    c.wait_all_info("cluster_state", "ok", T);
-    c
-}
-
 fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> u64 {
     let info: String = redis::cmd("INFO").arg(section).query(con).unwrap();
     info.lines()
@@ -65,7 +54,7 @@ fn write_values(
 /// grows by 1.3x in the same run, bench/RESULTS.md), and keys are evicted.
 #[test]
 fn a_node_under_ten_times_its_limit_stays_within_it() {
-    let c = node(&["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]);
+    let c = TestCluster::single_node(&["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]);
     let mut con = c.conn(0).unwrap();
     let mut rng = StdRng::seed_from_u64(14);
     let before = c.nodes[0].rss().unwrap();
@@ -99,7 +88,7 @@ fn a_node_under_ten_times_its_limit_stays_within_it() {
 #[test]
 fn lru_and_lfu_keep_the_keys_in_use() {
     for policy in ["allkeys-lru", "allkeys-lfu"] {
-        let c = node(&["--maxmemory", "32mb", "--maxmemory-policy", policy]);
+        let c = TestCluster::single_node(&["--maxmemory", "32mb", "--maxmemory-policy", policy]);
         let mut con = c.conn(0).unwrap();
         let hot: Vec<String> = (0..500).map(|i| format!("hot:{i}")).collect();
         let mut pipe = redis::pipe();
@@ -143,7 +132,8 @@ fn lru_and_lfu_keep_the_keys_in_use() {
 /// lifting the limit lets writes in again.
 #[test]
 fn volatile_policies_spare_keys_without_ttl_and_noeviction_refuses_writes() {
-    let c = node(&["--maxmemory", "32mb", "--maxmemory-policy", "volatile-lru"]);
+    let c =
+        TestCluster::single_node(&["--maxmemory", "32mb", "--maxmemory-policy", "volatile-lru"]);
     let mut con = c.conn(0).unwrap();
     let mut pipe = redis::pipe();
     for i in 0..2000 {
@@ -244,7 +234,7 @@ fn volatile_policies_spare_keys_without_ttl_and_noeviction_refuses_writes() {
 /// did not; `CONFIG RESETSTAT` zeroes them with `evicted_keys`.
 #[test]
 fn reads_count_as_hits_and_misses() {
-    let c = node(&[]);
+    let c = TestCluster::single_node(&[]);
     let mut con = c.conn(0).unwrap();
     let _: () = redis::cmd("SET")
         .arg("here")
@@ -270,7 +260,7 @@ fn reads_count_as_hits_and_misses() {
 #[test]
 fn the_biggest_client_goes_over_maxmemory_clients() {
     use std::io::{Read, Write};
-    let c = node(&[]);
+    let c = TestCluster::single_node(&[]);
     let mut admin = c.conn(0).unwrap();
     let _: () = redis::cmd("CONFIG")
         .arg("SET")

@@ -6,22 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ember_tests::{wait_until, NodeOptions, TestCluster};
+use ember_tests::{wait_until, TestCluster};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const T: Duration = Duration::from_secs(30);
-
-fn node(args: &[&str]) -> TestCluster {
-    let options = NodeOptions {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    let c = TestCluster::start_with(1, Duration::from_secs(5), options);
-    c.ctl_ok(&["bootstrap", "n1"]);
-    c.wait_all_info("cluster_state", "ok", T);
-    c
-}
 
 /// Seeded keys of every type, some with a TTL (ten minutes to an hour), one set big
 /// enough to be saved in pieces.
@@ -135,7 +124,7 @@ fn restart(c: &mut TestCluster) -> redis::Connection {
 
 #[test]
 fn a_saved_dataset_survives_kill_9_whole_with_its_deadlines() {
-    let mut c = node(&[]);
+    let mut c = TestCluster::single_node(&[]);
     let mut con = c.conn(0).unwrap();
     fill(&mut con, 1, 5_000);
     let before = dataset(&mut con);
@@ -159,7 +148,7 @@ fn a_saved_dataset_survives_kill_9_whole_with_its_deadlines() {
 
 #[test]
 fn bgsave_goes_on_while_clients_write_and_save_points_save_on_their_own() {
-    let mut c = node(&["--save", "1 1"]);
+    let mut c = TestCluster::single_node(&["--save", "1 1"]);
     let mut con = c.conn(0).unwrap();
     fill(&mut con, 2, 2_000);
     // A save point: one change, one second.
@@ -202,7 +191,7 @@ fn bgsave_goes_on_while_clients_write_and_save_points_save_on_their_own() {
 
 #[test]
 fn a_corrupt_or_truncated_snapshot_stops_the_node_with_the_offset() {
-    let mut c = node(&[]);
+    let mut c = TestCluster::single_node(&[]);
     let mut con = c.conn(0).unwrap();
     fill(&mut con, 3, 1_000);
     let _ = redis::cmd("SHUTDOWN").arg("SAVE").query::<()>(&mut con);

@@ -21,15 +21,6 @@ use rand::{Rng, SeedableRng};
 
 const MB: u64 = 1024 * 1024;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn connect(s: &Server) -> anyhow::Result<redis::Connection> {
     Ok(redis::Client::open(format!("redis://127.0.0.1:{}/", s.port))?.get_connection()?)
 }
@@ -149,8 +140,8 @@ fn pressure(s: &Server) -> anyhow::Result<(u64, u64)> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let ops = arg("--ops", 400_000);
-    let clients = arg("--clients", 8);
+    let ops = ember_bench::flag("--ops", 400_000);
+    let clients = ember_bench::flag("--clients", 8);
     let keys = 500_000;
     let cdf = zipf_cdf(keys, 0.99);
     println!("\n## Eviction (date: see the commit; one run each, redis then ember)\n");

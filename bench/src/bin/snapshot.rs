@@ -7,31 +7,10 @@
 //! Usage: `cargo build --release -p ember-data-node -p ember-control-plane -p emberctl
 //! -p ember-bench && target/release/snapshot [--keys N]`
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use ember_bench::complexity::servers::bin;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn spawn(cmd: &mut Command, log: &Path) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(log)?;
-    cmd.env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("start {:?}", cmd.get_program()))
-}
+use anyhow::bail;
+use ember_bench::complexity::servers::{Servers, Sys};
 
 fn connect(port: u16) -> anyhow::Result<redis::Connection> {
     let c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?.get_connection()?;
@@ -92,123 +71,39 @@ fn save(port: u16) -> anyhow::Result<Duration> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let keys = arg("--keys", 1_000_000);
-    let dir = tempfile::tempdir()?;
-    let d = dir.path();
-
-    // redis-server, with its dump.rdb in `d/redis`.
-    std::fs::create_dir_all(d.join("redis"))?;
-    let rport = ember_tests::free_port();
-    let redis_cmd = || {
-        let mut c = Command::new("redis-server");
-        c.args(["--port", &rport.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(d.join("redis"));
-        c
-    };
-    let mut redis = spawn(&mut redis_cmd(), &d.join("redis.log"))?;
-    until_loaded(rport, 0, Instant::now())?;
-    fill(rport, keys)?;
-    let redis_save = save(rport)?;
-    let redis_file = std::fs::metadata(d.join("redis/dump.rdb"))?.len();
-    redis.kill()?;
-    redis.wait()?;
-    let began = Instant::now();
-    let mut redis = spawn(&mut redis_cmd(), &d.join("redis2.log"))?;
-    let redis_load = until_loaded(rport, keys, began)?;
-    redis.kill()?;
-
-    // ember: a control plane and one node owning every slot.
-    let cp_url = format!("http://127.0.0.1:{}", ember_tests::free_port());
-    let mut cp = spawn(
-        Command::new(bin("ember-control-plane")?)
-            .args(["--listen", cp_url.trim_start_matches("http://")])
-            .arg("--data-dir")
-            .arg(d.join("cp")),
-        &d.join("cp.log"),
-    )?;
-    let eport = ember_tests::free_port();
-    let iport = ember_tests::free_port();
-    let node_cmd = || -> anyhow::Result<Command> {
-        let mut c = Command::new(bin("ember-data-node")?);
-        c.args([
-            "--port",
-            &eport.to_string(),
-            "--internal-port",
-            &iport.to_string(),
-        ])
-        .args(["--control-plane", &cp_url, "--name", "n1"])
-        .arg("--data-dir")
-        .arg(d.join("n1"));
-        Ok(c)
-    };
-    let mut node = spawn(&mut node_cmd()?, &d.join("n1.log"))?;
-    let out = Command::new(bin("emberctl")?)
-        .args([
-            "--control-plane",
-            &cp_url,
-            "bootstrap",
-            "--wait",
-            "30s",
-            "n1",
-        ])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "emberctl bootstrap: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let keys = ember_bench::flag("--keys", 1_000_000);
+    let mut servers = Servers::start()?;
+    let mut rows = Vec::new();
+    for (sys, file) in [(Sys::Redis, "dump.rdb"), (Sys::Ember, "n1/dump.ember")] {
+        let port = servers.get(sys).port;
+        fill(port, keys)?;
+        let took = save(port)?;
+        let size = std::fs::metadata(servers.dir().join(file))?.len();
+        let began = Instant::now();
+        servers.restart(sys)?;
+        let loaded = until_loaded(port, keys, began)?;
+        rows.push((sys, took, size, loaded));
     }
-    let began = Instant::now();
-    loop {
-        let ok = connect(eport).ok().and_then(|mut c| {
-            redis::cmd("CLUSTER")
-                .arg("INFO")
-                .query::<String>(&mut c)
-                .ok()
-        });
-        if ok.is_some_and(|i| i.contains("cluster_state:ok")) {
-            break;
-        }
-        if began.elapsed() > Duration::from_secs(30) {
-            bail!("ember not ok after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    fill(eport, keys)?;
-    let ember_save = save(eport)?;
-    let ember_file = std::fs::metadata(d.join("n1/dump.ember"))?.len();
-    node.kill()?;
-    node.wait()?;
-    let began = Instant::now();
-    let mut node = spawn(&mut node_cmd()?, &d.join("n1b.log"))?;
-    let ember_load = until_loaded(eport, keys, began)?;
-    node.kill()?;
-    cp.kill()?;
-
     let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     let mb = |b: u64| format!("{:.1} MB", b as f64 / 1048576.0);
-    println!("\n## Snapshots: {keys} keys (date: see the commit)\n");
-    println!("`target/release/snapshot --keys {keys}`: 40 % strings of 100 B, 20 % hashes, lists and sorted sets each; a third with a TTL. `SAVE` timed on each; then each restarted from its file, timed until `DBSIZE` answers every key.\n");
+    println!("\n## Snapshots: {keys} keys\n");
+    println!("`target/release/snapshot --keys {keys}`: 40 % strings of 100 B, 20 % hashes, lists and sorted sets each; a third with a TTL. `SAVE` timed on each; then each restarted from its file (kill -9, start), timed until `DBSIZE` answers every key.\n");
     println!("| server | SAVE | file | restart until every key is served |");
     println!("|---|---|---|---|");
-    println!(
-        "| redis (RDB) | {} | {} | {} |",
-        secs(redis_save),
-        mb(redis_file),
-        secs(redis_load)
-    );
-    println!(
-        "| ember | {} | {} | {} |",
-        secs(ember_save),
-        mb(ember_file),
-        secs(ember_load)
-    );
+    for (sys, took, size, loaded) in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            sys.name(),
+            secs(*took),
+            mb(*size),
+            secs(*loaded)
+        );
+    }
+    let (r, e) = (&rows[0], &rows[1]);
     println!(
         "\nember / redis: SAVE {:.2}, restart {:.2}",
-        ember_save.as_secs_f64() / redis_save.as_secs_f64(),
-        ember_load.as_secs_f64() / redis_load.as_secs_f64()
+        e.1.as_secs_f64() / r.1.as_secs_f64(),
+        e.3.as_secs_f64() / r.3.as_secs_f64()
     );
     Ok(())
 }

@@ -40,11 +40,16 @@ pub struct Servers {
     pub redis: Server,
     pub ember: Server,
     procs: Vec<Child>,
-    _dir: tempfile::TempDir,
+    /// How the redis-server and the data node were started (to restart them).
+    started: [(Sys, Command, usize); 2],
+    dir: tempfile::TempDir,
 }
 
 fn spawn(cmd: &mut Command, log: &Path) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(log)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     cmd.env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -74,6 +79,7 @@ impl Servers {
     pub fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let d = &dir.path().to_path_buf();
+        let mut redis_cmd = Command::new("redis-server");
         let mut s = Self {
             redis: Server {
                 sys: Sys::Redis,
@@ -86,16 +92,19 @@ impl Servers {
                 pid: 0,
             },
             procs: vec![],
-            _dir: dir,
+            started: [
+                (Sys::Redis, Command::new("redis-server"), 0),
+                (Sys::Ember, Command::new("ember-data-node"), 2),
+            ],
+            dir,
         };
-        let redis = spawn(
-            Command::new("redis-server")
-                .args(["--port", &s.redis.port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(d),
-            &d.join("redis.log"),
-        )?;
+        redis_cmd
+            .args(["--port", &s.redis.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(d);
+        let redis = spawn(&mut redis_cmd, &d.join("redis.log"))?;
+        s.started[0].1 = redis_cmd;
         s.redis.pid = redis.id();
         s.procs.push(redis);
 
@@ -108,17 +117,17 @@ impl Servers {
             &d.join("cp.log"),
         )?;
         s.procs.push(cp);
-        let node = spawn(
-            Command::new(bin("ember-data-node")?)
-                .args(["--port", &s.ember.port.to_string()])
-                .args(["--internal-port", &ember_tests::free_port().to_string()])
-                .args(["--control-plane", &cp_url, "--name", "n1"])
-                .arg("--data-dir")
-                .arg(d.join("n1")),
-            &d.join("n1.log"),
-        )?;
+        let mut node_cmd = Command::new(bin("ember-data-node")?);
+        node_cmd
+            .args(["--port", &s.ember.port.to_string()])
+            .args(["--internal-port", &ember_tests::free_port().to_string()])
+            .args(["--control-plane", &cp_url, "--name", "n1"])
+            .arg("--data-dir")
+            .arg(d.join("n1"));
+        let node = spawn(&mut node_cmd, &d.join("n1.log"))?;
         s.ember.pid = node.id();
         s.procs.push(node);
+        s.started[1].1 = node_cmd;
 
         let out = Command::new(bin("emberctl")?)
             .args([
@@ -154,6 +163,32 @@ impl Servers {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(s)
+    }
+
+    /// The directory of the servers' files (`redis.log`, `dump.rdb`, `n1/` ...).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills `sys`'s server (kill -9) and starts it again as it was started (the data
+    /// node keeps its data directory, redis-server its `--dir`). Does not wait for it.
+    pub fn restart(&mut self, sys: Sys) -> anyhow::Result<()> {
+        let (_, cmd, i) = self
+            .started
+            .iter_mut()
+            .find(|(s, _, _)| *s == sys)
+            .context("no such server")?;
+        let old = &mut self.procs[*i];
+        old.kill()?;
+        old.wait()?;
+        let log = self.dir.path().join(format!("{}.log", sys.name()));
+        let child = spawn(cmd, &log)?;
+        match sys {
+            Sys::Redis => self.redis.pid = child.id(),
+            Sys::Ember => self.ember.pid = child.id(),
+        }
+        self.procs[*i] = child;
+        Ok(())
     }
 
     pub fn get(&self, sys: Sys) -> &Server {
