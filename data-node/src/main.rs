@@ -327,7 +327,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !p.shutdown_done.load(std::sync::atomic::Ordering::Relaxed)
         && ember_data_node::persist::has_save_points(&state)
     {
-        ember_data_node::persist::save(&state).context("the snapshot at shutdown failed")?;
+        ember_data_node::persist::save_at_shutdown(&state)
+            .context("the snapshot at shutdown failed")?;
     }
     Ok(())
 }

@@ -60,7 +60,7 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     }
     let state = ctx.state;
     if save || (!nosave && crate::persist::has_save_points(state)) {
-        if let Err(e) = crate::persist::save(state) {
+        if let Err(e) = crate::persist::save_at_shutdown(state) {
             tracing::error!("SHUTDOWN: cannot save ({e}): the node keeps running");
             return Reply::err("ERR Errors trying to SHUTDOWN. Check logs.");
         }

@@ -120,8 +120,20 @@ fn unix_secs() -> u64 {
     crate::db::now_ms() / 1000
 }
 
-/// `SAVE`: writes the snapshot now, on this thread.
+/// `SAVE`: writes the snapshot now, on this thread (refused while a background save
+/// runs, as Redis).
 pub fn save(state: &ServerState) -> Result<snapshot::Done, SaveRefused> {
+    let p = &state.persist;
+    let dir = p.dir().ok_or(SaveRefused::NoDirectory)?;
+    if p.bg_started.load(Ordering::Relaxed) != 0 {
+        return Err(SaveRefused::InProgress);
+    }
+    let _one = p.saving.lock();
+    save_locked(state, dir)
+}
+
+/// The save of a `SHUTDOWN` (or a signal): after the running background save, if any.
+pub fn save_at_shutdown(state: &ServerState) -> Result<snapshot::Done, SaveRefused> {
     let p = &state.persist;
     let dir = p.dir().ok_or(SaveRefused::NoDirectory)?;
     let _one = p.saving.lock();
@@ -238,5 +250,41 @@ pub async fn scheduler(state: Arc<ServerState>, mut stop: tokio::sync::watch::Re
             );
             let _ = bgsave(&state);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Cluster;
+
+    fn node(dir: &std::path::Path) -> Arc<ServerState> {
+        let state = Arc::new(ServerState::new(
+            Arc::new(Cluster::standalone()),
+            crate::Config::default(),
+        ));
+        state.persist.set_dir(dir.to_path_buf(), &state);
+        state
+    }
+
+    /// `SAVE` and `BGSAVE` are refused while a background save runs; a shutdown's save
+    /// waits for it instead; a save clears the change count.
+    #[test]
+    fn one_save_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = node(dir.path());
+        state.persist.changed(3);
+        state.persist.bg_started.store(1, Ordering::Relaxed);
+        assert!(matches!(save(&state), Err(SaveRefused::InProgress)));
+        assert!(matches!(bgsave(&state), Err(SaveRefused::InProgress)));
+        save_at_shutdown(&state).unwrap();
+        assert_eq!(state.persist.dirty.load(Ordering::Relaxed), 0);
+        assert!(snapshot::exists(dir.path()));
+    }
+
+    #[test]
+    fn save_points_are_pairs() {
+        assert_eq!(save_points("3600 1 300 100"), [(3600, 1), (300, 100)]);
+        assert!(save_points("").is_empty());
     }
 }
