@@ -67,6 +67,9 @@ pub struct Observed {
     pub applied_version: u64,
     /// The node's last reported key count.
     pub key_count: u64,
+    /// Of those, keys in slots the topology does not give it (loaded from a snapshot
+    /// after the slot moved on).
+    pub orphaned_keys: u64,
     /// 0 when the node was never heard from since the control plane started.
     pub millis_since_heartbeat: u64,
     /// Its replication position as of its last heartbeat.
@@ -175,6 +178,7 @@ impl ClusterView {
                         connected: st.connected,
                         applied_version: st.applied_version,
                         key_count: st.key_count,
+                        orphaned_keys: st.orphaned_keys,
                         millis_since_heartbeat: st.millis_since_heartbeat,
                         repl: st.repl.as_ref().map(|r| Replication {
                             offset: r.offset,

@@ -147,6 +147,9 @@ pub struct NodeDoc {
     /// Null when the control plane has no session data for the node.
     pub applied_version: Option<u64>,
     pub key_count: Option<u64>,
+    /// Keys the node holds in slots the topology does not give it (loaded from a
+    /// snapshot after the slot moved on): invisible to clients, kept.
+    pub orphaned_keys: Option<u64>,
     pub connected: Option<bool>,
     pub millis_since_heartbeat: Option<u64>,
     /// The node's replication offset (bytes of its history), null when unknown.
@@ -298,6 +301,7 @@ fn node_doc(view: &ClusterView, n: &NodeInfo, pending: bool) -> NodeDoc {
         slots: range_strings(&ranges),
         applied_version: obs.map(|o| o.applied_version),
         key_count: obs.map(|o| o.key_count),
+        orphaned_keys: obs.map(|o| o.orphaned_keys),
         connected: obs.map(|o| o.connected),
         millis_since_heartbeat: obs.map(|o| o.millis_since_heartbeat),
         repl_offset: obs.and_then(|o| o.repl).map(|r| r.offset),
@@ -801,7 +805,16 @@ pub fn render_nodes(view: &ClusterView) -> String {
             ranges.iter().map(SlotRange::len).sum::<usize>().to_string(),
             ranges_cell(&ranges, MAX_RANGES_IN_TABLE),
             opt_num(obs.map(|o| o.applied_version)),
-            opt_num(obs.map(|o| o.key_count)),
+            match obs {
+                Some(o) if o.orphaned_keys > 0 => {
+                    format!(
+                        "{} (+{} orphaned)",
+                        o.key_count - o.orphaned_keys.min(o.key_count),
+                        o.orphaned_keys
+                    )
+                }
+                _ => opt_num(obs.map(|o| o.key_count)),
+            },
             repl_cell(view, n),
         ]);
     }
@@ -1069,6 +1082,7 @@ pub(crate) mod tests {
                 connected: true,
                 applied_version: 7,
                 key_count: 1234,
+                orphaned_keys: 0,
                 millis_since_heartbeat: 80,
                 repl: Some(crate::model::Replication {
                     offset: 5000,
@@ -1084,6 +1098,7 @@ pub(crate) mod tests {
                 connected: false,
                 applied_version: 7,
                 key_count: 1200,
+                orphaned_keys: 0,
                 millis_since_heartbeat: 3000,
                 repl: Some(crate::model::Replication {
                     offset: 4000,
@@ -1099,6 +1114,7 @@ pub(crate) mod tests {
                 connected: true,
                 applied_version: 6,
                 key_count: 5,
+                orphaned_keys: 0,
                 millis_since_heartbeat: 90,
                 repl: None,
                 not_promotable: None,

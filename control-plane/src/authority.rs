@@ -63,6 +63,8 @@ pub struct Observed {
     pub last_seen: Instant,
     pub applied_version: u64,
     pub key_count: u64,
+    /// Keys in slots the topology does not give it (see `pb::Heartbeat`).
+    pub orphaned_keys: u64,
     /// Why the node refused the last snapshot it received (empty: it did not).
     pub refused: String,
     /// Its replication position as of its last heartbeat.
@@ -372,6 +374,7 @@ impl Authority {
             last_seen: Instant::now(),
             applied_version,
             key_count: 0,
+            orphaned_keys: 0,
             refused: String::new(),
             repl: None,
         });
@@ -386,6 +389,7 @@ impl Authority {
             o.last_seen = Instant::now();
             o.applied_version = applied_version;
             o.key_count = hb.key_count;
+            o.orphaned_keys = hb.orphaned_keys;
             o.refused = refused.to_string();
             o.repl = hb.repl.clone();
         }
@@ -483,6 +487,7 @@ impl Authority {
                     connected: o.is_some_and(|o| o.sessions > 0),
                     applied_version: o.map_or(0, |o| o.applied_version),
                     key_count: o.map_or(0, |o| o.key_count),
+                    orphaned_keys: o.map_or(0, |o| o.orphaned_keys),
                     millis_since_heartbeat: o
                         .map_or(0, |o| o.last_seen.elapsed().as_millis() as u64),
                     refused: o.map_or_else(String::new, |o| o.refused.clone()),

@@ -254,6 +254,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ms = done.took.as_millis() as u64,
             "snapshot loaded"
         );
+        state.persist.loaded(state.db.nonempty_slots());
     }
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))

@@ -228,3 +228,50 @@ fn a_corrupt_or_truncated_snapshot_stops_the_node_with_the_offset() {
     let n: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
     assert_eq!(n, 1_001);
 }
+
+/// A snapshot loaded by a node that does not own its slots (here a copy of another
+/// node's): its keys stay in the keyspace, invisible (`MOVED`), and `emberctl nodes`
+/// reports them as orphaned; the owner goes on serving its own.
+#[test]
+fn keys_of_slots_the_node_does_not_hold_are_kept_invisible_and_reported() {
+    let mut c = TestCluster::start(2, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1", "n2"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("o:{i}"))
+        .filter(|k| c.key_owner(k) == 0)
+        .take(100)
+        .collect();
+    let mut n1 = c.conn(0).unwrap();
+    for k in &keys {
+        let _: () = redis::cmd("SET").arg(k).arg("v").query(&mut n1).unwrap();
+    }
+    let _: () = redis::cmd("SAVE").query(&mut n1).unwrap();
+    c.nodes[1].kill();
+    std::fs::copy(
+        c.specs[0].data_dir.join("dump.ember"),
+        c.specs[1].data_dir.join("dump.ember"),
+    )
+    .unwrap();
+    c.restart_node(1);
+    c.wait_all_info("cluster_state", "ok", T);
+    wait_until("n2 reports its orphaned keys", T, || {
+        let nodes = c.ctl_json(&["nodes"])?;
+        let n2 = nodes["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["name"] == "n2"))
+            .cloned()
+            .unwrap_or_default();
+        Ok(n2["orphaned_keys"] == 100)
+    })
+    .unwrap();
+    let mut n2 = c.conn(1).unwrap();
+    let r = redis::cmd("GET")
+        .arg(&keys[0])
+        .query::<Option<String>>(&mut n2);
+    assert_eq!(r.unwrap_err().code(), Some("MOVED"));
+    let v: String = redis::cmd("GET").arg(&keys[0]).query(&mut n1).unwrap();
+    assert_eq!(v, "v");
+    let table = c.ctl_ok(&["nodes"]);
+    assert!(table.contains("(+100 orphaned)"), "{table}");
+}

@@ -309,6 +309,18 @@ impl Cluster {
                 .is_some_and(|a| a.routes[usize::from(slot)] == HERE)
     }
 
+    /// Whether this node holds `slot`'s data by the applied topology: it owns it, or is
+    /// a replica of its owner (whatever the cluster's state). `None` before a topology.
+    pub fn holds(&self, slot: u16) -> Option<bool> {
+        if self.standalone {
+            return Some(true);
+        }
+        let applied = self.applied.load();
+        let a = applied.as_ref()?;
+        let s = usize::from(slot);
+        Some(a.routes[s] == HERE || a.replica_reads[s / 64] & (1 << (s % 64)) != 0)
+    }
+
     /// This node's role in the applied topology.
     pub fn role(&self) -> Role {
         self.applied

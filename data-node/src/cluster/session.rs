@@ -224,9 +224,10 @@ async fn session_once(
             }
             _ = heartbeat.tick() => {
                 let key_count = migrations.state().db.dbsize() as u64;
+                let orphaned_keys = crate::persist::orphaned_keys(migrations.state());
                 let repl = Some(crate::replication::report::status(migrations.state()));
                 let lease_request = migrations.state().lease.now();
-                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count, refused: refused.clone(), repl, lease_request };
+                let hb = pb::Heartbeat { applied_version: cluster.applied_version(), key_count, refused: refused.clone(), repl, lease_request, orphaned_keys };
                 send(&tx, cluster, node_message::Msg::Heartbeat(hb))?;
                 send_reports(&tx, cluster, migrations)?;
             }

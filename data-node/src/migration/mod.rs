@@ -284,10 +284,16 @@ impl TopologyListener for Migrations {
         }
 
         // Slots whose data this node does not hold (its own, or as a replica its
-        // primary's) must be empty: free them.
+        // primary's) must be empty: free them, but for keys a snapshot loaded at start
+        // (kept, invisible and reported as orphaned: never deleted silently).
         let mut freed = Vec::new();
+        let persist = &self.state.persist;
         for slot in 0..SLOT_COUNT {
-            if t.slots.owner(slot) != Some(holder) && self.state.db.count_in_slot(slot) > 0 {
+            let held = t.slots.owner(slot) == Some(holder);
+            if persist.keep_unheld(slot, held) {
+                continue;
+            }
+            if !held && self.state.db.count_in_slot(slot) > 0 {
                 freed.push(self.state.db.take_slot(slot));
             }
         }

@@ -49,6 +49,9 @@ pub struct Persistence {
     last_try: AtomicU64,
     /// The node, for background saves.
     node: OnceLock<std::sync::Weak<ServerState>>,
+    /// Slots whose keys came from the snapshot loaded at start and that the topology
+    /// has not given this node since: their keys are kept (orphaned), not freed.
+    loaded: Mutex<std::collections::BTreeSet<u16>>,
 }
 
 /// Why a save was not made.
@@ -67,6 +70,24 @@ impl Persistence {
     pub fn set_dir(&self, dir: PathBuf, node: &Arc<ServerState>) {
         let _ = self.dir.set(dir);
         let _ = self.node.set(Arc::downgrade(node));
+    }
+
+    /// The slots a snapshot just filled (see `loaded`).
+    pub fn loaded(&self, slots: impl Iterator<Item = u16>) {
+        self.loaded.lock().extend(slots);
+    }
+
+    /// Whether `slot`'s keys, not held by this node by the topology, are a snapshot's
+    /// to keep; `held` slots stop being so (their keys are the node's own again).
+    pub fn keep_unheld(&self, slot: u16, held: bool) -> bool {
+        let mut loaded = self.loaded.lock();
+        match held {
+            true => {
+                loaded.remove(&slot);
+                false
+            }
+            false => loaded.contains(&slot),
+        }
     }
 
     /// `BGSAVE SCHEDULE`: one more background save once the running one is done.
@@ -114,6 +135,18 @@ impl Persistence {
             self.last_bg_secs.load(Ordering::Relaxed),
         )
     }
+}
+
+/// Keys this node holds in slots the applied topology does not give it (loaded from a
+/// snapshot after the slot moved on): invisible, kept, reported to the control plane
+/// (`emberctl nodes`). 0 before a topology.
+pub fn orphaned_keys(state: &ServerState) -> u64 {
+    state
+        .db
+        .nonempty_slots()
+        .filter(|&s| state.cluster.holds(s) == Some(false))
+        .map(|s| state.db.count_in_slot(s) as u64)
+        .sum()
 }
 
 fn unix_secs() -> u64 {
