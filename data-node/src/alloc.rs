@@ -29,7 +29,7 @@ static COUNTS: [Shard; SHARDS] =
 /// Most an owned shard drifts from what it published to [`APPROXIMATE`].
 const DRIFT: isize = 16 * 1024;
 
-/// The sum of what the shards published: within [`APPROXIMATION`] of [`allocated`],
+/// The sum of what the shards published: within [`approximation`] of [`allocated`],
 /// and one load to read (what `maxmemory` is checked against before every command).
 static APPROXIMATE: AtomicIsize = AtomicIsize::new(0);
 
@@ -38,10 +38,12 @@ pub fn approximation() -> u64 {
     shards_in_use() as u64 * DRIFT as u64
 }
 
+/// The next shard to hand a thread (shard 0 is everyone's).
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(1);
+
 fn shards_in_use() -> usize {
     NEXT_SHARD.load(Ordering::Relaxed).min(SHARDS)
 }
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(1);
 
 thread_local! {
     // `const` and without a destructor: usable from inside the allocator.
@@ -82,17 +84,9 @@ fn count(n: isize) {
     }
 }
 
-/// [`allocated`], give or take [`APPROXIMATION`] bytes, for one load.
+/// [`allocated`], give or take [`approximation`] bytes, for one load.
 pub fn approximate() -> usize {
     APPROXIMATE.load(Ordering::Relaxed).max(0) as usize
-}
-
-fn add(n: usize) {
-    count(n as isize);
-}
-
-fn sub(n: usize) {
-    count(-(n as isize));
 }
 
 /// Bytes currently allocated through [`Counting`] (0 if it is not installed).
@@ -151,20 +145,20 @@ unsafe impl<A: GlobalAlloc + SizeClasses> GlobalAlloc for Counting<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = self.0.alloc(layout);
         if !p.is_null() {
-            add(self.0.good_size(layout.size()));
+            count(self.0.good_size(layout.size()) as isize);
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        sub(self.0.good_size(layout.size()));
+        count(-(self.0.good_size(layout.size()) as isize));
         self.0.dealloc(ptr, layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = self.0.alloc_zeroed(layout);
         if !p.is_null() {
-            add(self.0.good_size(layout.size()));
+            count(self.0.good_size(layout.size()) as isize);
         }
         p
     }
@@ -173,11 +167,7 @@ unsafe impl<A: GlobalAlloc + SizeClasses> GlobalAlloc for Counting<A> {
         let p = self.0.realloc(ptr, layout, new_size);
         if !p.is_null() {
             let (old, new) = (self.0.good_size(layout.size()), self.0.good_size(new_size));
-            if new >= old {
-                add(new - old);
-            } else {
-                sub(old - new);
-            }
+            count(new as isize - old as isize);
         }
         p
     }

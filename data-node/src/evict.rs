@@ -378,22 +378,34 @@ pub fn make_room(state: &ServerState) -> Room {
 
 /// The next key to evict under `policy`.
 fn pick(state: &ServerState, policy: Policy, samples: u32) -> Option<(u16, Bytes)> {
+    let now = db::now_ms();
+    let sample_slot =
+        |slot: u16, want: usize| state.db.with_slot(slot, |t| sample(t, policy, want, now));
     if policy.random() {
-        return random_key(state, policy.volatile());
+        // A random key of a random slot: no pool.
+        for attempt in 0..64 {
+            let slot = match (policy.volatile(), attempt) {
+                (true, 63) => slot_with_ttl_keys(state)?,
+                _ => state.db.random_nonempty()?,
+            };
+            if let Some((key, _)) = sample_slot(slot, 1).pop() {
+                return Some((slot, key));
+            }
+        }
+        return None;
     }
     let mut pool = state.evictor.pool.lock();
-    // Sample from random non-empty slots until `samples` keys were looked at.
-    let samples = samples.max(1) as usize;
-    let mut seen = 0;
-    let now = db::now_ms();
-    let from = |slot: u16, pool: &mut Vec<Candidate>, want: usize| {
-        let found = state.db.with_slot(slot, |t| sample(t, policy, want, now));
+    let into_pool = |pool: &mut Vec<Candidate>, slot: u16, want: usize| {
+        let found = sample_slot(slot, want);
         let n = found.len();
         for (key, badness) in found {
             insert(pool, Candidate { badness, slot, key });
         }
         n
     };
+    // Sample from random non-empty slots until `samples` keys were looked at.
+    let samples = samples.max(1) as usize;
+    let mut seen = 0;
     for _ in 0..64 {
         if seen >= samples {
             break;
@@ -401,12 +413,12 @@ fn pick(state: &ServerState, policy: Policy, samples: u32) -> Option<(u16, Bytes
         let Some(slot) = state.db.random_nonempty() else {
             break;
         };
-        seen += from(slot, &mut pool, samples - seen);
+        seen += into_pool(&mut pool, slot, samples - seen);
     }
     if pool.is_empty() && policy.volatile() {
         // Keys with a TTL are few and far between: look for them slot by slot.
         if let Some(slot) = slot_with_ttl_keys(state) {
-            from(slot, &mut pool, samples);
+            into_pool(&mut pool, slot, samples);
         }
     }
     pool.pop().map(|c| (c.slot, c.key))
@@ -460,33 +472,6 @@ fn insert(pool: &mut Vec<Candidate>, c: Candidate) {
     }
     let at = pool.partition_point(|p| p.badness <= c.badness);
     pool.insert(at, c);
-}
-
-/// A random key of a random non-empty slot (with a TTL if `volatile`).
-fn random_key(state: &ServerState, volatile: bool) -> Option<(u16, Bytes)> {
-    use rand::Rng;
-    for attempt in 0..64 {
-        let slot = match (volatile, attempt) {
-            (true, 63) => slot_with_ttl_keys(state)?,
-            _ => state.db.random_nonempty()?,
-        };
-        let key = state.db.with_slot(slot, |t| {
-            let mut rng = rand::rng();
-            if volatile {
-                let start = rng.random_range(0..t.expires_len().max(1));
-                t.sample_expiring(1, start)
-                    .pop()
-                    .map(|(k, _)| Bytes::from(k.into_vec()))
-            } else {
-                t.access_at(rng.random_range(0..t.len().max(1)))
-                    .map(|(k, _)| Bytes::copy_from_slice(k))
-            }
-        });
-        if let Some(key) = key {
-            return Some((slot, key));
-        }
-    }
-    None
 }
 
 /// Removes `key` from `slot` as an eviction (if it is still there and, under a

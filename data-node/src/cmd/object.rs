@@ -54,10 +54,7 @@ pub fn object(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let now = ctx.now;
     let shared = shared_integers(ctx);
     ctx.state.db.with_slot(slot, |t| {
-        let Some(bits) = t.access(key, now) else {
-            return Reply::Null;
-        };
-        let Some(value) = t.peek(key, now) else {
+        let Some((value, bits)) = t.peek_with_access(key, now) else {
             return Reply::Null;
         };
         match which {

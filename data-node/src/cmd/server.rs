@@ -31,8 +31,8 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 /// # Format
 /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`: saves the snapshot (with `SAVE`, or
 /// when `save` points are set, unless `NOSAVE`), then stops the node. While a script is
-/// busy only `NOSAVE` does, and the script is stopped. The client's connection closes without a reply, as
-/// in Redis.
+/// busy only `NOSAVE` does, and the script is stopped. The client's connection closes
+/// without a reply, as in Redis.
 pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let (mut nosave, mut save, mut abort, mut other) = (false, false, false, false);
     for a in &args[1..] {
@@ -250,6 +250,9 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             })
     };
     let mut s = String::new();
+    // Counted over every slot table (each locked in turn): once for both sections.
+    let tables = std::cell::OnceCell::new();
+    let tables = || *tables.get_or_init(|| st.db.stats());
     if want("server") {
         let uptime = st.started.elapsed().as_secs();
         let _ = write!(
@@ -293,7 +296,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         s.push_str(&st.persist.info());
     }
     if want("stats") {
-        let tables = st.db.stats();
+        let tables = tables();
         let (channels, patterns, shard) = st.pubsub.counts();
         let _ = write!(
             s,
@@ -337,7 +340,7 @@ pub fn info(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         s.push_str("# Keyspace\r\n");
         let n = st.db.dbsize();
         if n > 0 {
-            let (expires, _) = st.db.expiry_stats();
+            let expires = tables().with_ttl;
             let _ = write!(s, "db0:keys={n},expires={expires},avg_ttl=0\r\n");
         }
         s.push_str("\r\n");

@@ -162,9 +162,11 @@ impl Entries {
         Some(e.value_mut())
     }
 
-    /// What `key` remembers of its use ([`super::access`]).
-    pub fn access(&self, key: &[u8]) -> Option<u32> {
-        self.dense.get(key).map(|e| e.access().load(Relaxed))
+    /// The value of `key` and what the key remembers of its use ([`super::access`]).
+    pub fn get_with_access(&self, key: &[u8]) -> Option<(&Value, u32)> {
+        self.dense
+            .get(key)
+            .map(|e| (e.value(), e.access().load(Relaxed)))
     }
 
     /// The key at position `i` and what it remembers of its use (eviction samples).

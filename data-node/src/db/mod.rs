@@ -184,9 +184,14 @@ impl SlotTable {
 
     /// What live `key` remembers of its use ([`access`]).
     pub fn access(&mut self, key: &[u8], now: u64) -> Option<u32> {
+        self.peek_with_access(key, now).map(|(_, bits)| bits)
+    }
+
+    /// The live value of `key` and its access bits, without counting an access.
+    pub fn peek_with_access(&mut self, key: &[u8], now: u64) -> Option<(&Value, u32)> {
         match self.expire_if_needed(key, now) {
             true => None,
-            false => self.map.access(key),
+            false => self.map.get_with_access(key),
         }
     }
 
@@ -713,12 +718,6 @@ impl Db {
         self.versions[slot as usize].load(Ordering::Relaxed)
     }
 
-    /// Number of keys with a TTL, and number of keys expired so far.
-    pub fn expiry_stats(&self) -> (usize, u64) {
-        let s = self.stats();
-        (s.with_ttl, s.expired)
-    }
-
     /// `CONFIG RESETSTAT`: the expired, hit and missed counts back to 0.
     pub fn reset_stats(&self) {
         for s in self.slots.iter() {
@@ -794,7 +793,8 @@ mod tests {
         assert_eq!(db.dbsize(), 1);
         db.active_expire_cycle(0, SLOTS);
         assert_eq!(db.dbsize(), 0);
-        assert_eq!(db.expiry_stats(), (0, 2));
+        let stats = db.stats();
+        assert_eq!((stats.with_ttl, stats.expired), (0, 2));
     }
 
     #[test]

@@ -26,13 +26,12 @@ use parking_lot::Mutex;
 use crate::state::ServerState;
 
 /// Where the node saves, and how its saves went (`INFO persistence`, `LASTSAVE`).
-#[derive(Default)]
 pub struct Persistence {
     /// The node's `--data-dir` (unset in the command engine's tests: no saving).
     dir: OnceLock<PathBuf>,
     /// Writes since the last successful save (`rdb_changes_since_last_save`).
     pub dirty: AtomicU64,
-    /// Unix seconds of the last successful save (or of the start).
+    /// Unix seconds of the last successful save (or of the start, as Redis).
     last_save: AtomicU64,
     last_ok: AtomicBool,
     /// Seconds the last background save took (-1: none yet).
@@ -52,6 +51,25 @@ pub struct Persistence {
     /// Slots whose keys came from the snapshot loaded at start and that the topology
     /// has not given this node since: their keys are kept (orphaned), not freed.
     loaded: Mutex<std::collections::BTreeSet<u16>>,
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Persistence {
+            dir: OnceLock::new(),
+            dirty: AtomicU64::new(0),
+            last_save: AtomicU64::new(unix_secs()),
+            last_ok: AtomicBool::new(true),
+            last_bg_secs: AtomicI64::new(-1),
+            bg_started: AtomicU64::new(0),
+            saving: Mutex::new(()),
+            shutdown_done: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
+            last_try: AtomicU64::new(0),
+            node: OnceLock::new(),
+            loaded: Mutex::default(),
+        }
+    }
 }
 
 /// Why a save was not made.
@@ -99,17 +117,8 @@ impl Persistence {
         self.dir.get()
     }
 
-    fn init(&self) {
-        if self.last_save.load(Ordering::Relaxed) == 0 {
-            self.last_save.store(unix_secs(), Ordering::Relaxed);
-            self.last_ok.store(true, Ordering::Relaxed);
-            self.last_bg_secs.store(-1, Ordering::Relaxed);
-        }
-    }
-
     /// Unix seconds of the last successful save (`LASTSAVE`).
     pub fn last_save(&self) -> u64 {
-        self.init();
         self.last_save.load(Ordering::Relaxed)
     }
 
@@ -120,7 +129,6 @@ impl Persistence {
 
     /// `INFO persistence`.
     pub fn info(&self) -> String {
-        self.init();
         let bg = self.bg_started.load(Ordering::Relaxed);
         let current = match bg {
             0 => -1,
@@ -175,7 +183,6 @@ pub fn save_at_shutdown(state: &ServerState) -> Result<snapshot::Done, SaveRefus
 
 fn save_locked(state: &ServerState, dir: &std::path::Path) -> Result<snapshot::Done, SaveRefused> {
     let p = &state.persist;
-    p.init();
     p.last_try.store(unix_secs(), Ordering::Relaxed);
     let dirty = p.dirty.load(Ordering::Relaxed);
     match snapshot::save(&state.db, dir) {
@@ -242,9 +249,14 @@ fn save_points(s: &str) -> Vec<(u64, u64)> {
     n.chunks_exact(2).map(|c| (c[0], c[1])).collect()
 }
 
+/// The node's `save` points.
+fn node_save_points(state: &ServerState) -> Vec<(u64, u64)> {
+    save_points(&state.config.get("save").unwrap_or_default())
+}
+
 /// Whether `save` has points (a plain `SHUTDOWN` then saves, as in Redis).
 pub fn has_save_points(state: &ServerState) -> bool {
-    !save_points(&state.config.get("save").unwrap_or_default()).is_empty()
+    !node_save_points(state).is_empty()
 }
 
 /// Starts a background save when a `save` point is reached (`N` seconds since the last
@@ -271,7 +283,7 @@ pub async fn scheduler(state: Arc<ServerState>, mut stop: tokio::sync::watch::Re
             continue;
         }
         let dirty = p.dirty.load(Ordering::Relaxed);
-        let points = save_points(&state.config.get("save").unwrap_or_default());
+        let points = node_save_points(&state);
         if points
             .iter()
             .any(|&(secs, changes)| dirty >= changes && since >= secs)

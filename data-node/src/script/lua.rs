@@ -160,6 +160,20 @@ struct Budget {
     committed: Cell<bool>,
 }
 
+impl Budget {
+    /// A run on a connection's thread starts: it may take `budget`.
+    fn arm(&self, budget: Duration) {
+        self.deadline.set(Some(Instant::now() + budget));
+    }
+
+    /// The run ended: no deadline, and nothing of it remembered.
+    fn disarm(&self) {
+        self.deadline.set(None);
+        self.over.set(false);
+        self.committed.set(false);
+    }
+}
+
 impl Vm {
     fn new(state: &ServerState) -> mlua::Result<Vm> {
         let watch = Watch {
@@ -238,15 +252,9 @@ pub(crate) fn run_here(state: &ServerState, job: &Job) -> Option<Reply> {
                 .map_err(|e| tracing::error!("cannot load the function libraries here: {e}"))
                 .ok()?;
         }
-        vm.watch
-            .budget
-            .deadline
-            .set(Some(Instant::now() + INLINE_BUDGET));
+        vm.watch.budget.arm(INLINE_BUDGET);
         let reply = vm.run_job(state, job);
-        let budget = &vm.watch.budget;
-        budget.deadline.set(None);
-        budget.over.set(false);
-        budget.committed.set(false);
+        vm.watch.budget.disarm();
         reply
     });
     drop(token);
