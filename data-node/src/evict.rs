@@ -301,7 +301,10 @@ pub fn refuse(
         return None;
     }
     let full = make_room(state) == Room::Full;
-    state.evictor.full.store(full, Ordering::Relaxed);
+    // Written only when it changes: this runs before every command, on every thread.
+    if state.evictor.full.load(Ordering::Relaxed) != full {
+        state.evictor.full.store(full, Ordering::Relaxed);
+    }
     if !full {
         return None;
     }
