@@ -64,6 +64,10 @@ pub struct Config {
     /// `maxmemory` (0: no limit) and `maxmemory-policy`.
     pub maxmemory: u64,
     pub maxmemory_policy: crate::evict::Policy,
+    /// `appendonly`, `appendfsync` and `aof-load-truncated`.
+    pub appendonly: bool,
+    pub appendfsync: crate::persist::aof::Fsync,
+    pub aof_load_truncated: bool,
 }
 
 impl Config {
@@ -90,6 +94,9 @@ impl Default for Config {
             save: String::new(),
             maxmemory: 0,
             maxmemory_policy: crate::evict::Policy::NoEviction,
+            appendonly: false,
+            appendfsync: crate::persist::aof::Fsync::EverySec,
+            aof_load_truncated: true,
         }
     }
 }
@@ -122,6 +129,9 @@ pub struct RuntimeConfig {
     pub notify: std::sync::Arc<crate::notify::Notify>,
     /// `maxmemory` and the eviction settings.
     pub memory: crate::evict::Settings,
+    /// The append-only file's settings (`appendonly` takes effect through
+    /// [`crate::persist::aof::reconcile`]).
+    pub aof: crate::persist::aof::Settings,
 }
 
 /// How a setting can change at run time.
@@ -143,6 +153,10 @@ enum Kind {
     Policy,
     /// `maxmemory-clients`: a byte size or a percentage of `maxmemory`.
     ClientsMemory,
+    /// `yes` or `no`.
+    YesNo,
+    /// `appendfsync`: always, everysec or no.
+    Fsync,
     /// Fixed at start-up, or decided elsewhere (the control plane).
     Immutable,
 }
@@ -214,7 +228,30 @@ const PARAMS: &[Param] = &[
     },
     Param {
         name: "appendonly",
+        kind: Kind::YesNo,
+    },
+    Param {
+        name: "appendfsync",
+        kind: Kind::Fsync,
+    },
+    Param {
+        name: "appendfilename",
         kind: Kind::Immutable,
+    },
+    Param {
+        name: "auto-aof-rewrite-percentage",
+        kind: NON_NEGATIVE_INT,
+    },
+    Param {
+        name: "auto-aof-rewrite-min-size",
+        kind: Kind::Memory {
+            min: 0,
+            max: i64::MAX as u64,
+        },
+    },
+    Param {
+        name: "aof-load-truncated",
+        kind: Kind::YesNo,
     },
     Param {
         name: "maxmemory",
@@ -328,6 +365,10 @@ pub enum InvalidValue {
     PercentOver100,
     #[error("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction")]
     Policy,
+    #[error("argument must be 'yes' or 'no'")]
+    YesNo,
+    #[error("argument(s) must be one of the following: everysec, always, no")]
+    Fsync,
 }
 
 /// A validated new value.
@@ -340,6 +381,8 @@ enum NewValue {
     Notify(u32),
     Policy(crate::evict::Policy),
     ClientsMemory(crate::evict::ClientsLimit),
+    YesNo(bool),
+    Fsync(crate::persist::aof::Fsync),
 }
 
 impl RuntimeConfig {
@@ -369,6 +412,14 @@ impl RuntimeConfig {
                     m.set_policy(c.maxmemory_policy);
                 }
                 m
+            },
+            aof: {
+                let a = crate::persist::aof::Settings::default();
+                a.set_appendonly(c.appendonly);
+                a.set_fsync(c.appendfsync);
+                a.load_truncated
+                    .store(c.aof_load_truncated, Ordering::Relaxed);
+                a
             },
         }
     }
@@ -434,7 +485,16 @@ impl RuntimeConfig {
             "cluster-require-full-coverage" => "yes".into(),
             "databases" => "1".into(),
             "save" => self.save.lock().clone(),
-            "appendonly" => "no".into(),
+            "appendonly" => yes_no(self.aof.appendonly()),
+            "appendfsync" => self.aof.fsync().name().into(),
+            "appendfilename" => crate::persist::aof::file::FILE.into(),
+            "auto-aof-rewrite-percentage" => {
+                self.aof.auto_percentage.load(Ordering::Relaxed).to_string()
+            }
+            "auto-aof-rewrite-min-size" => {
+                self.aof.auto_min_size.load(Ordering::Relaxed).to_string()
+            }
+            "aof-load-truncated" => yes_no(self.aof.load_truncated.load(Ordering::Relaxed)),
             "maxmemory" => self.memory.maxmemory().to_string(),
             "maxmemory-policy" => self.memory.policy().name().into(),
             "maxmemory-samples" => self.memory.samples().to_string(),
@@ -521,6 +581,16 @@ impl RuntimeConfig {
                 Kind::ClientsMemory => {
                     NewValue::ClientsMemory(parse_clients_memory(value).map_err(invalid)?)
                 }
+                Kind::YesNo => NewValue::YesNo(match value.to_ascii_lowercase().as_slice() {
+                    b"yes" => true,
+                    b"no" => false,
+                    _ => return Err(invalid(InvalidValue::YesNo)),
+                }),
+                Kind::Fsync => NewValue::Fsync(
+                    crate::persist::aof::Fsync::parse(value)
+                        .ok_or(InvalidValue::Fsync)
+                        .map_err(invalid)?,
+                ),
                 Kind::Immutable => unreachable!("refused above"),
             });
         }
@@ -558,6 +628,17 @@ impl RuntimeConfig {
                 ("lfu-decay-time", NewValue::Integer(v)) => {
                     self.memory.set_lfu(None, Some(v as u32))
                 }
+                ("appendonly", NewValue::YesNo(v)) => self.aof.set_appendonly(v),
+                ("aof-load-truncated", NewValue::YesNo(v)) => {
+                    self.aof.load_truncated.store(v, Ordering::Relaxed)
+                }
+                (_, NewValue::Fsync(f)) => self.aof.set_fsync(f),
+                ("auto-aof-rewrite-percentage", NewValue::Integer(v)) => {
+                    self.aof.auto_percentage.store(v, Ordering::Relaxed)
+                }
+                ("auto-aof-rewrite-min-size", NewValue::Memory(v)) => {
+                    self.aof.auto_min_size.store(v as u64, Ordering::Relaxed)
+                }
                 (name, _) => unreachable!("no setter for {name}"),
             }
         }
@@ -586,6 +667,10 @@ impl RuntimeConfig {
             Err(crate::fdlimit::FdLimitError::Unreadable(_)) => Ok(n),
         }
     }
+}
+
+fn yes_no(v: bool) -> String {
+    if v { "yes" } else { "no" }.into()
 }
 
 /// `maxmemory-clients`: a memory value, or `N%` of `maxmemory` (0 to 100).

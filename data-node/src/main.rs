@@ -86,6 +86,19 @@ struct Args {
     /// `CONFIG SET save`). A snapshot in --data-dir is loaded at start either way.
     #[arg(long, env = "EMBER_SAVE", default_value = "", value_parser = save_points)]
     save: String,
+    /// Log every write to an append-only file in --data-dir, loaded at start in place
+    /// of the snapshot (Redis's `appendonly`; `CONFIG SET appendonly`).
+    #[arg(long, env = "EMBER_APPENDONLY", default_value = "no", value_parser = yes_no)]
+    appendonly: bool,
+    /// When the append-only file is synced to disk: `always` (before the replies of
+    /// the writes: no acknowledged write is lost), `everysec` (up to about a second of
+    /// writes lost in a crash) or `no` (when the kernel decides).
+    #[arg(long, env = "EMBER_APPENDFSYNC", default_value = "everysec", value_parser = fsync)]
+    appendfsync: ember_data_node::persist::aof::Fsync,
+    /// An append-only file whose last record is incomplete (a crash while writing) is
+    /// loaded up to it and cut there (yes), or stops the node (no).
+    #[arg(long, env = "EMBER_AOF_LOAD_TRUNCATED", default_value = "yes", value_parser = yes_no)]
+    aof_load_truncated: bool,
     /// Check that a node answers PING on 127.0.0.1:--port, exit 0 if so (for container
     /// health checks), instead of starting one.
     #[arg(long)]
@@ -126,6 +139,19 @@ fn policy(s: &str) -> Result<ember_data_node::evict::Policy, String> {
 fn save_points(s: &str) -> Result<String, String> {
     ember_data_node::config::parse_save(s.as_bytes())
         .map_err(|e| format!("{s:?}: {e} (pairs of seconds and changes: \"3600 1 300 100\")"))
+}
+
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("{s}: must be yes or no")),
+    }
+}
+
+fn fsync(s: &str) -> Result<ember_data_node::persist::aof::Fsync, String> {
+    ember_data_node::persist::aof::Fsync::parse(s.as_bytes())
+        .ok_or_else(|| format!("{s}: must be always, everysec or no"))
 }
 
 fn io_threads(s: &str) -> Result<usize, String> {
@@ -227,6 +253,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         maxmemory: args.maxmemory,
         maxmemory_policy: args.maxmemory_policy,
         save: args.save.clone(),
+        appendonly: args.appendonly,
+        appendfsync: args.appendfsync,
+        aof_load_truncated: args.aof_load_truncated,
         ..Config::default()
     };
     let reserve = ember_data_node::fdlimit::reserved_fds(config.resolved_io_threads());
@@ -244,8 +273,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .functions
         .set_control_plane(args.control_plane.clone());
     state.persist.set_dir(args.data_dir.clone(), &state);
-    if ember_data_node::persist::snapshot::exists(&args.data_dir) {
-        // Before the node listens: it serves its data or nothing.
+    // Before the node listens: it serves its data or nothing. The append-only file,
+    // when on, is the more recent copy (as in Redis).
+    let aof = match args.appendonly {
+        true => ember_data_node::persist::aof::load(&state, &args.data_dir).context(
+            "the node does not start with an append-only file it cannot read (move it away to start from the snapshot, or empty)",
+        )?,
+        false => None,
+    };
+    if let Some(read) = aof {
+        tracing::info!(
+            keys = state.db.dbsize(),
+            records = read.chunks,
+            bytes = read.valid,
+            position = ?state.repl.position(),
+            "append-only file loaded"
+        );
+        state.persist.loaded(state.db.nonempty_slots());
+    } else if ember_data_node::persist::snapshot::exists(&args.data_dir) {
         let done = ember_data_node::persist::snapshot::load(&state.db, &args.data_dir)
             .context("the node does not start with a snapshot it cannot read whole (move the file away to start empty)")?;
         tracing::info!(
@@ -256,6 +301,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         state.persist.loaded(state.db.nonempty_slots());
     }
+
+    ember_data_node::persist::aof::reconcile(&state);
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .await
@@ -323,6 +370,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     serve(listener, state.clone(), shutdown).await;
+    ember_data_node::persist::aof::flush_at_shutdown(&state);
     // A signal (or a SHUTDOWN that did not save) saves if save points are set, as Redis.
     let p = &state.persist;
     if !p.shutdown_done.load(std::sync::atomic::Ordering::Relaxed)

@@ -174,6 +174,16 @@ pub fn bgsave(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 }
 
 /// # Format
+/// `BGREWRITEAOF`: rewrites the append-only file in the background (refused while one
+/// runs, or when the file is off).
+pub fn bgrewriteaof(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
+    match ctx.state.persist.aof.request_rewrite() {
+        Ok(()) => Reply::simple("Background append only file rewriting started"),
+        Err(e) => Reply::error(e.to_string()),
+    }
+}
+
+/// # Format
 /// `CLUSTER subcommand [args...]` (handled by the cluster module)
 pub fn cluster(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     crate::cluster::command::cluster_command(&ctx.state.cluster, &ctx.state.db, args)
@@ -422,7 +432,17 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             .map(|p| (&p[0][..], &p[1][..]))
             .collect();
         match cfg.set(&pairs) {
-            Ok(()) => Reply::ok(),
+            Ok(()) => {
+                if pairs
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case(b"appendonly"))
+                {
+                    if let Some(node) = ctx.state.persist.node() {
+                        crate::persist::aof::reconcile(&node);
+                    }
+                }
+                Reply::ok()
+            }
             Err(e) => Reply::error(e.to_string()),
         }
     } else if eq_ic(sub, "resetstat") {

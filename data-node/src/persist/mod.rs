@@ -14,6 +14,7 @@
 //!   on them is redirected), until the slot's data comes back with a migration or a
 //!   full sync, which replace them.
 
+pub mod aof;
 pub mod snapshot;
 
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub struct Persistence {
     last_try: AtomicU64,
     /// The node, for background saves.
     node: OnceLock<std::sync::Weak<ServerState>>,
+    /// The append-only file.
+    pub aof: aof::Aof,
     /// Slots whose keys came from the snapshot loaded at start and that the topology
     /// has not given this node since: their keys are kept (orphaned), not freed.
     loaded: Mutex<std::collections::BTreeSet<u16>>,
@@ -67,6 +70,7 @@ impl Default for Persistence {
             scheduled: AtomicBool::new(false),
             last_try: AtomicU64::new(0),
             node: OnceLock::new(),
+            aof: aof::Aof::default(),
             loaded: Mutex::default(),
         }
     }
@@ -88,6 +92,11 @@ impl Persistence {
     pub fn set_dir(&self, dir: PathBuf, node: &Arc<ServerState>) {
         let _ = self.dir.set(dir);
         let _ = self.node.set(Arc::downgrade(node));
+    }
+
+    /// The node itself (set with the data directory).
+    pub fn node(&self) -> Option<Arc<ServerState>> {
+        self.node.get().and_then(std::sync::Weak::upgrade)
     }
 
     /// The slots a snapshot just filled (see `loaded`).
@@ -135,12 +144,13 @@ impl Persistence {
             t => (crate::db::now_ms().saturating_sub(t) / 1000) as i64,
         };
         format!(
-            "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{current}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n",
+            "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{current}\r\n{}\r\n",
             self.dirty.load(Ordering::Relaxed),
             u8::from(bg != 0),
             self.last_save.load(Ordering::Relaxed),
             if self.last_ok.load(Ordering::Relaxed) { "ok" } else { "err" },
             self.last_bg_secs.load(Ordering::Relaxed),
+            self.aof.info(),
         )
     }
 }

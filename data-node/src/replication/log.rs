@@ -112,6 +112,21 @@ struct Inner {
     kept: u64,
     /// Subscribed to the keyspace: this node is a primary whose writes are logged.
     attached: bool,
+    /// Counts the breaks of the history: a new history that does not continue the
+    /// dataset (a primary that starts recording afresh, a replica's full sync). A reader
+    /// that follows the log across them (the append-only file) must start over.
+    generation: u64,
+    /// The keyspace is exactly `(id, end)` though nothing records it (it was just
+    /// loaded from the append-only file): recording starts as a continuation.
+    loaded: bool,
+}
+
+/// Which history the frames of a [`Log::read_history`] belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    pub id: ReplId,
+    pub previous: Option<(ReplId, u64)>,
+    pub generation: u64,
 }
 
 impl Inner {
@@ -136,6 +151,12 @@ pub struct Log {
     pub appended: tokio::sync::Notify,
     /// Frames were appended by a connection turn that has not called [`Log::wake`] yet.
     unwoken: std::sync::atomic::AtomicBool,
+    /// The backlog never trims frames that end after this offset: a reader that must
+    /// see every frame (the append-only file) has not read them yet. `u64::MAX`: none.
+    pin: AtomicU64,
+    /// A replica's frames being applied to the keyspace and not yet appended here
+    /// (see [`Log::applying`]).
+    in_flight: std::sync::atomic::AtomicU32,
 }
 
 thread_local! {
@@ -170,13 +191,82 @@ impl Log {
                 frames: VecDeque::new(),
                 kept: 0,
                 attached: false,
+                generation: 0,
+                loaded: false,
             }),
             limit,
             end: AtomicU64::new(0),
             kept: AtomicU64::new(0),
             appended: tokio::sync::Notify::new(),
             unwoken: std::sync::atomic::AtomicBool::new(false),
+            pin: AtomicU64::new(u64::MAX),
+            in_flight: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// Keeps every frame after `offset` in the backlog, whatever its size (`u64::MAX`:
+    /// no pin).
+    pub fn pin(&self, offset: u64) {
+        self.pin.store(offset, Ordering::Release);
+    }
+
+    /// A replica is about to apply one of its primary's frames to the keyspace, then
+    /// [`Log::push`] it: until the guard drops, the keyspace may be ahead of the log,
+    /// so a reader pairing a slot's content with the log's end must wait.
+    pub fn applying(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self)
+    }
+
+    /// Whether a replica's frame is between the keyspace and the log (see
+    /// [`Log::applying`]).
+    pub fn is_applying(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// The keyspace was just loaded and is exactly this log's position: the first
+    /// [`Log::attach`] continues the history (under a new id, the loaded one as the
+    /// previous) instead of starting a new one.
+    pub fn mark_loaded(&self) {
+        self.inner.lock().loaded = true;
+    }
+
+    /// The position a replica reports to its primary: the previous history's when
+    /// nothing was written under the current id (the same dataset, which the primary
+    /// more likely knows by its older name).
+    pub fn resume_position(&self) -> (ReplId, u64) {
+        let i = self.inner.lock();
+        match i.previous {
+            Some((prev, until)) if until == i.end => (prev, until),
+            _ => (i.id, i.end),
+        }
+    }
+
+    /// Like [`Log::read`], with the history the frames belong to (read at once).
+    pub fn read_history(&self, offset: u64, max: usize) -> Result<(Vec<Frame>, History), FullSync> {
+        let i = self.inner.lock();
+        let frames = frames_after(&i, offset)?.take(max).cloned().collect();
+        Ok((
+            frames,
+            History {
+                id: i.id,
+                previous: i.previous,
+                generation: i.generation,
+            },
+        ))
+    }
+
+    /// The current history, without frames.
+    pub fn history(&self) -> (History, u64) {
+        let i = self.inner.lock();
+        (
+            History {
+                id: i.id,
+                previous: i.previous,
+                generation: i.generation,
+            },
+            i.end,
+        )
     }
 
     /// The bytes of frames the backlog keeps, and how many it holds now.
@@ -214,10 +304,14 @@ impl Log {
     /// nothing): replicas of the old id sync in full. Idempotent.
     pub fn attach(self: &Arc<Self>, db: &crate::db::Db) {
         self.start_recording(db, |i| {
+            if i.loaded {
+                return new_history(i);
+            }
             i.id = ReplId::random();
             i.previous = None;
             i.frames.clear();
             i.kept = 0;
+            i.generation += 1;
         });
     }
 
@@ -237,6 +331,7 @@ impl Log {
         }
         i.attached = true;
         history(&mut i);
+        i.loaded = false;
         self.kept.store(i.kept, Ordering::Relaxed);
         db.observers.subscribe(self.clone());
     }
@@ -259,10 +354,12 @@ impl Log {
     /// as the previous history, ended here.
     pub fn follow(&self, id: ReplId, offset: u64, full: bool) {
         let mut i = self.inner.lock();
+        i.loaded = false;
         if full {
             i.previous = None;
             i.frames.clear();
             i.kept = 0;
+            i.generation += 1;
             self.kept.store(0, Ordering::Relaxed);
         } else if i.id != id {
             i.previous = Some((i.id, i.end));
@@ -323,7 +420,8 @@ impl Log {
             self.end.store(end, Ordering::Release);
             i.frames.push_back(Frame { end, slot, effects });
             let limit = self.limit.load(Ordering::Relaxed);
-            while i.kept > limit {
+            let pin = self.pin.load(Ordering::Acquire);
+            while i.kept > limit && i.frames.front().is_some_and(|f| f.end <= pin) {
                 let start = i.oldest();
                 let Some(old) = i.frames.pop_front() else {
                     break;
@@ -344,6 +442,15 @@ impl Log {
         if self.unwoken.swap(false, Ordering::AcqRel) {
             self.appended.notify_waiters();
         }
+    }
+}
+
+/// A replica's frame in flight (see [`Log::applying`]).
+pub struct InFlight<'a>(&'a Log);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

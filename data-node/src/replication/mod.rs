@@ -13,6 +13,7 @@
 //! - [`wire`]: frames to and from protobuf.
 //! - [`report`]: what Redis clients see of it (`ROLE`, `INFO replication`).
 
+pub(crate) mod fullsync;
 pub mod handover;
 pub mod lease;
 pub mod log;

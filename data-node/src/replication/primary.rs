@@ -1,18 +1,8 @@
 //! The primary's side of replication: the `Internal.Replicate` stream to each replica
 //! (a partial resync from the backlog, or a full sync), the replicas' acknowledgements,
-//! and `WAIT`.
-//!
-//! A full sync is one ordered sequence of frames and snapshot records. Slot after slot,
-//! under the slot's lock, the sync notes the log's end `X`, reads the frames not sent yet
-//! (up to `X`) and encodes up to [`KEYS_PER_LOCK`] keys; it then sends those frames and
-//! right after them the records, which hold the keys as they are at `X`. The first
-//! record of every slot empties it on the replica (what frames did to it before is
-//! void); every key a frame of the slot touches while the slot is being recorded is
-//! recorded again under the next lock. So when a slot's last record is applied, every
-//! one of its keys holds the primary's state at that point of the log, and the frames
-//! that follow apply to exactly what they applied to on the primary.
+//! and `WAIT`. A full sync is [`super::fullsync`]'s engine with the gRPC stream as its
+//! sink.
 
-use std::collections::{HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,21 +17,17 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use super::fullsync::{self, Record, Sink};
 use super::log::{FullSync, ReplId};
 use super::wire::{self, FORMAT};
-use crate::db::{now_ms, Effect, Key, SlotTable};
+
 use crate::migration::codec;
 use crate::state::ServerState;
 
 /// A chunk is sent once it holds this many bytes of items.
 const CHUNK_BYTES: usize = 64 * 1024;
-/// Keys encoded per slot-lock acquisition in a full sync.
-const KEYS_PER_LOCK: usize = 64;
 /// Frames read from the log at once while streaming.
 const FRAMES_PER_READ: usize = 1024;
-/// After this many restarts of one big value (a write touched it between two pieces),
-/// it is sent whole under one lock.
-const BIG_RESTARTS: u32 = 3;
 
 /// A replica streaming from this node.
 #[derive(Debug)]
@@ -282,9 +268,7 @@ async fn stream(
             out.chunk.offset = end;
             out.chunk.keys_total = keys as u64;
             out.cursor = end;
-            for slot in 0..ember_core::SLOT_COUNT {
-                sync_slot(state, &mut out, slot).await?;
-            }
+            fullsync::sync_all(state, &mut out).await?;
             out.chunk.sync_done = true;
             out.flush().await?;
             follower.online.store(true, Ordering::Release);
@@ -344,23 +328,9 @@ struct Out {
     cursor: u64,
 }
 
-impl Out {
-    fn new(tx: Tx) -> Out {
-        Out {
-            tx,
-            chunk: pb::ReplicationChunk::default(),
-            bytes: 0,
-            cursor: 0,
-        }
-    }
-
-    async fn push(&mut self, item: Item, bytes: usize) -> Result<(), String> {
-        self.chunk.items.push(pb::ReplItem { item: Some(item) });
-        self.bytes += bytes;
-        if self.bytes >= CHUNK_BYTES {
-            self.flush().await?;
-        }
-        Ok(())
+impl Sink for Out {
+    fn cursor(&self) -> u64 {
+        self.cursor
     }
 
     async fn frames(&mut self, frames: Vec<super::log::Frame>) -> Result<(), String> {
@@ -385,6 +355,26 @@ impl Out {
         };
         self.push(Item::Record(record), bytes).await
     }
+}
+
+impl Out {
+    fn new(tx: Tx) -> Out {
+        Out {
+            tx,
+            chunk: pb::ReplicationChunk::default(),
+            bytes: 0,
+            cursor: 0,
+        }
+    }
+
+    async fn push(&mut self, item: Item, bytes: usize) -> Result<(), String> {
+        self.chunk.items.push(pb::ReplItem { item: Some(item) });
+        self.bytes += bytes;
+        if self.bytes >= CHUNK_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
 
     async fn flush(&mut self) -> Result<(), String> {
         let chunk = std::mem::take(&mut self.chunk);
@@ -394,142 +384,4 @@ impl Out {
             .await
             .map_err(|_| "the replica went away".to_string())
     }
-}
-
-enum Record {
-    Clear,
-    Part(pb::KeyPart),
-}
-
-/// A big value being sent piece by piece.
-struct Big {
-    key: Key,
-    next: usize,
-    restarts: u32,
-}
-
-/// Sends the records of one slot (see the module's description).
-async fn sync_slot(state: &ServerState, out: &mut Out, slot: u16) -> Result<(), String> {
-    let mut queue: Option<VecDeque<Key>> = None;
-    let mut big: Option<Big> = None;
-    loop {
-        let mut records = Vec::new();
-        let frames = {
-            let now = now_ms();
-            let mut t = state.db.lock(slot);
-            let x = state.repl.end();
-            let frames = state.repl.read(out.cursor, x, usize::MAX).map_err(|e| {
-                format!("the sync fell out of the backlog ({e:?}); raise repl-backlog-size")
-            })?;
-            let mut group: Vec<Key> = touched(slot, &frames);
-            if big.is_some()
-                && frames
-                    .iter()
-                    .any(|f| f.slot == slot && f.effects.contains(&Effect::Clear))
-            {
-                restart(&mut big);
-            }
-            let queue = queue.get_or_insert_with(|| {
-                records.push(Record::Clear);
-                t.keys().map(Key::from).collect()
-            });
-            while group.len() < KEYS_PER_LOCK {
-                match queue.pop_front() {
-                    Some(k) => group.push(k),
-                    None => break,
-                }
-            }
-            for key in group {
-                encode_key(&mut t, key, now, &mut records, &mut big, queue);
-            }
-            if let Some(b) = big.as_mut() {
-                let done = encode_big(&mut t, b, now, &mut records);
-                if done {
-                    big = None;
-                }
-            }
-            frames
-        };
-        out.frames(frames).await?;
-        for r in records {
-            out.record(slot, r).await?;
-        }
-        if big.is_none() && queue.as_ref().is_none_or(VecDeque::is_empty) {
-            return Ok(());
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
-/// The keys of `slot` that `frames` touch (each once).
-fn touched(slot: u16, frames: &[super::log::Frame]) -> Vec<Key> {
-    let mut seen = HashSet::new();
-    let mut keys = Vec::new();
-    for f in frames.iter().filter(|f| f.slot == slot) {
-        for e in f.effects.iter() {
-            if let Effect::Command(argv) = e {
-                for k in crate::cmd::keys_of(argv) {
-                    if seen.insert(k.clone()) {
-                        keys.push(Key::from(&k[..]));
-                    }
-                }
-            }
-        }
-    }
-    keys
-}
-
-fn restart(big: &mut Option<Big>) {
-    if let Some(b) = big {
-        b.next = 0;
-        b.restarts += 1;
-    }
-}
-
-/// Records `key` as it is now: deleted, whole, or (a big value) started piece by piece.
-fn encode_key(
-    t: &mut SlotTable,
-    key: Key,
-    now: u64,
-    records: &mut Vec<Record>,
-    big: &mut Option<Big>,
-    queue: &mut VecDeque<Key>,
-) {
-    let ttl = t.expire_at(&key);
-    match t.get(&key, now) {
-        None => records.push(Record::Part(codec::deleted(&key))),
-        Some(v) if codec::is_big(v) => match big {
-            Some(b) if b.key == key => restart(big),
-            Some(_) => queue.push_back(key),
-            None => {
-                *big = Some(Big {
-                    key,
-                    next: 0,
-                    restarts: 0,
-                })
-            }
-        },
-        Some(v) => records.push(Record::Part(codec::encode_piece(&key, v, ttl, 0))),
-    }
-}
-
-/// Records the next piece of a big value (every piece left, once it was restarted too
-/// often). Returns whether the value is complete.
-fn encode_big(t: &mut SlotTable, b: &mut Big, now: u64, records: &mut Vec<Record>) -> bool {
-    let ttl = t.expire_at(&b.key);
-    let Some(v) = t.get(&b.key, now) else {
-        records.push(Record::Part(codec::deleted(&b.key)));
-        return true;
-    };
-    let count = codec::piece_count(v);
-    let until = if b.restarts >= BIG_RESTARTS {
-        count
-    } else {
-        b.next + 1
-    };
-    while b.next < until.min(count) {
-        records.push(Record::Part(codec::encode_piece(&b.key, v, ttl, b.next)));
-        b.next += 1;
-    }
-    b.next >= count
 }

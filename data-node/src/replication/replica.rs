@@ -230,7 +230,7 @@ async fn stream_once(
     let (replid, offset) = match state.cluster.is_partial() {
         true => (String::new(), 0),
         false => {
-            let (id, offset) = state.repl.position();
+            let (id, offset) = state.repl.resume_position();
             (id.to_string(), offset)
         }
     };
@@ -259,7 +259,7 @@ async fn stream_once(
         .await
         .map_err(|s| s.message().to_string())?
         .into_inner();
-    let mut applier = Applier::new(state, migrations);
+    let mut applier = Applier::new(state, Some(migrations));
     loop {
         let chunk = inbound
             .message()
@@ -283,10 +283,12 @@ async fn stream_once(
     }
 }
 
-/// Applies one stream's chunks in order.
-struct Applier<'a> {
+/// Applies one stream's chunks in order (also those of an append-only file, read back).
+pub(crate) struct Applier<'a> {
     state: &'a ServerState,
-    migrations: &'a Migrations,
+    /// Where a primary's imports are staged (`None`: staged keys are skipped, as when
+    /// loading a file: an import in progress at a restart starts over).
+    migrations: Option<&'a Migrations>,
     client: Client,
     first: bool,
     /// Effects that failed on this side (expected only during a full sync, where
@@ -296,7 +298,7 @@ struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    fn new(state: &'a ServerState, migrations: &'a Migrations) -> Applier<'a> {
+    pub(crate) fn new(state: &'a ServerState, migrations: Option<&'a Migrations>) -> Applier<'a> {
         let info = Arc::new(ClientInfo::new(0, "primary".into(), String::new()));
         let mut client = Client::new(info);
         client.primary_link = true;
@@ -338,10 +340,29 @@ impl<'a> Applier<'a> {
     }
 
     fn apply(&mut self, chunk: pb::ReplicationChunk) -> Result<(), String> {
-        for item in chunk.items {
+        self.apply_items(chunk.items)?;
+        if chunk.sync_done {
+            self.full_sync = false;
+            self.state.cluster.set_partial(false);
+            self.state.link.set(LinkStatus::Up);
+            tracing::info!(
+                keys = self.state.db.dbsize(),
+                errors = self.errors,
+                offset = self.state.repl.end(),
+                "full sync done"
+            );
+            self.errors = 0;
+        }
+        Ok(())
+    }
+
+    /// Applies frames and snapshot records in order; every frame must continue the log.
+    pub(crate) fn apply_items(&mut self, items: Vec<pb::ReplItem>) -> Result<(), String> {
+        for item in items {
             match item.item {
                 Some(Item::Frame(f)) => {
                     let frame = wire::frame_from_pb(f).map_err(|e| e.to_string())?;
+                    let _in_flight = self.state.repl.applying();
                     // Several commands (an EXEC's): one transaction here too, so that a
                     // READONLY reader sees all of them or none.
                     let atomic = frame.effects.len() > 1
@@ -372,19 +393,18 @@ impl<'a> Applier<'a> {
                 None => return Err("an empty item".into()),
             }
         }
-        if chunk.sync_done {
-            self.full_sync = false;
-            self.state.cluster.set_partial(false);
-            self.state.link.set(LinkStatus::Up);
-            tracing::info!(
-                keys = self.state.db.dbsize(),
-                errors = self.errors,
-                offset = self.state.repl.end(),
-                "full sync done"
-            );
-            self.errors = 0;
-        }
         Ok(())
+    }
+
+    /// A snapshot is being applied: commands failing meanwhile are expected (frames may
+    /// reach keys whose records come later) and not logged one by one.
+    pub(crate) fn set_syncing(&mut self, on: bool) {
+        self.full_sync = on;
+    }
+
+    /// Commands that failed here so far.
+    pub(crate) fn errors(&self) -> u64 {
+        self.errors
     }
 
     fn effect(&mut self, slot: u16, e: &Effect) {
@@ -392,11 +412,16 @@ impl<'a> Applier<'a> {
             Effect::Clear => {
                 // Also what the primary's own copy of an import becomes: it installed
                 // the slot and sends it whole (Clear, then the keys).
-                self.migrations.drop_staged(slot);
+                if let Some(m) = self.migrations {
+                    m.drop_staged(slot);
+                }
                 self.state.db.drop_slot(slot);
             }
             Effect::Staged(part) => {
-                if let Err(e) = self.migrations.stage_from_primary(slot, part) {
+                let Some(m) = self.migrations else {
+                    return;
+                };
+                if let Err(e) = m.stage_from_primary(slot, part) {
                     self.errors += 1;
                     tracing::warn!(
                         slot,

@@ -159,6 +159,7 @@ impl Conn<'_> {
                     // replies go out together (one wake-up of a client per round).
                     tokio::task::yield_now().await;
                 }
+                self.durable().await;
                 self.write_some()?;
                 if let Verdict::OverOutputLimit { unsent, soft } = self.check(&limit) {
                     return self.disconnect_over_limit(&limit, unsent, soft);
@@ -357,9 +358,21 @@ impl Conn<'_> {
         }
         self.finish_scripts().await;
         self.state.repl.wake();
+        self.durable().await;
         let _ = self.write_some();
         pause.wait(writes).await;
         true
+    }
+
+    /// With `appendfsync always`: until this client's writes are in the append-only
+    /// file, synced, before their replies go out (the file's thread syncs once for every
+    /// client waiting).
+    async fn durable(&self) {
+        let aof = &self.state.persist.aof;
+        if aof.must_wait(self.client.woff) {
+            self.state.repl.wake();
+            aof.wait_durable(self.client.woff).await;
+        }
     }
 
     /// Waits for the replies of the scripts handed over, and writes them in order.

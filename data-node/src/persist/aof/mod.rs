@@ -1,0 +1,367 @@
+//! The append-only file (`appendonly yes`): every change of the keyspace, written as it
+//! happens, so that a node restarted (even after kill -9) comes back with its data.
+//!
+//! - **Written from the replication log.** The log ([`crate::replication::log`]) already
+//!   holds every write's effect, in order, at an offset; the file is those frames, in
+//!   the replication stream's own format ([`file`]). With `appendonly yes` the log
+//!   records the node's writes whether or not it has replicas, and it never trims a
+//!   frame the file has not taken yet (so a slow disk costs memory, as Redis's AOF
+//!   buffer does).
+//! - **Its own thread.** The writer ([`writer`]) takes new frames as they come, writes
+//!   them, and syncs the file by `appendfsync`: `always` syncs after every batch, and a
+//!   client's replies wait until its writes are synced (one fsync shared by every client
+//!   of the batch: group commit); `everysec` syncs once a second (up to about a second
+//!   of writes can be lost); `no` leaves it to the kernel.
+//! - **Rewritten in the background** (`BGREWRITEAOF`, `auto-aof-rewrite-percentage` /
+//!   `-min-size`): the full-sync engine ([`crate::replication::fullsync`]) writes a new
+//!   file from a consistent copy of the keyspace while writes go on, the frames written
+//!   meanwhile follow it, and it replaces the old file by a rename once synced.
+//! - **Loaded before the node serves**, in place of the snapshot: a torn last record is
+//!   dropped (`aof-load-truncated yes`, the default, as Redis) or refused; corruption
+//!   anywhere else stops the node with the file and the offset. The file also says which
+//!   replication history and offset the data is at, so a node restarted from it resumes
+//!   replication partially when its primary's backlog allows.
+
+pub mod file;
+mod writer;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::replication::log::ReplId;
+use crate::state::ServerState;
+
+/// `appendfsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    Always = 0,
+    EverySec = 1,
+    No = 2,
+}
+
+impl Fsync {
+    pub fn parse(v: &[u8]) -> Option<Fsync> {
+        [Fsync::Always, Fsync::EverySec, Fsync::No]
+            .into_iter()
+            .find(|f| v.eq_ignore_ascii_case(f.name().as_bytes()))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::EverySec => "everysec",
+            Fsync::No => "no",
+        }
+    }
+
+    fn from_u8(v: u8) -> Fsync {
+        match v {
+            0 => Fsync::Always,
+            1 => Fsync::EverySec,
+            _ => Fsync::No,
+        }
+    }
+}
+
+/// The settings (`CONFIG SET appendonly ...`), in the runtime config.
+#[derive(Debug)]
+pub struct Settings {
+    appendonly: AtomicBool,
+    fsync: AtomicU8,
+    /// `auto-aof-rewrite-percentage` (0: no automatic rewrite).
+    pub auto_percentage: AtomicU64,
+    /// `auto-aof-rewrite-min-size` (bytes).
+    pub auto_min_size: AtomicU64,
+    /// `aof-load-truncated`.
+    pub load_truncated: AtomicBool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            appendonly: AtomicBool::new(false),
+            fsync: AtomicU8::new(Fsync::EverySec as u8),
+            auto_percentage: AtomicU64::new(100),
+            auto_min_size: AtomicU64::new(64 * 1024 * 1024),
+            load_truncated: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Settings {
+    pub fn appendonly(&self) -> bool {
+        self.appendonly.load(Ordering::Relaxed)
+    }
+
+    /// Takes effect with [`reconcile`].
+    pub fn set_appendonly(&self, on: bool) {
+        self.appendonly.store(on, Ordering::Relaxed)
+    }
+
+    pub fn fsync(&self) -> Fsync {
+        Fsync::from_u8(self.fsync.load(Ordering::Relaxed))
+    }
+
+    pub fn set_fsync(&self, f: Fsync) {
+        self.fsync.store(f as u8, Ordering::Relaxed)
+    }
+}
+
+/// Where the file is in the log: the offset after its last frame, the history its
+/// frames belong to, and the log's generation they were read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pos {
+    pub cursor: u64,
+    pub id: ReplId,
+    pub generation: u64,
+}
+
+/// The file's run-time state (`INFO persistence`), and the hand-off to the writer.
+#[derive(Default)]
+pub struct Aof {
+    /// The writer runs.
+    running: AtomicBool,
+    /// Replies wait for their writes to be synced (running, with `appendfsync always`).
+    always: AtomicBool,
+    /// The log offset up to which the file is synced.
+    synced: AtomicU64,
+    /// Woken when `synced` moves (or waiting stops making sense).
+    durable: tokio::sync::Notify,
+    /// Wakes the writer: stop, a rewrite asked for.
+    wake: tokio::sync::Notify,
+    stop: AtomicBool,
+    rewrite_wanted: AtomicBool,
+    /// The rewrite's position in the log (`u64::MAX`: none runs); the log keeps every
+    /// frame after it.
+    rewrite_cursor: AtomicU64,
+    /// A file loaded at start, for the writer to go on with.
+    loaded: Mutex<Option<(file::AofFile, Pos)>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub(crate) stats: Mutex<Stats>,
+}
+
+/// What `INFO persistence` reports of the file.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub rewriting_since: Option<std::time::Instant>,
+    pub last_rewrite_secs: Option<u64>,
+    pub last_rewrite_failed: bool,
+    pub rewrites: u64,
+    pub consecutive_failures: u64,
+    pub last_write_failed: bool,
+    pub current_size: u64,
+    pub base_size: u64,
+}
+
+impl Aof {
+    /// Whether a client that wrote up to log offset `woff` must wait before its replies
+    /// go out (one load when the file is off or not `always`).
+    pub fn must_wait(&self, woff: u64) -> bool {
+        self.always.load(Ordering::Acquire) && self.synced.load(Ordering::Acquire) < woff
+    }
+
+    /// Until the file is synced up to `woff` (or stops being `always`).
+    pub async fn wait_durable(&self, woff: u64) {
+        loop {
+            let synced = self.durable.notified();
+            if !self.must_wait(woff) {
+                return;
+            }
+            synced.await;
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// `BGREWRITEAOF`.
+    pub fn request_rewrite(&self) -> Result<(), RewriteRefused> {
+        if !self.is_running() {
+            return Err(RewriteRefused::Off);
+        }
+        if self.stats.lock().rewriting_since.is_some()
+            || self.rewrite_wanted.swap(true, Ordering::AcqRel)
+        {
+            return Err(RewriteRefused::InProgress);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The `aof_*` lines of `INFO persistence`.
+    pub fn info(&self) -> String {
+        let s = self.stats.lock();
+        let current = s
+            .rewriting_since
+            .map_or(-1, |t| t.elapsed().as_secs() as i64);
+        format!(
+            "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{current}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\n{}",
+            u8::from(self.is_running()),
+            u8::from(s.rewriting_since.is_some()),
+            u8::from(self.rewrite_wanted.load(Ordering::Relaxed) && s.rewriting_since.is_none()),
+            s.last_rewrite_secs.map_or(-1, |t| t as i64),
+            if s.last_rewrite_failed { "err" } else { "ok" },
+            s.rewrites,
+            s.consecutive_failures,
+            if s.last_write_failed { "err" } else { "ok" },
+            match self.is_running() {
+                true => format!(
+                    "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\naof_buffer_length:0\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n",
+                    s.current_size, s.base_size
+                ),
+                false => String::new(),
+            }
+        )
+    }
+}
+
+/// Why `BGREWRITEAOF` did not start one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteRefused {
+    #[error("ERR Background append only file rewriting already in progress")]
+    InProgress,
+    #[error("ERR the append-only file is off: turn it on with CONFIG SET appendonly yes (its first rewrite starts then)")]
+    Off,
+}
+
+/// Starts or stops the writer as the `appendonly` setting says. Starting it makes the
+/// log record this node's writes (a primary's; a replica's log holds its primary's
+/// frames already) and, without a file loaded at start, rewrites the file first.
+pub fn reconcile(state: &Arc<ServerState>) {
+    let aof = &state.persist.aof;
+    let want = state.config.aof.appendonly();
+    let mut thread = aof.thread.lock();
+    match (want, thread.is_some()) {
+        (true, false) => {
+            let Some(dir) = state.persist.dir().cloned() else {
+                tracing::warn!("appendonly yes without a data directory: nothing is written");
+                return;
+            };
+            if !crate::db::is_replica() {
+                state.repl.attach(&state.db);
+            }
+            aof.stop.store(false, Ordering::Release);
+            aof.running.store(true, Ordering::Release);
+            let state = state.clone();
+            *thread = Some(
+                std::thread::Builder::new()
+                    .name("ember-aof".into())
+                    .spawn(move || writer::run(state, dir))
+                    .expect("cannot start the append-only file's thread"),
+            );
+            tracing::info!("append-only file on");
+        }
+        (false, true) => {
+            aof.stop.store(true, Ordering::Release);
+            aof.wake.notify_one();
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+            tracing::info!("append-only file off");
+        }
+        _ => {}
+    }
+}
+
+/// At shutdown: everything written so far goes to the file, synced, and the writer
+/// stops.
+pub fn flush_at_shutdown(state: &ServerState) {
+    let aof = &state.persist.aof;
+    aof.stop.store(true, Ordering::Release);
+    aof.wake.notify_one();
+    if let Some(t) = aof.thread.lock().take() {
+        let _ = t.join();
+    }
+}
+
+/// Loads the file in `dir` into the keyspace (before the node serves): the data, and
+/// the replication position it is at. Returns how many chunks it read, or `None`
+/// without a file.
+pub fn load(state: &ServerState, dir: &Path) -> Result<Option<file::Loaded>, file::AofError> {
+    let path = dir.join(file::FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let truncated_ok = state.config.aof.load_truncated.load(Ordering::Relaxed);
+    let mut applier = crate::replication::replica::Applier::new(state, None);
+    let mut pos: Option<Pos> = None;
+    let read = file::read(&path, truncated_ok, &mut |chunk| {
+        let id = (!chunk.replid.is_empty())
+            .then(|| ReplId::parse(&chunk.replid).ok_or("a bad replication id"))
+            .transpose()?;
+        match (&mut pos, id) {
+            (None, Some(id)) if chunk.full_sync => {
+                if chunk.format != crate::replication::wire::FORMAT {
+                    return Err(format!(
+                        "its records are of stream format {}; this node reads {}",
+                        chunk.format,
+                        crate::replication::wire::FORMAT
+                    ));
+                }
+                state.repl.follow(id, chunk.offset, true);
+                applier.set_syncing(true);
+                pos = Some(Pos {
+                    cursor: chunk.offset,
+                    id,
+                    generation: 0,
+                });
+            }
+            (None, _) => return Err("the file does not start with its history".into()),
+            (Some(p), Some(id)) => {
+                if chunk.offset != state.repl.end() {
+                    return Err(format!(
+                        "history {id} starts at offset {} where the file is at {}",
+                        chunk.offset,
+                        state.repl.end()
+                    ));
+                }
+                state.repl.follow(id, chunk.offset, false);
+                p.id = id;
+            }
+            (Some(_), None) => {}
+        }
+        applier.apply_items(chunk.items)?;
+        if chunk.sync_done {
+            applier.set_syncing(false);
+        }
+        Ok(())
+    })?;
+    if read.dropped > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            valid = read.valid,
+            dropped = read.dropped,
+            "the append-only file ends in an incomplete record (a crash while writing): loading what precedes it and cutting the file there (aof-load-truncated yes)"
+        );
+        file::truncate(&path, read.valid).map_err(|source| file::AofError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if applier.errors() > 0 {
+        tracing::warn!(
+            errors = applier.errors(),
+            "commands of the append-only file failed while loading"
+        );
+    }
+    let mut pos = pos.expect("a file that was read has its history");
+    pos.cursor = state.repl.end();
+    let (history, _) = state.repl.history();
+    pos.generation = history.generation;
+    state.repl.mark_loaded();
+    let f = file::AofFile::open(path.clone(), read.valid).map_err(|source| file::AofError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    {
+        let mut s = state.persist.aof.stats.lock();
+        s.current_size = read.valid;
+        s.base_size = read.valid;
+    }
+    *state.persist.aof.loaded.lock() = Some((f, pos));
+    Ok(Some(read))
+}
