@@ -88,7 +88,7 @@ struct Args {
     save: String,
     /// Log every write to an append-only file in --data-dir, loaded at start in place
     /// of the snapshot (Redis's `appendonly`; `CONFIG SET appendonly`).
-    #[arg(long, env = "EMBER_APPENDONLY", default_value = "no", value_parser = yes_no)]
+    #[arg(long, env = "EMBER_APPENDONLY", default_value = "no", value_parser = yes_no, action = clap::ArgAction::Set)]
     appendonly: bool,
     /// When the append-only file is synced to disk: `always` (before the replies of
     /// the writes: no acknowledged write is lost), `everysec` (up to about a second of
@@ -97,7 +97,7 @@ struct Args {
     appendfsync: ember_data_node::persist::aof::Fsync,
     /// An append-only file whose last record is incomplete (a crash while writing) is
     /// loaded up to it and cut there (yes), or stops the node (no).
-    #[arg(long, env = "EMBER_AOF_LOAD_TRUNCATED", default_value = "yes", value_parser = yes_no)]
+    #[arg(long, env = "EMBER_AOF_LOAD_TRUNCATED", default_value = "yes", value_parser = yes_no, action = clap::ArgAction::Set)]
     aof_load_truncated: bool,
     /// Check that a node answers PING on 127.0.0.1:--port, exit 0 if so (for container
     /// health checks), instead of starting one.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use redis::Commands;
 
+pub mod persist;
 pub mod proxy;
 
 /// Where the workspace's binaries are, building them on first use (in the profile of the
@@ -137,6 +138,12 @@ impl Proc {
 
     /// (Re)starts the process with its original arguments, appending to its log.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// [`Proc::start`], with these environment variables set for this run only (the
+    /// binaries read most flags from the environment too).
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let log = File::options()
             .create(true)
@@ -149,6 +156,7 @@ impl Proc {
                 "RUST_LOG",
                 std::env::var("EMBER_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
