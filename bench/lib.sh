@@ -23,17 +23,22 @@ mib() { awk -v a="$1" 'BEGIN { printf "%.1f MiB", a / 1048576 }'; }
 
 # start_redis_and_ember: a redis-server (no persistence) on $RP and one ember data node
 # owning every slot on $EP (its control plane on $CP), both answering; $RPID and $EPID
-# are their pids. Needs $BIN (the release binaries) and bench_setup first.
+# are their pids ($CPID the control plane's). Needs $BIN (the release binaries) and bench_setup first. Flags in the
+# arrays PERSIST (both servers, e.g. `--appendonly yes`) are added to both.
 start_redis_and_ember() {
   RP=$(free_port); CP=$(free_port); EP=$(free_port); EIP=$(free_port)
-  redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
+  local persist=(--appendonly no)
+  [ -n "${PERSIST+x}" ] && persist=("${PERSIST[@]}")
+  mkdir -p "$TMP/redis-$RP"
+  redis-server --port "$RP" --bind 127.0.0.1 --save '' "${persist[@]}" --dir "$TMP/redis-$RP" \
     --logfile "$TMP/redis.log" &
   RPID=$!; PIDS+=("$RPID")
-  RUST_LOG=warn "$BIN/ember-control-plane" --listen "127.0.0.1:$CP" --data-dir "$TMP/cp" \
+  RUST_LOG=warn "$BIN/ember-control-plane" --listen "127.0.0.1:$CP" --data-dir "$TMP/cp-$CP" \
     2>"$TMP/cp.log" &
-  PIDS+=("$!")
+  CPID=$!; PIDS+=("$CPID")
   RUST_LOG=warn "$BIN/ember-data-node" --port "$EP" --internal-port "$EIP" \
-    --control-plane "http://127.0.0.1:$CP" --data-dir "$TMP/n1" --name n1 2>"$TMP/n1.log" &
+    --control-plane "http://127.0.0.1:$CP" --data-dir "$TMP/n1-$EP" --name n1 \
+    ${PERSIST+"${PERSIST[@]}"} 2>"$TMP/n1.log" &
   EPID=$!; PIDS+=("$EPID")
   "$BIN/emberctl" --control-plane "http://127.0.0.1:$CP" bootstrap --wait 30s n1 >/dev/null
   for _ in $(seq 300); do

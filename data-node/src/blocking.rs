@@ -235,7 +235,7 @@ pub fn serve(state: &ServerState, client: &mut Client, t: &mut SlotGuard, slot: 
                 let reply = reply.unwrap_or_else(|| w.kind.timeout_reply());
                 let mut effects = Vec::new();
                 record_write(&mut ctx, t, &argv, &reply, &mut effects);
-                t.publish(&effects);
+                t.publish(effects);
                 t.remove_waiter(&w);
                 let _ = tx.send(reply);
                 progress = true;

@@ -489,7 +489,10 @@ fn evict(state: &ServerState, slot: u16, key: &Bytes, policy: Policy) -> bool {
         return false;
     }
     state.db.bump_version(slot);
-    g.publish(&[Effect::Command(observe::argv([b"DEL".as_slice(), key]))]);
+    g.publish(vec![Effect::Command(observe::argv([
+        b"DEL".as_slice(),
+        key,
+    ]))]);
     drop(g);
     state.evictor.evicted.fetch_add(1, Ordering::Relaxed);
     state.persist.changed(1);

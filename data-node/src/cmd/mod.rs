@@ -372,9 +372,10 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
             if write {
                 let mut effects = Vec::new();
                 record_write(&mut ctx, &mut table, args, &r, &mut effects);
-                table.publish(&effects);
+                let wrote = !effects.is_empty();
+                table.publish(effects);
                 crate::blocking::serve(state, ctx.client, &mut table, slot, now);
-                if !effects.is_empty() {
+                if wrote {
                     ctx.client.woff = state.repl.end();
                 }
             } else if ctx.client.tracking.is_some() && !r.is_error() {

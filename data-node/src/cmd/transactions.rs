@@ -129,7 +129,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
             }
             Handler::Keyless(f) => {
                 if let Some(g) = guard.as_mut() {
-                    g.publish(&std::mem::take(&mut effects));
+                    g.publish(std::mem::take(&mut effects));
                 }
                 drop(guard.take());
                 let mut r = f(ctx, args);
@@ -148,7 +148,7 @@ pub fn exec(ctx: &mut Ctx, _args: &[Bytes]) -> Reply {
         }
     }
     if let Some(g) = guard.as_mut() {
-        g.publish(&effects);
+        g.publish(std::mem::take(&mut effects));
         // Clients blocked on what the transaction pushed are served once it is whole.
         crate::blocking::serve(state, ctx.client, g, ctx.slot, ctx.now);
     }

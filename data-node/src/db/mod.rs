@@ -423,12 +423,12 @@ impl SlotGuard<'_> {
 
     /// Hands `effects` (what the command holding this guard changed) to the observers,
     /// after the `DEL`s of the keys it found expired.
-    pub fn publish(&mut self, effects: &[Effect]) {
-        if !self.guard.observed {
+    pub fn publish(&mut self, effects: Vec<Effect>) {
+        if !self.guard.observed || effects.is_empty() {
             return;
         }
         self.publish_expired();
-        self.db.observers.publish(self.slot, effects);
+        self.db.observers.publish(self.slot, effects.into());
     }
 
     fn publish_expired(&mut self) {
@@ -444,7 +444,7 @@ impl SlotGuard<'_> {
             .into_iter()
             .map(|k| Effect::Command(observe::argv([b"DEL", &k])))
             .collect();
-        self.db.observers.publish(self.slot, &dels);
+        self.db.observers.publish(self.slot, dels.into());
     }
 
     /// Takes every key of the slot out, and says so to the observers.
@@ -454,7 +454,7 @@ impl SlotGuard<'_> {
             self.db.observers.before_clear(self.slot, &self.guard);
         }
         let keys = self.guard.take_keys();
-        self.publish(&[Effect::Clear]);
+        self.publish(vec![Effect::Clear]);
         keys
     }
 }
@@ -663,7 +663,7 @@ impl Db {
                 let commands = observe::rebuild(key, value, g.expire_at(key));
                 effects.extend(commands.into_iter().map(Effect::Command));
             }
-            g.publish(&effects);
+            g.publish(effects);
         }
         drop(g);
         self.bump_version(slot);

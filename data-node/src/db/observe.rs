@@ -40,7 +40,7 @@ pub enum Effect {
 pub trait Consumer: Send + Sync {
     /// The effects of one command (one `EXEC`, one expiry) on `slot`, in the order they
     /// apply. Called with the slot locked.
-    fn observe(&self, slot: u16, effects: &[Effect]);
+    fn observe(&self, slot: u16, effects: &Arc<[Effect]>);
 
     /// `slot` is about to be emptied (`table` still holds its keys): `observe` gets
     /// [`Effect::Clear`] once it is. For consumers that follow keys by name.
@@ -81,12 +81,13 @@ impl Observers {
         }
     }
 
-    pub(super) fn publish(&self, slot: u16, effects: &[Effect]) {
+    /// Built once, shared by every consumer (the log keeps it as it is).
+    pub(super) fn publish(&self, slot: u16, effects: Arc<[Effect]>) {
         if effects.is_empty() {
             return;
         }
         for c in self.consumers.read().iter() {
-            c.observe(slot, effects);
+            c.observe(slot, &effects);
         }
     }
 }
@@ -118,7 +119,7 @@ impl Recorder {
 }
 
 impl Consumer for Recorder {
-    fn observe(&self, slot: u16, effects: &[Effect]) {
+    fn observe(&self, slot: u16, effects: &Arc<[Effect]>) {
         self.seen.lock().push((slot, effects.to_vec()));
     }
 }

@@ -43,13 +43,13 @@ impl Consumer for DirtyKeys {
     // Ordering: called under the slot's lock, then takes `keys`; [`DirtyKeys::take`]
     // at the handoff runs under the slot's lock too, so the two never interleave on a
     // slot.
-    fn observe(&self, slot: u16, effects: &[Effect]) {
+    fn observe(&self, slot: u16, effects: &std::sync::Arc<[Effect]>) {
         if !self.slots.contains(slot) {
             return;
         }
         let mut keys = self.keys.lock();
         let dirty = keys.entry(slot).or_default();
-        for e in effects {
+        for e in effects.iter() {
             if let Effect::Command(argv) = e {
                 dirty.extend(
                     crate::cmd::keys_of(argv)

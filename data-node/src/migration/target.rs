@@ -155,7 +155,7 @@ async fn run(
                 .then(|| bytes::Bytes::from(prost::Message::encode_to_vec(&part)));
             m.with_staging(slot, decision, |t| codec::apply(t, part, now))??;
             if let Some(part) = replicated {
-                log.observe(slot, &[Effect::Staged(part)]);
+                log.observe(slot, &Arc::from([Effect::Staged(part)]));
             }
         }
         if chunk.handoff_done {

@@ -504,8 +504,8 @@ fn frames_after(i: &Inner, offset: u64) -> Result<impl Iterator<Item = &Frame>, 
 }
 
 impl Consumer for Log {
-    fn observe(&self, slot: u16, effects: &[Effect]) {
-        self.append(slot, effects.into());
+    fn observe(&self, slot: u16, effects: &Arc<[Effect]>) {
+        self.append(slot, effects.clone());
     }
 }
 
@@ -534,8 +534,8 @@ mod tests {
         let want = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nvv\r\n".len() as u64;
         assert_eq!(stream_bytes(&set("k", "vv")), want);
         let log = log_keeping(1 << 20);
-        log.observe(1, &set("k", "vv"));
-        log.observe(2, &[Effect::Clear]);
+        log.observe(1, &set("k", "vv").into());
+        log.observe(2, &Arc::from([Effect::Clear]));
         assert_eq!(log.position().1, want + CLEAR_BYTES);
     }
 
@@ -545,7 +545,7 @@ mod tests {
         let (id, _) = log.position();
         let mut ends = vec![0];
         for n in 0..10 {
-            log.observe(n, &set(&format!("k{n}"), "v"));
+            log.observe(n, &set(&format!("k{n}"), "v").into());
             ends.push(log.position().1);
         }
         for (i, &at) in ends.iter().enumerate() {
@@ -576,7 +576,7 @@ mod tests {
         let log = log_keeping(one * 3);
         let (id, _) = log.position();
         for n in 0..10 {
-            log.observe(0, &set(&format!("k{n}"), "v"));
+            log.observe(0, &set(&format!("k{n}"), "v").into());
         }
         assert_eq!(log.oldest(), one * 7);
         assert_eq!(resume(&log, id, one * 7).unwrap().len(), 3);
@@ -590,13 +590,13 @@ mod tests {
     fn a_new_history_keeps_the_old_one_resumable_up_to_where_it_ended() {
         let log = Arc::new(log_keeping(1 << 20));
         let (old, _) = log.position();
-        log.observe(0, &set("a", "1"));
+        log.observe(0, &set("a", "1").into());
         let (_, switch) = log.position();
         log.promote(&crate::db::Db::new());
         let (new, at) = log.position();
         assert_ne!(new, old);
         assert_eq!(at, switch, "the offset goes on");
-        log.observe(0, &set("b", "2"));
+        log.observe(0, &set("b", "2").into());
         // A replica of the old history at the switch point, or before it, resumes.
         assert_eq!(resume(&log, old, switch).unwrap().len(), 1);
         assert_eq!(resume(&log, old, 0).unwrap().len(), 2);

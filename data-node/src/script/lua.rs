@@ -721,7 +721,7 @@ impl<'s> Run<'s> {
     /// Publishes what the script wrote, serves clients blocked on it, releases the slot.
     fn finish(&mut self) {
         if let (Some(mut g), Some(slot)) = (self.guard.take(), self.slot) {
-            g.publish(&std::mem::take(&mut self.effects));
+            g.publish(std::mem::take(&mut self.effects));
             crate::blocking::serve(self.state, self.client, &mut g, slot, self.now);
         }
     }
@@ -777,7 +777,7 @@ impl<'s> Run<'s> {
                 // `EXEC` runs them.
                 let held = self.slot;
                 if let Some(mut g) = self.guard.take() {
-                    g.publish(&std::mem::take(&mut self.effects));
+                    g.publish(std::mem::take(&mut self.effects));
                 }
                 let mut ctx = Ctx::new(state, self.client, self.now);
                 ctx.nonblocking = true;

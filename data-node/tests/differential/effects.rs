@@ -39,8 +39,8 @@ impl Follower {
 }
 
 impl Consumer for Follower {
-    fn observe(&self, slot: u16, effects: &[Effect]) {
-        for e in effects {
+    fn observe(&self, slot: u16, effects: &std::sync::Arc<[Effect]>) {
+        for e in effects.iter() {
             self.applied
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match e {
@@ -290,13 +290,7 @@ fn rebuild_recreates_every_type() {
         commands.iter().all(|c| c.len() <= 2 + 2 * REBUILD_BATCH),
         "a command over the batch size"
     );
-    copy.observe(
-        slot,
-        &commands
-            .into_iter()
-            .map(Effect::Command)
-            .collect::<Vec<_>>(),
-    );
+    copy.observe(slot, &commands.into_iter().map(Effect::Command).collect());
     assert_follows(&state, &copy, "rebuilt");
     assert_eq!(dump(&state, 0).len(), 8);
 }

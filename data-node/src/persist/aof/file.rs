@@ -25,6 +25,9 @@ use crc::{Crc, CRC_32_ISCSI};
 use ember_proto::pb;
 use prost::Message;
 
+use crate::replication::log::Frame;
+use crate::replication::wire;
+
 const MAGIC: &[u8; 8] = b"EMBERAOF";
 /// The version this node writes and reads.
 pub const VERSION: u32 = 1;
@@ -72,13 +75,23 @@ impl AofFile {
 
     /// Queues a chunk; [`AofFile::write`] writes what is queued.
     pub fn queue(&mut self, chunk: &pb::ReplicationChunk) {
-        let len = chunk.encoded_len();
-        self.buf.extend_from_slice(&(len as u32).to_le_bytes());
+        self.record(|buf| chunk.encode(buf).expect("a Vec grows"));
+    }
+
+    /// Queues the chunk of these frames (encoded straight from them).
+    pub fn queue_frames(&mut self, frames: &[Frame]) {
+        self.record(|buf| wire::encode_frames_chunk(frames, buf));
+    }
+
+    /// Queues the record whose payload `encode` appends.
+    fn record(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
         let at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 4]);
-        chunk.encode(&mut self.buf).expect("a Vec grows");
-        let crc = CRC32.checksum(&self.buf[at + 4..]);
-        self.buf[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        self.buf.extend_from_slice(&[0; 8]);
+        encode(&mut self.buf);
+        let len = (self.buf.len() - at - 8) as u32;
+        let crc = CRC32.checksum(&self.buf[at + 8..]);
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// Bytes queued and not written.

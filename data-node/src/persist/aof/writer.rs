@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::file::{AofFile, FILE};
 use super::{Fsync, Pos};
 use crate::replication::fullsync::{self, Record, Sink};
-use crate::replication::log::{Frame, History};
+use crate::replication::log::{Frame, History, ReplId};
 use crate::replication::wire;
 use crate::state::ServerState;
 
@@ -28,6 +28,9 @@ const FRAMES_PER_READ: usize = 1024;
 const CHUNK_BYTES: usize = 64 * 1024;
 /// `everysec`'s period.
 const EVERY: Duration = Duration::from_secs(1);
+/// With `everysec` and `no`, frames are taken this often (what a kill -9 can lose
+/// beyond what the kernel holds).
+const BATCH: Duration = Duration::from_millis(5);
 /// Wait before trying again after a failed rewrite.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -114,10 +117,19 @@ impl Writer {
                 true => EVERY.saturating_sub(self.last_sync.elapsed()),
                 false => EVERY,
             };
-            tokio::select! {
-                _ = &mut appended => {}
-                _ = &mut woken => {}
-                _ = tokio::time::sleep(tick) => {}
+            if fsync == Fsync::Always {
+                tokio::select! {
+                    _ = &mut appended => {}
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep(tick) => {}
+                }
+            } else {
+                // Nobody waits for the file: take the frames in batches rather than be
+                // woken (across threads) for every turn of commands.
+                tokio::select! {
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep(tick.min(BATCH)) => {}
+                }
             }
         }
     }
@@ -180,9 +192,7 @@ impl Writer {
                 return false;
             }
         };
-        for c in &chunks {
-            file.queue(c);
-        }
+        queue(file, chunks);
         self.write();
         n == FRAMES_PER_READ
     }
@@ -323,9 +333,7 @@ impl Writer {
                 .read_history(r.pos.cursor, FRAMES_PER_READ)
                 .map_err(|e| format!("the history moved on during the rewrite ({e:?})"))?;
             let n = frames.len();
-            for c in place(&mut r.pos, frames, h)? {
-                r.file.queue(&c);
-            }
+            queue(&mut r.file, place(&mut r.pos, frames, h)?);
             if n < FRAMES_PER_READ {
                 break;
             }
@@ -356,19 +364,24 @@ fn rewrite_path(dir: &Path) -> PathBuf {
     dir.join(format!("{FILE}.rewrite"))
 }
 
-/// Chunks for `frames`, read from the log with history `h`, moving `pos` past them: a
-/// chunk naming the new id where the history went on under another one. An error if
-/// the frames do not continue `pos`'s history.
-fn place(
-    pos: &mut Pos,
-    frames: Vec<Frame>,
-    h: History,
-) -> Result<Vec<pb::ReplicationChunk>, String> {
+/// What goes into the file for some frames of the log.
+enum Piece {
+    Frames(Vec<Frame>),
+    /// The history goes on under `id` from offset `at` (a chunk naming it).
+    History {
+        id: ReplId,
+        at: u64,
+    },
+}
+
+/// The pieces for `frames`, read from the log with history `h`, moving `pos` past
+/// them. An error if the frames do not continue `pos`'s history.
+fn place(pos: &mut Pos, frames: Vec<Frame>, h: History) -> Result<Vec<Piece>, String> {
     if h.generation != pos.generation {
         return Err("the log started a new history".into());
     }
-    let mut chunks = Vec::new();
-    let mut items = Vec::with_capacity(frames.len());
+    let mut pieces = Vec::new();
+    let mut run = Vec::with_capacity(frames.len());
     for f in frames {
         let id = match h.previous {
             _ if h.id == pos.id => h.id,
@@ -379,28 +392,35 @@ fn place(
             _ => return Err("the log's history changed twice".into()),
         };
         if id != pos.id {
-            if !items.is_empty() {
-                chunks.push(frames_chunk(std::mem::take(&mut items)));
+            if !run.is_empty() {
+                pieces.push(Piece::Frames(std::mem::take(&mut run)));
             }
-            chunks.push(pb::ReplicationChunk {
-                replid: id.to_string(),
-                offset: pos.cursor,
-                ..Default::default()
-            });
+            pieces.push(Piece::History { id, at: pos.cursor });
             pos.id = id;
         }
         pos.cursor = f.end;
-        items.push(pb::ReplItem {
-            item: Some(Item::Frame(wire::frame_to_pb(&f))),
-        });
+        run.push(f);
     }
-    if !items.is_empty() {
-        chunks.push(frames_chunk(items));
+    if !run.is_empty() {
+        pieces.push(Piece::Frames(run));
     }
-    Ok(chunks)
+    Ok(pieces)
 }
 
-fn frames_chunk(items: Vec<pb::ReplItem>) -> pb::ReplicationChunk {
+fn queue(file: &mut AofFile, pieces: Vec<Piece>) {
+    for p in pieces {
+        match p {
+            Piece::Frames(frames) => file.queue_frames(&frames),
+            Piece::History { id, at } => file.queue(&pb::ReplicationChunk {
+                replid: id.to_string(),
+                offset: at,
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+fn records_chunk(items: Vec<pb::ReplItem>) -> pb::ReplicationChunk {
     pb::ReplicationChunk {
         items,
         ..Default::default()
@@ -461,6 +481,14 @@ struct FileSink<'a> {
 }
 
 impl FileSink<'_> {
+    /// Queues the records gathered (before what comes after them).
+    fn queue_records(&mut self) {
+        if !self.chunk.is_empty() {
+            self.file
+                .queue(&records_chunk(std::mem::take(&mut self.chunk)));
+        }
+    }
+
     fn push(&mut self, item: Item, bytes: usize) -> Result<(), String> {
         self.chunk.push(pb::ReplItem { item: Some(item) });
         self.bytes += bytes;
@@ -474,10 +502,7 @@ impl FileSink<'_> {
         if self.state.persist.aof.stop.load(Ordering::Acquire) {
             return Err("the append-only file was turned off".into());
         }
-        if !self.chunk.is_empty() {
-            self.file
-                .queue(&frames_chunk(std::mem::take(&mut self.chunk)));
-        }
+        self.queue_records();
         self.bytes = 0;
         self.file
             .write()
@@ -496,18 +521,9 @@ impl Sink for FileSink<'_> {
         }
         let (history, _) = self.state.repl.history();
         let before = self.pos.cursor;
-        for c in place(&mut self.pos, frames, history)? {
-            if c.items.is_empty() {
-                // A new id: it goes between the items before and after it.
-                if !self.chunk.is_empty() {
-                    self.file
-                        .queue(&frames_chunk(std::mem::take(&mut self.chunk)));
-                }
-                self.file.queue(&c);
-            } else {
-                self.chunk.extend(c.items);
-            }
-        }
+        let pieces = place(&mut self.pos, frames, history)?;
+        self.queue_records();
+        queue(&mut self.file, pieces);
         self.state
             .persist
             .aof
