@@ -268,10 +268,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
         })?;
     let state = Arc::new(ServerState::new(cluster.clone(), config));
-    state
-        .scripts
-        .functions
-        .set_control_plane(args.control_plane.clone());
+    // Function changes and a shutdown's hand-over go there (without it, tests of the
+    // command engine apply changes locally).
+    state.cluster.set_control_plane(args.control_plane.clone());
     state.persist.set_dir(args.data_dir.clone(), &state);
     // Before the node listens: it serves its data or nothing. The append-only file,
     // when on, is the more recent copy (as in Redis).

@@ -55,8 +55,16 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>, shutdown: imp
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
-            _ = state.shutdown.notified() => break,
+            _ = &mut shutdown => {
+                crate::replication::step_down::hand_over(&state).await;
+                break;
+            }
+            _ = state.shutdown.notified() => {
+                if !state.shutdown_now.load(std::sync::atomic::Ordering::Relaxed) {
+                    crate::replication::step_down::hand_over(&state).await;
+                }
+                break;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff.succeeded();

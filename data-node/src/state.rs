@@ -274,6 +274,8 @@ pub struct ServerState {
     pub scripts: crate::script::Scripts,
     /// `SHUTDOWN`: the node stops serving (see [`crate::server::serve`]).
     pub shutdown: tokio::sync::Notify,
+    /// `SHUTDOWN NOW`: stop without handing the shard over first.
+    pub shutdown_now: std::sync::atomic::AtomicBool,
     /// Client-side caching: who read which keys.
     pub tracker: Arc<crate::tracking::Tracker>,
     /// `CLIENT PAUSE`.
@@ -302,6 +304,7 @@ impl ServerState {
             scripts: Default::default(),
             tracker: Default::default(),
             shutdown: tokio::sync::Notify::new(),
+            shutdown_now: Default::default(),
             pause: Default::default(),
             evictor: Default::default(),
             persist: Default::default(),

@@ -172,6 +172,9 @@ pub struct Cluster {
     /// This replica's dataset is incomplete (a full sync began and has not finished):
     /// reads answer `MASTERDOWN`, and the next sync must be a full one.
     partial: AtomicBool,
+    /// The control plane's URL (`main` sets it): where function changes and a
+    /// shutdown's hand-over go.
+    control_plane: std::sync::OnceLock<String>,
 }
 
 impl Cluster {
@@ -186,7 +189,18 @@ impl Cluster {
             messages_received: AtomicU64::new(0),
             holds: Default::default(),
             partial: AtomicBool::new(false),
+            control_plane: Default::default(),
         }
+    }
+
+    pub fn set_control_plane(&self, url: String) {
+        let _ = self.control_plane.set(url);
+    }
+
+    /// The control plane's URL, unless this node runs without one (tests of the command
+    /// engine).
+    pub fn control_plane(&self) -> Option<String> {
+        self.control_plane.get().cloned()
     }
 
     /// Every slot served here, no control plane (for testing the command engine).

@@ -473,7 +473,7 @@ pub static DOCS: &[Doc] = &[
     d("lastsave", "Get the UNIX time stamp of the last successful save to disk", "1.0.0", "server", "O(1)"),
     d("save", "Synchronously save the dataset to disk", "1.0.0", "server", "O(N) where N is the total number of keys in all databases"),
     d("bgsave", "Asynchronously save the dataset to disk", "1.0.0", "server", "O(1)"),
-    d("bgrewriteaof", "Asynchronously rewrite the append-only file to disk", "1.0.0", "server", "O(1)"),
+    d("bgrewriteaof", "Asynchronously rewrite the append-only file", "1.0.0", "server", "O(1)"),
     d("role", "Return the role of the instance in the context of replication", "2.8.12", "server", "O(1)"),
     d("wait", "Wait for the synchronous replication of all the write commands sent in the context of the current connection", "3.0.0", "generic", "O(1)"),
     d("replicaof", "Make the server a replica of another instance, or promote it as master.", "5.0.0", "server", "O(1)"),

@@ -30,17 +30,22 @@ pub fn flushdb(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
 
 /// # Format
 /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`: saves the snapshot (with `SAVE`, or
-/// when `save` points are set, unless `NOSAVE`), then stops the node. While a script is
+/// when `save` points are set, unless `NOSAVE`), then stops the node; a primary hands
+/// its shard to a replica first unless `NOW` ([`crate::replication::step_down`]). While a script is
 /// busy only `NOSAVE` does, and the script is stopped. The client's connection closes
 /// without a reply, as in Redis.
 pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let (mut nosave, mut save, mut abort, mut other) = (false, false, false, false);
+    let mut now = false;
     for a in &args[1..] {
         if eq_ic(a, "nosave") {
             nosave = true;
         } else if eq_ic(a, "save") {
             save = true;
-        } else if eq_ic(a, "now") || eq_ic(a, "force") {
+        } else if eq_ic(a, "now") {
+            other = true;
+            now = true;
+        } else if eq_ic(a, "force") {
             other = true;
         } else if eq_ic(a, "abort") {
             abort = true;
@@ -73,6 +78,9 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     scripts
         .kill
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    ctx.state
+        .shutdown_now
+        .store(now, std::sync::atomic::Ordering::Relaxed);
     ctx.state.shutdown.notify_one();
     ctx.client.close = true;
     Reply::Many(Vec::new())

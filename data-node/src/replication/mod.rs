@@ -20,4 +20,5 @@ pub mod log;
 pub mod primary;
 pub mod replica;
 pub mod report;
+pub mod step_down;
 pub mod wire;

@@ -47,7 +47,7 @@ pub struct Functions {
     /// The command of the function running now (`FCALL name ...`: `FUNCTION STATS`).
     pub(crate) running: Mutex<Option<Arc<[Bytes]>>>,
     /// Where changes go: the control plane's URL (unset: standalone, applied here).
-    control_plane: OnceLock<String>,
+
     /// The runtime that talks to the control plane (a connection thread's may be held
     /// by `EXEC` while the change is waited for).
     runtime: OnceLock<tokio::runtime::Handle>,
@@ -78,11 +78,6 @@ pub enum Change {
 }
 
 impl Functions {
-    /// The node's control plane (`main` sets it; without it changes are applied here).
-    pub fn set_control_plane(&self, url: String) {
-        let _ = self.control_plane.set(url);
-    }
-
     pub(crate) fn started(&self, node: &Arc<ServerState>, rt: Option<tokio::runtime::Handle>) {
         let _ = self.node.set(Arc::downgrade(node));
         if let Some(rt) = rt {
@@ -204,8 +199,8 @@ async fn apply(state: &ServerState, change: Change) -> Result<Reply, Reply> {
         }
         _ => Reply::ok(),
     };
-    let version = match f.control_plane.get() {
-        Some(url) => at_control_plane(url, state, change).await?,
+    let version = match state.cluster.control_plane() {
+        Some(url) => at_control_plane(&url, state, change).await?,
         None => here(state, change).await?,
     };
     if !f.wait_applied(version).await {
