@@ -313,3 +313,54 @@ fn the_biggest_client_goes_over_maxmemory_clients() {
     assert!(list.contains(&format!("id={spared_id} ")), "{list}");
     assert!(!list.contains(&format!("id={big_id} ")), "{list}");
 }
+
+/// A migration that would take its target over `maxmemory` (noeviction: nothing may be
+/// evicted to make room) is aborted with a message naming the limit, every key staying
+/// at the source; once the target has room, the same move goes through.
+#[test]
+fn a_migration_that_would_overfill_its_target_is_refused() {
+    let c = TestCluster::start(2, Duration::from_secs(5));
+    c.ctl_ok(&["bootstrap", "n1"]);
+    c.ctl_ok(&["join", "n2"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let mut n1 = c.conn(0).unwrap();
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("mig:{i}"))
+        .filter(|k| ember_core::key_slot(k.as_bytes()) < 8192)
+        .take(4_000)
+        .collect();
+    let value = "v".repeat(1024);
+    for chunk in keys.chunks(200) {
+        let mut pipe = redis::pipe();
+        for k in chunk {
+            pipe.cmd("SET").arg(k).arg(&value).ignore();
+        }
+        let _: () = pipe.query(&mut n1).unwrap();
+    }
+    let mut n2 = c.conn(1).unwrap();
+    let used = info_field(&mut n2, "memory", "used_memory");
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", &(used + MB).to_string()])
+        .query(&mut n2)
+        .unwrap();
+    let out = c.ctl(&["assign", "n2", "0-8191"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the move went through: {stderr}");
+    assert!(stderr.contains("maxmemory"), "{stderr}");
+    let at_source: i64 = redis::cmd("DBSIZE").query(&mut n1).unwrap();
+    let at_target: i64 = redis::cmd("DBSIZE").query(&mut n2).unwrap();
+    assert_eq!((at_source, at_target), (4_000, 0));
+    assert_eq!(c.slot_owner(0), "n1");
+
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "0"])
+        .query(&mut n2)
+        .unwrap();
+    c.ctl_ok(&["assign", "n2", "0-8191"]);
+    wait_until("n2 serves the moved slots", T, || {
+        Ok(redis::cmd("GET").arg(&keys[0]).query::<String>(&mut n2)? == value)
+    })
+    .unwrap();
+    let moved: i64 = redis::cmd("DBSIZE").query(&mut n2).unwrap();
+    assert_eq!(moved, 4_000);
+}

@@ -125,7 +125,8 @@ fn a_corrupt_or_truncated_snapshot_stops_the_node_with_the_offset() {
 
 /// A snapshot loaded by a node that does not own its slots (here a copy of another
 /// node's): its keys stay in the keyspace, invisible (`MOVED`), and `emberctl nodes`
-/// reports them as orphaned; the owner goes on serving its own.
+/// reports them as orphaned; the owner goes on serving its own; `CLUSTER DROP-ORPHANED`
+/// deletes them.
 #[test]
 fn keys_of_slots_the_node_does_not_hold_are_kept_invisible_and_reported() {
     let mut c = TestCluster::start(2, Duration::from_secs(5));
@@ -168,4 +169,23 @@ fn keys_of_slots_the_node_does_not_hold_are_kept_invisible_and_reported() {
     assert_eq!(v, "v");
     let table = c.ctl_ok(&["nodes"]);
     assert!(table.contains("(+100 orphaned)"), "{table}");
+    // The operator drops them: gone from n2 only, and no longer reported.
+    let dropped: i64 = redis::cmd("CLUSTER")
+        .arg("DROP-ORPHANED")
+        .query(&mut n2)
+        .unwrap();
+    assert_eq!(dropped, 100);
+    let again: i64 = redis::cmd("CLUSTER")
+        .arg("DROP-ORPHANED")
+        .query(&mut n2)
+        .unwrap();
+    assert_eq!(again, 0);
+    wait_until("n2 no longer reports orphaned keys", T, || {
+        Ok(!c.ctl_ok(&["nodes"]).contains("orphaned"))
+    })
+    .unwrap();
+    let v: String = redis::cmd("GET").arg(&keys[0]).query(&mut n1).unwrap();
+    assert_eq!(v, "v");
+    let n: i64 = redis::cmd("DBSIZE").query(&mut n1).unwrap();
+    assert_eq!(n, 100);
 }

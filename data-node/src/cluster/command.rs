@@ -69,6 +69,7 @@ pub fn cluster_command(cluster: &Cluster, db: &Db, args: &[Bytes]) -> Reply {
                 ),
             }
         }),
+        "DROP-ORPHANED" => arity(0).unwrap_or_else(|| drop_orphaned(cluster, db)),
         "HELP" => Reply::Array(
             HELP.iter()
                 .map(|l| Reply::Simple(std::borrow::Cow::Borrowed(*l)))
@@ -81,6 +82,9 @@ pub fn cluster_command(cluster: &Cluster, db: &Db, args: &[Bytes]) -> Reply {
 const HELP: &[&str] = &[
     "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "COUNTKEYSINSLOT <slot>",
+    "DROP-ORPHANED",
+    "    Delete the keys of slots this node does not hold (loaded from its files after the",
+    "    slots moved on; `emberctl nodes` shows them as orphaned). Returns how many.",
     "GETKEYSINSLOT <slot> <count>",
     "INFO",
     "KEYSLOT <key>",
@@ -95,6 +99,28 @@ const HELP: &[&str] = &[
     "HELP",
 ];
 
+/// `CLUSTER DROP-ORPHANED`: deletes the keys of every slot the applied topology does not
+/// give this node (an operator's decision: they are never dropped on their own).
+fn drop_orphaned(cluster: &Cluster, db: &Db) -> Reply {
+    if cluster.applied().is_none() {
+        return Reply::err(
+            "ERR this node has not received its topology yet: no key is known to be orphaned",
+        );
+    }
+    let orphaned: Vec<u16> = db
+        .nonempty_slots()
+        .filter(|&s| cluster.holds(s) == Some(false))
+        .collect();
+    let dropped: usize = orphaned.into_iter().map(|s| db.drop_slot(s)).sum();
+    if dropped > 0 {
+        tracing::warn!(
+            keys = dropped,
+            "CLUSTER DROP-ORPHANED: the keys of slots this node does not hold are deleted"
+        );
+    }
+    Reply::Integer(dropped as i64)
+}
+
 /// The emberctl command that replaces a gossip-era subcommand.
 fn gossip_replacement(sub: &str) -> Option<&'static str> {
     Some(match sub {
@@ -106,7 +132,7 @@ fn gossip_replacement(sub: &str) -> Option<&'static str> {
         "SETSLOT" => "emberctl assign NODE SLOTS... (live migration, no ASK/IMPORTING states)",
         "FORGET" => "emberctl forget NODE",
         "REPLICATE" => "emberctl join NODE --replica-of PRIMARY",
-        "FAILOVER" => "emberctl assign NODE SLOTS... (failover is decided by the control plane)",
+        "FAILOVER" => "emberctl failover REPLICA (failover is decided by the control plane)",
         "RESET" => "emberctl forget NODE",
         "SAVECONFIG" => "emberctl status (the control plane persists every change)",
         "BUMPEPOCH" | "SET-CONFIG-EPOCH" => {

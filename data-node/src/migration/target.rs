@@ -158,6 +158,7 @@ async fn run(
                 log.observe(slot, &Arc::from([Effect::Staged(part)]));
             }
         }
+        check_room(&m.state, bytes)?;
         if chunk.handoff_done {
             replicas_caught_up(m, id).await;
             return Ok((keys, bytes, total));
@@ -171,6 +172,37 @@ async fn run(
         }
     }
     anyhow::bail!("the source closed the stream before the handoff")
+}
+
+/// Whether this node has room for what it imported so far (`staged` bytes): a
+/// migration never pushes its target over `maxmemory` by evicting to make room for the
+/// keys it moves (or, without an `allkeys-*` policy, by leaving writes to fail with OOM).
+/// With `allkeys-*` the target's other keys make room as usual (a cache), unless the
+/// imported keys alone exceed the limit. An error aborts the migration, with every key
+/// still at the source.
+fn check_room(state: &crate::state::ServerState, staged: u64) -> anyhow::Result<()> {
+    let max = state.config.memory.maxmemory();
+    if max == 0 {
+        return Ok(());
+    }
+    let policy = state.config.memory.policy();
+    let used = state.used_memory() as u64;
+    let evicts_any_key = matches!(
+        policy,
+        crate::evict::Policy::AllkeysLru
+            | crate::evict::Policy::AllkeysLfu
+            | crate::evict::Policy::AllkeysRandom
+    );
+    let over = match evicts_any_key {
+        true => staged > max,
+        false => used > max,
+    };
+    anyhow::ensure!(
+        !over,
+        "the target would exceed its maxmemory ({used} bytes used with {staged} bytes imported, maxmemory {max}, maxmemory-policy {}): raise its maxmemory (CONFIG SET maxmemory) or move fewer slots",
+        policy.name()
+    );
+    Ok(())
 }
 
 /// Waits (at most [`REPLICAS_WAIT`]) until every replica streaming from this node has
