@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Seeded keys of every type, some with a TTL (ten minutes to an hour), one set big
-/// enough to be saved in pieces.
+/// enough to be saved in pieces. Sent in pipelines of 10,000 commands.
 pub fn fill(con: &mut redis::Connection, seed: u64, n: usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut pipe = redis::pipe();
@@ -47,8 +47,13 @@ pub fn fill(con: &mut redis::Connection, seed: u64, n: usize) {
                 .arg(rng.random_range(600_000..3_600_000))
                 .ignore();
         }
+        if i % 10_000 == 9_999 {
+            let _: () = std::mem::take(&mut pipe).query(con).unwrap();
+        }
     }
-    let _: () = pipe.query(con).unwrap();
+    if n % 10_000 != 0 {
+        let _: () = pipe.query(con).unwrap();
+    }
     let mut pipe = redis::pipe();
     for m in 0..10_000 {
         pipe.cmd("SADD").arg(format!("big{seed}")).arg(m).ignore();
@@ -108,4 +113,14 @@ pub fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> St
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .map(|v| v.trim().to_string())
         .unwrap_or_else(|| panic!("INFO {section} has no {field}: {info}"))
+}
+
+/// `DEBUG DIGEST-SLOT` of every slot of the node behind `con` (content and deadlines of
+/// its keys, slot by slot).
+pub fn slot_digests(con: &mut redis::Connection) -> Vec<String> {
+    let mut pipe = redis::pipe();
+    for slot in 0..16384 {
+        pipe.cmd("DEBUG").arg("DIGEST-SLOT").arg(slot);
+    }
+    pipe.query(con).unwrap()
 }

@@ -13,6 +13,7 @@
 
 pub mod blocking;
 pub mod connection;
+pub mod debug;
 pub mod functions;
 pub mod hashes;
 pub mod keys;

@@ -798,6 +798,6 @@ fn command_list(args: &[Bytes]) -> Reply {
 }
 
 /// A `HELP` subcommand's reply: one status line each.
-pub(super) fn help(lines: &[&'static str]) -> Reply {
+pub(crate) fn help(lines: &[&'static str]) -> Reply {
     Reply::Array(lines.iter().map(|l| Reply::simple(l)).collect())
 }

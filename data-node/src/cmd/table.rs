@@ -151,6 +151,7 @@ pub static TABLE: &[CommandSpec] = &[
     keyless!("save", 1, ADMIN, server::save),
     keyless!("bgsave", -1, ADMIN, server::bgsave),
     keyless!("bgrewriteaof", 1, ADMIN, server::bgrewriteaof),
+    keyless!("debug", -2, ADMIN, super::debug::debug),
     keyless!("replicaof", 3, ADMIN, server::replicaof),
     keyless!("role", 1, FAST, server::role),
     keyless!("slaveof", 3, ADMIN, server::replicaof),
