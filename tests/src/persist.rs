@@ -51,7 +51,7 @@ pub fn fill(con: &mut redis::Connection, seed: u64, n: usize) {
             let _: () = std::mem::take(&mut pipe).query(con).unwrap();
         }
     }
-    if n % 10_000 != 0 {
+    if !n.is_multiple_of(10_000) {
         let _: () = pipe.query(con).unwrap();
     }
     let mut pipe = redis::pipe();
