@@ -229,11 +229,19 @@ fn freshest_replica(
 }
 
 /// The restart-empty rule: a primary whose process restarted (its hello says it has
-/// applied no topology, so it holds no data) while it has a replica with a complete
-/// dataset must not become the source of that replica (a full sync from it would wipe
-/// the shard's only copy). Its freshest such replica takes over before the restarted
-/// node is sent any topology; the node then comes back as a replica.
-pub async fn hand_over_if_restarted_empty(authority: &Authority, id: NodeId, recent: Duration) {
+/// applied no topology) while it has a replica with a complete dataset must not become
+/// the source of that replica (a full sync from it would wipe the shard's only copy, or
+/// replace it with older data). Its freshest such replica takes over before the
+/// restarted node is sent any topology; the node then comes back as a replica. Unless
+/// the node loaded data from its append-only file (`loaded`: its replication id and
+/// offset) at least as fresh as that replica's, in the same history: then it keeps the
+/// shard, and its replica resumes from it.
+pub async fn hand_over_if_restarted_empty(
+    authority: &Authority,
+    id: NodeId,
+    recent: Duration,
+    loaded: Option<(String, u64)>,
+) {
     let state = authority.current().state;
     let t = &state.topology;
     if t.slots.count_of(&id) == 0 || t.nodes.get(&id).is_none_or(|n| !n.is_primary()) {
@@ -250,7 +258,17 @@ pub async fn hand_over_if_restarted_empty(authority: &Authority, id: NodeId, rec
     let Some((offset, promote)) = best else {
         return;
     };
-    tracing::warn!(node = %id, %promote, offset, "a primary restarted without its data: its replica takes over the shard, and it rejoins as a replica");
+    let replica_history = observed
+        .get(&promote)
+        .and_then(|o| o.repl.as_ref())
+        .map(|r| r.replid.as_str());
+    if let Some((replid, at)) = &loaded {
+        if replica_history == Some(replid.as_str()) && *at >= offset {
+            tracing::info!(node = %id, offset = at, replica_offset = offset, "a primary restarted with data at least as fresh as its replica's: it keeps the shard");
+            return;
+        }
+    }
+    tracing::warn!(node = %id, %promote, offset, ?loaded, "a primary restarted without its data (or with older data): its replica takes over the shard, and it rejoins as a replica");
     if let Err(e) = authority
         .submit(Op::Failover {
             primary: id,

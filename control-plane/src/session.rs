@@ -113,10 +113,13 @@ impl pb::session_server::Session for SessionService {
             }
         };
         if hello.applied_version == 0 {
+            let loaded = (!hello.loaded_replid.is_empty())
+                .then(|| (hello.loaded_replid.clone(), hello.loaded_offset));
             crate::heartbeater::hand_over_if_restarted_empty(
                 &self.authority,
                 id,
                 self.heartbeat * 3,
+                loaded,
             )
             .await;
             state = self.authority.current().state;

@@ -280,6 +280,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )?,
         false => None,
     };
+    // Where the loaded data is in its replication history (before recording goes on
+    // under a new id): the control plane compares it with the replicas'.
+    let loaded = aof.map(|_| {
+        let (id, offset) = state.repl.position();
+        (id.to_string(), offset)
+    });
     if let Some(read) = aof {
         tracing::info!(
             keys = state.db.dbsize(),
@@ -332,6 +338,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         name: args.name,
         client_addr,
         internal_addr,
+        loaded,
     };
     let replication =
         ember_data_node::replication::replica::Replication::new(state.clone(), migrations.clone());

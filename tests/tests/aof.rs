@@ -463,3 +463,75 @@ fn a_replica_restarted_from_its_file_resumes_partially() {
         ember_tests::dataset(&mut c.conn(primary).unwrap())
     );
 }
+
+/// A primary killed and restarted at once with its append-only file (`always`) comes
+/// back with data as fresh as its replica's: it keeps its shard (no failover), and the
+/// replica resumes from it instead of syncing in full. (Restarted empty, the replica
+/// would take over: `replication.rs`'s restart-empty test.)
+#[test]
+fn a_primary_restarted_with_fresh_data_keeps_its_shard() {
+    let options = ember_tests::NodeOptions {
+        args: ["--appendonly", "yes", "--appendfsync", "always"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    };
+    let mut c = TestCluster::start_with(2, Duration::from_secs(5), options);
+    c.ctl_ok(&["bootstrap", "--replicas", "1", "n1", "n2"]);
+    c.wait_all_info("cluster_state", "ok", T);
+    let role = |c: &TestCluster, i: usize| -> anyhow::Result<String> {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut c.conn(i)?)?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("role:"))
+            .unwrap_or_default()
+            .trim()
+            .to_string())
+    };
+    let primary = if role(&c, 0).unwrap() == "master" {
+        0
+    } else {
+        1
+    };
+    let replica = 1 - primary;
+    let mut p = c.conn(primary).unwrap();
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("f{i}"))
+            .arg(i)
+            .query(&mut p)
+            .unwrap();
+    }
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut p).unwrap();
+    assert_eq!(acked, 1);
+    c.nodes[primary].kill();
+    c.nodes[primary].start();
+    c.wait("the restarted primary serves again", T, |c| {
+        let mut con = c.conn(primary)?;
+        let cluster: String = redis::cmd("CLUSTER").arg("INFO").query(&mut con)?;
+        let repl: String = redis::cmd("INFO").arg("replication").query(&mut con)?;
+        Ok(cluster.contains("cluster_state:ok")
+            && repl.contains("connected_slaves:1")
+            && repl.contains("state=online"))
+    });
+    assert_eq!(
+        role(&c, primary).unwrap(),
+        "master",
+        "the shard was handed over"
+    );
+    assert_eq!(role(&c, replica).unwrap(), "slave");
+    let mut p = c.conn(primary).unwrap();
+    assert_eq!(
+        info_field(&mut p, "stats", "sync_full"),
+        "0",
+        "the replica synced in full"
+    );
+    assert_eq!(info_field(&mut p, "stats", "sync_partial_ok"), "1");
+    let v: i64 = redis::cmd("GET").arg("f299").query(&mut p).unwrap();
+    assert_eq!(v, 299);
+    let _: () = redis::cmd("SET").arg("after").arg(1).query(&mut p).unwrap();
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut p).unwrap();
+    assert_eq!(acked, 1);
+}

@@ -28,6 +28,8 @@ pub struct SessionConfig {
     pub name: Option<String>,
     pub client_addr: String,
     pub internal_addr: String,
+    /// `(replid, offset)` of the data loaded from the append-only file at start.
+    pub loaded: Option<(String, u64)>,
 }
 
 /// Jittered exponential backoff: 50 ms doubling up to `max`, each wait drawn from
@@ -131,6 +133,11 @@ async fn session_once(
         client_addr: config.client_addr.clone(),
         internal_addr: config.internal_addr.clone(),
         applied_version: cluster.applied_version(),
+        loaded_replid: config
+            .loaded
+            .as_ref()
+            .map_or_else(String::new, |l| l.0.clone()),
+        loaded_offset: config.loaded.as_ref().map_or(0, |l| l.1),
     };
     tx.send(pb::NodeMessage {
         msg: Some(node_message::Msg::Hello(hello)),
