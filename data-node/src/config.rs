@@ -120,6 +120,8 @@ pub struct RuntimeConfig {
     /// `client-output-buffer-limit`.
     pub output_limits: OutputLimits,
     repl_backlog_size: std::sync::Arc<AtomicU64>,
+    /// `replica-serve-stale-data` (also given to routing, see `cmd::server::config`).
+    serve_stale: std::sync::atomic::AtomicBool,
     /// `min-replicas-to-write` (0: off) and `min-replicas-max-lag` (seconds).
     min_replicas_to_write: AtomicU64,
     min_replicas_max_lag: AtomicU64,
@@ -298,6 +300,23 @@ const PARAMS: &[Param] = &[
         name: "min-replicas-max-lag",
         kind: NON_NEGATIVE_INT,
     },
+    Param {
+        name: "replica-serve-stale-data",
+        kind: Kind::YesNo,
+    },
+    // Redis's older names for the three settings above (aliases, listed too).
+    Param {
+        name: "min-slaves-to-write",
+        kind: NON_NEGATIVE_INT,
+    },
+    Param {
+        name: "min-slaves-max-lag",
+        kind: NON_NEGATIVE_INT,
+    },
+    Param {
+        name: "slave-serve-stale-data",
+        kind: Kind::YesNo,
+    },
     // How long a script may run before the node answers BUSY (ms); `lua-time-limit` is
     // its older name, as in Redis 7.
     Param {
@@ -398,6 +417,7 @@ impl RuntimeConfig {
             fd_reserve: crate::fdlimit::reserved_fds(c.resolved_io_threads()),
             output_limits: OutputLimits::default(),
             repl_backlog_size: std::sync::Arc::new(AtomicU64::new(c.repl_backlog_size)),
+            serve_stale: std::sync::atomic::AtomicBool::new(true),
             min_replicas_to_write: AtomicU64::new(0),
             min_replicas_max_lag: AtomicU64::new(10),
             busy_reply_threshold: AtomicU64::new(5000),
@@ -424,7 +444,11 @@ impl RuntimeConfig {
         }
     }
 
-    /// Bytes of recent writes the replication backlog keeps.
+    /// `replica-serve-stale-data`: a replica whose link is down still serves reads.
+    pub fn serve_stale(&self) -> bool {
+        self.serve_stale.load(Ordering::Relaxed)
+    }
+
     /// How long a script may run before the node answers `BUSY`.
     pub fn busy_reply_threshold(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.busy_reply_threshold.load(Ordering::Relaxed))
@@ -502,8 +526,9 @@ impl RuntimeConfig {
             "lfu-log-factor" => self.memory.lfu().0.to_string(),
             "lfu-decay-time" => self.memory.lfu().1.to_string(),
             "repl-backlog-size" => self.repl_backlog_size().to_string(),
-            "min-replicas-to-write" => self.min_replicas().0.to_string(),
-            "min-replicas-max-lag" => self.min_replicas().1.to_string(),
+            "min-replicas-to-write" | "min-slaves-to-write" => self.min_replicas().0.to_string(),
+            "min-replicas-max-lag" | "min-slaves-max-lag" => self.min_replicas().1.to_string(),
+            "replica-serve-stale-data" | "slave-serve-stale-data" => yes_no(self.serve_stale()),
             "busy-reply-threshold" | "lua-time-limit" => {
                 self.busy_reply_threshold().as_millis().to_string()
             }
@@ -529,6 +554,7 @@ impl RuntimeConfig {
             if p.kind == Kind::Immutable {
                 return Err(ConfigError::Immutable(given()));
             }
+            // (Redis 7.0 takes a setting and its alias in one CONFIG SET: the last wins.)
             if params.iter().any(|q| q.name == p.name) {
                 return Err(ConfigError::Duplicate(given()));
             }
@@ -605,11 +631,14 @@ impl RuntimeConfig {
                 ("repl-backlog-size", NewValue::Memory(v)) => {
                     self.repl_backlog_size.store(v as u64, Ordering::Relaxed)
                 }
-                ("min-replicas-to-write", NewValue::Integer(v)) => {
+                ("min-replicas-to-write" | "min-slaves-to-write", NewValue::Integer(v)) => {
                     self.min_replicas_to_write.store(v, Ordering::Relaxed)
                 }
-                ("min-replicas-max-lag", NewValue::Integer(v)) => {
+                ("min-replicas-max-lag" | "min-slaves-max-lag", NewValue::Integer(v)) => {
                     self.min_replicas_max_lag.store(v, Ordering::Relaxed)
+                }
+                ("replica-serve-stale-data" | "slave-serve-stale-data", NewValue::YesNo(v)) => {
+                    self.serve_stale.store(v, Ordering::Relaxed)
                 }
                 ("busy-reply-threshold" | "lua-time-limit", NewValue::Integer(v)) => {
                     self.busy_reply_threshold.store(v, Ordering::Relaxed)

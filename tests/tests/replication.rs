@@ -277,6 +277,17 @@ fn a_cut_link_resumes_from_the_backlog_and_a_restarted_replica_syncs_in_full() {
                 == Some("down"),
         )
     });
+    // A replica whose link is down serves its stale data (replica-serve-stale-data yes,
+    // the default), or refuses reads with Redis's MASTERDOWN when told not to.
+    let mut replica = c.conn(0).unwrap();
+    redis::cmd("READONLY").query::<()>(&mut replica).unwrap();
+    assert_eq!(replica.get::<_, Option<u64>>("k7").unwrap(), Some(7));
+    redis::cmd("CONFIG")
+        .arg(&["SET", "replica-serve-stale-data", "no"])
+        .query::<()>(&mut replica)
+        .unwrap();
+    let refused = replica.get::<_, Option<u64>>("k7").unwrap_err();
+    assert_eq!(refused.code(), Some("MASTERDOWN"), "{refused}");
     for n in 100..200 {
         let _: () = primary.set(format!("k{n}"), n).unwrap();
     }
@@ -316,6 +327,11 @@ fn a_cut_link_resumes_from_the_backlog_and_a_restarted_replica_syncs_in_full() {
         1,
         "the replica caught up after the link healed"
     );
+    assert_eq!(replica.get::<_, Option<u64>>("k150").unwrap(), Some(150));
+    redis::cmd("CONFIG")
+        .arg(&["SET", "replica-serve-stale-data", "yes"])
+        .query::<()>(&mut replica)
+        .unwrap();
     let stats = info(&mut primary, "stats");
     assert_eq!(field(&stats, "sync_full").as_deref(), Some("1"), "{stats}");
     assert_eq!(

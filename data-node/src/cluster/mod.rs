@@ -175,6 +175,10 @@ pub struct Cluster {
     /// The control plane's URL (`main` sets it): where function changes and a
     /// shutdown's hand-over go.
     control_plane: std::sync::OnceLock<String>,
+    /// This replica's link to its primary is down (or not up yet).
+    link_down: AtomicBool,
+    /// `replica-serve-stale-data no`: a replica whose link is down refuses reads.
+    refuse_stale: AtomicBool,
 }
 
 impl Cluster {
@@ -190,7 +194,19 @@ impl Cluster {
             holds: Default::default(),
             partial: AtomicBool::new(false),
             control_plane: Default::default(),
+            link_down: AtomicBool::new(true),
+            refuse_stale: AtomicBool::new(false),
         }
+    }
+
+    /// The replica's link to its primary went up (or down).
+    pub fn set_link_up(&self, up: bool) {
+        self.link_down.store(!up, Ordering::Release);
+    }
+
+    /// `replica-serve-stale-data` (`true`: yes, the default).
+    pub fn set_serve_stale(&self, serve: bool) {
+        self.refuse_stale.store(!serve, Ordering::Release);
     }
 
     pub fn set_control_plane(&self, url: String) {
@@ -298,7 +314,9 @@ impl Cluster {
         }
         let s = usize::from(slot);
         if replica_read && applied.replica_reads[s / 64] & (1 << (s % 64)) != 0 {
-            return match self.is_partial() {
+            let stale_refused =
+                self.refuse_stale.load(Ordering::Acquire) && self.link_down.load(Ordering::Acquire);
+            return match self.is_partial() || stale_refused {
                 true => Err(RouteError::MasterDown),
                 false => Ok(()),
             };

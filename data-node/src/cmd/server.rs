@@ -441,6 +441,7 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             .collect();
         match cfg.set(&pairs) {
             Ok(()) => {
+                ctx.state.cluster.set_serve_stale(cfg.serve_stale());
                 if pairs
                     .iter()
                     .any(|(name, _)| name.eq_ignore_ascii_case(b"appendonly"))

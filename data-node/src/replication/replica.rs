@@ -145,7 +145,7 @@ impl TopologyListener for Replication {
             Some(Role::Primary) => {
                 if let Some((_, task)) = self.following.lock().take() {
                     task.abort();
-                    self.state.link.set(LinkStatus::Down);
+                    link(&self.state, LinkStatus::Down);
                     log.promote(&self.state.db);
                     tracing::info!(position = ?log.position(), "promoted: this node is a primary now");
                 }
@@ -168,7 +168,7 @@ impl TopologyListener for Replication {
         if let Some((_, task)) = following.take() {
             task.abort();
         }
-        self.state.link.set(LinkStatus::Down);
+        link(&self.state, LinkStatus::Down);
         let task = tokio::spawn(follow(
             self.state.clone(),
             self.migrations.clone(),
@@ -178,6 +178,12 @@ impl TopologyListener for Replication {
         *following = Some((of, task.abort_handle()));
         tracing::info!(primary = %of, "replicating");
     }
+}
+
+/// Sets the link's status, which routing also reads (`replica-serve-stale-data no`).
+fn link(state: &ServerState, status: LinkStatus) {
+    state.link.set(status);
+    state.cluster.set_link_up(status == LinkStatus::Up);
 }
 
 /// Streams from `primary` for as long as the task lives, reconnecting after failures.
@@ -205,7 +211,7 @@ async fn follow(
                 wait = RETRY_FIRST;
             }
         }
-        state.link.set(LinkStatus::Down);
+        link(&state, LinkStatus::Down);
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(RETRY_LAST);
     }
@@ -329,11 +335,11 @@ impl<'a> Applier<'a> {
             );
             self.full_sync = true;
             self.state.cluster.set_partial(true);
-            self.state.link.set(LinkStatus::Syncing);
+            link(self.state, LinkStatus::Syncing);
             self.state.db.flush();
         } else {
             tracing::info!(offset = chunk.offset, "partial resync from the primary");
-            self.state.link.set(LinkStatus::Up);
+            link(self.state, LinkStatus::Up);
         }
         self.state.repl.follow(id, chunk.offset, chunk.full_sync);
         Ok(())
@@ -344,7 +350,7 @@ impl<'a> Applier<'a> {
         if chunk.sync_done {
             self.full_sync = false;
             self.state.cluster.set_partial(false);
-            self.state.link.set(LinkStatus::Up);
+            link(self.state, LinkStatus::Up);
             tracing::info!(
                 keys = self.state.db.dbsize(),
                 errors = self.errors,

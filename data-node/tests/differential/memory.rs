@@ -153,6 +153,46 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
         ),
         (
+            "CONFIG of replication settings and their older names",
+            1,
+            vec![
+                Run(0, &["CONFIG", "GET", "replica-serve-stale-data"]),
+                Run(0, &["CONFIG", "GET", "slave-serve-stale-data"]),
+                Run(0, &["CONFIG", "SET", "replica-serve-stale-data", "maybe"]),
+                Run(0, &["CONFIG", "SET", "slave-serve-stale-data", "no"]),
+                Run(0, &["CONFIG", "GET", "replica-serve-stale-data"]),
+                Run(0, &["CONFIG", "SET", "replica-serve-stale-data", "yes"]),
+                Run(0, &["CONFIG", "SET", "min-slaves-to-write", "2"]),
+                Run(0, &["CONFIG", "GET", "min-replicas-to-write"]),
+                Run(0, &["CONFIG", "GET", "min-slaves-to-write"]),
+                Run(0, &["CONFIG", "SET", "min-slaves-max-lag", "-3"]),
+                Run(0, &["CONFIG", "SET", "min-replicas-max-lag", "4"]),
+                Run(0, &["CONFIG", "GET", "min-slaves-max-lag"]),
+                Run(
+                    0,
+                    &[
+                        "CONFIG",
+                        "SET",
+                        "min-slaves-to-write",
+                        "1",
+                        "min-replicas-to-write",
+                        "1",
+                    ],
+                ),
+                Run(
+                    0,
+                    &[
+                        "CONFIG",
+                        "SET",
+                        "min-replicas-to-write",
+                        "0",
+                        "min-replicas-max-lag",
+                        "10",
+                    ],
+                ),
+            ],
+        ),
+        (
             "CONFIG of the append-only file settings",
             1,
             vec![
