@@ -623,6 +623,20 @@ pub fn dataset(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, String> {
     out
 }
 
+/// Every acknowledged write of a cluster client's writers is on the cluster: each
+/// `(key, value)` SET, and each counter at the last value an INCR returned.
+pub fn assert_acknowledged(c: &TestCluster, sets: &[(String, u64)], incrs: &BTreeMap<String, u64>) {
+    let mut conn = c.cluster_client().get_connection().unwrap();
+    for (key, value) in sets {
+        let got: Option<u64> = conn.get(key).unwrap();
+        assert_eq!(got, Some(*value), "{key}: an acknowledged write was lost");
+    }
+    for (key, value) in incrs {
+        let got: Option<u64> = conn.get(key).unwrap();
+        assert_eq!(got, Some(*value), "{key}: an acknowledged INCR was lost");
+    }
+}
+
 /// The Python interpreter the redis-py tests run.
 pub const PYTHON: &str = "python3";
 

@@ -395,26 +395,43 @@ fn config_set_appendonly_yes_writes_what_the_node_holds_and_always_is_durable() 
     assert_eq!(dataset(&mut con), before);
 }
 
-/// A replica with the file, killed while its primary takes writes, comes back with its
-/// data and position and resumes from the primary's backlog (no second full sync).
-#[test]
-fn a_replica_restarted_from_its_file_resumes_partially() {
+/// `ROLE`'s first word for node `i` (`master`, `slave`), as `INFO replication` says it.
+fn role(c: &TestCluster, i: usize) -> anyhow::Result<String> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut c.conn(i)?)?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("role:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string())
+}
+
+/// A primary and its replica, both writing the file with `appendfsync always`, formed
+/// and serving: the cluster, the primary's index and the replica's.
+fn shard_with_files() -> (TestCluster, usize, usize) {
     let options = ember_tests::NodeOptions {
         args: ["--appendonly", "yes", "--appendfsync", "always"]
             .map(String::from)
             .to_vec(),
         ..Default::default()
     };
-    let mut c = TestCluster::start_with(2, Duration::from_secs(5), options);
+    let c = TestCluster::start_with(2, Duration::from_secs(5), options);
     c.ctl_ok(&["bootstrap", "--replicas", "1", "n1", "n2"]);
     c.wait_all_info("cluster_state", "ok", T);
-    let (primary, replica) = match c
-        .conn(0)
-        .map(|mut con| info_field(&mut con, "replication", "role"))
-    {
-        Ok(r) if r == "master" => (0, 1),
-        _ => (1, 0),
+    let primary = match role(&c, 0).unwrap().as_str() {
+        "master" => 0,
+        _ => 1,
     };
+    (c, primary, 1 - primary)
+}
+
+/// A replica with the file, killed while its primary takes writes, comes back with its
+/// data and position and resumes from the primary's backlog (no second full sync).
+#[test]
+fn a_replica_restarted_from_its_file_resumes_partially() {
+    let (mut c, primary, replica) = shard_with_files();
     let mut p = c.conn(primary).unwrap();
     let write = |p: &mut redis::Connection, from: usize, n: usize| {
         for i in from..from + n {
@@ -470,32 +487,7 @@ fn a_replica_restarted_from_its_file_resumes_partially() {
 /// would take over: `replication.rs`'s restart-empty test.)
 #[test]
 fn a_primary_restarted_with_fresh_data_keeps_its_shard() {
-    let options = ember_tests::NodeOptions {
-        args: ["--appendonly", "yes", "--appendfsync", "always"]
-            .map(String::from)
-            .to_vec(),
-        ..Default::default()
-    };
-    let mut c = TestCluster::start_with(2, Duration::from_secs(5), options);
-    c.ctl_ok(&["bootstrap", "--replicas", "1", "n1", "n2"]);
-    c.wait_all_info("cluster_state", "ok", T);
-    let role = |c: &TestCluster, i: usize| -> anyhow::Result<String> {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut c.conn(i)?)?;
-        Ok(info
-            .lines()
-            .find_map(|l| l.strip_prefix("role:"))
-            .unwrap_or_default()
-            .trim()
-            .to_string())
-    };
-    let primary = if role(&c, 0).unwrap() == "master" {
-        0
-    } else {
-        1
-    };
-    let replica = 1 - primary;
+    let (mut c, primary, replica) = shard_with_files();
     let mut p = c.conn(primary).unwrap();
     for i in 0..300 {
         let _: () = redis::cmd("SET")

@@ -911,15 +911,7 @@ fn a_manual_failover_under_load_loses_nothing_and_clients_only_follow_redirects(
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "client errors: {errors:?}");
 
-    let mut conn = c.cluster_client().get_connection().unwrap();
-    for (key, value) in &sets {
-        let got: Option<u64> = conn.get(key).unwrap();
-        assert_eq!(got, Some(*value), "{key}: an acknowledged write was lost");
-    }
-    for (key, value) in &incrs {
-        let got: Option<u64> = conn.get(key).unwrap();
-        assert_eq!(got, Some(*value), "{key}: an acknowledged INCR was lost");
-    }
+    ember_tests::assert_acknowledged(&c, &sets, &incrs);
     // Both swaps resumed partially (PSYNC2): the datasets agree without a second full sync.
     let mut p = c.conn(primary).unwrap();
     assert_eq!(wait1(&mut p), 1);

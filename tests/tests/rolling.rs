@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ember_tests::TestCluster;
-use redis::{AsyncCommands, Commands};
+use redis::AsyncCommands;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -160,13 +160,5 @@ fn a_rolling_restart_of_three_primaries_and_three_replicas_loses_nothing() {
         "client errors by step (odd: a node stopping, even: restarting): {by_step:?}; the first: {:?}",
         &errors[..errors.len().min(5)]
     );
-    let mut conn = c.cluster_client().get_connection().unwrap();
-    for (key, value) in &sets {
-        let got: Option<u64> = conn.get(key).unwrap();
-        assert_eq!(got, Some(*value), "{key}: an acknowledged write was lost");
-    }
-    for (key, value) in &incrs {
-        let got: Option<u64> = conn.get(key).unwrap();
-        assert_eq!(got, Some(*value), "{key}: an acknowledged INCR was lost");
-    }
+    ember_tests::assert_acknowledged(&c, &sets, &incrs);
 }
