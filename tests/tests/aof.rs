@@ -322,7 +322,7 @@ fn a_torn_tail_is_cut_or_refused_and_corruption_stops_the_node_with_its_offset()
     let mut con = restart(&mut c, &[]);
     assert_eq!(dataset(&mut con), before);
     assert_eq!(std::fs::read(&file).unwrap().len(), good.len());
-    let log = c.nodes[0].log_tail(40);
+    let log = c.nodes[0].log_tail(400);
     assert!(log.contains("incomplete record"), "{log}");
     c.nodes[0].kill();
 

@@ -134,6 +134,14 @@ impl Inner {
     fn oldest(&self) -> u64 {
         self.end - self.kept
     }
+
+    fn history(&self) -> History {
+        History {
+            id: self.id,
+            previous: self.previous,
+            generation: self.generation,
+        }
+    }
 }
 
 /// The log of one node.
@@ -246,27 +254,13 @@ impl Log {
     pub fn read_history(&self, offset: u64, max: usize) -> Result<(Vec<Frame>, History), FullSync> {
         let i = self.inner.lock();
         let frames = frames_after(&i, offset)?.take(max).cloned().collect();
-        Ok((
-            frames,
-            History {
-                id: i.id,
-                previous: i.previous,
-                generation: i.generation,
-            },
-        ))
+        Ok((frames, i.history()))
     }
 
-    /// The current history, without frames.
+    /// The current history, and the offset after its last frame.
     pub fn history(&self) -> (History, u64) {
         let i = self.inner.lock();
-        (
-            History {
-                id: i.id,
-                previous: i.previous,
-                generation: i.generation,
-            },
-            i.end,
-        )
+        (i.history(), i.end)
     }
 
     /// The bytes of frames the backlog keeps, and how many it holds now.
@@ -609,5 +603,49 @@ mod tests {
         );
         assert_eq!(log.previous(), Some((old, switch)));
         assert_eq!(format!("{new}").len(), 40);
+    }
+
+    /// A pinned log keeps every frame after the pin, whatever its size; unpinned, it
+    /// trims to its size again.
+    #[test]
+    fn a_pin_keeps_what_a_reader_has_not_taken() {
+        let one = stream_bytes(&set("k00", "v"));
+        let log = log_keeping(one * 2);
+        log.pin(0);
+        for n in 0..10 {
+            log.observe(0, &set(&format!("k{n:02}"), "v").into());
+        }
+        assert_eq!(log.oldest(), 0, "nothing trimmed while pinned at 0");
+        log.pin(one * 5);
+        log.observe(0, &set("k10", "v").into());
+        assert_eq!(log.oldest(), one * 5, "trimmed up to the pin");
+        log.pin(u64::MAX);
+        log.observe(0, &set("k11", "v").into());
+        assert_eq!(log.oldest(), one * 10);
+    }
+
+    /// Data loaded at a position continues that history when recording starts (the
+    /// loaded id becomes the previous one, and is what a replica reports while nothing
+    /// was written since); a full sync breaks the history (a new generation).
+    #[test]
+    fn a_loaded_position_continues_and_a_full_sync_breaks_the_history() {
+        let log = Arc::new(log_keeping(1 << 20));
+        let loaded = ReplId::random();
+        log.follow(loaded, 100, true);
+        let (h, end) = log.history();
+        assert_eq!((h.id, end), (loaded, 100));
+        log.mark_loaded();
+        log.attach(&crate::db::Db::new());
+        let (after, _) = log.history();
+        assert_ne!(after.id, loaded);
+        assert_eq!(after.previous, Some((loaded, 100)));
+        assert_eq!(after.generation, h.generation, "not a break");
+        assert_eq!(log.resume_position(), (loaded, 100));
+        log.observe(0, &set("a", "1").into());
+        assert_eq!(log.resume_position().0, after.id);
+        // Without a load, recording starts a new history: a break.
+        log.detach(&crate::db::Db::new());
+        log.follow(ReplId::random(), 500, true);
+        assert_eq!(log.history().0.generation, h.generation + 1);
     }
 }

@@ -261,6 +261,9 @@ pub fn reconcile(state: &Arc<ServerState>) {
             if let Some(t) = thread.take() {
                 let _ = t.join();
             }
+            // Writes no longer wait for a file.
+            aof.always.store(false, Ordering::Release);
+            aof.durable.notify_waiters();
             tracing::info!("append-only file off");
         }
         _ => {}

@@ -68,7 +68,7 @@ struct Writer {
     /// Where the file is in the log (none: the history broke, a rewrite must follow).
     pos: Option<Pos>,
     last_sync: Instant,
-    /// Bytes written since the last sync.
+    /// Something was written since the last sync.
     unsynced: bool,
     rewrite: Option<oneshot::Receiver<Result<Rewritten, String>>>,
     /// No rewrite of a broken file before this (after a failure).
@@ -102,10 +102,11 @@ impl Writer {
                 if more {
                     continue;
                 }
+                // Everything logged so far is in the file, synced. Replies still waiting
+                // (writes after this point, at a shutdown) stay held: `reconcile` releases
+                // them when the file is turned off at run time.
                 self.sync(Fsync::Always, true);
                 aof.running.store(false, Ordering::Release);
-                aof.always.store(false, Ordering::Release);
-                aof.durable.notify_waiters();
                 state.repl.pin(u64::MAX);
                 aof.rewrite_cursor.store(u64::MAX, Ordering::Release);
                 return;
@@ -548,5 +549,66 @@ impl Sink for FileSink<'_> {
             clear,
         };
         self.push(Item::Record(record), bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::observe::argv;
+    use crate::db::Effect;
+
+    fn frame(end: u64) -> Frame {
+        Frame {
+            end,
+            slot: 0,
+            effects: Arc::from([Effect::Command(argv([b"SET", b"k", b"v"]))]),
+        }
+    }
+
+    /// Frames of the file's history go on; across a promotion the new id is named where
+    /// the old history ended; anything else (a new generation, two switches) is refused.
+    #[test]
+    fn frames_are_placed_in_their_history() {
+        let (old, new) = (ReplId::random(), ReplId::random());
+        let mut pos = Pos {
+            cursor: 10,
+            id: old,
+            generation: 3,
+        };
+        let same = History {
+            id: old,
+            previous: None,
+            generation: 3,
+        };
+        let pieces = place(&mut pos, vec![frame(20), frame(30)], same).unwrap();
+        assert!(matches!(&pieces[..], [Piece::Frames(f)] if f.len() == 2));
+        assert_eq!(pos.cursor, 30);
+
+        let promoted = History {
+            id: new,
+            previous: Some((old, 40)),
+            generation: 3,
+        };
+        let pieces = place(&mut pos, vec![frame(40), frame(50)], promoted).unwrap();
+        match &pieces[..] {
+            [Piece::Frames(a), Piece::History { id, at: 40 }, Piece::Frames(b)] => {
+                assert_eq!((a.len(), *id, b.len()), (1, new, 1))
+            }
+            _ => panic!("not split at the promotion"),
+        }
+        assert_eq!((pos.id, pos.cursor), (new, 50));
+
+        let broken = History {
+            generation: 4,
+            ..promoted
+        };
+        assert!(place(&mut pos.clone(), vec![frame(60)], broken).is_err());
+        let twice = History {
+            id: ReplId::random(),
+            previous: Some((ReplId::random(), 55)),
+            generation: 3,
+        };
+        assert!(place(&mut pos, vec![frame(60)], twice).is_err());
     }
 }
