@@ -511,7 +511,7 @@ impl RuntimeConfig {
             "save" => self.save.lock().clone(),
             "appendonly" => yes_no(self.aof.appendonly()),
             "appendfsync" => self.aof.fsync().name().into(),
-            "appendfilename" => crate::persist::aof::file::FILE.into(),
+            "appendfilename" => crate::persist::aof::FILE.into(),
             "auto-aof-rewrite-percentage" => {
                 self.aof.auto_percentage.load(Ordering::Relaxed).to_string()
             }

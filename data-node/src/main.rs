@@ -276,16 +276,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // when on, is the more recent copy (as in Redis).
     let aof = match args.appendonly {
         true => ember_data_node::persist::aof::load(&state, &args.data_dir).context(
-            "the node does not start with an append-only file it cannot read (move it away to start from the snapshot, or empty)",
+            "the node does not start with an append-only file it cannot read (a torn last record is cut with --aof-load-truncated yes; otherwise move the file away to start from the snapshot, or empty)",
         )?,
         false => None,
     };
-    // Where the loaded data is in its replication history (before recording goes on
-    // under a new id): the control plane compares it with the replicas'.
-    let loaded = aof.map(|_| {
-        let (id, offset) = state.repl.position();
-        (id.to_string(), offset)
-    });
     if let Some(read) = aof {
         tracing::info!(
             keys = state.db.dbsize(),
@@ -296,7 +290,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         state.persist.loaded(state.db.nonempty_slots());
     } else if ember_data_node::persist::snapshot::exists(&args.data_dir) {
-        let done = ember_data_node::persist::snapshot::load(&state.db, &args.data_dir)
+        let done = ember_data_node::persist::snapshot::load(&state, &args.data_dir)
             .context("the node does not start with a snapshot it cannot read whole (move the file away to start empty)")?;
         tracing::info!(
             keys = done.keys,
@@ -307,6 +301,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         state.persist.loaded(state.db.nonempty_slots());
     }
 
+    // Where the loaded data is in its replication history (before recording goes on
+    // under a new id): the control plane compares it with the replicas'.
+    let loaded = state.repl.is_loaded().then(|| {
+        let (id, offset) = state.repl.position();
+        (id.to_string(), offset)
+    });
     ember_data_node::persist::aof::reconcile(&state);
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))

@@ -15,6 +15,8 @@
 //!   full sync, which replace them.
 
 pub mod aof;
+pub(crate) mod copy;
+pub mod file;
 pub mod snapshot;
 
 use std::path::PathBuf;
@@ -195,7 +197,7 @@ fn save_locked(state: &ServerState, dir: &std::path::Path) -> Result<snapshot::D
     let p = &state.persist;
     p.last_try.store(unix_secs(), Ordering::Relaxed);
     let dirty = p.dirty.load(Ordering::Relaxed);
-    match snapshot::save(&state.db, dir) {
+    match snapshot::save(state, dir) {
         Ok(done) => {
             // Writes during the save may or may not be in it: count them for the next.
             p.dirty.fetch_sub(dirty, Ordering::Relaxed);

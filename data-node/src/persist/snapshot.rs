@@ -1,24 +1,17 @@
-//! The snapshot file: every live key of the node, with its deadline, slot by slot.
+//! The snapshot file (`dump.ember`): a consistent copy of the whole keyspace in the
+//! data-file format that the append-only file and a replica's full sync use
+//! ([`super::file`]), written by the full-sync engine ([`super::copy`]): slot after
+//! slot under short locks, big values in pieces, while writes go on, and consistent at
+//! one position of the replication log (which the file names, so a node restarted from
+//! it can resume replication partially). Written to a temporary file, synced, renamed.
 //!
-//! Format (version 1, little-endian):
-//!
-//! ```text
-//! "EMBRSNAP" | version: u32 | saved at: u64 (ms since the epoch)
-//! record*    : length: u32 | slot: u16 | a KeyPart (protobuf, `length` bytes)
-//! end        : u32::MAX | keys: u64 | CRC-64 of every byte before it: u64
-//! ```
-//!
-//! A record is a migration part ([`crate::migration::codec`]): a big value is cut in
-//! pieces, the first replacing the key, the next appending (the same records a
-//! migration sends, so the formats cannot drift apart). Each slot is read under its
-//! lock, so the file is consistent per slot (and so per key) while writes go on.
-//!
-//! Loading checks the whole file (magic, version, every record's frame, the key count
-//! and the checksum) before applying anything: a corrupt or truncated file is refused
-//! with its path and the offset where it went wrong, never loaded in part.
+//! Loading refuses any damage (a snapshot has no safe prefix): a record that is torn,
+//! fails its checksum or does not decode, or a file that ends before its copy does,
+//! stops the node with the path and the offset. Files of the first format (`EMBRSNAP`,
+//! `length | slot | KeyPart` records, a CRC-64 at the end) are still read.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,6 +21,8 @@ use prost::Message;
 
 use crate::db::{now_ms, Db};
 use crate::migration::codec;
+use crate::replication::log::Reader;
+use crate::state::ServerState;
 
 const MAGIC: &[u8; 8] = b"EMBRSNAP";
 /// The version this node writes and reads.
@@ -55,6 +50,10 @@ pub enum SaveError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the copy of the keyspace failed: {0}")]
+    Copy(String),
+    #[error("a full sync from the primary is filling this replica's keyspace: save after it")]
+    Syncing,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +63,12 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not an ember snapshot (no EMBRSNAP at its start)")]
+    #[error("{path} is not an ember snapshot")]
     NotASnapshot { path: PathBuf },
-    #[error("{path} is a snapshot of format version {found}; this node reads version {VERSION}")]
+    #[error(
+        "{path} is a snapshot of format version {found}; this node reads versions {VERSION} and {}",
+        super::file::VERSION
+    )]
     Version { path: PathBuf, found: u32 },
     #[error("{path} is truncated: it ends at byte {offset}, inside {what}")]
     Truncated {
@@ -82,88 +84,43 @@ pub enum LoadError {
     },
 }
 
-/// Writes every live key of `db` to `dir/FILE` (through a temporary file, synced, then
-/// renamed over the old one: a crash leaves the old snapshot or the new one).
-pub fn save(db: &Db, dir: &Path) -> Result<Done, SaveError> {
+/// Writes the keyspace to `dir/FILE` (through a temporary file, synced, then renamed
+/// over the old one: a crash leaves the old snapshot or the new one).
+pub fn save(state: &ServerState, dir: &Path) -> Result<Done, SaveError> {
     let began = Instant::now();
+    if state.cluster.is_partial() {
+        return Err(SaveError::Syncing);
+    }
     let path = dir.join(FILE);
     let tmp = dir.join(format!("{FILE}.tmp"));
     let io = |source| SaveError::Io {
         path: path.clone(),
         source,
     };
-    let file = File::create(&tmp).map_err(io)?;
-    let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
-    out.write(MAGIC).map_err(io)?;
-    out.write(&VERSION.to_le_bytes()).map_err(io)?;
-    out.write(&now_ms().to_le_bytes()).map_err(io)?;
-    let mut keys = 0u64;
-    let mut record = Vec::new();
-    for slot in db.nonempty_slots() {
-        let now = now_ms();
-        let parts = db.with_slot(slot, |t| {
-            let mut parts = Vec::with_capacity(t.len());
-            for (key, value) in t.iter() {
-                let at = t.expire_at(key);
-                if at.is_some_and(|at| at <= now) {
-                    continue;
-                }
-                for i in 0..codec::piece_count(value) {
-                    parts.push(codec::encode_piece(key, value, at, i));
-                }
-            }
-            parts
-        });
-        for part in parts {
-            keys += u64::from(part.first);
-            record.clear();
-            part.encode(&mut record).expect("a Vec grows");
-            out.write(&(record.len() as u32).to_le_bytes())
-                .map_err(io)?;
-            out.write(&slot.to_le_bytes()).map_err(io)?;
-            out.write(&record).map_err(io)?;
-        }
-    }
-    out.write(&END.to_le_bytes()).map_err(io)?;
-    out.write(&keys.to_le_bytes()).map_err(io)?;
-    let crc = out.crc.finalize();
-    let mut inner = out.inner;
-    inner.write_all(&crc.to_le_bytes()).map_err(io)?;
-    let bytes = out.written + 8;
-    let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
+    let keys = state.db.dbsize() as u64;
+    // The engine pairs each slot with the log's end: the log must record every write
+    // meanwhile (a replica's is filled by its primary's stream).
+    let log = &state.repl;
+    let _recording = (!crate::db::is_replica()).then(|| log.hold(&state.db));
+    // Ordering: the log keeps every frame from the copy's start on before the start is
+    // read.
+    log.pin(Reader::Save, 0);
+    let (history, start) = log.history();
+    log.pin(Reader::Save, start);
+    let progress = |at| log.pin(Reader::Save, at);
+    let written = super::copy::write(state, tmp.clone(), history, start, &progress, &|| false);
+    log.pin(Reader::Save, u64::MAX);
+    let (file, _) = written.map_err(SaveError::Copy)?;
+    file.sync().map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(Done {
         keys,
-        bytes,
+        bytes: file.size,
         took: began.elapsed(),
     })
-}
-
-/// A writer that checksums and counts what goes through it.
-struct Checksummed<'c, W> {
-    inner: W,
-    crc: crc::Digest<'c, u64>,
-    written: u64,
-}
-
-impl<W: Write> Checksummed<'_, W> {
-    fn new(inner: W) -> Self {
-        Checksummed {
-            inner,
-            crc: CRC64.digest(),
-            written: 0,
-        }
-    }
-
-    fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.crc.update(b);
-        self.written += b.len() as u64;
-        self.inner.write_all(b)
-    }
 }
 
 /// Whether `dir` holds a snapshot.
@@ -171,10 +128,55 @@ pub fn exists(dir: &Path) -> bool {
     dir.join(FILE).exists()
 }
 
-/// Loads `dir/FILE` into `db` (checked whole first, see the module).
-pub fn load(db: &Db, dir: &Path) -> Result<Done, LoadError> {
+/// Loads `dir/FILE` into the keyspace (nothing damaged is accepted, see the module).
+/// A file of the current format also gives the log its position.
+pub fn load(state: &ServerState, dir: &Path) -> Result<Done, LoadError> {
     let began = Instant::now();
     let path = dir.join(FILE);
+    let mut magic = [0u8; 8];
+    let first = File::open(&path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|source| LoadError::Io {
+            path: path.clone(),
+            source,
+        });
+    if first.is_err() || &magic != MAGIC {
+        let read = super::copy::load(state, &path, false).map_err(|e| from_file_error(e, &path))?;
+        if !read.complete {
+            return Err(LoadError::Truncated {
+                path,
+                offset: read.read.valid,
+                what: "the copy (its last records are missing)",
+            });
+        }
+        state.repl.mark_loaded();
+        return Ok(Done {
+            keys: state.db.dbsize() as u64,
+            bytes: read.read.valid,
+            took: began.elapsed(),
+        });
+    }
+    load_v1(&state.db, &path, began)
+}
+
+fn from_file_error(e: super::file::FileError, path: &Path) -> LoadError {
+    use super::file::FileError;
+    match e {
+        FileError::Io { path, source } => LoadError::Io { path, source },
+        FileError::NotOurs { path } => LoadError::NotASnapshot { path },
+        FileError::Version { path, found } => LoadError::Version { path, found },
+        FileError::Truncated { offset, .. } => LoadError::Truncated {
+            path: path.to_path_buf(),
+            offset,
+            what: "its last record",
+        },
+        FileError::Corrupt { path, offset, what } => LoadError::Corrupt { path, offset, what },
+    }
+}
+
+/// Loads a file of the first format (checked whole first).
+fn load_v1(db: &Db, path: &Path, began: Instant) -> Result<Done, LoadError> {
+    let path = path.to_path_buf();
     let keys = read(&path, &mut |_, _| Ok(()))?;
     let now = now_ms();
     read(&path, &mut |slot, part| {
@@ -199,7 +201,7 @@ fn read(
         source,
     };
     let file = File::open(path).map_err(io)?;
-    let mut r = Reader {
+    let mut r = V1Reader {
         inner: BufReader::with_capacity(1 << 20, file),
         crc: CRC64.digest(),
         offset: 0,
@@ -262,14 +264,14 @@ fn read(
     Ok(keys)
 }
 
-struct Reader<'p, 'c> {
+struct V1Reader<'p, 'c> {
     inner: BufReader<File>,
     crc: crc::Digest<'c, u64>,
     offset: u64,
     path: &'p Path,
 }
 
-impl Reader<'_, '_> {
+impl V1Reader<'_, '_> {
     fn exact(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), LoadError> {
         self.inner
             .read_exact(buf)
@@ -311,5 +313,141 @@ impl Reader<'_, '_> {
             offset,
             what,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufWriter, Write};
+
+    use super::*;
+    use crate::cluster::Cluster;
+
+    /// The first format's writer (kept for the tests that read such files).
+    fn save_v1(db: &Db, dir: &Path) -> Result<Done, SaveError> {
+        let began = Instant::now();
+        let path = dir.join(FILE);
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        let io = |source| SaveError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File::create(&tmp).map_err(io)?;
+        let mut out = Checksummed::new(BufWriter::with_capacity(1 << 20, file));
+        out.write(MAGIC).map_err(io)?;
+        out.write(&VERSION.to_le_bytes()).map_err(io)?;
+        out.write(&now_ms().to_le_bytes()).map_err(io)?;
+        let mut keys = 0u64;
+        let mut record = Vec::new();
+        for slot in db.nonempty_slots() {
+            let now = now_ms();
+            let parts = db.with_slot(slot, |t| {
+                let mut parts = Vec::with_capacity(t.len());
+                for (key, value) in t.iter() {
+                    let at = t.expire_at(key);
+                    if at.is_some_and(|at| at <= now) {
+                        continue;
+                    }
+                    for i in 0..codec::piece_count(value) {
+                        parts.push(codec::encode_piece(key, value, at, i));
+                    }
+                }
+                parts
+            });
+            for part in parts {
+                keys += u64::from(part.first);
+                record.clear();
+                part.encode(&mut record).expect("a Vec grows");
+                out.write(&(record.len() as u32).to_le_bytes())
+                    .map_err(io)?;
+                out.write(&slot.to_le_bytes()).map_err(io)?;
+                out.write(&record).map_err(io)?;
+            }
+        }
+        out.write(&END.to_le_bytes()).map_err(io)?;
+        out.write(&keys.to_le_bytes()).map_err(io)?;
+        let crc = out.crc.finalize();
+        let mut inner = out.inner;
+        inner.write_all(&crc.to_le_bytes()).map_err(io)?;
+        let bytes = out.written + 8;
+        let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(Done {
+            keys,
+            bytes,
+            took: began.elapsed(),
+        })
+    }
+
+    /// A writer that checksums and counts what goes through it.
+    struct Checksummed<'c, W> {
+        inner: W,
+        crc: crc::Digest<'c, u64>,
+        written: u64,
+    }
+
+    impl<W: Write> Checksummed<'_, W> {
+        fn new(inner: W) -> Self {
+            Checksummed {
+                inner,
+                crc: CRC64.digest(),
+                written: 0,
+            }
+        }
+
+        fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+            self.crc.update(b);
+            self.written += b.len() as u64;
+            self.inner.write_all(b)
+        }
+    }
+
+    fn node() -> std::sync::Arc<ServerState> {
+        std::sync::Arc::new(ServerState::new(
+            std::sync::Arc::new(Cluster::standalone()),
+            crate::Config::default(),
+        ))
+    }
+
+    fn fill(state: &ServerState) {
+        state.db.with_slot(7, |t| {
+            t.set(b"a", crate::db::Value::Str(b"1".to_vec().into()));
+            t.set_expire_at(b"a", now_ms() + 3_600_000);
+        });
+        state.db.with_slot(9000, |t| {
+            t.set(b"b", crate::db::Value::Str(b"2".to_vec().into()));
+        });
+    }
+
+    /// A snapshot saved and loaded back holds the same keys and deadlines; so does a file
+    /// of the first format; a file cut short of its end is refused.
+    #[test]
+    fn both_formats_load_and_a_short_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = node();
+        fill(&a);
+        let deadline = a.db.with_slot(7, |t| t.expire_at(b"a"));
+        for v1 in [false, true] {
+            match v1 {
+                true => save_v1(&a.db, dir.path()).map(drop).unwrap(),
+                false => save(&a, dir.path()).map(drop).unwrap(),
+            }
+            let b = node();
+            load(&b, dir.path()).unwrap();
+            assert_eq!(b.db.dbsize(), 2, "v1: {v1}");
+            assert_eq!(b.db.with_slot(7, |t| t.expire_at(b"a")), deadline);
+        }
+        save(&a, dir.path()).unwrap();
+        let path = dir.path().join(FILE);
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 10]).unwrap();
+        assert!(matches!(
+            load(&node(), dir.path()),
+            Err(LoadError::Truncated { .. })
+        ));
     }
 }

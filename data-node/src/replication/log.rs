@@ -119,6 +119,20 @@ struct Inner {
     /// The keyspace is exactly `(id, end)` though nothing records it (it was just
     /// loaded from the append-only file): recording starts as a continuation.
     loaded: bool,
+    /// Recording is for good ([`Log::attach`]: replicas, the append-only file), not
+    /// only for the [`Hold`]s running.
+    sticky: bool,
+    /// [`Log::hold`]s running (a snapshot being saved).
+    holds: u32,
+}
+
+/// A reader that must see every frame (see [`Log::pin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The append-only file and its rewrite.
+    Aof = 0,
+    /// A snapshot being saved.
+    Save = 1,
 }
 
 /// Which history the frames of a [`Log::read_history`] belong to.
@@ -159,9 +173,10 @@ pub struct Log {
     pub appended: tokio::sync::Notify,
     /// Frames were appended by a connection turn that has not called [`Log::wake`] yet.
     unwoken: std::sync::atomic::AtomicBool,
-    /// The backlog never trims frames that end after this offset: a reader that must
-    /// see every frame (the append-only file) has not read them yet. `u64::MAX`: none.
-    pin: AtomicU64,
+    /// The backlog never trims frames that end after these offsets: readers that must
+    /// see every frame (the append-only file, a snapshot being written) have not read
+    /// them yet. `u64::MAX`: none. One per [`Reader`].
+    pins: [AtomicU64; 2],
     /// A replica's frames being applied to the keyspace and not yet appended here
     /// (see [`Log::applying`]).
     in_flight: std::sync::atomic::AtomicU32,
@@ -201,21 +216,23 @@ impl Log {
                 attached: false,
                 generation: 0,
                 loaded: false,
+                sticky: false,
+                holds: 0,
             }),
             limit,
             end: AtomicU64::new(0),
             kept: AtomicU64::new(0),
             appended: tokio::sync::Notify::new(),
             unwoken: std::sync::atomic::AtomicBool::new(false),
-            pin: AtomicU64::new(u64::MAX),
+            pins: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
             in_flight: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
-    /// Keeps every frame after `offset` in the backlog, whatever its size (`u64::MAX`:
-    /// no pin).
-    pub fn pin(&self, offset: u64) {
-        self.pin.store(offset, Ordering::Release);
+    /// Keeps every frame after `offset` in the backlog for `reader`, whatever its size
+    /// (`u64::MAX`: no pin).
+    pub fn pin(&self, reader: Reader, offset: u64) {
+        self.pins[reader as usize].store(offset, Ordering::Release);
     }
 
     /// A replica is about to apply one of its primary's frames to the keyspace, then
@@ -237,6 +254,12 @@ impl Log {
     /// previous) instead of starting a new one.
     pub fn mark_loaded(&self) {
         self.inner.lock().loaded = true;
+    }
+
+    /// Whether the keyspace is a loaded file's, at this log's position, and nothing has
+    /// been recorded since.
+    pub fn is_loaded(&self) -> bool {
+        self.inner.lock().loaded
     }
 
     /// The position a replica reports to its primary: the previous history's when
@@ -297,29 +320,49 @@ impl Log {
     /// recording starts a new history (writes it did not see make its old id mean
     /// nothing): replicas of the old id sync in full. Idempotent.
     pub fn attach(self: &Arc<Self>, db: &crate::db::Db) {
-        self.start_recording(db, |i| {
-            if i.loaded {
-                return new_history(i);
-            }
-            i.id = ReplId::random();
-            i.previous = None;
-            i.frames.clear();
-            i.kept = 0;
-            i.generation += 1;
-        });
+        self.start_recording(db, true, Self::reset_history);
+    }
+
+    /// Records every write while the returned hold lives (a snapshot being saved); then
+    /// stops, unless something else needs the log ([`Log::attach`]). Recording that
+    /// starts here starts a new history, as with `attach`.
+    pub fn hold<'a>(self: &'a Arc<Self>, db: &'a crate::db::Db) -> Hold<'a> {
+        self.start_recording(db, false, Self::reset_history);
+        Hold { log: self, db }
+    }
+
+    /// How recording that starts anew names its history.
+    fn reset_history(i: &mut Inner) {
+        if i.loaded {
+            return new_history(i);
+        }
+        i.id = ReplId::random();
+        i.previous = None;
+        i.frames.clear();
+        i.kept = 0;
+        i.generation += 1;
     }
 
     /// This replica becomes a primary: its history goes on under a new id, with the one
     /// it followed as the previous id (PSYNC2), and it records its own writes from now on.
     pub fn promote(self: &Arc<Self>, db: &crate::db::Db) {
-        self.start_recording(db, new_history);
+        self.start_recording(db, true, new_history);
     }
 
     /// Unless already recording: `history` sets the id the recording goes on under,
     /// then the log subscribes to `db` (under the log's lock, so no write is recorded
     /// under the old id).
-    fn start_recording(self: &Arc<Self>, db: &crate::db::Db, history: impl FnOnce(&mut Inner)) {
+    fn start_recording(
+        self: &Arc<Self>,
+        db: &crate::db::Db,
+        sticky: bool,
+        history: impl FnOnce(&mut Inner),
+    ) {
         let mut i = self.inner.lock();
+        match sticky {
+            true => i.sticky = true,
+            false => i.holds += 1,
+        }
         if i.attached {
             return;
         }
@@ -335,6 +378,11 @@ impl Log {
     /// first sync says where the primary's stream goes on.
     pub fn detach(self: &Arc<Self>, db: &crate::db::Db) {
         let mut i = self.inner.lock();
+        i.sticky = false;
+        self.stop_recording(&mut i, db);
+    }
+
+    fn stop_recording(self: &Arc<Self>, i: &mut Inner, db: &crate::db::Db) {
         if !i.attached {
             return;
         }
@@ -414,7 +462,12 @@ impl Log {
             self.end.store(end, Ordering::Release);
             i.frames.push_back(Frame { end, slot, effects });
             let limit = self.limit.load(Ordering::Relaxed);
-            let pin = self.pin.load(Ordering::Acquire);
+            let pin = self
+                .pins
+                .iter()
+                .map(|p| p.load(Ordering::Acquire))
+                .min()
+                .unwrap_or(u64::MAX);
             while i.kept > limit && i.frames.front().is_some_and(|f| f.end <= pin) {
                 let start = i.oldest();
                 let Some(old) = i.frames.pop_front() else {
@@ -435,6 +488,24 @@ impl Log {
     pub fn wake(&self) {
         if self.unwoken.swap(false, Ordering::AcqRel) {
             self.appended.notify_waiters();
+        }
+    }
+}
+
+/// Recording held for a while (see [`Log::hold`]).
+pub struct Hold<'a> {
+    log: &'a Arc<Log>,
+    db: &'a crate::db::Db,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        // Ordering: under the log's lock, as `attach` takes it: a replica that attaches
+        // meanwhile makes the recording sticky before this can stop it.
+        let mut i = self.log.inner.lock();
+        i.holds -= 1;
+        if i.holds == 0 && !i.sticky {
+            self.log.stop_recording(&mut i, self.db);
         }
     }
 }
@@ -611,15 +682,15 @@ mod tests {
     fn a_pin_keeps_what_a_reader_has_not_taken() {
         let one = stream_bytes(&set("k00", "v"));
         let log = log_keeping(one * 2);
-        log.pin(0);
+        log.pin(Reader::Aof, 0);
         for n in 0..10 {
             log.observe(0, &set(&format!("k{n:02}"), "v").into());
         }
         assert_eq!(log.oldest(), 0, "nothing trimmed while pinned at 0");
-        log.pin(one * 5);
+        log.pin(Reader::Aof, one * 5);
         log.observe(0, &set("k10", "v").into());
         assert_eq!(log.oldest(), one * 5, "trimmed up to the pin");
-        log.pin(u64::MAX);
+        log.pin(Reader::Aof, u64::MAX);
         log.observe(0, &set("k11", "v").into());
         assert_eq!(log.oldest(), one * 10);
     }

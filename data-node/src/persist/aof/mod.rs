@@ -22,7 +22,6 @@
 //!   replication history and offset the data is at, so a node restarted from it resumes
 //!   replication partially when its primary's backlog allows.
 
-pub mod file;
 mod writer;
 
 use std::path::Path;
@@ -31,8 +30,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::replication::log::ReplId;
+use super::copy::Pos;
+use super::file::{self, ChunkFile, FileError};
 use crate::state::ServerState;
+
+/// The file's name in the node's `--data-dir` (`CONFIG GET appendfilename`).
+pub const FILE: &str = "appendonly.ember";
 
 /// `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,15 +113,6 @@ impl Settings {
     }
 }
 
-/// Where the file is in the log: the offset after its last frame, the history its
-/// frames belong to, and the log's generation they were read in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Pos {
-    pub cursor: u64,
-    pub id: ReplId,
-    pub generation: u64,
-}
-
 /// The file's run-time state (`INFO persistence`), and the hand-off to the writer.
 #[derive(Default)]
 pub struct Aof {
@@ -138,7 +132,7 @@ pub struct Aof {
     /// frame after it.
     rewrite_cursor: AtomicU64,
     /// A file loaded at start, for the writer to go on with.
-    loaded: Mutex<Option<(file::AofFile, Pos)>>,
+    loaded: Mutex<Option<(ChunkFile, Pos)>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) stats: Mutex<Stats>,
 }
@@ -282,57 +276,18 @@ pub fn flush_at_shutdown(state: &ServerState) {
 }
 
 /// Loads the file in `dir` into the keyspace (before the node serves): the data, and
-/// the replication position it is at. Returns how many chunks it read, or `None`
-/// without a file.
-pub fn load(state: &ServerState, dir: &Path) -> Result<Option<file::Loaded>, file::AofError> {
-    let path = dir.join(file::FILE);
+/// the replication position it is at. What it read, or `None` without a file.
+pub fn load(state: &ServerState, dir: &Path) -> Result<Option<file::Loaded>, FileError> {
+    let path = dir.join(FILE);
     if !path.exists() {
         return Ok(None);
     }
     let truncated_ok = state.config.aof.load_truncated.load(Ordering::Relaxed);
-    let mut applier = crate::replication::replica::Applier::new(state, None);
-    let mut pos: Option<Pos> = None;
-    let read = file::read(&path, truncated_ok, &mut |chunk| {
-        let id = (!chunk.replid.is_empty())
-            .then(|| ReplId::parse(&chunk.replid).ok_or("a bad replication id"))
-            .transpose()?;
-        match (&mut pos, id) {
-            (None, Some(id)) if chunk.full_sync => {
-                if chunk.format != crate::replication::wire::FORMAT {
-                    return Err(format!(
-                        "its records are of stream format {}; this node reads {}",
-                        chunk.format,
-                        crate::replication::wire::FORMAT
-                    ));
-                }
-                state.repl.follow(id, chunk.offset, true);
-                applier.set_syncing(true);
-                pos = Some(Pos {
-                    cursor: chunk.offset,
-                    id,
-                    generation: 0,
-                });
-            }
-            (None, _) => return Err("the file does not start with its history".into()),
-            (Some(p), Some(id)) => {
-                if chunk.offset != state.repl.end() {
-                    return Err(format!(
-                        "history {id} starts at offset {} where the file is at {}",
-                        chunk.offset,
-                        state.repl.end()
-                    ));
-                }
-                state.repl.follow(id, chunk.offset, false);
-                p.id = id;
-            }
-            (Some(_), None) => {}
-        }
-        applier.apply_items(chunk.items)?;
-        if chunk.sync_done {
-            applier.set_syncing(false);
-        }
-        Ok(())
-    })?;
+    let super::copy::Read { read, pos, .. } = super::copy::load(state, &path, truncated_ok)?;
+    let io = |source| FileError::Io {
+        path: path.clone(),
+        source,
+    };
     if read.dropped > 0 {
         tracing::warn!(
             path = %path.display(),
@@ -340,26 +295,10 @@ pub fn load(state: &ServerState, dir: &Path) -> Result<Option<file::Loaded>, fil
             dropped = read.dropped,
             "the append-only file ends in an incomplete record (a crash while writing): loading what precedes it and cutting the file there (aof-load-truncated yes)"
         );
-        file::truncate(&path, read.valid).map_err(|source| file::AofError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        file::truncate(&path, read.valid).map_err(io)?;
     }
-    if applier.errors() > 0 {
-        tracing::warn!(
-            errors = applier.errors(),
-            "commands of the append-only file failed while loading"
-        );
-    }
-    let mut pos = pos.expect("a file that was read has its history");
-    pos.cursor = state.repl.end();
-    let (history, _) = state.repl.history();
-    pos.generation = history.generation;
     state.repl.mark_loaded();
-    let f = file::AofFile::open(path.clone(), read.valid).map_err(|source| file::AofError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let f = ChunkFile::open(path.clone(), read.valid).map_err(io)?;
     {
         let mut s = state.persist.aof.stats.lock();
         s.current_size = read.valid;

@@ -12,20 +12,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ember_proto::pb::{self, repl_item::Item};
 use tokio::sync::oneshot;
 
-use super::file::{AofFile, FILE};
-use super::{Fsync, Pos};
-use crate::replication::fullsync::{self, Record, Sink};
-use crate::replication::log::{Frame, History, ReplId};
-use crate::replication::wire;
+use super::{Fsync, FILE};
+use crate::persist::copy::{self, place, queue, Pos};
+use crate::persist::file::ChunkFile;
+use crate::replication::log::Reader;
 use crate::state::ServerState;
 
 /// Frames read from the log at once.
 const FRAMES_PER_READ: usize = 1024;
-/// A rewrite writes its items in chunks of about this many bytes.
-const CHUNK_BYTES: usize = 64 * 1024;
 /// `everysec`'s period.
 const EVERY: Duration = Duration::from_secs(1);
 /// With `everysec` and `no`, frames are taken this often (what a kill -9 can lose
@@ -55,7 +51,7 @@ pub(super) fn run(state: Arc<ServerState>, dir: PathBuf) {
 
 /// A finished rewrite: its file, and where in the log it ends.
 struct Rewritten {
-    file: AofFile,
+    file: ChunkFile,
     pos: Pos,
     began: Instant,
 }
@@ -64,7 +60,7 @@ struct Writer {
     state: Arc<ServerState>,
     dir: PathBuf,
     /// The file appended to (none before the first rewrite of a node without one).
-    file: Option<AofFile>,
+    file: Option<ChunkFile>,
     /// Where the file is in the log (none: the history broke, a rewrite must follow).
     pos: Option<Pos>,
     last_sync: Instant,
@@ -107,7 +103,7 @@ impl Writer {
                 // them when the file is turned off at run time.
                 self.sync(Fsync::Always, true);
                 aof.running.store(false, Ordering::Release);
-                state.repl.pin(u64::MAX);
+                state.repl.pin(Reader::Aof, u64::MAX);
                 aof.rewrite_cursor.store(u64::MAX, Ordering::Release);
                 return;
             }
@@ -166,7 +162,7 @@ impl Writer {
             .rewrite_cursor
             .load(Ordering::Acquire);
         let file = self.pos.map_or(u64::MAX, |p| p.cursor);
-        self.state.repl.pin(file.min(rewrite));
+        self.state.repl.pin(Reader::Aof, file.min(rewrite));
     }
 
     /// Writes the next frames to the file; whether there may be more right away.
@@ -263,7 +259,7 @@ impl Writer {
         // Ordering: the log keeps every frame from the rewrite's start on before that
         // start is read (with a valid file position the pin is at or before it already).
         if self.pos.is_none() {
-            state.repl.pin(0);
+            state.repl.pin(Reader::Aof, 0);
         }
         let (history, start) = state.repl.history();
         aof.rewrite_cursor.store(start, Ordering::Release);
@@ -281,11 +277,18 @@ impl Writer {
             .name("ember-aof-rewrite".into())
             .spawn(move || {
                 let began = Instant::now();
-                let r = rewrite(&state, &dir, history, start).map(|(file, pos)| Rewritten {
-                    file,
-                    pos,
-                    began,
-                });
+                let aof = &state.persist.aof;
+                let progress = |at| aof.rewrite_cursor.store(at, Ordering::Release);
+                let stopped = || aof.stop.load(Ordering::Acquire);
+                let r = copy::write(
+                    &state,
+                    rewrite_path(&dir),
+                    history,
+                    start,
+                    &progress,
+                    &stopped,
+                )
+                .map(|(file, pos)| Rewritten { file, pos, began });
                 let _ = tx.send(r);
                 state.persist.aof.wake.notify_one();
             });
@@ -363,252 +366,4 @@ impl Writer {
 
 fn rewrite_path(dir: &Path) -> PathBuf {
     dir.join(format!("{FILE}.rewrite"))
-}
-
-/// What goes into the file for some frames of the log.
-enum Piece {
-    Frames(Vec<Frame>),
-    /// The history goes on under `id` from offset `at` (a chunk naming it).
-    History {
-        id: ReplId,
-        at: u64,
-    },
-}
-
-/// The pieces for `frames`, read from the log with history `h`, moving `pos` past
-/// them. An error if the frames do not continue `pos`'s history.
-fn place(pos: &mut Pos, frames: Vec<Frame>, h: History) -> Result<Vec<Piece>, String> {
-    if h.generation != pos.generation {
-        return Err("the log started a new history".into());
-    }
-    let mut pieces = Vec::new();
-    let mut run = Vec::with_capacity(frames.len());
-    for f in frames {
-        let id = match h.previous {
-            _ if h.id == pos.id => h.id,
-            Some((prev, until)) if prev == pos.id => match f.end <= until {
-                true => prev,
-                false => h.id,
-            },
-            _ => return Err("the log's history changed twice".into()),
-        };
-        if id != pos.id {
-            if !run.is_empty() {
-                pieces.push(Piece::Frames(std::mem::take(&mut run)));
-            }
-            pieces.push(Piece::History { id, at: pos.cursor });
-            pos.id = id;
-        }
-        pos.cursor = f.end;
-        run.push(f);
-    }
-    if !run.is_empty() {
-        pieces.push(Piece::Frames(run));
-    }
-    Ok(pieces)
-}
-
-fn queue(file: &mut AofFile, pieces: Vec<Piece>) {
-    for p in pieces {
-        match p {
-            Piece::Frames(frames) => file.queue_frames(&frames),
-            Piece::History { id, at } => file.queue(&pb::ReplicationChunk {
-                replid: id.to_string(),
-                offset: at,
-                ..Default::default()
-            }),
-        }
-    }
-}
-
-fn records_chunk(items: Vec<pb::ReplItem>) -> pb::ReplicationChunk {
-    pb::ReplicationChunk {
-        items,
-        ..Default::default()
-    }
-}
-
-/// Writes a new file of the whole keyspace, from log offset `start` of `history` on
-/// (see [`fullsync`]); returns it, unsynced, with where it ends in the log.
-fn rewrite(
-    state: &ServerState,
-    dir: &Path,
-    history: History,
-    start: u64,
-) -> Result<(AofFile, Pos), String> {
-    let path = rewrite_path(dir);
-    let io = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut file = AofFile::create(path.clone()).map_err(io)?;
-    file.queue(&pb::ReplicationChunk {
-        format: wire::FORMAT,
-        replid: history.id.to_string(),
-        offset: start,
-        full_sync: true,
-        keys_total: state.db.dbsize() as u64,
-        ..Default::default()
-    });
-    let mut sink = FileSink {
-        state,
-        file,
-        chunk: Vec::new(),
-        bytes: 0,
-        pos: Pos {
-            cursor: start,
-            id: history.id,
-            generation: history.generation,
-        },
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(fullsync::sync_all(state, &mut sink))?;
-    sink.flush()?;
-    let FileSink { mut file, pos, .. } = sink;
-    file.queue(&pb::ReplicationChunk {
-        sync_done: true,
-        ..Default::default()
-    });
-    file.write().map_err(io)?;
-    Ok((file, pos))
-}
-
-/// A rewrite's sink: items into chunks into the new file.
-struct FileSink<'a> {
-    state: &'a ServerState,
-    file: AofFile,
-    chunk: Vec<pb::ReplItem>,
-    bytes: usize,
-    pos: Pos,
-}
-
-impl FileSink<'_> {
-    /// Queues the records gathered (before what comes after them).
-    fn queue_records(&mut self) {
-        if !self.chunk.is_empty() {
-            self.file
-                .queue(&records_chunk(std::mem::take(&mut self.chunk)));
-        }
-    }
-
-    fn push(&mut self, item: Item, bytes: usize) -> Result<(), String> {
-        self.chunk.push(pb::ReplItem { item: Some(item) });
-        self.bytes += bytes;
-        if self.bytes >= CHUNK_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), String> {
-        if self.state.persist.aof.stop.load(Ordering::Acquire) {
-            return Err("the append-only file was turned off".into());
-        }
-        self.queue_records();
-        self.bytes = 0;
-        self.file
-            .write()
-            .map_err(|e| format!("{}: {e}", self.file.path.display()))
-    }
-}
-
-impl Sink for FileSink<'_> {
-    fn cursor(&self) -> u64 {
-        self.pos.cursor
-    }
-
-    async fn frames(&mut self, frames: Vec<Frame>) -> Result<(), String> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let (history, _) = self.state.repl.history();
-        let before = self.pos.cursor;
-        let pieces = place(&mut self.pos, frames, history)?;
-        self.queue_records();
-        queue(&mut self.file, pieces);
-        self.state
-            .persist
-            .aof
-            .rewrite_cursor
-            .store(self.pos.cursor, Ordering::Release);
-        self.bytes += (self.pos.cursor - before) as usize;
-        if self.bytes >= CHUNK_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    async fn record(&mut self, slot: u16, record: Record) -> Result<(), String> {
-        let (part, clear) = match record {
-            Record::Clear => (None, true),
-            Record::Part(p) => (Some(p), false),
-        };
-        let bytes = part.as_ref().map_or(8, crate::migration::codec::part_bytes);
-        let record = pb::SnapshotRecord {
-            slot: u32::from(slot),
-            part,
-            clear,
-        };
-        self.push(Item::Record(record), bytes)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::db::observe::argv;
-    use crate::db::Effect;
-
-    fn frame(end: u64) -> Frame {
-        Frame {
-            end,
-            slot: 0,
-            effects: Arc::from([Effect::Command(argv([b"SET", b"k", b"v"]))]),
-        }
-    }
-
-    /// Frames of the file's history go on; across a promotion the new id is named where
-    /// the old history ended; anything else (a new generation, two switches) is refused.
-    #[test]
-    fn frames_are_placed_in_their_history() {
-        let (old, new) = (ReplId::random(), ReplId::random());
-        let mut pos = Pos {
-            cursor: 10,
-            id: old,
-            generation: 3,
-        };
-        let same = History {
-            id: old,
-            previous: None,
-            generation: 3,
-        };
-        let pieces = place(&mut pos, vec![frame(20), frame(30)], same).unwrap();
-        assert!(matches!(&pieces[..], [Piece::Frames(f)] if f.len() == 2));
-        assert_eq!(pos.cursor, 30);
-
-        let promoted = History {
-            id: new,
-            previous: Some((old, 40)),
-            generation: 3,
-        };
-        let pieces = place(&mut pos, vec![frame(40), frame(50)], promoted).unwrap();
-        match &pieces[..] {
-            [Piece::Frames(a), Piece::History { id, at: 40 }, Piece::Frames(b)] => {
-                assert_eq!((a.len(), *id, b.len()), (1, new, 1))
-            }
-            _ => panic!("not split at the promotion"),
-        }
-        assert_eq!((pos.id, pos.cursor), (new, 50));
-
-        let broken = History {
-            generation: 4,
-            ..promoted
-        };
-        assert!(place(&mut pos.clone(), vec![frame(60)], broken).is_err());
-        let twice = History {
-            id: ReplId::random(),
-            previous: Some((ReplId::random(), 55)),
-            generation: 3,
-        };
-        assert!(place(&mut pos, vec![frame(60)], twice).is_err());
-    }
 }

@@ -1,4 +1,5 @@
-//! The append-only file's format: the replication stream, written down.
+//! The format of ember's data files (the append-only file and the snapshot): the
+//! replication stream, written down.
 //!
 //! ```text
 //! "EMBERAOF" | version: u32 (little-endian)
@@ -28,7 +29,8 @@ use prost::Message;
 use crate::replication::log::Frame;
 use crate::replication::wire;
 
-const MAGIC: &[u8; 8] = b"EMBERAOF";
+/// What a data file starts with.
+pub const MAGIC: &[u8; 8] = b"EMBERAOF";
 /// The version this node writes and reads.
 pub const VERSION: u32 = 1;
 const HEADER: u64 = 12;
@@ -36,11 +38,8 @@ const HEADER: u64 = 12;
 const MAX_RECORD: u32 = 512 * 1024 * 1024;
 const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 
-/// The file's name in the node's `--data-dir` (`CONFIG GET appendfilename`).
-pub const FILE: &str = "appendonly.ember";
-
-/// An open append-only file.
-pub struct AofFile {
+/// An open data file.
+pub struct ChunkFile {
     file: File,
     pub path: PathBuf,
     /// Bytes in the file.
@@ -48,13 +47,13 @@ pub struct AofFile {
     buf: Vec<u8>,
 }
 
-impl AofFile {
+impl ChunkFile {
     /// A new file at `path` (replacing any), with its header.
-    pub fn create(path: PathBuf) -> std::io::Result<AofFile> {
+    pub fn create(path: PathBuf) -> std::io::Result<ChunkFile> {
         let mut file = File::create(&path)?;
         file.write_all(MAGIC)?;
         file.write_all(&VERSION.to_le_bytes())?;
-        Ok(AofFile {
+        Ok(ChunkFile {
             file,
             path,
             size: HEADER,
@@ -63,9 +62,9 @@ impl AofFile {
     }
 
     /// The file at `path`, `size` bytes of it valid (as [`load`] found), to append to.
-    pub fn open(path: PathBuf, size: u64) -> std::io::Result<AofFile> {
+    pub fn open(path: PathBuf, size: u64) -> std::io::Result<ChunkFile> {
         let file = std::fs::OpenOptions::new().append(true).open(&path)?;
-        Ok(AofFile {
+        Ok(ChunkFile {
             file,
             path,
             size,
@@ -73,7 +72,7 @@ impl AofFile {
         })
     }
 
-    /// Queues a chunk; [`AofFile::write`] writes what is queued.
+    /// Queues a chunk; [`ChunkFile::write`] writes what is queued.
     pub fn queue(&mut self, chunk: &pb::ReplicationChunk) {
         self.record(|buf| chunk.encode(buf).expect("a Vec grows"));
     }
@@ -99,7 +98,7 @@ impl AofFile {
         self.buf.len()
     }
 
-    /// Writes what is queued (to the kernel: [`AofFile::sync`] makes it durable); after
+    /// Writes what is queued (to the kernel: [`ChunkFile::sync`] makes it durable); after
     /// a failure the file is cut back and everything stays queued.
     pub fn write(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
@@ -125,17 +124,19 @@ impl AofFile {
 
 /// Why a file could not be read back.
 #[derive(Debug, thiserror::Error)]
-pub enum AofError {
+pub enum FileError {
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not an ember append-only file (no EMBERAOF at its start)")]
-    NotAnAof { path: PathBuf },
-    #[error("{path} is an append-only file of format version {found}; this node reads version {VERSION}")]
+    #[error("{path} is not an ember data file (no EMBERAOF at its start)")]
+    NotOurs { path: PathBuf },
+    #[error("{path} is a data file of format version {found}; this node reads version {VERSION}")]
     Version { path: PathBuf, found: u32 },
-    #[error("{path} is truncated: its last record, at byte {offset}, is incomplete ({lost} bytes). Start with --aof-load-truncated yes (or `aof-load-truncated yes`) to load the records before it and cut the file there")]
+    #[error(
+        "{path} is truncated: its last record, at byte {offset}, is incomplete ({lost} bytes)"
+    )]
     Truncated {
         path: PathBuf,
         offset: u64,
@@ -167,28 +168,28 @@ pub fn read(
     path: &Path,
     truncated_ok: bool,
     each: &mut dyn FnMut(pb::ReplicationChunk) -> Result<(), String>,
-) -> Result<Loaded, AofError> {
-    let io = |source| AofError::Io {
+) -> Result<Loaded, FileError> {
+    let io = |source| FileError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = File::open(path).map_err(io)?;
     let total = file.metadata().map_err(io)?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
-    let corrupt = |offset, what: String| AofError::Corrupt {
+    let corrupt = |offset, what: String| FileError::Corrupt {
         path: path.to_path_buf(),
         offset,
         what,
     };
     let mut header = [0u8; HEADER as usize];
     if r.read_exact(&mut header).is_err() || &header[..8] != MAGIC {
-        return Err(AofError::NotAnAof {
+        return Err(FileError::NotOurs {
             path: path.to_path_buf(),
         });
     }
     let found = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if found != VERSION {
-        return Err(AofError::Version {
+        return Err(FileError::Version {
             path: path.to_path_buf(),
             found,
         });
@@ -196,14 +197,14 @@ pub fn read(
     let mut at = HEADER;
     let mut chunks = 0;
     let mut payload = Vec::new();
-    let torn = |at: u64, chunks: u64| -> Result<Loaded, AofError> {
+    let torn = |at: u64, chunks: u64| -> Result<Loaded, FileError> {
         match truncated_ok {
             true => Ok(Loaded {
                 chunks,
                 valid: at,
                 dropped: total - at,
             }),
-            false => Err(AofError::Truncated {
+            false => Err(FileError::Truncated {
                 path: path.to_path_buf(),
                 offset: at,
                 lost: total - at,
@@ -283,7 +284,7 @@ mod tests {
     }
 
     fn write(dir: &Path, n: u64) -> PathBuf {
-        let mut f = AofFile::create(dir.join(FILE)).unwrap();
+        let mut f = ChunkFile::create(dir.join("f")).unwrap();
         for i in 0..n {
             f.queue(&chunk(i));
         }
@@ -292,7 +293,7 @@ mod tests {
         f.path
     }
 
-    fn offsets(path: &Path, ok: bool) -> Result<(Vec<u64>, Loaded), AofError> {
+    fn offsets(path: &Path, ok: bool) -> Result<(Vec<u64>, Loaded), FileError> {
         let mut seen = Vec::new();
         let r = read(path, ok, &mut |c| {
             seen.push(c.offset);
@@ -307,7 +308,7 @@ mod tests {
         let path = write(dir.path(), 3);
         let (seen, r) = offsets(&path, false).unwrap();
         assert_eq!(seen, [0, 1, 2]);
-        let mut f = AofFile::open(path.clone(), r.valid).unwrap();
+        let mut f = ChunkFile::open(path.clone(), r.valid).unwrap();
         f.queue(&chunk(3));
         f.write().unwrap();
         assert_eq!(f.size, std::fs::metadata(&path).unwrap().len());
@@ -326,7 +327,7 @@ mod tests {
         for cut in last + 1..whole.len() as u64 {
             std::fs::write(&path, &whole[..cut as usize]).unwrap();
             match offsets(&path, false) {
-                Err(AofError::Truncated { offset, lost, .. }) => {
+                Err(FileError::Truncated { offset, lost, .. }) => {
                     assert_eq!((offset, lost), (last, cut - last))
                 }
                 other => panic!("cut at {cut}: {other:?}"),
@@ -342,7 +343,7 @@ mod tests {
         assert_eq!(offsets(&path, true).unwrap().0, [0, 1, 2]);
         assert!(matches!(
             offsets(&path, false),
-            Err(AofError::Truncated { .. })
+            Err(FileError::Truncated { .. })
         ));
     }
 
@@ -357,14 +358,14 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         for ok in [false, true] {
             match offsets(&path, ok) {
-                Err(AofError::Corrupt { offset, .. }) => assert_eq!(offset, second as u64),
+                Err(FileError::Corrupt { offset, .. }) => assert_eq!(offset, second as u64),
                 other => panic!("{other:?}"),
             }
         }
         std::fs::write(&path, b"EMBRSNAP\x01\0\0\0").unwrap();
         assert!(matches!(
             offsets(&path, true),
-            Err(AofError::NotAnAof { .. })
+            Err(FileError::NotOurs { .. })
         ));
     }
 }
