@@ -276,6 +276,9 @@ pub struct ServerState {
     pub shutdown: tokio::sync::Notify,
     /// `SHUTDOWN NOW`: stop without handing the shard over first.
     pub shutdown_now: std::sync::atomic::AtomicBool,
+    /// The node is shutting down (see [`ServerState::leave`]); woken then.
+    leaving_flag: std::sync::atomic::AtomicBool,
+    pub leaving: tokio::sync::Notify,
     /// Client-side caching: who read which keys.
     pub tracker: Arc<crate::tracking::Tracker>,
     /// `CLIENT PAUSE`.
@@ -305,6 +308,8 @@ impl ServerState {
             tracker: Default::default(),
             shutdown: tokio::sync::Notify::new(),
             shutdown_now: Default::default(),
+            leaving_flag: Default::default(),
+            leaving: tokio::sync::Notify::new(),
             pause: Default::default(),
             evictor: Default::default(),
             persist: Default::default(),
@@ -318,6 +323,17 @@ impl ServerState {
 
     /// `used_memory`: bytes allocated through [`alloc::Counting`] if `main` installed
     /// it as the global allocator (the data node does), else the resident set size.
+    /// The node starts shutting down: a replica stops streaming from its primary.
+    pub fn leave(&self) {
+        self.leaving_flag
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.leaving.notify_waiters();
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving_flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn used_memory(&self) -> usize {
         match alloc::allocated() {
             0 => rss_bytes(),

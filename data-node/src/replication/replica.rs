@@ -195,6 +195,15 @@ async fn follow(
 ) {
     let mut wait = RETRY_FIRST;
     loop {
+        let leaving = state.leaving.notified();
+        tokio::pin!(leaving);
+        leaving.as_mut().enable();
+        if state.is_leaving() {
+            // A replica that is shutting down stops streaming at once: its primary then
+            // hands its shard to nobody that is going away too.
+            link(&state, LinkStatus::Down);
+            return;
+        }
         let addr = state.cluster.applied().and_then(|a| {
             a.topology
                 .nodes
@@ -203,7 +212,11 @@ async fn follow(
         });
         if let Some(addr) = addr {
             let began = Instant::now();
-            match stream_once(&state, &migrations, &addr, &cluster_id).await {
+            let streamed = tokio::select! {
+                r = stream_once(&state, &migrations, &addr, &cluster_id) => r,
+                _ = &mut leaving => continue,
+            };
+            match streamed {
                 Ok(()) => tracing::info!(%primary, "the primary ended the replication stream"),
                 Err(e) => tracing::warn!(%primary, %addr, "replication link down: {e}"),
             }

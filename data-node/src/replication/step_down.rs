@@ -6,8 +6,10 @@
 //! stop serving. So restarting every node of a cluster one by one (a rolling restart)
 //! loses no acknowledged write, and clients see redirects, not errors.
 //!
-//! Nothing is handed over when there is nothing to hand (a replica, a primary without
-//! slots), nobody to take it (no replica streaming now), or no control plane to decide;
+//! A replica that shuts down stops streaming at once, so that a primary stopping at the
+//! same time (`docker compose down`) does not hand its shard to it. Nothing is handed
+//! over when there is nothing to hand (a replica, a primary without slots), nobody to
+//! take it (no replica streaming now), or no control plane to decide;
 //! a failover that fails or takes longer than [`SHUTDOWN_TIMEOUT`] is given up and the
 //! node stops anyway (its replica is then promoted after the node timeout, as after a
 //! crash).
@@ -52,6 +54,7 @@ async fn redirect_for_a_while(state: &ServerState) {
 /// Hands this node's shard over before a shutdown, if it is a primary with slots and a
 /// replica streaming from it (see the module).
 pub async fn hand_over(state: &ServerState) {
+    state.leave();
     let Some(url) = state.cluster.control_plane() else {
         return;
     };
