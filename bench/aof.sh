@@ -17,7 +17,6 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 source bench/lib.sh
 bench_setup aof
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 bench() {
   local sys=$1 port=$2 mode=$3 p=$4
   redis-benchmark -h 127.0.0.1 -p "$port" -n "$REQS" -c 50 -P "$p" -r 100000 -d 64 --csv SET key:__rand_int__ xxx |

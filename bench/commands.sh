@@ -41,7 +41,6 @@ for PORT in "$RP" "$EP"; do
   [ "$(redis-cli -p "$PORT" function load replace "$LIB")" = bench ] || { echo "FUNCTION LOAD failed on $PORT" >&2; exit 1; }
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # bench SYS PORT NAME PIPELINE CMD...: one redis-benchmark run, appended to runs.txt.
 bench() {
   local sys=$1 port=$2 name=$3 p=$4; shift 4

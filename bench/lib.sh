@@ -19,6 +19,8 @@ free_port() {
 rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
 used() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '$1=="used_memory" {print $2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# median: the median of the numbers on stdin, one a line.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 mib() { awk -v a="$1" 'BEGIN { printf "%.1f MiB", a / 1048576 }'; }
 
 # start_redis_and_ember: a redis-server (no persistence) on $RP and one ember data node

@@ -92,7 +92,6 @@ sample_lag() { # primary replica out: lag samples until killed
     sleep 0.02
   done >>"$3"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 pct() { sort -g | awk -v q="$1" '{ v[NR] = $1 } END { i = int((NR - 1) * q + 0.5) + 1; print (NR ? v[i] : "n/a") }'; }
 for P in 1 16; do
   for R in $(seq "$ROUNDS"); do

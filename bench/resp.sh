@@ -56,7 +56,6 @@ echo "| bytes per key (RSS delta) | $(( (R_RSS - R_RSS0) / KEYS )) | $(( (E_RSS 
 # 2 shared cores moves by 10-20%, so the table gives each system's median.
 redis-cli -p "$RP" flushall >/dev/null
 redis-cli -p "$EP" flushall >/dev/null
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 for P in 1 16; do
   for R in $(seq "$ROUNDS"); do
     for SYS in redis ember; do
