@@ -158,7 +158,27 @@ async fn run(
                 log.observe(slot, &Arc::from([Effect::Staged(part)]));
             }
         }
-        check_room(&m.state, bytes)?;
+        if let Err(e) = check_room(&m.state, bytes) {
+            // Say why while the stream is still open: otherwise the source's "the target
+            // went away" may reach the control plane first and become the reason given.
+            m.report(
+                report(
+                    id,
+                    Kind::Failed,
+                    keys,
+                    bytes,
+                    total,
+                    format!("target: {e:#}"),
+                ),
+                true,
+            );
+            let until = Instant::now() + Duration::from_secs(2);
+            let any_slot = slots.iter().next().unwrap_or_default();
+            while m.importing(id, any_slot) && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            return Err(e);
+        }
         if chunk.handoff_done {
             replicas_caught_up(m, id).await;
             return Ok((keys, bytes, total));
