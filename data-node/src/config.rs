@@ -607,11 +607,11 @@ impl RuntimeConfig {
                 Kind::ClientsMemory => {
                     NewValue::ClientsMemory(parse_clients_memory(value).map_err(invalid)?)
                 }
-                Kind::YesNo => NewValue::YesNo(match value.to_ascii_lowercase().as_slice() {
-                    b"yes" => true,
-                    b"no" => false,
-                    _ => return Err(invalid(InvalidValue::YesNo)),
-                }),
+                Kind::YesNo => NewValue::YesNo(
+                    parse_yes_no(value)
+                        .ok_or(InvalidValue::YesNo)
+                        .map_err(invalid)?,
+                ),
                 Kind::Fsync => NewValue::Fsync(
                     crate::persist::aof::Fsync::parse(value)
                         .ok_or(InvalidValue::Fsync)
@@ -695,6 +695,15 @@ impl RuntimeConfig {
             // Nothing to fit against (no such limit here): take the value.
             Err(crate::fdlimit::FdLimitError::Unreadable(_)) => Ok(n),
         }
+    }
+}
+
+/// `yes` or `no`, any case (Redis's boolean settings).
+pub fn parse_yes_no(v: &[u8]) -> Option<bool> {
+    match v.to_ascii_lowercase().as_slice() {
+        b"yes" => Some(true),
+        b"no" => Some(false),
+        _ => None,
     }
 }
 

@@ -82,6 +82,14 @@ impl Policy {
         matches!(self, Policy::AllkeysLfu | Policy::VolatileLfu)
     }
 
+    /// An `allkeys-*` policy: any key may go to make room.
+    pub fn evicts_any_key(self) -> bool {
+        matches!(
+            self,
+            Policy::AllkeysLru | Policy::AllkeysLfu | Policy::AllkeysRandom
+        )
+    }
+
     fn volatile(self) -> bool {
         matches!(
             self,

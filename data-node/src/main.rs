@@ -142,11 +142,8 @@ fn save_points(s: &str) -> Result<String, String> {
 }
 
 fn yes_no(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        _ => Err(format!("{s}: must be yes or no")),
-    }
+    ember_data_node::config::parse_yes_no(s.as_bytes())
+        .ok_or_else(|| format!("{s}: must be yes or no"))
 }
 
 fn fsync(s: &str) -> Result<ember_data_node::persist::aof::Fsync, String> {

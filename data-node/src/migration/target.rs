@@ -207,13 +207,7 @@ fn check_room(state: &crate::state::ServerState, staged: u64) -> anyhow::Result<
     }
     let policy = state.config.memory.policy();
     let used = state.used_memory() as u64;
-    let evicts_any_key = matches!(
-        policy,
-        crate::evict::Policy::AllkeysLru
-            | crate::evict::Policy::AllkeysLfu
-            | crate::evict::Policy::AllkeysRandom
-    );
-    let over = match evicts_any_key {
+    let over = match policy.evicts_any_key() {
         true => staged > max,
         false => used > max,
     };

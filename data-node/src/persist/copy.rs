@@ -69,6 +69,23 @@ pub(crate) fn place(pos: &mut Pos, frames: Vec<Frame>, h: History) -> Result<Vec
     Ok(pieces)
 }
 
+/// Queues into `file` at most `max` frames of the log after `pos`, moving `pos` past
+/// them: how many there were. An error if the log no longer continues `pos`.
+pub(crate) fn take_frames(
+    state: &ServerState,
+    file: &mut ChunkFile,
+    pos: &mut Pos,
+    max: usize,
+) -> Result<usize, String> {
+    let (frames, h) = state
+        .repl
+        .read_history(pos.cursor, max)
+        .map_err(|e| format!("{e:?}"))?;
+    let n = frames.len();
+    queue(file, place(pos, frames, h)?);
+    Ok(n)
+}
+
 pub(crate) fn queue(file: &mut ChunkFile, pieces: Vec<Piece>) {
     for p in pieces {
         match p {
@@ -205,16 +222,7 @@ impl Sink for FileSink<'_> {
     }
 
     async fn record(&mut self, slot: u16, record: Record) -> Result<(), String> {
-        let (part, clear) = match record {
-            Record::Clear => (None, true),
-            Record::Part(p) => (Some(p), false),
-        };
-        let bytes = part.as_ref().map_or(8, crate::migration::codec::part_bytes);
-        let record = pb::SnapshotRecord {
-            slot: u32::from(slot),
-            part,
-            clear,
-        };
+        let (record, bytes) = record.into_pb(slot);
         self.push(Item::Record(record), bytes)
     }
 }

@@ -120,6 +120,21 @@ impl ChunkFile {
     pub fn sync(&self) -> std::io::Result<()> {
         self.file.sync_data()
     }
+
+    /// Writes what is queued, syncs, and renames the file to `path` (replacing what is
+    /// there), the directory synced too: a crash leaves the old file or this one.
+    pub fn install(&mut self, path: PathBuf) -> std::io::Result<()> {
+        self.write()?;
+        self.sync()?;
+        std::fs::rename(&self.path, &path)?;
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        self.path = path;
+        Ok(())
+    }
 }
 
 /// Why a file could not be read back.

@@ -223,11 +223,7 @@ fn save_locked(state: &ServerState, dir: &std::path::Path) -> Result<snapshot::D
 pub fn bgsave(state: &ServerState) -> Result<(), SaveRefused> {
     let p = &state.persist;
     p.dir().ok_or(SaveRefused::NoDirectory)?;
-    let state = p
-        .node
-        .get()
-        .and_then(std::sync::Weak::upgrade)
-        .ok_or(SaveRefused::NoDirectory)?;
+    let state = p.node().ok_or(SaveRefused::NoDirectory)?;
     if p.bg_started.load(Ordering::Relaxed) != 0 || p.saving.is_locked() {
         return Err(SaveRefused::InProgress);
     }

@@ -110,15 +110,11 @@ pub fn save(state: &ServerState, dir: &Path) -> Result<Done, SaveError> {
     let progress = |at| log.pin(Reader::Save, at);
     let written = super::copy::write(state, tmp.clone(), history, start, &progress, &|| false);
     log.pin(Reader::Save, u64::MAX);
-    let (file, _) = written.map_err(|e| {
+    let (mut file, _) = written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         SaveError::Copy(e)
     })?;
-    file.sync().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    file.install(path.clone()).map_err(io)?;
     Ok(Done {
         keys,
         bytes: file.size,

@@ -38,6 +38,23 @@ pub(crate) enum Record {
     Part(pb::KeyPart),
 }
 
+impl Record {
+    /// The record as the stream carries it, with the bytes it counts for in a chunk.
+    pub(crate) fn into_pb(self, slot: u16) -> (pb::SnapshotRecord, usize) {
+        let (part, clear) = match self {
+            Record::Clear => (None, true),
+            Record::Part(p) => (Some(p), false),
+        };
+        let bytes = part.as_ref().map_or(8, codec::part_bytes);
+        let record = pb::SnapshotRecord {
+            slot: u32::from(slot),
+            part,
+            clear,
+        };
+        (record, bytes)
+    }
+}
+
 /// Where a sync goes.
 pub(crate) trait Sink {
     /// The log offset after the last frame taken.

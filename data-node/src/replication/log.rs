@@ -462,18 +462,21 @@ impl Log {
             self.end.store(end, Ordering::Release);
             i.frames.push_back(Frame { end, slot, effects });
             let limit = self.limit.load(Ordering::Relaxed);
-            let pin = self
-                .pins
-                .iter()
-                .map(|p| p.load(Ordering::Acquire))
-                .min()
-                .unwrap_or(u64::MAX);
-            while i.kept > limit && i.frames.front().is_some_and(|f| f.end <= pin) {
-                let start = i.oldest();
-                let Some(old) = i.frames.pop_front() else {
-                    break;
-                };
-                i.kept -= old.end - start;
+            if i.kept > limit {
+                // Read only when trimming: this runs for every write.
+                let pin = self
+                    .pins
+                    .iter()
+                    .map(|p| p.load(Ordering::Acquire))
+                    .min()
+                    .unwrap_or(u64::MAX);
+                while i.kept > limit && i.frames.front().is_some_and(|f| f.end <= pin) {
+                    let start = i.oldest();
+                    let Some(old) = i.frames.pop_front() else {
+                        break;
+                    };
+                    i.kept -= old.end - start;
+                }
             }
             self.kept.store(i.kept, Ordering::Relaxed);
         }

@@ -21,7 +21,6 @@ use super::fullsync::{self, Record, Sink};
 use super::log::{FullSync, ReplId};
 use super::wire::{self, FORMAT};
 
-use crate::migration::codec;
 use crate::state::ServerState;
 
 /// A chunk is sent once it holds this many bytes of items.
@@ -343,16 +342,7 @@ impl Sink for Out {
     }
 
     async fn record(&mut self, slot: u16, record: Record) -> Result<(), String> {
-        let (part, clear) = match record {
-            Record::Clear => (None, true),
-            Record::Part(p) => (Some(p), false),
-        };
-        let bytes = part.as_ref().map_or(8, codec::part_bytes);
-        let record = pb::SnapshotRecord {
-            slot: u32::from(slot),
-            part,
-            clear,
-        };
+        let (record, bytes) = record.into_pb(slot);
         self.push(Item::Record(record), bytes).await
     }
 }

@@ -250,11 +250,7 @@ pub fn reconcile(state: &Arc<ServerState>) {
             tracing::info!("append-only file on");
         }
         (false, true) => {
-            aof.stop.store(true, Ordering::Release);
-            aof.wake.notify_one();
-            if let Some(t) = thread.take() {
-                let _ = t.join();
-            }
+            stop_writer(aof, &mut thread);
             // Writes no longer wait for a file.
             aof.always.store(false, Ordering::Release);
             aof.durable.notify_waiters();
@@ -268,9 +264,14 @@ pub fn reconcile(state: &Arc<ServerState>) {
 /// stops.
 pub fn flush_at_shutdown(state: &ServerState) {
     let aof = &state.persist.aof;
+    stop_writer(aof, &mut aof.thread.lock());
+}
+
+/// Tells the writer to write and sync what the log holds, then stop; waits for it.
+fn stop_writer(aof: &Aof, thread: &mut Option<std::thread::JoinHandle<()>>) {
     aof.stop.store(true, Ordering::Release);
     aof.wake.notify_one();
-    if let Some(t) = aof.thread.lock().take() {
+    if let Some(t) = thread.take() {
         let _ = t.join();
     }
 }

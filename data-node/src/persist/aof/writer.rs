@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::{Fsync, FILE};
-use crate::persist::copy::{self, place, queue, Pos};
+use crate::persist::copy::{self, Pos};
 use crate::persist::file::ChunkFile;
 use crate::replication::log::Reader;
 use crate::state::ServerState;
@@ -170,17 +170,8 @@ impl Writer {
         let (Some(file), Some(pos)) = (self.file.as_mut(), self.pos.as_mut()) else {
             return false;
         };
-        let placed = self
-            .state
-            .repl
-            .read_history(pos.cursor, FRAMES_PER_READ)
-            .map_err(|e| format!("{e:?}"))
-            .and_then(|(frames, h)| {
-                let n = frames.len();
-                place(pos, frames, h).map(|chunks| (n, chunks))
-            });
-        let (n, chunks) = match placed {
-            Ok(r) => r,
+        let n = match copy::take_frames(&self.state, file, pos, FRAMES_PER_READ) {
+            Ok(n) => n,
             Err(why) => {
                 tracing::warn!(
                     "the append-only file no longer follows the log ({why}): rewriting it"
@@ -189,7 +180,6 @@ impl Writer {
                 return false;
             }
         };
-        queue(file, chunks);
         self.write();
         n == FRAMES_PER_READ
     }
@@ -331,27 +321,16 @@ impl Writer {
     /// renames it over the old one. The rewrite's duration in seconds.
     fn switch(&mut self, mut r: Rewritten) -> Result<u64, String> {
         loop {
-            let (frames, h) = self
-                .state
-                .repl
-                .read_history(r.pos.cursor, FRAMES_PER_READ)
-                .map_err(|e| format!("the history moved on during the rewrite ({e:?})"))?;
-            let n = frames.len();
-            queue(&mut r.file, place(&mut r.pos, frames, h)?);
+            let n = copy::take_frames(&self.state, &mut r.file, &mut r.pos, FRAMES_PER_READ)
+                .map_err(|e| format!("the history moved on during the rewrite ({e})"))?;
             if n < FRAMES_PER_READ {
                 break;
             }
         }
         let shown = r.file.path.display().to_string();
-        let io = |e: std::io::Error| format!("{shown}: {e}");
-        r.file.write().map_err(io)?;
-        r.file.sync().map_err(io)?;
-        let path = self.dir.join(FILE);
-        std::fs::rename(&r.file.path, &path).map_err(io)?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        r.file.path = path;
+        r.file
+            .install(self.dir.join(FILE))
+            .map_err(|e| format!("{shown}: {e}"))?;
         let aof = &self.state.persist.aof;
         aof.stats.lock().current_size = r.file.size;
         aof.synced.fetch_max(r.pos.cursor, Ordering::AcqRel);
