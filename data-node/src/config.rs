@@ -106,8 +106,10 @@ impl Default for Config {
 pub struct RuntimeConfig {
     proto_max_bulk_len: AtomicUsize,
     client_query_buffer_limit: AtomicUsize,
-    /// `save`, as `CONFIG GET` shows it. Recorded only: ember does not persist yet.
+    /// `save`, as `CONFIG GET` shows it.
     save: parking_lot::Mutex<String>,
+    /// `stop-writes-on-bgsave-error`: a failed save refuses writes (`MISCONF`).
+    stop_writes_on_bgsave_error: std::sync::atomic::AtomicBool,
     /// Fixed at start-up.
     pub port: u16,
     /// Fixed at start-up.
@@ -227,6 +229,10 @@ const PARAMS: &[Param] = &[
     Param {
         name: "save",
         kind: Kind::Save,
+    },
+    Param {
+        name: "stop-writes-on-bgsave-error",
+        kind: Kind::YesNo,
     },
     Param {
         name: "appendonly",
@@ -418,6 +424,7 @@ impl RuntimeConfig {
             output_limits: OutputLimits::default(),
             repl_backlog_size: std::sync::Arc::new(AtomicU64::new(c.repl_backlog_size)),
             serve_stale: std::sync::atomic::AtomicBool::new(true),
+            stop_writes_on_bgsave_error: std::sync::atomic::AtomicBool::new(true),
             min_replicas_to_write: AtomicU64::new(0),
             min_replicas_max_lag: AtomicU64::new(10),
             busy_reply_threshold: AtomicU64::new(5000),
@@ -447,6 +454,16 @@ impl RuntimeConfig {
     /// `replica-serve-stale-data`: a replica whose link is down still serves reads.
     pub fn serve_stale(&self) -> bool {
         self.serve_stale.load(Ordering::Relaxed)
+    }
+
+    /// `stop-writes-on-bgsave-error`.
+    pub fn stop_writes_on_bgsave_error(&self) -> bool {
+        self.stop_writes_on_bgsave_error.load(Ordering::Relaxed)
+    }
+
+    /// Whether `save` names any save point.
+    pub fn has_save_points(&self) -> bool {
+        !self.save.lock().is_empty()
     }
 
     /// How long a script may run before the node answers `BUSY`.
@@ -509,6 +526,7 @@ impl RuntimeConfig {
             "cluster-require-full-coverage" => "yes".into(),
             "databases" => "1".into(),
             "save" => self.save.lock().clone(),
+            "stop-writes-on-bgsave-error" => yes_no(self.stop_writes_on_bgsave_error()),
             "appendonly" => yes_no(self.aof.appendonly()),
             "appendfsync" => self.aof.fsync().name().into(),
             "appendfilename" => crate::persist::aof::FILE.into(),
@@ -656,6 +674,9 @@ impl RuntimeConfig {
                 }
                 ("lfu-decay-time", NewValue::Integer(v)) => {
                     self.memory.set_lfu(None, Some(v as u32))
+                }
+                ("stop-writes-on-bgsave-error", NewValue::YesNo(v)) => {
+                    self.stop_writes_on_bgsave_error.store(v, Ordering::Relaxed)
                 }
                 ("appendonly", NewValue::YesNo(v)) => self.aof.set_appendonly(v),
                 ("aof-load-truncated", NewValue::YesNo(v)) => {

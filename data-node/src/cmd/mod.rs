@@ -318,6 +318,14 @@ fn execute_at(state: &ServerState, client: &mut Client, args: &[Bytes], now: u64
     if let Some(oom) = crate::evict::refuse(state, client, spec) {
         return oom;
     }
+    if (spec.flags & flags::WRITE != 0 || spec.name == "ping") && !client.primary_link {
+        if let Some(misconf) = crate::persist::refuse_writes(state) {
+            if let Some(ms) = client.multi.as_mut() {
+                ms.dirty = true;
+            }
+            return misconf;
+        }
+    }
     if client.multi.is_some() && spec.flags & flags::NOQUEUE == 0 {
         return queue(state, client, idx, args);
     }
@@ -404,12 +412,15 @@ fn track_read(state: &ServerState, client: &Client, args: &[Bytes]) {
 }
 
 /// Whether this node may acknowledge a write now (it is routed here): its write lease
-/// holds, and `min-replicas-to-write` is met.
+/// holds, its data can reach the disk (`MISCONF`), and `min-replicas-to-write` is met.
 pub fn may_write(state: &ServerState) -> Result<(), Reply> {
     state
         .lease
         .check()
         .map_err(|e| Reply::error(e.to_string()))?;
+    if let Some(misconf) = crate::persist::refuse_writes(state) {
+        return Err(misconf);
+    }
     let (need, max_lag) = state.config.min_replicas();
     if need > 0
         && state.cluster.role() == ember_core::Role::Primary

@@ -442,10 +442,10 @@ pub fn config(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         match cfg.set(&pairs) {
             Ok(()) => {
                 ctx.state.cluster.set_serve_stale(cfg.serve_stale());
-                if pairs
-                    .iter()
-                    .any(|(name, _)| name.eq_ignore_ascii_case(b"appendonly"))
-                {
+                if pairs.iter().any(|(name, _)| {
+                    name.eq_ignore_ascii_case(b"appendonly")
+                        || name.eq_ignore_ascii_case(b"appendfsync")
+                }) {
                     if let Some(node) = ctx.state.persist.node() {
                         crate::persist::aof::reconcile(&node);
                     }

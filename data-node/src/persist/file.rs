@@ -19,7 +19,7 @@
 //! a truncation); a record that fails its checksum with more after it is corruption.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crc::{Crc, CRC_32_ISCSI};
@@ -105,8 +105,9 @@ impl ChunkFile {
             return Ok(());
         }
         if let Err(e) = self.file.write_all(&self.buf) {
-            // Nothing torn stays behind: the next try appends after the last whole record.
+            // Nothing torn stays behind: the next try writes after the last whole record.
             let _ = self.file.set_len(self.size);
+            let _ = self.file.seek(std::io::SeekFrom::Start(self.size));
             return Err(e);
         }
         self.size += self.buf.len() as u64;

@@ -157,6 +157,32 @@ impl Persistence {
     }
 }
 
+/// Redis's refusal of writes after a failed `BGSAVE` (with `save` points and
+/// `stop-writes-on-bgsave-error yes`).
+pub const SAVE_FAILED: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+
+/// Whether a primary refuses writes (and `PING`) because its data cannot reach the
+/// disk, as Redis does: its last snapshot failed while it has `save` points and
+/// `stop-writes-on-bgsave-error yes` (until a save succeeds), or the append-only
+/// file's last write failed (until a write succeeds; with `appendfsync always` the
+/// node stops instead). Replicas are never refused: they apply what their primary
+/// decided.
+pub fn refuse_writes(state: &ServerState) -> Option<crate::resp::Reply> {
+    let p = &state.persist;
+    let save_failed = !p.last_ok.load(Ordering::Relaxed);
+    let aof_failed = p.aof.failing.load(Ordering::Relaxed);
+    if (!save_failed && !aof_failed) || state.cluster.role() != ember_core::Role::Primary {
+        return None;
+    }
+    if save_failed && state.config.stop_writes_on_bgsave_error() && state.config.has_save_points() {
+        return Some(crate::resp::Reply::err(SAVE_FAILED));
+    }
+    let why = p.aof.write_error()?;
+    Some(crate::resp::Reply::error(format!(
+        "MISCONF Errors writing to the AOF file: {why}"
+    )))
+}
+
 /// Keys this node holds in slots the applied topology does not give it (loaded from a
 /// snapshot after the slot moved on): invisible, kept, reported to the control plane
 /// (`emberctl nodes`). 0 before a topology.

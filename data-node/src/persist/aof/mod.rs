@@ -135,6 +135,9 @@ pub struct Aof {
     loaded: Mutex<Option<(ChunkFile, Pos)>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) stats: Mutex<Stats>,
+    /// The last write or sync failed (`stats.last_write_error` says why): read before
+    /// every write command.
+    pub(crate) failing: AtomicBool,
 }
 
 /// What `INFO persistence` reports of the file.
@@ -145,7 +148,9 @@ pub(crate) struct Stats {
     pub last_rewrite_failed: bool,
     pub rewrites: u64,
     pub consecutive_failures: u64,
-    pub last_write_failed: bool,
+    /// Why the last write or sync of the file failed (`strerror`'s words), until one
+    /// succeeds: writes are refused with `MISCONF` meanwhile.
+    pub last_write_error: Option<String>,
     pub current_size: u64,
     pub base_size: u64,
 }
@@ -170,6 +175,15 @@ impl Aof {
 
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
+    }
+
+    /// Why the running file's last write or sync failed, if it did (Redis refuses
+    /// writes until one succeeds again).
+    pub fn write_error(&self) -> Option<String> {
+        if !self.failing.load(Ordering::Relaxed) || !self.is_running() {
+            return None;
+        }
+        self.stats.lock().last_write_error.clone()
     }
 
     /// `BGREWRITEAOF`.
@@ -201,7 +215,7 @@ impl Aof {
             if s.last_rewrite_failed { "err" } else { "ok" },
             s.rewrites,
             s.consecutive_failures,
-            if s.last_write_failed { "err" } else { "ok" },
+            if s.last_write_error.is_some() { "err" } else { "ok" },
             match self.is_running() {
                 true => format!(
                     "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\naof_buffer_length:0\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n",
@@ -222,7 +236,8 @@ pub enum RewriteRefused {
     Off,
 }
 
-/// Starts or stops the writer as the `appendonly` setting says. Starting it makes the
+/// Starts or stops the writer as the `appendonly` setting says, and makes replies wait
+/// for the file as `appendfsync` says. Starting it makes the
 /// log record this node's writes (a primary's; a replica's log holds its primary's
 /// frames already) and, without a file loaded at start, rewrites the file first.
 pub fn reconcile(state: &Arc<ServerState>) {
@@ -251,13 +266,15 @@ pub fn reconcile(state: &Arc<ServerState>) {
         }
         (false, true) => {
             stop_writer(aof, &mut thread);
-            // Writes no longer wait for a file.
-            aof.always.store(false, Ordering::Release);
-            aof.durable.notify_waiters();
             tracing::info!("append-only file off");
         }
         _ => {}
     }
+    // From the next write on (not the writer's next turn), replies wait for the file
+    // with `always`, and no longer wait without it.
+    let always = thread.is_some() && state.config.aof.fsync() == Fsync::Always;
+    aof.always.store(always, Ordering::Release);
+    aof.durable.notify_waiters();
 }
 
 /// At shutdown: everything written so far goes to the file, synced, and the writer

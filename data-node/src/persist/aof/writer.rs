@@ -27,6 +27,8 @@ const EVERY: Duration = Duration::from_secs(1);
 /// With `everysec` and `no`, frames are taken this often (what a kill -9 can lose
 /// beyond what the kernel holds).
 const BATCH: Duration = Duration::from_millis(5);
+/// A write or sync that keeps failing is logged this often.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(30);
 /// Wait before trying again after a failed rewrite.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -45,6 +47,7 @@ pub(super) fn run(state: Arc<ServerState>, dir: PathBuf) {
         unsynced: false,
         rewrite: None,
         retry_at: None,
+        logged_failure: None,
     };
     rt.block_on(w.run());
 }
@@ -69,6 +72,8 @@ struct Writer {
     rewrite: Option<oneshot::Receiver<Result<Rewritten, String>>>,
     /// No rewrite of a broken file before this (after a failure).
     retry_at: Option<Instant>,
+    /// When a failing write or sync was last logged (none: the last one succeeded).
+    logged_failure: Option<Instant>,
 }
 
 impl Writer {
@@ -92,7 +97,6 @@ impl Writer {
             self.update_pin();
             let more = self.append();
             let fsync = state.config.aof.fsync();
-            aof.always.store(fsync == Fsync::Always, Ordering::Release);
             self.sync(fsync, stopping);
             if stopping {
                 if more {
@@ -200,16 +204,29 @@ impl Writer {
         self.unsynced = true;
     }
 
-    fn outcome(&self, r: std::io::Result<u64>, what: &str) {
-        let mut s = self.state.persist.aof.stats.lock();
+    fn outcome(&mut self, r: std::io::Result<u64>, what: &str) {
+        let aof = &self.state.persist.aof;
+        aof.failing.store(r.is_err(), Ordering::Relaxed);
+        let mut s = aof.stats.lock();
         match r {
             Ok(size) => {
                 s.current_size = size;
-                s.last_write_failed = false;
+                if s.last_write_error.take().is_some() {
+                    tracing::warn!("the append-only file is written again: writes are accepted");
+                }
+                self.logged_failure = None;
             }
             Err(e) => {
-                s.last_write_failed = true;
-                tracing::error!("cannot {what} the append-only file: {e}");
+                // Tried again every few milliseconds: logged when it starts, then every
+                // 30 s, as Redis.
+                if self
+                    .logged_failure
+                    .is_none_or(|t| t.elapsed() >= FAILURE_LOG_EVERY)
+                {
+                    tracing::error!("cannot {what} the append-only file: {e} (writes are refused with MISCONF until it can be written)");
+                    self.logged_failure = Some(Instant::now());
+                }
+                s.last_write_error = Some(os_words(&e));
                 if self.state.config.aof.fsync() == Fsync::Always {
                     tracing::error!("cannot recover from an append-only file error with appendfsync always: exiting");
                     std::process::exit(1);
@@ -340,6 +357,16 @@ impl Writer {
         self.unsynced = false;
         self.update_pin();
         Ok(r.began.elapsed().as_secs())
+    }
+}
+
+/// An I/O error in `strerror`'s words, as Redis's `MISCONF` reply shows it ("No space
+/// left on device"), without Rust's " (os error N)".
+fn os_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) => text[..at].to_string(),
+        _ => text,
     }
 }
 
