@@ -4,18 +4,18 @@
 # request path (tests/fuzz.sh), then the container tests (tests/docker/run.sh) when a
 # Docker engine is available.
 #
-# Needs Debian's redis-server and redis-cli (installs them when missing and run as root)
+# Needs Debian's redis-server, redis-cli and etcd (installs them when missing and run as root)
 # and python3 with redis-py (installs it with pip when missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! command -v etcd >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing redis-server and redis-tools (the differential and e2e tests use them)"
+    echo "installing redis-server, redis-tools and etcd-server (the differential, e2e and control-plane HA tests use them)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools etcd-server >/dev/null
   else
-    echo "error: redis-server and redis-cli are needed: apt-get install redis-server redis-tools" >&2
+    echo "error: redis-server, redis-cli and etcd are needed: apt-get install redis-server redis-tools etcd-server" >&2
     exit 1
   fi
 fi

@@ -35,6 +35,10 @@ pub enum CliError {
     /// The control plane could not persist the change, so it did not make it (exit 4).
     #[error("{0}")]
     Persistence(String),
+    /// No control plane leads (an election, or etcd without quorum): nothing was
+    /// changed; retry (exit 5).
+    #[error("{0}")]
+    NoLeader(String),
 }
 
 impl CliError {
@@ -44,6 +48,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Unreachable { .. } | CliError::Timeout { .. } => 3,
             CliError::Persistence(_) => 4,
+            CliError::NoLeader(_) => 5,
         }
     }
 
@@ -52,7 +57,10 @@ impl CliError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            CliError::Unreachable { .. } | CliError::Timeout { .. } | CliError::Persistence(_)
+            CliError::Unreachable { .. }
+                | CliError::Timeout { .. }
+                | CliError::Persistence(_)
+                | CliError::NoLeader(_)
         )
     }
 }
@@ -86,8 +94,12 @@ pub fn status_error(url: &str, timeout: Duration, s: &Status) -> CliError {
     } else {
         msg
     };
-    if error_kind(s) == Some(ember_proto::ERROR_PERSISTENCE) {
-        return CliError::Persistence(msg.to_string());
+    match error_kind(s) {
+        Some(ember_proto::ERROR_PERSISTENCE) => return CliError::Persistence(msg.to_string()),
+        Some(ember_proto::ERROR_NO_LEADER | ember_proto::ERROR_NOT_LEADER) => {
+            return CliError::NoLeader(msg.to_string())
+        }
+        _ => {}
     }
     match s.code() {
         // A connection that broke under a request surfaces as Unknown ("transport
@@ -126,35 +138,44 @@ pub struct Admin {
 impl Admin {
     /// Connects eagerly, so an unreachable control plane is reported as such (exit 3)
     /// rather than as the failure of whatever request came first.
+    /// `url` may list several control planes (`URL1,URL2,URL3`, the processes of a
+    /// highly available control plane): the first that answers is used (followers
+    /// forward to the leader).
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, CliError> {
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| {
+        let urls = ember_proto::control_plane_urls(url);
+        if urls.is_empty() {
+            return Err(CliError::Usage("no control plane URL given".into()));
+        }
+        for u in &urls {
+            Endpoint::from_shared(u.clone()).map_err(|e| {
                 CliError::Usage(format!(
-                    "invalid control plane URL '{url}': {}",
+                    "invalid control plane URL '{u}': {}",
                     root_cause(&e)
                 ))
-            })?
-            .connect_timeout(timeout);
+            })?;
+        }
         tracing::debug!(%url, "connecting");
         let unreachable = |reason: String| CliError::Unreachable {
             url: url.to_string(),
             reason,
         };
-        let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
-            Ok(Ok(channel)) => channel,
-            Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no connection within {}",
-                    fmt_duration(timeout)
-                )))
-            }
-        };
+        let connect = ember_proto::connect_any(url, 0, |e| e.connect_timeout(timeout));
+        let (channel, reached) =
+            match tokio::time::timeout(timeout * urls.len() as u32, connect).await {
+                Ok(Ok(reached)) => reached,
+                Ok(Err(e)) => return Err(unreachable(e)),
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "no connection within {}",
+                        fmt_duration(timeout)
+                    )))
+                }
+            };
         Ok(Self {
             client: AdminClient::new(channel)
                 .max_decoding_message_size(ember_proto::MAX_ADMIN_MESSAGE)
                 .max_encoding_message_size(ember_proto::MAX_ADMIN_MESSAGE),
-            url: url.to_string(),
+            url: reached,
             timeout,
         })
     }

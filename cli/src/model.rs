@@ -135,6 +135,17 @@ pub struct ClusterView {
     pub persistence_error: Option<String>,
     /// Nodes of other clusters trying to connect.
     pub foreign: Vec<Foreign>,
+    /// Where the state is kept, and which control-plane process leads.
+    pub control_plane: ControlPlane,
+}
+
+/// The control plane's store and leader, as `GetState` reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlPlane {
+    pub store: String,
+    /// The leader's URL ("": the one process of a file store).
+    pub leader: String,
+    pub term: i64,
 }
 
 /// A node of a cluster the control plane does not run, that tried to connect.
@@ -232,6 +243,11 @@ impl ClusterView {
             finished,
             alarm: some(&s.alarm),
             persistence_error: some(&s.persistence_error),
+            control_plane: ControlPlane {
+                store: s.store.clone(),
+                leader: s.leader.clone(),
+                term: s.term,
+            },
             foreign: s
                 .foreign
                 .iter()
@@ -256,6 +272,7 @@ impl ClusterView {
             alarm: None,
             persistence_error: None,
             foreign: Vec::new(),
+            control_plane: ControlPlane::default(),
         }
     }
 

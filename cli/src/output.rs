@@ -197,6 +197,11 @@ pub struct ClusterDoc {
     pub persistence_error: Option<String>,
     /// Nodes of other clusters trying to connect.
     pub foreign: Vec<ForeignDoc>,
+    /// Where the state is kept; the leading control-plane process's URL (empty with the
+    /// file store's one process) and term.
+    pub control_plane_store: String,
+    pub control_plane_leader: String,
+    pub control_plane_term: i64,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -399,6 +404,9 @@ pub fn cluster_doc(view: &ClusterView) -> ClusterDoc {
             .collect(),
         alarm: view.alarm.clone(),
         persistence_error: view.persistence_error.clone(),
+        control_plane_store: view.control_plane.store.clone(),
+        control_plane_leader: view.control_plane.leader.clone(),
+        control_plane_term: view.control_plane.term,
         foreign: view
             .foreign
             .iter()
@@ -737,6 +745,13 @@ pub fn render_status(view: &ClusterView) -> String {
             "require-full-coverage",
             yes_no(t.require_full_coverage).to_string(),
         ),
+        ("control plane", {
+            let cp = &view.control_plane;
+            match cp.leader.as_str() {
+                "" => cp.store.clone(),
+                leader => format!("{}, leader {leader} (term {})", cp.store, cp.term),
+            }
+        }),
     ]);
     if problems.is_empty() {
         return table;
@@ -1132,6 +1147,7 @@ pub(crate) mod tests {
             alarm: None,
             persistence_error: None,
             foreign: Vec::new(),
+            control_plane: Default::default(),
         }
     }
 

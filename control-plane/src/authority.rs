@@ -15,9 +15,10 @@ use ember_proto::{convert, pb, snapshot};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::leadership::Role;
 use crate::restore::NodeReport;
 use crate::state::{ClusterState, Op, Outcome, StateError};
-use crate::store::{Store, StoreError};
+use crate::store::{StateStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
@@ -32,6 +33,10 @@ pub enum AuthorityError {
     /// A node of a cluster this control plane does not run.
     #[error("{0}")]
     ForeignCluster(String),
+    /// Only the leader changes the state (followers forward to it; this one knows none,
+    /// or lost its term while committing).
+    #[error("{0}")]
+    NotLeader(Role),
 }
 
 /// Most node reports kept (anyone can say hello; the oldest is dropped beyond this).
@@ -98,13 +103,16 @@ impl Progress {
 pub struct Authority {
     /// Serialises changes: held across apply, persist and publish.
     committing: tokio::sync::Mutex<()>,
-    store: Store,
+    store: Arc<dyn StateStore>,
+    /// Whether this process leads (always, with the file store).
+    role: watch::Sender<Role>,
     published: watch::Sender<Published>,
     observed: Mutex<HashMap<NodeId, Observed>>,
     progress: Mutex<HashMap<Uuid, Progress>>,
     /// The last migrations that ended, newest last (bounded).
     finished: Mutex<std::collections::VecDeque<pb::FinishedMigration>>,
-    started: Instant,
+    /// When this process started leading: the grace period of nodes not seen since.
+    started: Mutex<Instant>,
     /// Drawn at start: stamps the versions this process commits (`ember_core::lineage`).
     incarnation: u64,
     /// Why nothing may be published (the state is behind the nodes), until a restore.
@@ -137,41 +145,25 @@ pub enum Ask {
 }
 
 impl Authority {
-    /// Loads the persisted state, or creates (and persists) a new cluster id on first start.
-    pub fn open(
-        store: Store,
+    /// An authority over `store`, publishing an empty placeholder state until it leads
+    /// ([`Authority::take_over`]) or follows ([`Authority::adopt`]).
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        role: Role,
         lease_length: Duration,
         promotion: crate::heartbeater::Promotion,
-    ) -> Result<Arc<Self>, StoreError> {
-        let state = match store.load()? {
-            Some(state) => state,
-            None => {
-                let state = ClusterState::new(Uuid::new_v4());
-                tracing::info!(
-                    dir = %store.dir().display(),
-                    "no state in the data dir: starting a new, empty control plane \
-                     (`emberctl bootstrap` forms the cluster; `emberctl import-state` restores one)"
-                );
-                store.save(&state)?;
-                state
-            }
-        };
-        tracing::info!(
-            cluster_id = %state.topology.cluster_id,
-            version = state.version(),
-            members = state.topology.nodes.len(),
-            pending = state.pending.len(),
-            "state loaded"
-        );
-        let (published, _) = watch::channel(Published::new(state, None));
-        Ok(Arc::new(Self {
+    ) -> Arc<Self> {
+        let placeholder = ClusterState::new(Uuid::nil());
+        let (published, _) = watch::channel(Published::new(placeholder, None));
+        Arc::new(Self {
             committing: tokio::sync::Mutex::new(()),
             store,
+            role: watch::channel(role).0,
             published,
             observed: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
             finished: Mutex::new(Default::default()),
-            started: Instant::now(),
+            started: Mutex::new(Instant::now()),
             incarnation: Uuid::new_v4().as_u64_pair().0 | 1,
             alarm: Mutex::new(None),
             reports: Mutex::new(HashMap::new()),
@@ -180,7 +172,67 @@ impl Authority {
             asks: tokio::sync::broadcast::channel(256).0,
             handovers: Default::default(),
             promotion,
-        }))
+        })
+    }
+
+    /// Starts leading from the store's state, read linearizably after winning (so every
+    /// commit of an earlier leader is in it), or, on an empty store, from a new cluster
+    /// id committed first (conditioned on the store still being empty). What was
+    /// observed of the nodes is forgotten: each gets a grace period from now, as after a
+    /// restart.
+    pub async fn take_over(&self) -> Result<(), AuthorityError> {
+        let _guard = self.committing.lock().await;
+        let state = match self.store.load().await? {
+            Some(state) => state,
+            None => {
+                let state = ClusterState::new(Uuid::new_v4());
+                tracing::info!(
+                    store = %self.store.describe(),
+                    "no state in the store: starting a new, empty control plane \
+                     (`emberctl bootstrap` forms the cluster; `emberctl import-state` restores one)"
+                );
+                self.store.commit(None, &state).await?;
+                state
+            }
+        };
+        tracing::info!(
+            cluster_id = %state.topology.cluster_id,
+            version = state.version(),
+            members = state.topology.nodes.len(),
+            pending = state.pending.len(),
+            store = %self.store.describe(),
+            "state loaded"
+        );
+        self.observed.lock().unwrap().clear();
+        *self.started.lock().unwrap() = Instant::now();
+        let published = Published::new(state, Some(&self.current()));
+        self.published.send_replace(published);
+        Ok(())
+    }
+
+    /// A follower's copy: publishes a state read from the store, if newer than its own.
+    pub fn adopt(&self, state: ClusterState) {
+        let current = self.current();
+        if state.version() <= current.state.version()
+            && state.topology.cluster_id == current.state.topology.cluster_id
+        {
+            return;
+        }
+        let published = Published::new(state, Some(&current));
+        self.published.send_replace(published);
+    }
+
+    /// Whether this process leads, follows, or knows no leader.
+    pub fn role(&self) -> watch::Receiver<Role> {
+        self.role.subscribe()
+    }
+
+    pub fn set_role(&self, role: Role) {
+        self.role.send_if_modified(|r| {
+            let changed = *r != role;
+            *r = role;
+            changed
+        });
     }
 
     /// Why the control plane refuses to publish, if it does.
@@ -225,10 +277,7 @@ impl Authority {
         }
         let _guard = self.committing.lock().await;
         let state = self.current().state;
-        let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.save(&state))
-            .await
-            .expect("persist task panicked");
+        let result = self.store.commit(Some(state.version()), &state).await;
         self.persisted(&result);
     }
 
@@ -334,6 +383,10 @@ impl Authority {
     /// Applies `op`; on success the new state is durable and published.
     pub async fn submit(&self, op: Op) -> Result<(Arc<ClusterState>, Outcome), AuthorityError> {
         let _guard = self.committing.lock().await;
+        let role = self.role.borrow().clone();
+        if !matches!(role, Role::Leader { .. }) {
+            return Err(AuthorityError::NotLeader(role));
+        }
         let restore = matches!(op, Op::Restore { .. });
         if let Some(alarm) = self.alarm().filter(|_| !restore) {
             return Err(AuthorityError::Frozen(alarm));
@@ -349,11 +402,23 @@ impl Authority {
         debug_assert_eq!(next.consistency_check(), Ok(()));
         // Ordering: persist before publishing, so that nothing a node or client ever sees
         // can be lost by a crash, and versions never go backwards.
-        let store = self.store.clone();
-        let to_save = next.clone();
-        let saved = tokio::task::spawn_blocking(move || store.save(&to_save))
-            .await
-            .expect("persist task panicked");
+        let saved = self.store.commit(Some(current.version()), &next).await;
+        if let Err(StoreError::NotLeader) = saved {
+            // The term ended under this commit: nothing was written.
+            let role = Role::NoLeader {
+                why: "this control plane's term ended".into(),
+            };
+            self.set_role(role.clone());
+            return Err(AuthorityError::NotLeader(role));
+        }
+        if let Err(StoreError::Conflict { .. }) = saved {
+            // The store holds another version than this copy: a commit whose reply was
+            // lost. The stored one is the truth: publish it, and let the client retry.
+            if let Ok(Some(stored)) = self.store.load().await {
+                self.published
+                    .send_replace(Published::new(stored, Some(&previous)));
+            }
+        }
         self.persisted(&saved);
         saved?;
         if restore {
@@ -469,9 +534,10 @@ impl Authority {
         self.observed.lock().unwrap().clone()
     }
 
-    /// When this process started: nodes never seen since are timed from here (grace period).
+    /// When this process started leading: nodes never seen since are timed from here
+    /// (grace period).
     pub fn started(&self) -> Instant {
-        self.started
+        *self.started.lock().unwrap()
     }
 
     /// Convenience for GetState.
@@ -512,7 +578,15 @@ impl Authority {
                 millis: p.started.elapsed().as_millis() as u64,
             })
             .collect();
+        let (leader, term) = match &*self.role.borrow() {
+            Role::Leader { url, term } => (url.clone(), *term),
+            Role::Follower { leader } => (leader.clone(), 0),
+            Role::NoLeader { .. } => (String::new(), 0),
+        };
         pb::ClusterState {
+            leader,
+            term,
+            store: self.store.describe(),
             topology: Some(convert::topology_to_pb(&current.topology)),
             pending: current.pending.values().map(convert::node_to_pb).collect(),
             status,

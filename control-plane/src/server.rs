@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ember_proto::pb::{admin_server::AdminServer, session_server::SessionServer};
@@ -12,13 +13,33 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::admin::AdminService;
 use crate::authority::Authority;
+use crate::forward::{Forward, Router};
+use crate::leadership::Role;
 use crate::session::SessionService;
-use crate::store::Store;
+use crate::store::etcd::EtcdStore;
+use crate::store::file::Store;
+use crate::store::StateStore;
+
+/// Where the state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// `DATA_DIR/state.json`: one control-plane process.
+    File { data_dir: PathBuf },
+    /// etcd: several control-plane processes, one elected leader.
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+        /// The leadership lease's TTL.
+        lease_ttl: Duration,
+        /// This process's URL as the others (and their forwarded requests) reach it.
+        advertise: String,
+    },
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub data_dir: PathBuf,
+    pub store: StoreConfig,
     pub node_timeout: Duration,
     /// Most migrations running at once.
     pub max_migrations: usize,
@@ -44,26 +65,80 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.data_dir)?;
     let heartbeat = crate::session::heartbeat_interval(config.node_timeout);
-    let authority = Authority::open(
-        store,
-        crate::lease::length(config.node_timeout, heartbeat),
-        crate::heartbeater::Promotion::new(config.node_timeout, config.replica_validity_factor),
-    )?;
-    let heartbeater = tokio::spawn(crate::heartbeater::run(
-        authority.clone(),
-        config.node_timeout,
-        config.migration_timeout,
-    ));
+    let lease_length = crate::lease::length(config.node_timeout, heartbeat);
+    let promotion =
+        crate::heartbeater::Promotion::new(config.node_timeout, config.replica_validity_factor);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (node_timeout, migration_timeout) = (config.node_timeout, config.migration_timeout);
+    let leader_tasks = move |authority: Arc<Authority>| {
+        move |token: tokio_util::sync::CancellationToken| {
+            let authority = authority.clone();
+            vec![tokio::spawn(async move {
+                tokio::select! {
+                    _ = crate::heartbeater::run(authority, node_timeout, migration_timeout) => {
+                        tracing::error!("the heartbeater stopped; shutting down");
+                        std::process::exit(70);
+                    }
+                    _ = token.cancelled() => {}
+                }
+            })]
+        }
+    };
+    let (authority, background) = match &config.store {
+        StoreConfig::File { data_dir } => {
+            let store: Arc<dyn StateStore> = Arc::new(Store::open(data_dir)?);
+            let authority = Authority::new(
+                store,
+                Role::Leader {
+                    url: String::new(),
+                    term: 0,
+                },
+                lease_length,
+                promotion,
+            );
+            authority.take_over().await?;
+            let tasks = leader_tasks(authority.clone())(stop.child_token());
+            (authority, tasks)
+        }
+        StoreConfig::Etcd {
+            endpoints,
+            prefix,
+            lease_ttl,
+            advertise,
+        } => {
+            let store = Arc::new(EtcdStore::connect(endpoints.clone(), prefix).await?);
+            let authority = Authority::new(
+                store.clone(),
+                Role::NoLeader {
+                    why: "no leader: an election is under way".into(),
+                },
+                lease_length,
+                promotion,
+            );
+            let election = tokio::spawn(crate::leadership::run(
+                store,
+                authority.clone(),
+                advertise.clone(),
+                *lease_ttl,
+                Box::new(leader_tasks(authority.clone())),
+                stop.child_token(),
+            ));
+            (authority, vec![election])
+        }
+    };
+    let router = Router::new(authority.role());
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    // Health follows persistence: while changes cannot be saved the control plane is
-    // NOT_SERVING (it still answers reads), and SERVING again once a save succeeds.
+    // Health follows persistence and leadership: while changes cannot be saved, or no
+    // leader is known, the control plane is NOT_SERVING (it still answers reads), and
+    // SERVING again once a save succeeds and a leader is elected.
     let mut persistence = authority.persistence();
+    let mut role = authority.role();
     let health_task = tokio::spawn(async move {
         loop {
-            let failing = persistence.borrow_and_update().is_some();
+            let failing = persistence.borrow_and_update().is_some()
+                || matches!(*role.borrow_and_update(), Role::NoLeader { .. });
             if failing {
                 health.set_not_serving::<AdminServer<AdminService>>().await;
                 health
@@ -79,7 +154,11 @@ pub async fn serve(
                     .set_service_status("", tonic_health::ServingStatus::Serving)
                     .await;
             }
-            if persistence.changed().await.is_err() {
+            let changed = tokio::select! {
+                r = persistence.changed() => r,
+                r = role.changed() => r,
+            };
+            if changed.is_err() {
                 return;
             }
         }
@@ -88,10 +167,6 @@ pub async fn serve(
     let shutdown = async move {
         tokio::select! {
             _ = shutdown => {}
-            r = heartbeater => {
-                tracing::error!("the heartbeater stopped ({r:?}); shutting down");
-                std::process::exit(70);
-            }
             r = health_task => {
                 tracing::error!("the health reporter stopped ({r:?}); shutting down");
                 std::process::exit(70);
@@ -105,7 +180,7 @@ pub async fn serve(
 
     tracing::info!(
         listen = %listener.local_addr()?,
-        data_dir = %config.data_dir.display(),
+        store = ?config.store,
         node_timeout = ?config.node_timeout,
         "control plane serving"
     );
@@ -114,19 +189,26 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(
+        .add_service(Forward::new(
             AdminServer::new(AdminService::new(authority.clone(), config.max_migrations))
                 .max_decoding_message_size(ember_proto::MAX_ADMIN_MESSAGE)
                 .max_encoding_message_size(ember_proto::MAX_ADMIN_MESSAGE),
-        )
-        .add_service(SessionServer::new(SessionService::new(
-            authority,
-            config.node_timeout,
-        )))
+            router.clone(),
+        ))
+        .add_service(Forward::new(
+            SessionServer::new(SessionService::new(authority, config.node_timeout)),
+            router,
+        ))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await?;
+    // Ordering: the leader's tasks stop (and an etcd leader steps down) once no
+    // request is served any more.
+    stop.cancel();
+    for task in background {
+        let _ = task.await;
+    }
     Ok(())
 }

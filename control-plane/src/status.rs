@@ -9,7 +9,9 @@ use ember_core::topology::ResolveError;
 use tonic::Status;
 
 use crate::authority::AuthorityError;
+use crate::leadership::Role;
 use crate::state::StateError;
+use crate::store::StoreError;
 
 impl From<AuthorityError> for Status {
     fn from(e: AuthorityError) -> Self {
@@ -22,6 +24,24 @@ impl From<AuthorityError> for Status {
             status
         };
         match e {
+            AuthorityError::Store(StoreError::Unavailable(why)) => kind(
+                Status::unavailable(format!("no leader (etcd quorum lost?): {why}")),
+                ember_proto::ERROR_NO_LEADER,
+            ),
+            AuthorityError::NotLeader(Role::Follower { leader }) => {
+                let mut status = kind(
+                    Status::unavailable(format!("not the leader, the leader is {leader}")),
+                    ember_proto::ERROR_NOT_LEADER,
+                );
+                if let Ok(v) = leader.parse() {
+                    status.metadata_mut().insert(ember_proto::LEADER_URL, v);
+                }
+                status
+            }
+            AuthorityError::NotLeader(role) => kind(
+                Status::unavailable(format!("no leader ({role})")),
+                ember_proto::ERROR_NO_LEADER,
+            ),
             AuthorityError::Store(_) => kind(Status::internal(msg), ember_proto::ERROR_PERSISTENCE),
             AuthorityError::Frozen(_) | AuthorityError::ForeignCluster(_) => {
                 Status::failed_precondition(msg)

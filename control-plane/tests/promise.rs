@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ember_control_plane::server::{self, Config};
+use ember_control_plane::server::{self, Config, StoreConfig};
 use ember_proto::pb::{
     self, admin_client::AdminClient, control_message, migration_report::Kind, node_message,
     session_client::SessionClient,
@@ -157,7 +157,9 @@ async fn a_migration_commits_only_on_its_targets_promise() {
     let addr = listener.local_addr().unwrap();
     let config = Config {
         listen: addr,
-        data_dir: dir.path().join("cp"),
+        store: StoreConfig::File {
+            data_dir: dir.path().join("cp"),
+        },
         node_timeout: Duration::from_secs(60),
         max_migrations: 2,
         migration_timeout: Duration::from_secs(60),

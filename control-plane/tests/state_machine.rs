@@ -3,7 +3,7 @@
 //! shared/DESIGN.md (1-6) after every step.
 
 use ember_control_plane::state::{ClusterState, Op};
-use ember_control_plane::store::Store;
+use ember_control_plane::store::file::Store;
 use ember_core::{NodeId, Role, SlotSet, SLOT_COUNT};
 use proptest::prelude::*;
 use uuid::Uuid;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use redis::Commands;
 
+pub mod etcd;
 pub mod persist;
 pub mod proxy;
 
@@ -105,7 +106,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, program: PathBuf, args: Vec<String>, log: PathBuf) -> Self {
+    pub(crate) fn spawn(name: &str, program: PathBuf, args: Vec<String>, log: PathBuf) -> Self {
         let mut p = Self {
             name: name.into(),
             program,
@@ -256,6 +257,11 @@ pub struct TestCluster {
     pub cp_port: u16,
     pub node_timeout: Duration,
     pub cp: Proc,
+    /// With an etcd store: the other control-plane processes (`cp` is the first), their
+    /// URLs (`cp_urls[i]` is the `i`-th process's), and etcd.
+    pub more_cps: Vec<Proc>,
+    pub cp_urls: Vec<String>,
+    pub etcd: Option<etcd::Etcd>,
     pub specs: Vec<NodeSpec>,
     pub nodes: Vec<Proc>,
     /// How every data node of this cluster is started.
@@ -313,15 +319,67 @@ impl TestCluster {
             .collect(),
             dir.path().join("cp.log"),
         );
-        let mut cluster = Self {
+        let cluster = Self {
             dir,
             cp_port,
             node_timeout,
             cp,
+            more_cps: vec![],
+            cp_urls: vec![format!("http://127.0.0.1:{cp_port}")],
+            etcd: None,
             specs: vec![],
             nodes: vec![],
             node_options: options,
         };
+        cluster.with_nodes(n)
+    }
+
+    /// `cps` control planes sharing a 3-member etcd (`--store etcd`, lease TTL 2 s), and
+    /// `n` data nodes given all of their URLs; waits until every node registered.
+    pub fn start_ha(n: usize, cps: usize, node_timeout: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = etcd::Etcd::start(3, dir.path());
+        let ports: Vec<u16> = (0..cps).map(|_| free_port()).collect();
+        let mut procs: Vec<Proc> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                etcd::spawn_control_plane(
+                    &format!("cp{}", i + 1),
+                    etcd::control_plane_args(*port, &etcd, node_timeout),
+                    dir.path(),
+                )
+            })
+            .collect();
+        let cp = procs.remove(0);
+        let cluster = Self {
+            dir,
+            cp_port: ports[0],
+            node_timeout,
+            cp,
+            more_cps: procs,
+            cp_urls: ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}"))
+                .collect(),
+            etcd: Some(etcd),
+            specs: vec![],
+            nodes: vec![],
+            node_options: NodeOptions::default(),
+        };
+        cluster.with_nodes(n)
+    }
+
+    /// The `i`-th control-plane process.
+    pub fn control_plane(&mut self, i: usize) -> &mut Proc {
+        match i {
+            0 => &mut self.cp,
+            i => &mut self.more_cps[i - 1],
+        }
+    }
+
+    fn with_nodes(self, n: usize) -> Self {
+        let mut cluster = self;
         for _ in 0..n {
             cluster.add_node();
         }
@@ -340,8 +398,10 @@ impl TestCluster {
         self.dir.path().join("cp")
     }
 
+    /// The control plane's URL (with several processes: all of their URLs, as nodes and
+    /// emberctl take them).
     pub fn cp_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.cp_port)
+        self.cp_urls.join(",")
     }
 
     /// Starts one more data node (it registers itself as pending).

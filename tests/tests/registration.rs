@@ -20,11 +20,12 @@ fn hello(c: &TestCluster, name: &str, client_addr: &str) -> Result<(), Code> {
         .build()
         .unwrap();
     rt.block_on(async {
-        let channel = ember_proto::session_endpoint(c.cp_url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = ember_proto::session_endpoint(
+            tonic::transport::Endpoint::from_shared(c.cp_url()).unwrap(),
+        )
+        .connect()
+        .await
+        .unwrap();
         let mut client = SessionClient::new(channel).max_decoding_message_size(64 << 20);
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tx.send(pb::NodeMessage {

@@ -52,9 +52,10 @@ async fn main() -> anyhow::Result<()> {
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(u64, Instant)>();
     let mut keep = Vec::new();
     for i in 0..sessions {
-        let channel = ember_proto::session_endpoint(url.clone())?
-            .connect()
-            .await?;
+        let channel =
+            ember_proto::session_endpoint(tonic::transport::Endpoint::from_shared(url.clone())?)
+                .connect()
+                .await?;
         let (tx, rx) = mpsc::channel(4);
         let hello = pb::Hello {
             node_id: uuid::Uuid::new_v4().to_string(),

@@ -73,10 +73,22 @@ pub async fn run(
 ) {
     let cluster = applier.cluster().clone();
     let mut backoff = Backoff::new();
+    // Which control plane of the list to try first: the next one after a failure.
+    let mut first = 0;
     loop {
         let mut welcomed = None;
-        let result =
-            session_once(&applier, &mut identity, &config, &migrations, &mut welcomed).await;
+        let result = session_once(
+            &applier,
+            &mut identity,
+            &config,
+            &migrations,
+            &mut welcomed,
+            first,
+        )
+        .await;
+        if result.is_err() {
+            first += 1;
+        }
         if let Some(heartbeat) = welcomed {
             backoff.reset(heartbeat);
         }
@@ -100,11 +112,14 @@ async fn session_once(
     config: &SessionConfig,
     migrations: &Arc<Migrations>,
     welcomed: &mut Option<Duration>,
+    first: usize,
 ) -> anyhow::Result<()> {
     let cluster: &Cluster = applier.cluster();
-    let channel = ember_proto::session_endpoint(config.control_plane.clone())?
-        .connect()
-        .await?;
+    let (channel, url) =
+        ember_proto::connect_any(&config.control_plane, first, ember_proto::session_endpoint)
+            .await
+            .map_err(|e| anyhow::anyhow!("no control plane reachable ({e})"))?;
+    tracing::debug!(control_plane = %url, "connected to the control plane");
     let mut client = SessionClient::new(channel);
 
     let (tx, rx) = mpsc::channel(64);

@@ -83,12 +83,9 @@ pub async fn hand_over(state: &ServerState) {
     };
     tracing::info!(replica = %best.node, "handing the shard over to a replica before shutting down");
     let failover = async {
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let (channel, _) =
+            ember_proto::connect_any(&url, 0, |e| e.connect_timeout(Duration::from_secs(2)))
+                .await?;
         pb::admin_client::AdminClient::new(channel)
             .failover(pb::FailoverRequest {
                 node: best.node.to_string(),

@@ -253,13 +253,12 @@ async fn at_control_plane(url: &str, state: &ServerState, change: Change) -> Res
             "ERR cannot reach the control plane ({url}) to change the function libraries: {e}"
         ))
     };
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| unreachable(&e))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(CHANGE_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let (channel, _) = ember_proto::connect_any(url, 0, |e| {
+        e.connect_timeout(Duration::from_secs(2))
+            .timeout(CHANGE_TIMEOUT)
+    })
+    .await
+    .map_err(|e| unreachable(&e))?;
     let mut admin = AdminClient::new(channel);
     let reply = match change {
         Change::Load { code, replace } => {

@@ -1,102 +1,33 @@
-//! Durable storage of [`ClusterState`]: one JSON document, replaced atomically.
-//!
-//! Format (`state.json`, versioned so that a later release can migrate it):
-//! `{"format": 1, "state": {"topology": {...}, "pending": {...}}}`. The same document is
-//! what `emberctl export-state` prints and `import-state` reads.
+//! The file store: `DATA_DIR/state.json`, one JSON document replaced atomically.
 //!
 //! Write protocol: write `state.json.tmp`, fsync it, rename it over `state.json`, fsync the
 //! directory. A crash at any point leaves either the old or the new document, never a mix.
-//! A state is persisted before anyone is told about it (see `authority.rs`).
 //!
 //! Beside it, `cluster-id` names the cluster whose state the dir holds, written once. A
 //! dir with `cluster-id` but no `state.json` lost its state (deleted, or a bad restore):
 //! that is an error with a way out, never silently a new cluster, since nodes of the old
 //! cluster would then be told they belong nowhere. An empty or new dir starts a new state.
+//!
+//! One process owns the dir: the version a commit replaces is checked against the last
+//! one this process loaded or stored.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-
+use super::{decode, encode, StateStore, StoreError};
 use crate::state::ClusterState;
 
-const FORMAT: u32 = 1;
-const FILE: &str = "state.json";
-const MARKER: &str = "cluster-id";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot use data dir {dir}: {source}")]
-    Io {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{file} is corrupt: {source}")]
-    Corrupt {
-        file: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{file} has format {found}, this build reads format {FORMAT}")]
-    Format { file: PathBuf, found: u32 },
-    #[error("{file} holds an inconsistent state: {reason}")]
-    Inconsistent { file: PathBuf, reason: String },
-    #[error(
-        "{dir} held the state of cluster {cluster_id} (see {MARKER} there) but {FILE} is \
-         missing. The data nodes keep serving meanwhile. To restore it, copy a backup of \
-         {FILE} back, or start the control plane with an empty --data-dir and run \
-         `emberctl import-state BACKUP` (or `emberctl import-state` to rebuild the topology \
-         from the nodes' reports). To start a brand-new cluster instead, empty {dir}"
-    )]
-    Lost { dir: PathBuf, cluster_id: String },
-}
-
-#[derive(Serialize, Deserialize)]
-struct Document {
-    format: u32,
-    state: ClusterState,
-}
-
-/// Encodes a state as the stored document.
-pub fn encode(state: &ClusterState) -> Vec<u8> {
-    let doc = Document {
-        format: FORMAT,
-        state: state.clone(),
-    };
-    serde_json::to_vec_pretty(&doc).expect("state serializes")
-}
-
-/// Decodes and checks a stored document; `source` names it in errors.
-pub fn decode(bytes: &[u8], source: &Path) -> Result<ClusterState, StoreError> {
-    #[derive(Deserialize)]
-    struct Header {
-        format: u32,
-    }
-    let corrupt = |e| StoreError::Corrupt {
-        file: source.into(),
-        source: e,
-    };
-    let header: Header = serde_json::from_slice(bytes).map_err(corrupt)?;
-    if header.format != FORMAT {
-        return Err(StoreError::Format {
-            file: source.into(),
-            found: header.format,
-        });
-    }
-    let doc: Document = serde_json::from_slice(bytes).map_err(corrupt)?;
-    doc.state
-        .consistency_check()
-        .map_err(|reason| StoreError::Inconsistent {
-            file: source.into(),
-            reason,
-        })?;
-    Ok(doc.state)
-}
+pub(super) const FILE: &str = "state.json";
+pub(super) const MARKER: &str = "cluster-id";
 
 /// The data dir holding `state.json`.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// The version stored last (as this process loaded or committed it).
+    stored: Arc<Mutex<Option<u64>>>,
 }
 
 impl Store {
@@ -108,6 +39,7 @@ impl Store {
         })?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            stored: Arc::default(),
         })
     }
 
@@ -166,6 +98,36 @@ impl Store {
             .and_then(|d| d.sync_all())
             .map_err(|e| self.io(e))?;
         Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl StateStore for Store {
+    async fn load(&self) -> Result<Option<ClusterState>, StoreError> {
+        let store = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.load())
+            .await
+            .expect("load task panicked")?;
+        *self.stored.lock().unwrap() = loaded.as_ref().map(ClusterState::version);
+        Ok(loaded)
+    }
+
+    async fn commit(&self, expected: Option<u64>, next: &ClusterState) -> Result<(), StoreError> {
+        let found = *self.stored.lock().unwrap();
+        if found != expected {
+            return Err(StoreError::Conflict { expected, found });
+        }
+        let (store, next) = (self.clone(), next.clone());
+        let version = next.version();
+        tokio::task::spawn_blocking(move || store.save(&next))
+            .await
+            .expect("persist task panicked")?;
+        *self.stored.lock().unwrap() = Some(version);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("file {}", self.dir.join(FILE).display())
     }
 }
 
