@@ -112,13 +112,26 @@ async fn health_check(
     let codec: tonic_prost::ProstCodec<HealthCheckRequest, HealthCheckResponse> =
         tonic_prost::ProstCodec::default();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/grpc.health.v1.Health/Check");
-    grpc.unary(
-        tonic::Request::new(HealthCheckRequest::default()),
-        path,
-        codec,
-    )
-    .await?;
-    Ok(())
+    let answer = grpc
+        .unary(
+            tonic::Request::new(HealthCheckRequest::default()),
+            path,
+            codec,
+        )
+        .await;
+    match answer {
+        // Any answer of the server's own proves it serves (one without a health
+        // service says Unimplemented); a broken connection is Unavailable or Unknown.
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+            ) =>
+        {
+            Err(s.into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// gRPC metadata key that names the kind of a control-plane error beyond its code, so

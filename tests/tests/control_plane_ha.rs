@@ -25,6 +25,17 @@ fn leader(c: &TestCluster) -> anyhow::Result<(usize, i64)> {
     Ok((i, status["control_plane_term"].as_i64().unwrap_or(0)))
 }
 
+/// Waits until some process leads (and everyone knows it); its index and term.
+fn wait_leader(c: &TestCluster, other_than: Option<usize>) -> (usize, i64) {
+    let mut found = None;
+    wait_until("a leader", T, || {
+        found = leader(c).ok().filter(|(i, _)| Some(*i) != other_than);
+        Ok(found.is_some())
+    })
+    .unwrap();
+    found.unwrap()
+}
+
 fn version(c: &TestCluster) -> u64 {
     c.ctl_json(&["status"]).unwrap()["version"]
         .as_u64()
@@ -68,13 +79,7 @@ fn killing_the_leader_again_and_again_is_not_noticed() {
     let mut last_term = 0;
     let mut coverage = true;
     for round in 0..3 {
-        let mut found = None;
-        wait_until("a leader", T, || {
-            found = leader(&c).ok();
-            Ok(found.is_some())
-        })
-        .unwrap();
-        let (old, term) = found.unwrap();
+        let (old, term) = wait_leader(&c, None);
         assert!(
             term >= last_term,
             "round {round}: term {term} after {last_term}"
@@ -139,21 +144,9 @@ fn a_leader_paused_past_its_lease_commits_nothing_when_it_wakes() {
     let mut c = TestCluster::start_ha(1, 3, Duration::from_secs(3));
     c.ctl_ok(&["bootstrap", "n1"]);
     c.wait_all_info("cluster_state", "ok", T);
-    let mut found = None;
-    wait_until("a leader", T, || {
-        found = leader(&c).ok();
-        Ok(found.is_some())
-    })
-    .unwrap();
-    let (old, term) = found.unwrap();
+    let (old, term) = wait_leader(&c, None);
     c.control_plane(old).pause();
-    let mut next = None;
-    wait_until("another leader", T, || {
-        next = leader(&c).ok().filter(|(i, _)| *i != old);
-        Ok(next.is_some())
-    })
-    .unwrap();
-    let (new, new_term) = next.unwrap();
+    let (new, new_term) = wait_leader(&c, Some(old));
     assert!(new_term > term);
     c.ctl_ok(&["config", "set", "require-full-coverage", "no"]);
     let v = version(&c);
