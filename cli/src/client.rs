@@ -1,7 +1,6 @@
 //! Talking to the control plane: connecting, timeouts, and turning transport failures and
 //! gRPC statuses into [`CliError`], the one error type whose variants decide the exit code.
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::time::Duration;
 
@@ -114,16 +113,6 @@ pub fn status_error(url: &str, timeout: Duration, s: &Status) -> CliError {
     }
 }
 
-/// The innermost cause of a transport error ("Connection refused (os error 111)") is
-/// what a person can act on; the outer layers only say "transport error".
-fn root_cause(e: &(dyn StdError + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
 fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
@@ -150,7 +139,7 @@ impl Admin {
             Endpoint::from_shared(u.clone()).map_err(|e| {
                 CliError::Usage(format!(
                     "invalid control plane URL '{u}': {}",
-                    root_cause(&e)
+                    ember_proto::root_cause(&e)
                 ))
             })?;
         }

@@ -35,6 +35,15 @@ pub enum Role {
     NoLeader { why: String },
 }
 
+impl Role {
+    /// No leader yet: an election is under way.
+    pub fn electing() -> Role {
+        Role::NoLeader {
+            why: "no leader: an election is under way".into(),
+        }
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -122,9 +131,7 @@ pub async fn run(
         // leader's tasks stop, then the lease goes, so that the next leader's tasks
         // never run beside these.
         store.set_term(None);
-        authority.set_role(Role::NoLeader {
-            why: "no leader: an election is under way".into(),
-        });
+        authority.set_role(Role::electing());
         lost.cancel();
         if let Some((handles, _)) = tasks {
             for h in handles {
@@ -200,9 +207,7 @@ async fn observe(store: Arc<EtcdStore>, authority: Arc<Authority>, me: String) {
                 .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
             {
                 Some(leader) if leader != me => Role::Follower { leader },
-                _ => Role::NoLeader {
-                    why: "no leader: an election is under way".into(),
-                },
+                _ => Role::electing(),
             },
             Err(e) => Role::NoLeader {
                 why: format!("no leader: {e}"),
@@ -216,15 +221,16 @@ async fn observe(store: Arc<EtcdStore>, authority: Arc<Authority>, me: String) {
 /// Keeps the authority's copy of the state as etcd has it (a follower's hot copy).
 async fn follow(store: Arc<EtcdStore>, authority: Arc<Authority>, shutdown: CancellationToken) {
     let mut client = store.client();
+    let adopt = |value: &[u8]| match store.decode(value) {
+        Ok(state) => authority.adopt(state),
+        Err(e) => tracing::error!("cannot read the stored state: {e}"),
+    };
     while !shutdown.is_cancelled() {
         // Read, then watch from the next revision: nothing committed between is missed.
         let from = match timed(client.get(store.state_key(), None)).await {
             Ok(r) => {
                 if let Some(kv) = r.kvs().first() {
-                    match store.decode(kv.value()) {
-                        Ok(state) => authority.adopt(state),
-                        Err(e) => tracing::error!("cannot read the stored state: {e}"),
-                    }
+                    adopt(kv.value());
                 }
                 r.header().map_or(0, |h| h.revision()) + 1
             }
@@ -253,10 +259,7 @@ async fn follow(store: Arc<EtcdStore>, authority: Arc<Authority>, shutdown: Canc
                     continue;
                 }
                 if let Some(kv) = event.kv() {
-                    match store.decode(kv.value()) {
-                        Ok(state) => authority.adopt(state),
-                        Err(e) => tracing::error!("cannot read the stored state: {e}"),
-                    }
+                    adopt(kv.value());
                 }
             }
         }

@@ -14,7 +14,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::admin::AdminService;
 use crate::authority::Authority;
 use crate::forward::{Forward, Router};
-use crate::leadership::Role;
+use crate::leadership::{LeaderTasks, Role};
 use crate::session::SessionService;
 use crate::store::etcd::EtcdStore;
 use crate::store::file::Store;
@@ -49,6 +49,24 @@ pub struct Config {
     pub replica_validity_factor: u32,
 }
 
+/// The leader's tasks (the heartbeater: failure detection, failovers, migration
+/// timeouts), each stopped by the token it is started with.
+fn leader_tasks(authority: Arc<Authority>, config: &Config) -> LeaderTasks {
+    let (node_timeout, migration_timeout) = (config.node_timeout, config.migration_timeout);
+    Box::new(move |token| {
+        let authority = authority.clone();
+        vec![tokio::spawn(async move {
+            tokio::select! {
+                _ = crate::heartbeater::run(authority, node_timeout, migration_timeout) => {
+                    tracing::error!("the heartbeater stopped; shutting down");
+                    std::process::exit(70);
+                }
+                _ = token.cancelled() => {}
+            }
+        })]
+    })
+}
+
 /// Opens the state, binds the listener and serves until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -70,21 +88,6 @@ pub async fn serve(
     let promotion =
         crate::heartbeater::Promotion::new(config.node_timeout, config.replica_validity_factor);
     let stop = tokio_util::sync::CancellationToken::new();
-    let (node_timeout, migration_timeout) = (config.node_timeout, config.migration_timeout);
-    let leader_tasks = move |authority: Arc<Authority>| {
-        move |token: tokio_util::sync::CancellationToken| {
-            let authority = authority.clone();
-            vec![tokio::spawn(async move {
-                tokio::select! {
-                    _ = crate::heartbeater::run(authority, node_timeout, migration_timeout) => {
-                        tracing::error!("the heartbeater stopped; shutting down");
-                        std::process::exit(70);
-                    }
-                    _ = token.cancelled() => {}
-                }
-            })]
-        }
-    };
     let (authority, background) = match &config.store {
         StoreConfig::File { data_dir } => {
             let store: Arc<dyn StateStore> = Arc::new(Store::open(data_dir)?);
@@ -98,7 +101,7 @@ pub async fn serve(
                 promotion,
             );
             authority.take_over().await?;
-            let tasks = leader_tasks(authority.clone())(stop.child_token());
+            let tasks = leader_tasks(authority.clone(), &config)(stop.child_token());
             (authority, tasks)
         }
         StoreConfig::Etcd {
@@ -108,20 +111,14 @@ pub async fn serve(
             advertise,
         } => {
             let store = Arc::new(EtcdStore::connect(endpoints.clone(), prefix).await?);
-            let authority = Authority::new(
-                store.clone(),
-                Role::NoLeader {
-                    why: "no leader: an election is under way".into(),
-                },
-                lease_length,
-                promotion,
-            );
+            let authority =
+                Authority::new(store.clone(), Role::electing(), lease_length, promotion);
             let election = tokio::spawn(crate::leadership::run(
                 store,
                 authority.clone(),
                 advertise.clone(),
                 *lease_ttl,
-                Box::new(leader_tasks(authority.clone())),
+                leader_tasks(authority.clone(), &config),
                 stop.child_token(),
             ));
             (authority, vec![election])

@@ -80,16 +80,20 @@ pub async fn connect_any(
         match tokio::time::timeout(CONNECT_ATTEMPT, attempt).await {
             Ok(Ok(channel)) => return Ok((channel, url.clone())),
             Err(_) => last = format!("{url}: no answer within {CONNECT_ATTEMPT:?}"),
-            Ok(Err(e)) => {
-                let mut cause: &dyn std::error::Error = &*e;
-                while let Some(next) = cause.source() {
-                    cause = next;
-                }
-                last = format!("{url}: {cause}");
-            }
+            Ok(Err(e)) => last = format!("{url}: {}", root_cause(&*e)),
         }
     }
     Err(last)
+}
+
+/// The innermost cause of an error ("Connection refused (os error 111)") is what a
+/// person can act on; the outer layers of a transport error only say "transport error".
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// `grpc.health.v1.Health/Check` of the whole server (any answer will do: the process

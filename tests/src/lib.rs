@@ -229,6 +229,35 @@ impl Drop for Proc {
     }
 }
 
+/// A redis-server (Debian's: `.ci/run` installs it) on a free port without persistence
+/// settings, saving in `dir` when asked, logging to `log`; killed on drop. Returns once
+/// it answers, with a connection.
+pub fn redis_server(dir: &std::path::Path, log: &std::path::Path) -> (Proc, redis::Connection) {
+    let port = free_port();
+    let args = [
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([dir.display().to_string()])
+    .collect();
+    let server = Proc::spawn("redis-server", "redis-server".into(), args, log.into());
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let mut con = None;
+    wait_until("redis-server answers", Duration::from_secs(30), || {
+        con = Some(client.get_connection()?);
+        Ok(true)
+    })
+    .expect("redis-server must be installed (.ci/run installs it)");
+    (server, con.unwrap())
+}
+
 /// One data node's fixed coordinates.
 pub struct NodeSpec {
     pub name: String,

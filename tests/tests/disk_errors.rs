@@ -5,11 +5,11 @@
 //! nothing acknowledged lost.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use ember_tests::persist::info_field;
-use ember_tests::{free_port, wait_until, TestCluster};
+use ember_tests::{wait_until, TestCluster};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -25,46 +25,6 @@ fn reply(con: &mut redis::Connection, args: &[&str]) -> String {
     }
 }
 
-/// A redis-server on a free port, saving in `dir`; killed on drop.
-struct RedisServer(Child);
-
-impl RedisServer {
-    fn start(dir: &Path) -> (RedisServer, redis::Connection) {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (.ci/run installs it)");
-        let server = RedisServer(child);
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-        let mut con = None;
-        wait_until("redis-server answers", T, || {
-            con = client.get_connection().ok();
-            Ok(con.is_some())
-        })
-        .unwrap();
-        (server, con.unwrap())
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A failed `BGSAVE` with `save` points refuses writes and `PING` (not reads, not
 /// `CONFIG`), in a transaction and inside a script too, until
 /// `stop-writes-on-bgsave-error no`, no `save` points, or a save that succeeds: the same
@@ -75,7 +35,7 @@ fn a_failed_snapshot_refuses_writes_as_redis() {
     let redis_dir = tempfile::tempdir().unwrap();
     let redis_data = redis_dir.path().join("data");
     std::fs::create_dir(&redis_data).unwrap();
-    let (_redis, r) = RedisServer::start(&redis_data);
+    let (_redis, r) = ember_tests::redis_server(&redis_data, &redis_dir.path().join("redis.log"));
     let e = c.conn(0).unwrap();
     // Where each one's snapshot goes is a directory (with a file in it): the rename
     // that ends a save fails.

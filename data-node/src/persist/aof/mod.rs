@@ -237,9 +237,9 @@ pub enum RewriteRefused {
 }
 
 /// Starts or stops the writer as the `appendonly` setting says, and makes replies wait
-/// for the file as `appendfsync` says. Starting it makes the
-/// log record this node's writes (a primary's; a replica's log holds its primary's
-/// frames already) and, without a file loaded at start, rewrites the file first.
+/// for the file as `appendfsync` says. Starting it makes the log record this node's
+/// writes (a primary's; a replica's log holds its primary's frames already) and, without
+/// a file loaded at start, rewrites the file first.
 pub fn reconcile(state: &Arc<ServerState>) {
     let aof = &state.persist.aof;
     let want = state.config.aof.appendonly();
