@@ -57,9 +57,11 @@ impl EtcdStore {
     /// A client of the etcd cluster at `endpoints` (connected lazily: an etcd down at
     /// start is waited for, not an error), keys under `prefix`.
     pub async fn connect(endpoints: Vec<String>, prefix: &str) -> Result<Self, StoreError> {
+        // No per-request timeout here: a campaign waits as long as another leads (a
+        // timeout would make candidates give up and re-queue behind each other). Every
+        // other request is bounded by [`timed`].
         let options = ConnectOptions::new()
             .with_connect_timeout(REQUEST_TIMEOUT)
-            .with_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(Duration::from_secs(1), REQUEST_TIMEOUT);
         let client = Client::connect(&endpoints, Some(options))
             .await
